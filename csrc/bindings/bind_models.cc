@@ -1,0 +1,135 @@
+// gemma_native._core model classes.  The Python facade builds the config dict and the weight
+// dict (engine tensor names -> (array, dtype code)); the model keeps those arrays alive.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include "bindings/arrays.h"
+#include "model/griffin.h"
+
+namespace gemma_native::bindings {
+
+namespace {
+
+using model::GriffinConfig;
+using model::GriffinModel;
+using model::GriffinState;
+
+struct PyGriffin {
+  std::unique_ptr<GriffinModel> model;
+  py::dict keep_alive;  // the weight arrays the model points into
+};
+
+template <class T>
+T get(const py::dict& d, const char* key) {
+  GN_CHECK(d.contains(key), ErrorKind::kModelFormat, std::string("config is missing '") + key + "'");
+  try {
+    return d[key].cast<T>();
+  } catch (const py::cast_error&) {
+    fail(ErrorKind::kModelFormat, std::string("config value '") + key + "' has the wrong type");
+  }
+}
+
+GriffinConfig config_from_dict(const py::dict& d) {
+  GriffinConfig c;
+  c.vocab_size = get<int64_t>(d, "vocab_size");
+  c.width = get<int64_t>(d, "width");
+  c.num_heads = get<int64_t>(d, "num_heads");
+  c.head_dim = get<int64_t>(d, "head_dim");
+  c.kv_heads = get<int64_t>(d, "kv_heads");
+  c.lru_width = get<int64_t>(d, "lru_width");
+  c.mlp_width = get<int64_t>(d, "mlp_width");
+  c.window = get<int64_t>(d, "window");
+  c.conv_width = get<int64_t>(d, "conv_width");
+  c.rot_dims = get<int64_t>(d, "rot_dims");
+  c.rope_base = get<float>(d, "rope_base");
+  c.logits_soft_cap = get<float>(d, "logits_soft_cap");
+  c.embed_scale = get<float>(d, "embed_scale");
+  c.norm_eps = get<float>(d, "norm_eps");
+  c.norm_offset = get<float>(d, "norm_offset");
+  for (const auto& b : get<std::vector<std::string>>(d, "blocks")) {
+    if (b == "recurrent") {
+      c.blocks.push_back(model::BlockType::kRecurrent);
+    } else if (b == "attention") {
+      c.blocks.push_back(model::BlockType::kAttention);
+    } else {
+      fail(ErrorKind::kUnsupported, "unknown Griffin block type '" + b + "'");
+    }
+  }
+  return c;
+}
+
+std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights) {
+  auto g = std::make_unique<PyGriffin>();
+  model::TensorMap map;
+  for (auto item : weights) {
+    const std::string name = item.first.cast<std::string>();
+    auto pair = item.second.cast<py::tuple>();
+    GN_CHECK(pair.size() == 2, ErrorKind::kInvalidArgument, "weights values are (array, dtype)");
+    py::array arr = pair[0].cast<py::array>();
+    model::TensorRef t;
+    t.dtype = dtype_from_code(pair[1].cast<int>());
+    t.data = weight_ptr(arr, t.dtype, name.c_str());
+    t.shape = shape_of(arr);
+    map[name] = t;
+    g->keep_alive[py::str(name)] = arr;
+  }
+  g->model = std::make_unique<GriffinModel>(config_from_dict(cfg), map);
+  return g;
+}
+
+py::array forward(PyGriffin& g, py::array tokens, const std::vector<GriffinState*>& states,
+                  bool all_positions) {
+  check_ndim(tokens, 2, "tokens");
+  const int64_t B = tokens.shape(0), T = tokens.shape(1);
+  GN_CHECK(static_cast<int64_t>(states.size()) == B, ErrorKind::kShape,
+           "need one state per row of tokens (" + std::to_string(B) + "), got " +
+               std::to_string(states.size()));
+  const int32_t* tok = typed<int32_t>(tokens, "tokens");
+  const int64_t V = g.model->config().vocab_size;
+  std::vector<py::ssize_t> shape = all_positions ? std::vector<py::ssize_t>{B, T, V}
+                                                 : std::vector<py::ssize_t>{B, V};
+  py::array_t<float> logits(shape);
+  float* out = logits.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    g.model->forward(tok, B, T, states.data(), all_positions, out);
+  }
+  return logits;
+}
+
+}  // namespace
+
+void bind_models(py::module_& m) {
+  py::class_<GriffinState>(m, "GriffinState",
+                           "Fixed-size per-sequence state of a Griffin model (not thread-safe).")
+      .def_property_readonly("pos", [](const GriffinState& s) { return s.pos; },
+                             "Tokens consumed so far (the position of the next token).")
+      .def_property_readonly("nbytes", [](const GriffinState& s) {
+        return static_cast<int64_t>(s.data.size() * sizeof(float));
+      })
+      .def("clone", [](const GriffinState& s) { return std::make_unique<GriffinState>(s); })
+      .def("numpy", [](py::object self) {
+        auto& s = self.cast<GriffinState&>();
+        return py::array_t<float>({static_cast<py::ssize_t>(s.data.size())}, {sizeof(float)},
+                                  s.data.data(), self);
+      }, "A float32 view of the state's memory (writes go into the state).")
+      .def("_set_pos", [](GriffinState& s, int64_t p) {
+        GN_CHECK(p >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
+        s.pos = p;
+      });
+
+  py::class_<PyGriffin>(m, "GriffinModel")
+      .def(py::init(&make_griffin), py::arg("config"), py::arg("weights"))
+      .def("new_state", [](const PyGriffin& g) { return g.model->new_state(); })
+      .def_property_readonly("state_floats", [](const PyGriffin& g) {
+        return g.model->state_floats();
+      })
+      .def("forward", &forward, py::arg("tokens"), py::arg("states"),
+           py::arg("all_positions") = false,
+           "tokens int32 [B, T]; states: B GriffinState; returns logits [B, T, V] or [B, V].");
+}
+
+}  // namespace gemma_native::bindings

@@ -1,0 +1,314 @@
+// gemma_native._core op functions over numpy arrays (exposed to users as gemma_native.ops).
+// Inputs are checked for dtype, contiguity and every shape relation the kernel relies on, so
+// no call can read or write out of bounds; outputs are new arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "bindings/arrays.h"
+#include "ops/ops.h"
+
+namespace gemma_native::bindings {
+
+namespace {
+
+using OptArray = std::optional<py::array>;
+
+py::array_t<float> new_f32(const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  return py::array_t<float>(s);
+}
+
+ops::WeightMatrix weight_matrix(py::array& w, int dtype_code, const char* name) {
+  check_ndim(w, 2, name);
+  ops::WeightMatrix m;
+  m.dtype = dtype_from_code(dtype_code);
+  m.data = weight_ptr(w, m.dtype, name);
+  m.rows = w.shape(0);
+  m.cols = w.shape(1);
+  return m;
+}
+
+const float* opt_vec(OptArray& a, int64_t len, const char* name) {
+  if (!a) return nullptr;
+  check_ndim(*a, 1, name);
+  check_dim(*a, 0, len, name);
+  return typed<float>(*a, name);
+}
+
+py::array embedding(py::array table, int dtype_code, py::array ids, float scale) {
+  ops::EmbeddingArgs a;
+  a.table = weight_matrix(table, dtype_code, "table");
+  check_ndim(ids, 1, "ids");
+  a.ids = typed<int32_t>(ids, "ids");
+  a.n = ids.shape(0);
+  a.scale = scale;
+  auto out = new_f32({a.n, a.table.cols});
+  a.out = out.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::embedding(a);
+  return out;
+}
+
+py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
+  check_ndim(x, 2, "x");
+  check_ndim(w, 1, "w");
+  check_dim(w, 0, x.shape(1), "w");
+  ops::RmsNormArgs a;
+  a.x = typed<float>(x, "x");
+  a.w = typed<float>(w, "w");
+  a.n = x.shape(0);
+  a.d = x.shape(1);
+  a.eps = eps;
+  a.offset = offset;
+  auto out = new_f32(shape_of(x));
+  a.out = out.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::rmsnorm(a);
+  return out;
+}
+
+py::array linear(py::array x, py::array w, int dtype_code, OptArray bias) {
+  ops::LinearArgs a;
+  a.w = weight_matrix(w, dtype_code, "w");
+  check_ndim(x, 2, "x");
+  check_dim(x, 1, a.w.cols, "x");
+  a.x = typed<float>(x, "x");
+  a.n = x.shape(0);
+  a.bias = opt_vec(bias, a.w.rows, "bias");
+  auto y = new_f32({a.n, a.w.rows});
+  a.y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::linear(a);
+  return y;
+}
+
+py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b) {
+  check_ndim(w, 3, "w");
+  GN_CHECK(w.shape(1) == w.shape(2), ErrorKind::kShape, "w must be [blocks, bs, bs]");
+  check_ndim(x, 2, "x");
+  ops::BlockDiagLinearArgs a;
+  a.blocks = w.shape(0);
+  a.block_size = w.shape(1);
+  check_dim(x, 1, a.blocks * a.block_size, "x");
+  a.x = typed<float>(x, "x");
+  a.n = x.shape(0);
+  a.w_dtype = dtype_from_code(dtype_code);
+  a.w = weight_ptr(w, a.w_dtype, "w");
+  if (b) {
+    check_ndim(*b, 2, "b");
+    check_dim(*b, 0, a.blocks, "b");
+    check_dim(*b, 1, a.block_size, "b");
+    a.b = typed<float>(*b, "b");
+  }
+  auto y = new_f32(shape_of(x));
+  a.y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::block_diag_linear(a);
+  return y;
+}
+
+py::array conv1d(py::array x, py::array pos, py::array w, OptArray bias, OptArray state) {
+  check_ndim(x, 3, "x");
+  check_ndim(w, 2, "w");
+  ops::Conv1dArgs a;
+  a.batch = x.shape(0);
+  a.time = x.shape(1);
+  a.channels = x.shape(2);
+  a.width = w.shape(0);
+  GN_CHECK(a.width >= 1, ErrorKind::kShape, "w must have at least one tap");
+  check_dim(w, 1, a.channels, "w");
+  check_ndim(pos, 2, "pos");
+  check_dim(pos, 0, a.batch, "pos");
+  check_dim(pos, 1, a.time, "pos");
+  a.x = typed<float>(x, "x");
+  a.pos = typed<int32_t>(pos, "pos");
+  a.w = typed<float>(w, "w");
+  a.bias = opt_vec(bias, a.channels, "bias");
+  if (state) {
+    check_ndim(*state, 3, "state");
+    check_dim(*state, 0, a.batch, "state");
+    check_dim(*state, 1, a.width - 1, "state");
+    check_dim(*state, 2, a.channels, "state");
+    a.state = typed<float>(*state, "state", true);
+  }
+  auto y = new_f32(shape_of(x));
+  a.y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::conv1d(a);
+  return y;
+}
+
+py::array rglru_scan(py::array x, py::array gate_x, py::array gate_a, py::array a_param,
+                     py::array pos, py::array h) {
+  check_ndim(x, 3, "x");
+  const auto s = shape_of(x);
+  GN_CHECK(shape_of(gate_x) == s && shape_of(gate_a) == s, ErrorKind::kShape,
+           "gate_x and gate_a must have the shape of x " + shape_text(s));
+  check_ndim(a_param, 1, "a_param");
+  check_dim(a_param, 0, s[2], "a_param");
+  check_ndim(pos, 2, "pos");
+  check_dim(pos, 0, s[0], "pos");
+  check_dim(pos, 1, s[1], "pos");
+  check_ndim(h, 2, "h");
+  check_dim(h, 0, s[0], "h");
+  check_dim(h, 1, s[2], "h");
+  ops::RgLruArgs a;
+  a.x = typed<float>(x, "x");
+  a.gate_x = typed<float>(gate_x, "gate_x");
+  a.gate_a = typed<float>(gate_a, "gate_a");
+  a.a_param = typed<float>(a_param, "a_param");
+  a.pos = typed<int32_t>(pos, "pos");
+  a.h = typed<float>(h, "h", true);
+  a.batch = s[0];
+  a.time = s[1];
+  a.channels = s[2];
+  auto y = new_f32(s);
+  a.y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::rglru_scan(a);
+  return y;
+}
+
+py::array rope(py::array x, py::array pos, int64_t rot_dims, float base) {
+  check_ndim(x, 3, "x");
+  check_ndim(pos, 1, "pos");
+  check_dim(pos, 0, x.shape(0), "pos");
+  const float* src = typed<float>(x, "x");
+  auto out = new_f32(shape_of(x));
+  std::copy(src, src + x.size(), out.mutable_data());
+  ops::RopeArgs a;
+  a.x = out.mutable_data();
+  a.pos = typed<int32_t>(pos, "pos");
+  a.n = x.shape(0);
+  a.heads = x.shape(1);
+  a.head_dim = x.shape(2);
+  a.rot_dims = rot_dims;
+  a.base = base;
+  py::gil_scoped_release nogil;
+  ops::rope(a);
+  return out;
+}
+
+py::array attention(py::array q, py::array k, py::array v, py::array pos, int64_t window,
+                    float scale, float softcap, OptArray k_cache, OptArray v_cache,
+                    OptArray count) {
+  check_ndim(q, 4, "q");
+  check_ndim(k, 4, "k");
+  ops::AttentionArgs a;
+  a.batch = q.shape(0);
+  a.time = q.shape(1);
+  a.heads = q.shape(2);
+  a.head_dim = q.shape(3);
+  a.kv_heads = k.shape(2);
+  check_dim(k, 0, a.batch, "k");
+  check_dim(k, 1, a.time, "k");
+  check_dim(k, 3, a.head_dim, "k");
+  GN_CHECK(shape_of(v) == shape_of(k), ErrorKind::kShape, "v must have the shape of k");
+  check_ndim(pos, 2, "pos");
+  check_dim(pos, 0, a.batch, "pos");
+  check_dim(pos, 1, a.time, "pos");
+  a.q = typed<float>(q, "q");
+  a.k = typed<float>(k, "k");
+  a.v = typed<float>(v, "v");
+  a.pos = typed<int32_t>(pos, "pos");
+  a.window = window;
+  a.scale = scale;
+  a.softcap = softcap;
+  GN_CHECK(k_cache.has_value() == v_cache.has_value() && k_cache.has_value() == count.has_value(),
+           ErrorKind::kInvalidArgument, "give k_cache, v_cache and count together or none");
+  if (k_cache) {
+    check_ndim(*k_cache, 4, "k_cache");
+    check_dim(*k_cache, 0, a.batch, "k_cache");
+    check_dim(*k_cache, 2, a.kv_heads, "k_cache");
+    check_dim(*k_cache, 3, a.head_dim, "k_cache");
+    GN_CHECK(shape_of(*v_cache) == shape_of(*k_cache), ErrorKind::kShape,
+             "v_cache must have the shape of k_cache");
+    check_ndim(*count, 1, "count");
+    check_dim(*count, 0, a.batch, "count");
+    a.slots = k_cache->shape(1);
+    a.k_cache = typed<float>(*k_cache, "k_cache", true);
+    a.v_cache = typed<float>(*v_cache, "v_cache", true);
+    a.count = typed<int64_t>(*count, "count");
+  }
+  auto out = new_f32(shape_of(q));
+  a.out = out.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::attention(a);
+  return out;
+}
+
+py::array geglu(py::array gate, py::array up) {
+  GN_CHECK(shape_of(gate) == shape_of(up), ErrorKind::kShape, "gate and up must have one shape");
+  ops::GegluArgs a;
+  a.gate = typed<float>(gate, "gate");
+  a.up = typed<float>(up, "up");
+  a.n = gate.size();
+  auto out = new_f32(shape_of(gate));
+  a.out = out.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::geglu(a);
+  return out;
+}
+
+py::array softcap(py::array x, float cap) {
+  const float* src = typed<float>(x, "x");
+  auto out = new_f32(shape_of(x));
+  std::copy(src, src + x.size(), out.mutable_data());
+  float* p = out.mutable_data();
+  const int64_t n = x.size();
+  py::gil_scoped_release nogil;
+  ops::softcap(p, n, cap);
+  return out;
+}
+
+py::array sample(py::array logits, py::array temperature, py::array top_k, py::array top_p,
+                 py::array seed, py::array counter) {
+  check_ndim(logits, 2, "logits");
+  const int64_t B = logits.shape(0), V = logits.shape(1);
+  for (auto* p : {&temperature, &top_k, &top_p, &seed, &counter}) {
+    check_ndim(*p, 1, "sampling parameter");
+    check_dim(*p, 0, B, "sampling parameter");
+  }
+  const float* lg = typed<float>(logits, "logits");
+  const float* t = typed<float>(temperature, "temperature");
+  const int32_t* k = typed<int32_t>(top_k, "top_k");
+  const float* p = typed<float>(top_p, "top_p");
+  const uint64_t* s = typed<uint64_t>(seed, "seed");
+  const uint64_t* c = typed<uint64_t>(counter, "counter");
+  std::vector<ops::SamplingRow> rows(B);
+  for (int64_t b = 0; b < B; ++b) rows[b] = {t[b], k[b], p[b], s[b], c[b]};
+  py::array_t<int32_t> out(B);
+  int32_t* o = out.mutable_data();
+  py::gil_scoped_release nogil;
+  ops::sample(lg, B, V, rows.data(), o);
+  return out;
+}
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+  using py::arg;
+  m.def("embedding", &embedding, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
+  m.def("rmsnorm", &rmsnorm, arg("x"), arg("w"), arg("eps"), arg("offset"));
+  m.def("linear", &linear, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none());
+  m.def("block_diag_linear", &block_diag_linear, arg("x"), arg("w"), arg("dtype"),
+        arg("b") = py::none());
+  m.def("conv1d", &conv1d, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),
+        arg("state") = py::none());
+  m.def("rglru_scan", &rglru_scan, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
+        arg("pos"), arg("h"));
+  m.def("rope", &rope, arg("x"), arg("pos"), arg("rot_dims"), arg("base"));
+  m.def("attention", &attention, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
+        arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
+        arg("v_cache") = py::none(), arg("count") = py::none());
+  m.def("geglu", &geglu, arg("gate"), arg("up"));
+  m.def("softcap", &softcap, arg("x"), arg("cap"));
+  m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
+        arg("seed"), arg("counter"));
+  m.def("sample_uniform", &ops::sample_uniform, arg("seed"), arg("counter"));
+}
+
+}  // namespace gemma_native::bindings

@@ -1,0 +1,79 @@
+// gemma_native._core: the thin pybind11 layer.  numpy arrays in, raw pointers to the ops and
+// the models out; every shape/dtype is checked here, the GIL is released around compute, and
+// gemma_native::Error is raised as the Python exception of its kind (gemma_native.errors).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings/arrays.h"
+#include "ops/cpu/dispatch.h"
+#include "ops/cpu/threadpool.h"
+
+namespace py = pybind11;
+
+namespace gemma_native::bindings {
+
+void bind_ops(py::module_& m);
+void bind_models(py::module_& m);
+
+namespace {
+
+const char* exception_name(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::kInvalidArgument: return "InvalidArgumentError";
+    case ErrorKind::kShape: return "ShapeError";
+    case ErrorKind::kDType: return "DTypeError";
+    case ErrorKind::kModelFormat: return "ModelFormatError";
+    case ErrorKind::kUnsupported: return "UnsupportedModelError";
+    case ErrorKind::kDevice: return "DeviceError";
+  }
+  return "GemmaNativeError";
+}
+
+py::dict backend_info() {
+  py::dict d;
+  d["cpu_isa"] = ops::cpu::active_isa();
+  d["available_isas"] = ops::cpu::available_isas();
+  d["compiled_isas"] = ops::cpu::compiled_isas();
+  py::dict feats;
+  for (const auto& f : ops::cpu::cpu_features()) feats[py::str(f.first)] = f.second;
+  d["cpu_features"] = feats;
+  d["num_threads"] = ops::cpu::num_threads();
+  d["default_num_threads"] = ops::cpu::default_num_threads();
+  d["cuda"] = false;
+  return d;
+}
+
+}  // namespace
+}  // namespace gemma_native::bindings
+
+PYBIND11_MODULE(_core, m) {
+  using namespace gemma_native;
+  m.doc() = "gemma_native compiled core (use the gemma_native package, not this module)";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      py::object errors = py::module_::import("gemma_native.errors");
+      py::object cls = errors.attr(bindings::exception_name(e.kind()));
+      PyErr_SetString(cls.ptr(), e.what());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(PyExc_MemoryError, "gemma_native: out of memory");
+    }
+  });
+
+  m.def("backend_info", &bindings::backend_info, "Which CPU kernels run and what the CPU has.");
+  m.def("set_cpu_isa", &ops::cpu::set_isa, py::arg("name"),
+        "Force a CPU kernel set: 'auto', 'scalar', 'avx2' or 'avx512'.");
+  m.def("cpu_isa", &ops::cpu::active_isa);
+  m.def("set_num_threads", &ops::cpu::set_num_threads, py::arg("n"),
+        "Threads used by the kernels; n <= 0 restores the default (physical cores).");
+  m.def("num_threads", &ops::cpu::num_threads);
+
+  bindings::bind_ops(m);
+  bindings::bind_models(m);
+}

@@ -1,0 +1,70 @@
+// Storage dtypes for weights and their conversions to fp32.
+// Activations are always fp32 inside the engine; weights keep their file dtype (bf16, fp16 or
+// fp32) and are widened in registers.  Conversions are plain bit manipulation so that they are
+// identical on every ISA and under nvcc.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "gemma_native/common.h"
+
+namespace gemma_native {
+
+enum class DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+GN_HD int dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+static inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::kF32: return "float32";
+    case DType::kBF16: return "bfloat16";
+    case DType::kF16: return "float16";
+  }
+  return "?";
+}
+
+GN_HD float bits_to_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+GN_HD uint32_t f32_to_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+GN_HD float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+
+// Round to nearest even; NaN stays NaN (quiet).
+GN_HD uint16_t f32_to_bf16(float f) {
+  uint32_t u = f32_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// IEEE half -> float, exact for every input including subnormals, inf and NaN.
+GN_HD float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1f) return bits_to_f32(sign | 0x7f800000u | (mant << 13));
+  if (exp != 0) return bits_to_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+  if (mant == 0) return bits_to_f32(sign);
+  // Subnormal half: value = mant * 2^-24.
+  float v = static_cast<float>(mant) * 5.9604644775390625e-08f;
+  return sign ? -v : v;
+}
+
+GN_HD float load_as_f32(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+}  // namespace gemma_native

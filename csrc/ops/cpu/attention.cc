@@ -1,0 +1,122 @@
+// attention: causal local multi-query / grouped-query attention over a chunk of new tokens,
+// continuing from a ring-buffer KV cache (MODELS.md 1.8-1.9; Gemma sliding/global layers too).
+//   Query t of sequence b sits at absolute index n = count[b] + t and sees key index p iff
+//   p <= n, n - p <= window and no token of this chunk in (p, n] starts a document.
+//   Keys p < count[b] live in cache slot p % S.  softmax in fp32; scores = (q.k) * scale,
+//   soft-capped when softcap > 0.  The chunk's keys/values are written to the ring afterwards.
+// Napkin math (decode, Griffin 2B): per layer reads W*hd*2 cached floats (2048*256*2*4 = 4 MB)
+// once for all 10 query heads in the ideal kernel; this version walks them per head (the
+// shared-K/V decode kernel is a later tuning step).  Prefill: 4*T*min(T, W)*hd*H FLOPs.
+#include <math.h>
+
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/simd.h"
+
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace {
+
+static inline float dot(const float* a, const float* b, int64_t n) {
+  Vec c0 = zero(), c1 = zero();
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    c0 = fma(load(a + i), load(b + i), c0);
+    c1 = fma(load(a + i + kLanes), load(b + i + kLanes), c1);
+  }
+  for (; i + kLanes <= n; i += kLanes) c0 = fma(load(a + i), load(b + i), c0);
+  float s = hsum(add(c0, c1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(float alpha, const float* x, float* y, int64_t n) {
+  const Vec av = splat(alpha);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store(y + i, fma(av, load(x + i), load(y + i)));
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a) {
+  const int64_t T = a.time, H = a.heads, KV = a.kv_heads, hd = a.head_dim, S = a.slots;
+  const int64_t group = H / KV;
+  const bool cached = a.k_cache != nullptr;
+  // Longest key list one query can have: the visible cache part plus the chunk part.
+  const int64_t max_keys = (cached ? min64(S, a.window) : 0) + min64(T, a.window + 1);
+
+  par_for(a.batch * T * H, 1, [&](int64_t w0, int64_t w1) {
+    float* scores = new float[max_keys > 0 ? max_keys : 1];
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t b = w / (T * H), t = (w / H) % T, h = w % H;
+      const int64_t kvh = h / group;
+      const int64_t count = cached ? a.count[b] : 0;
+      const int64_t n = count + t;
+      const int32_t* pos = a.pos + b * T;
+      // Latest document start in this chunk at or before t (-1: none).
+      int64_t start = -1;
+      for (int64_t j = t; j >= 0; --j) {
+        if (pos[j] == 0) {
+          start = j;
+          break;
+        }
+      }
+      const float* q = a.q + ((b * T + t) * H + h) * hd;
+      // Chunk keys j in [j0, t]; cache keys p in [p0, count) when no document start intervenes.
+      const int64_t j0 = max64(start >= 0 ? start : 0, t - a.window);
+      int64_t p0 = count;
+      if (cached && start < 0) p0 = max64(0, n - a.window);
+      int64_t nk = 0;
+      float mx = -INFINITY;
+      for (int64_t p = p0; p < count; ++p) {
+        const float* k = a.k_cache + ((b * S + p % S) * KV + kvh) * hd;
+        float s = dot(q, k, hd) * a.scale;
+        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        scores[nk++] = s;
+        mx = s > mx ? s : mx;
+      }
+      for (int64_t j = j0; j <= t; ++j) {
+        const float* k = a.k + ((b * T + j) * KV + kvh) * hd;
+        float s = dot(q, k, hd) * a.scale;
+        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        scores[nk++] = s;
+        mx = s > mx ? s : mx;
+      }
+      float sum = 0.0f;
+      for (int64_t i = 0; i < nk; ++i) {
+        scores[i] = expf(scores[i] - mx);
+        sum += scores[i];
+      }
+      const float inv = 1.0f / sum;
+      float* o = a.out + ((b * T + t) * H + h) * hd;
+      for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
+      int64_t i = 0;
+      for (int64_t p = p0; p < count; ++p, ++i) {
+        axpy(scores[i] * inv, a.v_cache + ((b * S + p % S) * KV + kvh) * hd, o, hd);
+      }
+      for (int64_t j = j0; j <= t; ++j, ++i) {
+        axpy(scores[i] * inv, a.v + ((b * T + j) * KV + kvh) * hd, o, hd);
+      }
+    }
+    delete[] scores;
+  });
+
+  if (cached) {
+    // Write the chunk into the ring (only the last S tokens can survive).
+    const int64_t row = KV * hd;
+    for (int64_t b = 0; b < a.batch; ++b) {
+      for (int64_t j = max64(0, T - S); j < T; ++j) {
+        const int64_t slot = (a.count[b] + j) % S;
+        float* kd = a.k_cache + (b * S + slot) * row;
+        float* vd = a.v_cache + (b * S + slot) * row;
+        const float* ks = a.k + (b * T + j) * row;
+        const float* vs = a.v + (b * T + j) * row;
+        for (int64_t d = 0; d < row; ++d) {
+          kd[d] = ks[d];
+          vd[d] = vs[d];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace gemma_native::ops::cpu::GN_ISA

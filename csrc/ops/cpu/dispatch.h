@@ -1,0 +1,24 @@
+// Run-time choice of the CPU kernel set.  At first use the best ISA this CPU and OS support is
+// picked (avx512 > avx2 > scalar) unless GEMMA_NATIVE_CPU_ISA names one; set_isa() switches
+// later (tests use it to run every path in one process).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ops/cpu/kernels.h"
+
+namespace gemma_native::ops::cpu {
+
+const KernelTable& active();
+std::string active_isa();
+// ISAs compiled into this binary and usable on this CPU, best last.
+std::vector<std::string> available_isas();
+// ISAs compiled into this binary (whether or not this CPU can run them).
+std::vector<std::string> compiled_isas();
+// "auto" or one of available_isas(); anything else throws Error(kDevice).
+void set_isa(const std::string& name);
+// CPU feature flags relevant to the kernels, for backend_info().
+std::vector<std::pair<std::string, bool>> cpu_features();
+
+}  // namespace gemma_native::ops::cpu

@@ -1,0 +1,122 @@
+// A minimal SIMD vocabulary for the CPU kernels, one definition per ISA.  Included only by
+// kernel files, which are compiled once per ISA with GN_ISA naming the namespace; everything
+// here lives in that namespace (or is static) so the copies never meet at link time.
+//
+//   Vec          one register of fp32 lanes (kLanes: 16 AVX-512, 8 AVX2, 1 scalar)
+//   load/store   fp32; load_w<DT>(p, i) widens kLanes weights of dtype DT starting at index i
+//   fma(a,b,c)   a*b + c;  hsum(v) sums the lanes
+#pragma once
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+#include <type_traits>
+
+#include "gemma_native/dtype.h"
+#include "ops/cpu/threadpool.h"
+
+#ifndef GN_ISA
+#error "simd.h is for kernel files compiled per ISA (GN_ISA must be defined)"
+#endif
+
+namespace gemma_native::ops::cpu::GN_ISA {
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+using Vec = __m512;
+static inline Vec zero() { return _mm512_setzero_ps(); }
+static inline Vec splat(float x) { return _mm512_set1_ps(x); }
+static inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+static inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+static inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+static inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+static inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
+static inline Vec load_bf16(const uint16_t* p) {
+  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline Vec load_f16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+#elif defined(__AVX2__)
+constexpr int kLanes = 8;
+using Vec = __m256;
+static inline Vec zero() { return _mm256_setzero_ps(); }
+static inline Vec splat(float x) { return _mm256_set1_ps(x); }
+static inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+static inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+static inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+static inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+static inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+static inline float hsum(Vec v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+static inline Vec load_bf16(const uint16_t* p) {
+  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+static inline Vec load_f16(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+#else
+constexpr int kLanes = 1;
+using Vec = float;
+static inline Vec zero() { return 0.0f; }
+static inline Vec splat(float x) { return x; }
+static inline Vec load(const float* p) { return *p; }
+static inline void store(float* p, Vec v) { *p = v; }
+static inline Vec fma(Vec a, Vec b, Vec c) { return a * b + c; }
+static inline Vec mul(Vec a, Vec b) { return a * b; }
+static inline Vec add(Vec a, Vec b) { return a + b; }
+static inline float hsum(Vec v) { return v; }
+static inline Vec load_bf16(const uint16_t* p) { return bf16_to_f32(*p); }
+static inline Vec load_f16(const uint16_t* p) { return f16_to_f32(*p); }
+#endif
+
+// kLanes weights of dtype DT starting at element i of w, widened to fp32.
+template <DType DT>
+static inline Vec load_w(const void* w, int64_t i) {
+  if constexpr (DT == DType::kF32) {
+    return load(static_cast<const float*>(w) + i);
+  } else if constexpr (DT == DType::kBF16) {
+    return load_bf16(static_cast<const uint16_t*>(w) + i);
+  } else {
+    return load_f16(static_cast<const uint16_t*>(w) + i);
+  }
+}
+
+template <DType DT>
+static inline float load_w1(const void* w, int64_t i) {
+  return load_as_f32(w, DT, i);
+}
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// parallel_for over a callable (lambda) without crossing translation units with templates.
+template <class F>
+static inline void par_for(int64_t n, int64_t min_chunk, F&& f) {
+  using Fn = typename std::remove_reference<F>::type;
+  parallel_for(
+      n, min_chunk,
+      [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); },
+      const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+// Calls f with the DType as a compile-time constant.
+template <class F>
+static inline void with_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::kBF16: f(std::integral_constant<DType, DType::kBF16>()); break;
+    case DType::kF16: f(std::integral_constant<DType, DType::kF16>()); break;
+    default: f(std::integral_constant<DType, DType::kF32>()); break;
+  }
+}
+
+}  // namespace gemma_native::ops::cpu::GN_ISA

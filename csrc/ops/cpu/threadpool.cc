@@ -1,0 +1,178 @@
+#include "ops/cpu/threadpool.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace gemma_native::ops::cpu {
+namespace {
+
+thread_local bool t_inside_pool = false;
+
+class Pool {
+ public:
+  explicit Pool(int threads) { start(threads); }
+  ~Pool() { stop(); }
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int threads) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    stop();
+    start(threads);
+  }
+
+  void run(int64_t n, int64_t chunk, RangeFn fn, void* ctx) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = fn;
+      ctx_ = ctx;
+      n_ = n;
+      chunk_ = chunk;
+      next_.store(0);
+      error_ = nullptr;
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    cv_work_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(m_);
+    cv_done_.wait(lk, [&] { return pending_ == 0; });
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void start(int threads) {
+    quit_ = false;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { loop(); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      quit_ = true;
+      ++generation_;
+    }
+    cv_work_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  void work() {
+    t_inside_pool = true;
+    try {
+      for (;;) {
+        const int64_t b = next_.fetch_add(chunk_);
+        if (b >= n_) break;
+        fn_(ctx_, b, std::min(n_, b + chunk_));
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!error_) error_ = std::current_exception();
+      next_.store(n_);
+    }
+    t_inside_pool = false;
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_work_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (quit_) return;
+      }
+      work();
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        --pending_;
+      }
+      cv_done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex call_mutex_;  // one parallel_for at a time
+  std::mutex m_;
+  std::condition_variable cv_work_, cv_done_;
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+  int pending_ = 0;
+  RangeFn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  int64_t n_ = 0, chunk_ = 1;
+  std::atomic<int64_t> next_{0};
+  std::exception_ptr error_;
+};
+
+int detect_physical_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+  std::set<std::pair<std::string, std::string>> cores;
+  int logical = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    ++logical;
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
+    std::string p, c;
+    if (!(pkg >> p) || !(core >> c)) return std::max(1, logical);  // no topology: count logical
+    cores.emplace(p, c);
+  }
+  return std::max<int>(1, static_cast<int>(cores.empty() ? logical : cores.size()));
+}
+
+std::mutex g_pool_mutex;
+Pool* g_pool = nullptr;  // created on first use; lives until process exit
+
+Pool& pool() {
+  std::lock_guard<std::mutex> lk(g_pool_mutex);
+  if (!g_pool) g_pool = new Pool(default_num_threads());
+  return *g_pool;
+}
+
+}  // namespace
+
+int default_num_threads() {
+  static const int n = detect_physical_cores();
+  return n;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = default_num_threads();
+  n = std::min(n, 1024);
+  pool().resize(n);
+}
+
+int num_threads() { return pool().threads(); }
+
+void parallel_for(int64_t n, int64_t min_chunk, RangeFn fn, void* ctx) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(1, min_chunk);
+  Pool& p = pool();
+  const int threads = p.threads();
+  if (t_inside_pool || threads == 1 || n <= min_chunk) {
+    fn(ctx, 0, n);
+    return;
+  }
+  // About four chunks per thread balances uneven work without much scheduling overhead.
+  const int64_t chunk = std::max(min_chunk, (n + 4 * threads - 1) / (4 * threads));
+  p.run(n, chunk, fn, ctx);
+}
+
+}  // namespace gemma_native::ops::cpu

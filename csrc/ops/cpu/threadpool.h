@@ -1,0 +1,21 @@
+// The one persistent thread pool of the CPU backend.  parallel_for runs fn over [0, n) in
+// chunks on the pool's workers plus the calling thread; nested calls run inline.  The function
+// pointer interface (no templates) keeps per-ISA kernel objects free of shared inline code.
+#pragma once
+
+#include <cstdint>
+
+namespace gemma_native::ops::cpu {
+
+using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+
+// Splits [0, n) into chunks of at least min_chunk items.
+void parallel_for(int64_t n, int64_t min_chunk, RangeFn fn, void* ctx);
+
+// Number of threads used by parallel_for (workers + caller).  n <= 0 restores the default
+// (physical cores available to this process).
+void set_num_threads(int n);
+int num_threads();
+int default_num_threads();
+
+}  // namespace gemma_native::ops::cpu

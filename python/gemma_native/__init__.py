@@ -1,0 +1,59 @@
+"""gemma_native: a native C++ engine for Google's RecurrentGemma (Griffin) and Gemma models.
+
+    import gemma_native as gn
+    model = gn.load("path/to/recurrentgemma-folder")
+    print(model.generate("The capital of France is", max_tokens=16).text)
+
+No PyTorch or JAX at run time; the compute runs in the compiled ``gemma_native._core``.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from .errors import (
+    DeviceError,
+    DTypeError,
+    GemmaNativeError,
+    InvalidArgumentError,
+    ModelFormatError,
+    ModelNotFoundError,
+    ShapeError,
+    TokenizerError,
+    UnsupportedModelError,
+)
+from .loader import load
+from .model import GenerationResult, Model, SamplingParams, State
+from .tokenizer import Tokenizer
+
+__version__ = "0.1.0"
+
+
+def backend_info() -> dict:
+    """Which CPU kernel set runs (and which exist), the CPU's features and the thread count."""
+    return _core.backend_info()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads used by the kernels (process-wide); None or 0 restores the default (one per
+    physical core)."""
+    _core.set_num_threads(0 if n is None else int(n))
+
+
+def set_cpu_isa(name: str) -> None:
+    """Forces a CPU kernel set ('scalar', 'avx2', 'avx512' or 'auto'); DeviceError if this
+    binary or CPU lacks it.  The environment variable GEMMA_NATIVE_CPU_ISA does the same at
+    import."""
+    _core.set_cpu_isa(str(name))
+
+
+# Apply GEMMA_NATIVE_CPU_ISA now so a bad value fails loudly at import, not at first use.
+_core.set_cpu_isa(_os.environ.get("GEMMA_NATIVE_CPU_ISA", "auto") or "auto")
+
+__all__ = [
+    "load", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
+    "backend_info", "set_num_threads", "set_cpu_isa", "GemmaNativeError", "ModelFormatError",
+    "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
+    "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",
+]

@@ -1,0 +1,82 @@
+"""Weight dtypes: numpy has no bfloat16, so bf16 tensors travel as ``(uint16_bits, "bfloat16")``.
+
+A *weight* argument anywhere in the package may be a float32 or float16 numpy array, or a pair
+``(array, dtype_name)`` with dtype_name one of "float32", "bfloat16", "float16" (for bfloat16
+the array holds the raw uint16 bits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DTypeError
+
+DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
+_ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
+            "fp16": "float16", "half": "float16", "float": "float32"}
+
+
+def canonical_dtype(name) -> str:
+    if isinstance(name, np.dtype) or (isinstance(name, type) and issubclass(name, np.generic)):
+        name = np.dtype(name).name
+    key = str(name).lower()
+    key = _ALIASES.get(key, key)
+    if key not in DTYPE_CODES:
+        raise DTypeError(f"unsupported weight dtype {name!r}; use one of {sorted(DTYPE_CODES)}")
+    return key
+
+
+def f32_to_bf16_bits(x) -> np.ndarray:
+    """Round float32 to bfloat16 (nearest even), returning the uint16 bits."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(nan, ((u >> 16) | 0x40).astype(np.uint16), rounded)
+
+
+def bf16_bits_to_f32(bits) -> np.ndarray:
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def bf16_round(x) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16, returned as float32."""
+    return bf16_bits_to_f32(f32_to_bf16_bits(x))
+
+
+def split_weight(w):
+    """Returns (array, dtype_name) for any accepted weight form."""
+    if isinstance(w, tuple):
+        if len(w) != 2:
+            raise DTypeError("a weight tuple must be (array, dtype_name)")
+        arr, name = np.asarray(w[0]), canonical_dtype(w[1])
+        if name == "float32" and arr.dtype != np.float32:
+            raise DTypeError(f"float32 weight given as {arr.dtype} array")
+        if name in ("bfloat16", "float16") and arr.dtype.itemsize != 2:
+            raise DTypeError(f"{name} weight must be a 2-byte array, got {arr.dtype}")
+        return arr, name
+    arr = np.asarray(w)
+    if arr.dtype == np.float32:
+        return arr, "float32"
+    if arr.dtype == np.float16:
+        return arr, "float16"
+    raise DTypeError(
+        f"weights must be float32 or float16 arrays, or (uint16_bits, 'bfloat16'); got {arr.dtype}")
+
+
+def weight_to_f32(w) -> np.ndarray:
+    arr, name = split_weight(w)
+    if name == "bfloat16":
+        return bf16_bits_to_f32(arr)
+    return np.asarray(arr).astype(np.float32) if name == "float16" else np.asarray(arr, np.float32)
+
+
+def convert_weight(arr: np.ndarray, src: str, dst: str):
+    """Converts an array of dtype ``src`` to ``dst`` (copies only when they differ)."""
+    if src == dst:
+        return arr
+    f = bf16_bits_to_f32(arr) if src == "bfloat16" else np.asarray(arr, dtype=np.float32)
+    if dst == "float32":
+        return np.ascontiguousarray(f, dtype=np.float32)
+    if dst == "float16":
+        return np.ascontiguousarray(f.astype(np.float16))
+    return f32_to_bf16_bits(f)

@@ -1,0 +1,138 @@
+"""The gemma-native command: generate, chat, info, env."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import GemmaNativeError
+
+
+def _load(args):
+    from . import load
+
+    return load(args.model, dtype=args.dtype, n_threads=args.threads)
+
+
+def _add_model_args(p, model_required=True):
+    p.add_argument("model", help="model folder (Hugging Face RecurrentGemma) or file")
+    p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16 "
+                   "(default: as stored)")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: cores)")
+
+
+def _add_sampling_args(p):
+    p.add_argument("-n", "--max-tokens", type=int, default=64)
+    p.add_argument("-t", "--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def _params(args):
+    from . import SamplingParams
+
+    return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
+
+
+def cmd_generate(args):
+    model = _load(args)
+    params = _params(args)
+    if args.ids is not None:
+        ids = [int(x) for x in args.ids.replace(",", " ").split()]
+        out = model.generate(ids, params)
+        print(" ".join(map(str, out.token_ids)))
+        return 0
+    if args.prompt is None:
+        print("gemma-native generate: give a prompt with -p TEXT (or --ids)", file=sys.stderr)
+        return 2
+    if args.no_stream or model.tokenizer is None:
+        out = model.generate(args.prompt, params)
+        print(out.text if out.text is not None else out.token_ids)
+    else:
+        sys.stdout.write(args.prompt)
+        for piece in model.stream(args.prompt, params):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0
+
+
+def cmd_chat(args):
+    model = _load(args)
+    params = _params(args)
+    messages = []
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print()
+            return 0
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        reply = []
+        for piece in model.chat(messages, params, stream=True):
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "model", "content": "".join(reply)})
+
+
+def cmd_info(args):
+    model = _load(args)
+    import dataclasses
+
+    info = {"path": model.path, "weights_dtype": model.weight_dtype,
+            "config": dataclasses.asdict(model.config),
+            "state_bytes_per_sequence": model.new_state().nbytes,
+            "tokenizer": None if model.tokenizer is None else {
+                "vocab_size": model.tokenizer.vocab_size, "bos_id": model.tokenizer.bos_id,
+                "eos_id": model.tokenizer.eos_id}}
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_env(args):
+    from . import __version__, backend_info
+
+    print(json.dumps({"version": __version__, **backend_info()}, indent=2))
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="gemma-native",
+                                 description="Run RecurrentGemma models natively (no PyTorch).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="continue a prompt")
+    _add_model_args(g)
+    g.add_argument("-p", "--prompt", default=None)
+    g.add_argument("--ids", default=None, help="prompt as token ids ('2 651 6037'), prints ids")
+    g.add_argument("--no-stream", action="store_true")
+    _add_sampling_args(g)
+    g.set_defaults(fn=cmd_generate)
+    c = sub.add_parser("chat", help="interactive chat (Gemma turn format)")
+    _add_model_args(c)
+    _add_sampling_args(c)
+    c.set_defaults(fn=cmd_chat, max_tokens=256)
+    i = sub.add_parser("info", help="print a model's config")
+    _add_model_args(i)
+    i.set_defaults(fn=cmd_info)
+    e = sub.add_parser("env", help="print the backend (CPU ISA, threads)")
+    e.set_defaults(fn=cmd_env)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except GemmaNativeError as e:
+        print(f"gemma-native: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""gemma_native.load(): from a path to a ready Model."""
+
+from __future__ import annotations
+
+import os
+
+from . import _core
+from ._dtypes import canonical_dtype
+from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
+from .loading.hf import load_hf_folder
+from .model import Model
+from .models import griffin
+from .tokenizer import Tokenizer
+
+# model_type values of architectures planned but not implemented yet (issue tracker).
+_PLANNED = {"gemma": "Gemma 1", "gemma2": "Gemma 2", "gemma3": "Gemma 3",
+            "gemma3_text": "Gemma 3"}
+
+
+def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
+    """Loads a model.
+
+    path: a Hugging Face RecurrentGemma folder (config.json, model.safetensors or shards with
+    model.safetensors.index.json, optional tokenizer.model), or a .safetensors file with a
+    config.json beside it.
+    dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
+    copy), or "float32" / "bfloat16" / "float16" (converted at load).  Activations are float32.
+    n_threads: kernel threads (process-wide); None keeps the current setting.
+    """
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
+            raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
+        _core.set_num_threads(n_threads)
+    want = canonical_dtype(dtype) if dtype is not None else None
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelNotFoundError(f"no such model path: {p}")
+    if p.lower().endswith(".gguf"):
+        raise UnsupportedModelError(f"{p}: GGUF files are not supported yet (planned); use a "
+                                    f"Hugging Face folder")
+    ckpt = load_hf_folder(p)
+    mt = ckpt.config.get("model_type")
+    if mt in _PLANNED:
+        raise UnsupportedModelError(f"{ckpt.path}: {_PLANNED[mt]} (model_type {mt!r}) is not "
+                                    f"supported yet; this release runs RecurrentGemma")
+    cfg = griffin.parse_config(ckpt.config)
+    weights = griffin.engine_weights(cfg, ckpt.tensors, want)
+    core = _core.GriffinModel(cfg.engine_dict(), weights)
+    tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
+    if tok is not None and tok.vocab_size > cfg.vocab_size:
+        raise UnsupportedModelError(
+            f"tokenizer has {tok.vocab_size} pieces but the model only {cfg.vocab_size} rows")
+    wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
+    return Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)

@@ -1,0 +1,381 @@
+"""The Model facade: logits, stateful forward, generate / stream / chat over the native core."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import InvalidArgumentError, TokenizerError
+from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token.
+
+    temperature 0 (the default) is greedy decoding; otherwise logits are divided by
+    ``temperature``, optionally restricted to the ``top_k`` most likely tokens and to the
+    smallest set whose probability reaches ``top_p``, and sampled with a generator seeded by
+    ``seed`` (None: a fresh random seed).  Every row of a batch uses the same seed, so a batch
+    gives the same tokens as running its prompts one by one.
+    ``stop`` strings end generation and never appear in the text; ``stop_token_ids`` default to
+    the model's end-of-sequence and end-of-turn ids (pass ``()`` to generate exactly
+    ``max_tokens`` tokens).
+    """
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple = ()
+    stop_token_ids: tuple | None = None
+
+    def __post_init__(self):
+        def bad(msg):
+            raise InvalidArgumentError(msg)
+
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, (int, np.integer)) \
+                or self.max_tokens < 0:
+            bad(f"max_tokens must be an integer >= 0, got {self.max_tokens!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating)) or not math.isfinite(t) \
+                or t < 0:
+            bad(f"temperature must be a finite number >= 0, got {t!r}")
+        if t > 1e4:
+            bad(f"temperature {t} is absurd (use <= 1e4)")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) \
+                or self.top_k < 0 or self.top_k > 2**31 - 1:
+            bad(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k!r}")
+        p = self.top_p
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not (0 < p <= 1):
+            bad(f"top_p must be in (0, 1], got {p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(
+                self.seed, (int, np.integer)) or not 0 <= self.seed < 2**64):
+            bad(f"seed must be an integer in [0, 2**64) or None, got {self.seed!r}")
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        for s in stop:
+            if not isinstance(s, str) or not s:
+                bad(f"stop strings must be non-empty strings, got {s!r}")
+        object.__setattr__(self, "stop", stop)
+        if self.stop_token_ids is not None:
+            ids = tuple(self.stop_token_ids)
+            for i in ids:
+                if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                    bad(f"stop_token_ids must be integers, got {i!r}")
+            object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in ids))
+
+
+@dataclass
+class GenerationResult:
+    """One generated continuation: new tokens only (the prompt is not repeated)."""
+
+    token_ids: list
+    text: str | None
+    finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens reached)
+    prompt_token_ids: list = field(default_factory=list)
+
+    def __str__(self):
+        return self.text if self.text is not None else str(self.token_ids)
+
+
+class State:
+    """A sequence's fixed-size state (recurrent state, conv taps, local-attention ring).
+
+    Its size does not grow with the number of tokens consumed.  ``clone()`` copies it, so a
+    prompt can be processed once and continued several ways.  Not thread-safe.
+    """
+
+    def __init__(self, model: "Model", core_state):
+        self._model = model
+        self._core = core_state
+
+    @property
+    def pos(self) -> int:
+        """Number of tokens consumed so far."""
+        return self._core.pos
+
+    @property
+    def nbytes(self) -> int:
+        return self._core.nbytes
+
+    def clone(self) -> "State":
+        return State(self._model, self._core.clone())
+
+    __copy__ = clone
+
+    def __deepcopy__(self, memo):
+        return self.clone()
+
+    def to_numpy(self) -> np.ndarray:
+        """A copy of the state's memory (float32), e.g. to save it."""
+        return self._core.numpy().copy()
+
+    def load_numpy(self, data: np.ndarray, pos: int):
+        """Restores memory saved by to_numpy() together with its position."""
+        view = self._core.numpy()
+        data = np.asarray(data)
+        if data.dtype != np.float32 or data.shape != view.shape:
+            raise InvalidArgumentError(f"state data must be float32 of shape {view.shape}")
+        view[...] = data
+        self._core._set_pos(int(pos))
+
+    def __repr__(self):
+        return f"State(pos={self.pos}, nbytes={self.nbytes})"
+
+
+class Model:
+    """A loaded model.  Create with :func:`gemma_native.load` (or ``random_model`` in tests)."""
+
+    def __init__(self, config, core, tokenizer: Tokenizer | None, path: str | None = None,
+                 weight_dtype: str | None = None):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.path = path
+        self.weight_dtype = weight_dtype
+        self._core = core
+
+    def __repr__(self):
+        return (f"Model({self.config.architecture}, layers={self.config.num_layers}, "
+                f"width={self.config.width}, vocab={self.config.vocab_size}, "
+                f"weights={self.weight_dtype}, path={self.path!r})")
+
+    # ----------------------------------------------------------------------------- token ids
+    def _ids_array(self, ids, what="token ids") -> np.ndarray:
+        try:
+            arr = np.asarray(ids)
+        except Exception as e:  # ragged lists and the like
+            raise InvalidArgumentError(f"{what} must be a list of integers or a 2-D array: {e}")
+        if arr.size == 0:
+            raise InvalidArgumentError(f"{what} are empty: need at least one token")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)):
+            raise InvalidArgumentError(f"{what} must be integers, got dtype {arr.dtype}")
+        bad = (arr < 0) | (arr >= self.config.vocab_size)
+        if bad.any():
+            first = arr[bad].flat[0]
+            raise InvalidArgumentError(
+                f"token id {int(first)} is outside the vocabulary [0, {self.config.vocab_size})")
+        return arr.astype(np.int32)
+
+    def encode(self, text: str, add_bos: bool = True) -> list:
+        if self.tokenizer is None:
+            raise TokenizerError("this model has no tokenizer (no tokenizer.model beside the "
+                                 "weights); pass token ids instead of text")
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    # ----------------------------------------------------------------------------- forward
+    def logits(self, ids) -> np.ndarray:
+        """float32 logits at every position of a prompt: ids [T] -> [T, V], [B, T] -> [B, T, V].
+
+        Position 0 is the first id (no BOS is added).  Soft-capped like the reference."""
+        arr = self._ids_array(ids)
+        if arr.ndim not in (1, 2):
+            raise InvalidArgumentError(f"ids must be [T] or [B, T], got shape {arr.shape}")
+        batch = arr[None] if arr.ndim == 1 else arr
+        states = [self._core.new_state() for _ in range(batch.shape[0])]
+        out = self._core.forward(np.ascontiguousarray(batch), states, True)
+        return out[0] if arr.ndim == 1 else out
+
+    def new_state(self) -> State:
+        return State(self, self._core.new_state())
+
+    def forward(self, ids, state: State, all_positions: bool = False) -> np.ndarray:
+        """Feeds ids [T] to a state; returns the logits of the last token [V] (or [T, V])."""
+        if not isinstance(state, State) or state._model is not self:
+            raise InvalidArgumentError("state must come from this model's new_state()")
+        arr = self._ids_array(ids)
+        if arr.ndim != 1:
+            raise InvalidArgumentError(f"forward takes one sequence of ids [T], got {arr.shape}")
+        out = self._core.forward(np.ascontiguousarray(arr[None]), [state._core], all_positions)
+        return out[0]
+
+    # ----------------------------------------------------------------------------- generation
+    def _params(self, params, kw) -> SamplingParams:
+        if params is None:
+            return SamplingParams(**kw)
+        if not isinstance(params, SamplingParams):
+            raise InvalidArgumentError("params must be a gemma_native.SamplingParams")
+        return replace(params, **kw) if kw else params
+
+    def _prompt_ids(self, prompt, add_bos) -> list:
+        if isinstance(prompt, str):
+            if not prompt and not add_bos:
+                raise InvalidArgumentError("empty prompt")
+            ids = self.encode(prompt, add_bos=add_bos)
+        else:
+            ids = [int(i) for i in self._ids_array(prompt, "prompt").reshape(-1)]
+            if np.asarray(prompt).ndim != 1:
+                raise InvalidArgumentError("a prompt of ids must be a flat list of integers")
+        if not ids:
+            raise InvalidArgumentError("empty prompt: need at least one token")
+        return ids
+
+    def _stop_ids(self, p: SamplingParams) -> set:
+        if p.stop_token_ids is not None:
+            return set(p.stop_token_ids)
+        ids = {self.config.eos_token_id}
+        if self.tokenizer is not None:
+            ids.add(self.tokenizer.eos_id)
+            eot = self.tokenizer.piece_to_id(END_OF_TURN)
+            if eot is not None:
+                ids.add(eot)
+        return {i for i in ids if i is not None and i >= 0}
+
+    def _run(self, prompts: list, p: SamplingParams) -> Iterator[tuple]:
+        """Core loop: yields (row, token_id) as tokens are chosen.  The consumer answers each
+        with True when that row is finished (stop token or string); rows also finish at
+        max_tokens.  Prompts are prefilled one by one (their lengths differ), then all live
+        rows share one batched decode step per token."""
+        from . import _core
+
+        seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(8), "little")
+        n = len(prompts)
+        if p.max_tokens == 0:
+            return
+        states = [self._core.new_state() for _ in range(n)]
+        last = np.zeros((n, self.config.vocab_size), np.float32)
+        for b, ids in enumerate(prompts):
+            last[b] = self._core.forward(np.asarray([ids], np.int32), [states[b]], False)[0]
+        counts = np.zeros(n, np.uint64)
+        active = list(range(n))
+        while active:
+            rows = np.asarray(active)
+            k = len(active)
+            chosen = _core.sample(np.ascontiguousarray(last[rows]),
+                                  np.full(k, p.temperature, np.float32),
+                                  np.full(k, p.top_k, np.int32), np.full(k, p.top_p, np.float32),
+                                  np.full(k, seed, np.uint64), counts[rows].copy())
+            counts[rows] += 1
+            still = []
+            for b, tok in zip(active, chosen.tolist()):
+                finished = yield (b, tok)
+                if not finished and counts[b] < p.max_tokens:
+                    still.append((b, tok))
+            active = [b for b, _ in still]
+            if active:
+                toks = np.asarray([[tok] for _, tok in still], np.int32)
+                out = self._core.forward(toks, [states[b] for b in active], False)
+                last[np.asarray(active)] = out
+
+    def generate(self, prompt, params: SamplingParams | None = None, *, add_bos: bool = True,
+                 **kw):
+        """Generates from a prompt (text or list of ids) or a batch (list of prompts).
+
+        Text prompts are tokenized with a leading BOS (``add_bos``); id prompts are used as
+        given.  Keyword arguments are SamplingParams fields (max_tokens, temperature, top_k,
+        top_p, seed, stop, stop_token_ids).  Returns a GenerationResult, or a list of them for a
+        batch.
+        """
+        p = self._params(params, kw)
+        if isinstance(prompt, np.ndarray):
+            single = prompt.ndim == 1
+        else:
+            single = isinstance(prompt, str) or (
+                isinstance(prompt, (list, tuple)) and len(prompt) > 0 and all(
+                    isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in prompt))
+        prompts = [prompt] if single else list(prompt)
+        if not prompts:
+            raise InvalidArgumentError("no prompts given")
+        results = self._collect([self._prompt_ids(q, add_bos) for q in prompts], p)
+        return results[0] if single else results
+
+    def _collect(self, prompt_ids: list, p: SamplingParams) -> list:
+        if p.stop and self.tokenizer is None:
+            raise TokenizerError("stop strings need a tokenizer; use stop_token_ids")
+        n = len(prompt_ids)
+        toks = [[] for _ in range(n)]
+        texts = [[] for _ in range(n)]
+        reasons = ["length"] * n
+        streams = [_TextStream(self, p) for _ in range(n)]
+        gen = self._run(prompt_ids, p)
+        try:
+            b, tok = next(gen)
+            while True:
+                toks[b].append(tok)
+                piece, hit = streams[b].push(tok)
+                texts[b].append(piece)
+                if hit:
+                    reasons[b] = "stop"
+                b, tok = gen.send(hit)
+        except StopIteration:
+            pass
+        has_text = self.tokenizer is not None
+        return [GenerationResult(toks[b], "".join(texts[b]) + streams[b].finish() if has_text
+                                 else None, reasons[b], list(prompt_ids[b])) for b in range(n)]
+
+    def stream(self, prompt, params: SamplingParams | None = None, *, add_bos: bool = True,
+               **kw) -> Iterator[str]:
+        """Yields text pieces of one continuation as they are generated: always whole UTF-8
+        characters, and never any part of a stop string."""
+        if self.tokenizer is None:
+            raise TokenizerError("streaming text needs a tokenizer; use generate() with ids")
+        p = self._params(params, kw)
+        ids = self._prompt_ids(prompt, add_bos)
+        return self._stream_ids(ids, p)
+
+    def _stream_ids(self, ids, p):
+        stream = _TextStream(self, p)
+        gen = self._run([ids], p)
+        try:
+            _, tok = next(gen)
+            while True:
+                piece, hit = stream.push(tok)
+                if piece:
+                    yield piece
+                _, tok = gen.send(hit)
+        except StopIteration:
+            pass
+        tail = stream.finish()
+        if tail:
+            yield tail
+
+    def chat(self, messages: Sequence[dict], params: SamplingParams | None = None, *,
+             stream: bool = False, **kw):
+        """Replies to a conversation in the Gemma turn format (roles user/model, a leading
+        system message folded into the first user turn).  Stops at <end_of_turn> / <eos>.
+        Returns a GenerationResult, or an iterator of text pieces when stream=True."""
+        if self.tokenizer is None:
+            raise TokenizerError("chat needs a tokenizer (tokenizer.model)")
+        text = format_chat(list(messages), add_generation_prompt=True)
+        ids = self.encode(text, add_bos=True)
+        p = self._params(params, kw)
+        if stream:
+            return self._stream_ids(ids, p)
+        return self._collect([ids], p)[0]
+
+
+class _TextStream:
+    """Turns one row's token ids into text pieces: UTF-8-safe, stop strings held back and cut.
+    generate() and stream() both use it, so their texts are identical."""
+
+    def __init__(self, model: Model, p: SamplingParams):
+        self.stop_ids = model._stop_ids(p)
+        tok = model.tokenizer
+        self.decoder = IncrementalDecoder(tok) if tok is not None else None
+        self.matcher = StopMatcher(list(p.stop)) if p.stop and tok is not None else None
+
+    def push(self, token_id: int) -> tuple:
+        """Returns (text piece, finished)."""
+        hit = token_id in self.stop_ids
+        if self.decoder is None:
+            return "", hit
+        piece = self.decoder.push(token_id)
+        if self.matcher is not None:
+            piece, hit_s = self.matcher.push(piece)
+            hit = hit or hit_s
+        return piece, hit
+
+    def finish(self) -> str:
+        """Text still held back at the end (nothing after a stop string)."""
+        if self.decoder is None or (self.matcher is not None and self.matcher.stopped):
+            return ""
+        tail = self.decoder.flush()
+        if self.matcher is not None:
+            tail, _ = self.matcher.push(tail)
+            if not self.matcher.stopped:
+                tail += self.matcher.flush()
+        return tail

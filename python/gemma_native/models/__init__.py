@@ -1,0 +1,1 @@
+"""Architecture descriptions: config parsing and checkpoint-to-engine tensor mapping."""

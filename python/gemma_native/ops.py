@@ -1,0 +1,103 @@
+"""The native compute ops over numpy arrays, for microbenchmarks and tests.
+
+Each function has a numpy twin of the same name and signature in :mod:`gemma_native.reference`.
+Activations are float32 (other float inputs are converted); weights may be float32, float16 or
+``(uint16_bits, "bfloat16")`` (see :mod:`gemma_native._dtypes`).  Outputs are new float32 arrays;
+the functions with state (``conv1d``, ``rglru_scan``, ``attention`` with a cache) update the given
+state arrays in place, which must then be float32 and C-contiguous.
+The kernels run on the CPU ISA chosen at import (``gemma_native.backend_info()``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._dtypes import DTYPE_CODES, split_weight
+
+__all__ = [
+    "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
+    "attention", "geglu", "softcap", "sample", "sample_uniform",
+]
+
+
+def _f32(x):
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _i32(x):
+    return np.ascontiguousarray(x, dtype=np.int32)
+
+
+def _w(w):
+    arr, name = split_weight(w)
+    return np.ascontiguousarray(arr), DTYPE_CODES[name]
+
+
+def _opt(x):
+    return None if x is None else _f32(x)
+
+
+def embedding(table, ids, scale=1.0):
+    arr, code = _w(table)
+    return _core.embedding(arr, code, _i32(ids), float(scale))
+
+
+def rmsnorm(x, w, eps=1e-6, offset=1.0):
+    x = _f32(x)
+    shape = x.shape
+    out = _core.rmsnorm(x.reshape(-1, shape[-1]), _f32(w), float(eps), float(offset))
+    return out.reshape(shape)
+
+
+def linear(x, w, bias=None):
+    arr, code = _w(w)
+    return _core.linear(_f32(x), arr, code, _opt(bias))
+
+
+def block_diag_linear(x, w, b=None):
+    arr, code = _w(w)
+    return _core.block_diag_linear(_f32(x), arr, code, _opt(b))
+
+
+def conv1d(x, pos, w, bias=None, state=None):
+    return _core.conv1d(_f32(x), _i32(pos), _f32(w), _opt(bias), state)
+
+
+def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
+    return _core.rglru_scan(_f32(x), _f32(gate_x), _f32(gate_a), _f32(a_param), _i32(pos), h)
+
+
+def rope(x, pos, rot_dims, base=10000.0):
+    return _core.rope(_f32(x), _i32(pos), int(rot_dims), float(base))
+
+
+def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):
+    if count is not None:
+        count = np.ascontiguousarray(count, dtype=np.int64)
+    return _core.attention(_f32(q), _f32(k), _f32(v), _i32(pos), int(window), float(scale),
+                           float(softcap), k_cache, v_cache, count)
+
+
+def geglu(gate, up):
+    return _core.geglu(_f32(gate), _f32(up))
+
+
+def softcap(x, cap):
+    return _core.softcap(_f32(x), float(cap))
+
+
+def sample(logits, temperature, top_k, top_p, seed, counter):
+    logits = _f32(logits)
+    n = logits.shape[0] if logits.ndim == 2 else -1
+
+    def col(v, dt):
+        a = np.ascontiguousarray(v, dtype=dt)
+        return np.full(n, a, dtype=dt) if a.ndim == 0 and n >= 0 else a
+
+    return _core.sample(logits, col(temperature, np.float32), col(top_k, np.int32),
+                        col(top_p, np.float32), col(seed, np.uint64), col(counter, np.uint64))
+
+
+def sample_uniform(seed, counter):
+    return _core.sample_uniform(int(seed), int(counter))

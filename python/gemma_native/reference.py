@@ -1,0 +1,214 @@
+"""Plain numpy twins of every native op (``gemma_native.ops``), same names and signatures.
+
+They are written for clarity, not speed, straight from the math in ``spec/MODELS.md``; the tests
+compare each native kernel (on every CPU ISA) with its twin.  All math is float32 unless noted.
+Weights may be float32, float16, or bfloat16 given as ``(uint16_bits, "bfloat16")`` like in
+:mod:`gemma_native.ops`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dtypes import weight_to_f32
+
+__all__ = [
+    "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
+    "attention", "gelu_tanh", "geglu", "softcap", "sample", "sample_uniform",
+]
+
+
+def embedding(table, ids, scale=1.0):
+    t = weight_to_f32(table)
+    return t[np.asarray(ids, dtype=np.int64)] * np.float32(scale)
+
+
+def rmsnorm(x, w, eps=1e-6, offset=1.0):
+    x = np.asarray(x, np.float32)
+    ms = np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)
+    inv = (1.0 / np.sqrt(ms + eps)).astype(np.float32)
+    return (x * inv * (np.float32(offset) + np.asarray(w, np.float32))).astype(np.float32)
+
+
+def linear(x, w, bias=None):
+    y = np.asarray(x, np.float32).astype(np.float64) @ weight_to_f32(w).T.astype(np.float64)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    return y.astype(np.float32)
+
+
+def block_diag_linear(x, w, b=None):
+    x = np.asarray(x, np.float32)
+    wf = weight_to_f32(w)
+    blocks, bs, _ = wf.shape
+    xb = x.reshape(x.shape[0], blocks, bs).astype(np.float64)
+    y = np.einsum("nhi,hij->nhj", xb, wf.astype(np.float64))
+    if b is not None:
+        y = y + np.asarray(b, np.float64)[None]
+    return y.reshape(x.shape).astype(np.float32)
+
+
+def conv1d(x, pos, w, bias=None, state=None):
+    """Causal depthwise conv; returns y and (if state is given) updates state in place."""
+    x = np.asarray(x, np.float32)
+    pos = np.asarray(pos)
+    w = np.asarray(w, np.float32)
+    bsz, t_len, ch = x.shape
+    k = w.shape[0]
+    hist = np.zeros((bsz, k - 1, ch), np.float32) if state is None else np.asarray(state, np.float32)
+    full = np.concatenate([hist, x], axis=1)  # index i of x is k-1+i of full
+    y = np.zeros_like(x) + (0 if bias is None else np.asarray(bias, np.float32))
+    for b in range(bsz):
+        for t in range(t_len):
+            for s in range(k):
+                src = t - s
+                if any(pos[b, j] == 0 for j in range(max(src + 1, 0), t + 1)):
+                    break  # an input across a document start is dropped (the start itself stays)
+                if src < -(k - 1):
+                    break
+                y[b, t] += w[k - 1 - s] * full[b, k - 1 + src]
+    if state is not None:
+        state[...] = full[:, full.shape[1] - (k - 1):]
+    return y
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _softplus(v):
+    return np.where(v > 20.0, v, np.log1p(np.exp(np.minimum(v, 20.0))))
+
+
+def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
+    """RG-LRU over [B, T, L]; h [B, L] float32 is updated in place.  Returns y."""
+    x = np.asarray(x, np.float64)
+    gx = _sigmoid(np.asarray(gate_x, np.float64))
+    ga = _sigmoid(np.asarray(gate_a, np.float64))
+    log_a = -8.0 * ga * _softplus(np.asarray(a_param, np.float64))
+    a = np.exp(log_a)
+    mult = np.sqrt(1.0 - np.exp(2.0 * log_a))
+    reset = np.asarray(pos) == 0
+    y = np.zeros(x.shape, np.float32)
+    hh = np.asarray(h, np.float64).copy()
+    for t in range(x.shape[1]):
+        r = reset[:, t][:, None]
+        xn = x[:, t] * gx[:, t] * np.where(r, 1.0, mult[:, t])
+        hh = np.where(r, 0.0, a[:, t]) * hh + xn
+        y[:, t] = hh
+    h[...] = hh
+    return y
+
+
+def rope(x, pos, rot_dims, base=10000.0):
+    x = np.asarray(x, np.float32).copy()
+    half = rot_dims // 2
+    if half == 0:
+        return x
+    d = np.arange(half, dtype=np.float32)
+    inv_freq = (1.0 / (np.float32(base) ** (2.0 * d / np.float32(rot_dims)))).astype(np.float32)
+    theta = np.asarray(pos, np.float32)[:, None] * inv_freq[None]  # [N, half]
+    cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    x1 = x[..., :half].copy()
+    x2 = x[..., half:rot_dims].copy()
+    x[..., :half] = x1 * cos - x2 * sin
+    x[..., half:rot_dims] = x2 * cos + x1 * sin
+    return x
+
+
+def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):
+    """Local causal MQA/GQA over a chunk, continuing a ring cache; updates the cache in place."""
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    v = np.asarray(v, np.float64)
+    bsz, t_len, heads, hd = q.shape
+    kv_heads = k.shape[2]
+    group = heads // kv_heads
+    out = np.zeros(q.shape, np.float32)
+    for b in range(bsz):
+        n0 = 0 if count is None else int(count[b])
+        slots = 0 if k_cache is None else k_cache.shape[1]
+        keys, vals, kpos = [], [], []
+        for p in range(max(0, n0 - (slots if slots else 0)), n0):
+            keys.append(np.asarray(k_cache[b, p % slots], np.float64))
+            vals.append(np.asarray(v_cache[b, p % slots], np.float64))
+            kpos.append(p)
+        for j in range(t_len):
+            keys.append(k[b, j])
+            vals.append(v[b, j])
+            kpos.append(n0 + j)
+        keys, vals, kpos = np.stack(keys), np.stack(vals), np.array(kpos)
+        for t in range(t_len):
+            n = n0 + t
+            starts = [j for j in range(t + 1) if pos[b, j] == 0]
+            first = n0 + starts[-1] if starts else -(10**18)
+            ok = (kpos <= n) & (n - kpos <= window) & (kpos >= first)
+            for h in range(heads):
+                s = keys[:, h // group] @ q[b, t, h] * scale
+                if softcap > 0:
+                    s = softcap * np.tanh(s / softcap)
+                s = np.where(ok, s, -np.inf)
+                p = np.exp(s - s.max())
+                p /= p.sum()
+                out[b, t, h] = p @ vals[:, h // group]
+        if k_cache is not None:
+            for j in range(max(0, t_len - slots), t_len):
+                k_cache[b, (n0 + j) % slots] = k[b, j]
+                v_cache[b, (n0 + j) % slots] = v[b, j]
+    return out
+
+
+def gelu_tanh(x):
+    x = np.asarray(x, np.float64)
+    return (0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))).astype(np.float32)
+
+
+def geglu(gate, up):
+    return (gelu_tanh(gate).astype(np.float64) * np.asarray(up, np.float64)).astype(np.float32)
+
+
+def softcap(x, cap):
+    x = np.asarray(x, np.float64)
+    return (cap * np.tanh(x / cap)).astype(np.float32)
+
+
+_M64 = (1 << 64) - 1
+
+
+def sample_uniform(seed, counter):
+    """The uniform draw in [0, 1) used by :func:`sample` for (seed, counter)."""
+    z = (int(seed) + 0x9E3779B97F4A7C15 * (int(counter) + 1)) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    z ^= z >> 31
+    return float(np.float32(z >> 40) * np.float32(1.0 / 16777216.0))
+
+
+def sample(logits, temperature, top_k, top_p, seed, counter):
+    """One id per row of logits [B, V]; parameters are per-row sequences (see ops.sample)."""
+    logits = np.asarray(logits, np.float32)
+    out = np.zeros(logits.shape[0], np.int32)
+    for b, row in enumerate(logits):
+        row = np.where(np.isnan(row), -np.inf, row).astype(np.float32)
+        t, k, p = float(temperature[b]), int(top_k[b]), float(top_p[b])
+        if t <= 0:
+            out[b] = int(np.argmax(row))
+            continue
+        need_sort = k > 0 or p < 1.0
+        order = np.lexsort((np.arange(row.size), -row)) if need_sort else np.arange(row.size)
+        if 0 < k < row.size:
+            order = order[:k]
+        z = row[order] * np.float32(1.0 / np.float32(t))
+        zmax = z.max()
+        probs = np.exp(z.astype(np.float64) - np.float64(zmax))
+        cum = np.cumsum(probs)
+        keep = len(order)
+        total = cum[-1]
+        if p < 1.0:
+            idx = int(np.searchsorted(cum, np.float64(np.float32(p)) * total, side="left"))
+            keep = min(idx, keep - 1) + 1
+            total = cum[keep - 1]
+        u = sample_uniform(seed[b], counter[b]) * total
+        hit = np.nonzero(cum[:keep] > u)[0]
+        out[b] = int(order[hit[0]] if hit.size else order[keep - 1])
+    return out
