@@ -25,6 +25,7 @@ from .errors import (
 )
 from .loader import load
 from .model import GenerationResult, Model, SamplingParams, State
+from .random_model import random_model
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -52,7 +53,7 @@ def set_cpu_isa(name: str) -> None:
 _core.set_cpu_isa(_os.environ.get("GEMMA_NATIVE_CPU_ISA", "auto") or "auto")
 
 __all__ = [
-    "load", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
+    "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
     "backend_info", "set_num_threads", "set_cpu_isa", "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
     "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",

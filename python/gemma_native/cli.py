@@ -10,13 +10,19 @@ from .errors import GemmaNativeError
 
 
 def _load(args):
-    from . import load
+    from . import load, random_model, set_num_threads
 
+    if args.model.startswith("random:"):
+        # random weights at a named shape, e.g. random:recurrentgemma-2b (no download needed)
+        if args.threads is not None:
+            set_num_threads(args.threads)
+        return random_model(args.model[len("random:"):], dtype=args.dtype or "bfloat16")
     return load(args.model, dtype=args.dtype, n_threads=args.threads)
 
 
 def _add_model_args(p, model_required=True):
-    p.add_argument("model", help="model folder (Hugging Face RecurrentGemma) or file")
+    p.add_argument("model", help="model folder (Hugging Face RecurrentGemma), or "
+                   "random:PRESET for random weights (recurrentgemma-2b, -9b, -tiny)")
     p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16 "
                    "(default: as stored)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: cores)")

@@ -356,13 +356,14 @@ class _TextStream:
         self.stop_ids = model._stop_ids(p)
         tok = model.tokenizer
         self.decoder = IncrementalDecoder(tok) if tok is not None else None
+        self.vocab = tok.vocab_size if tok is not None else 0
         self.matcher = StopMatcher(list(p.stop)) if p.stop and tok is not None else None
 
     def push(self, token_id: int) -> tuple:
         """Returns (text piece, finished)."""
         hit = token_id in self.stop_ids
-        if self.decoder is None:
-            return "", hit
+        if self.decoder is None or token_id >= self.vocab:
+            return "", hit  # rows past the tokenizer's vocabulary (padding) carry no text
         piece = self.decoder.push(token_id)
         if self.matcher is not None:
             piece, hit_s = self.matcher.push(piece)

@@ -24,21 +24,38 @@ void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
       const void* w = wbase + static_cast<size_t>(m) * row_bytes;
       const float bias = a.bias ? a.bias[m] : 0.0f;
       int64_t n = n0;
+      // Every row is summed in the same order whether it is processed in a block of four or
+      // alone (two accumulators over alternating vectors, then the scalar tail), so a row's
+      // result never depends on the batch it came in: batch == singles bit for bit.
       for (; n + 4 <= n1; n += 4) {
         const float* x0 = a.x + n * k;
         const float* x1 = x0 + k;
         const float* x2 = x1 + k;
         const float* x3 = x2 + k;
-        Vec c0 = zero(), c1 = zero(), c2 = zero(), c3 = zero();
+        Vec a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
+        Vec b0 = zero(), b1 = zero(), b2 = zero(), b3 = zero();
         int64_t i = 0;
-        for (; i + kLanes <= k; i += kLanes) {
-          const Vec wv = load_w<DT>(w, i);
-          c0 = fma(wv, load(x0 + i), c0);
-          c1 = fma(wv, load(x1 + i), c1);
-          c2 = fma(wv, load(x2 + i), c2);
-          c3 = fma(wv, load(x3 + i), c3);
+        for (; i + 2 * kLanes <= k; i += 2 * kLanes) {
+          const Vec w0 = load_w<DT>(w, i), w1 = load_w<DT>(w, i + kLanes);
+          a0 = fma(w0, load(x0 + i), a0);
+          b0 = fma(w1, load(x0 + i + kLanes), b0);
+          a1 = fma(w0, load(x1 + i), a1);
+          b1 = fma(w1, load(x1 + i + kLanes), b1);
+          a2 = fma(w0, load(x2 + i), a2);
+          b2 = fma(w1, load(x2 + i + kLanes), b2);
+          a3 = fma(w0, load(x3 + i), a3);
+          b3 = fma(w1, load(x3 + i + kLanes), b3);
         }
-        float s0 = hsum(c0), s1 = hsum(c1), s2 = hsum(c2), s3 = hsum(c3);
+        if (i + kLanes <= k) {
+          const Vec w0 = load_w<DT>(w, i);
+          a0 = fma(w0, load(x0 + i), a0);
+          a1 = fma(w0, load(x1 + i), a1);
+          a2 = fma(w0, load(x2 + i), a2);
+          a3 = fma(w0, load(x3 + i), a3);
+          i += kLanes;
+        }
+        float s0 = hsum(add(a0, b0)), s1 = hsum(add(a1, b1));
+        float s2 = hsum(add(a2, b2)), s3 = hsum(add(a3, b3));
         for (; i < k; ++i) {
           const float wv = load_w1<DT>(w, i);
           s0 += wv * x0[i];
@@ -67,11 +84,14 @@ void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
           c0 = fma(load_w<DT>(w, i), load(x0 + i), c0);
           c1 = fma(load_w<DT>(w, i + kLanes), load(x0 + i + kLanes), c1);
         }
-        for (; i + kLanes <= k; i += kLanes) c0 = fma(load_w<DT>(w, i), load(x0 + i), c0);
+        if (i + kLanes <= k) {
+          c0 = fma(load_w<DT>(w, i), load(x0 + i), c0);
+          i += kLanes;
+        }
         float s = hsum(add(c0, c1));
         for (; i < k; ++i) s += load_w1<DT>(w, i) * x0[i];
         float* y = a.y + n * m_total + m;
-        *y = a.accumulate ? *y + s + bias : s + bias;
+        *y = a.accumulate ? *y + (s + bias) : s + bias;
       }
     }
   }

@@ -1,0 +1,830 @@
+"""Bad input never crashes gemma_native: every case raises a specific GemmaNativeError subclass
+whose message names the offending file, tensor or value.
+
+Checkpoints are tiny random folders written by tinyckpt (numpy only, no torch), broken on
+purpose one way per test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import gemma_native as gn  # noqa: E402
+import tinyckpt  # noqa: E402
+from gemma_native.loading.safetensors import write_safetensors  # noqa: E402
+
+CFG = tinyckpt.small_config()
+V = CFG["vocab_size"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Some tests change the process-wide thread count; put the default back afterwards."""
+    yield
+    gn.set_num_threads(None)
+
+
+def expect(exc_type, *fragments):
+    """pytest.raises(exc_type) that also checks the exception is a GemmaNativeError and that its
+    message contains every fragment."""
+
+    class _Check:
+        def __enter__(self):
+            self._cm = pytest.raises(exc_type)
+            self.info = self._cm.__enter__()
+            return self.info
+
+        def __exit__(self, *exc):
+            handled = self._cm.__exit__(*exc)
+            err = self.info.value
+            assert isinstance(err, gn.GemmaNativeError), type(err).__mro__
+            msg = str(err)
+            for frag in fragments:
+                assert str(frag) in msg, f"{frag!r} not in message {msg!r}"
+            return handled
+
+    return _Check()
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("bad_input")
+
+
+@pytest.fixture(scope="module")
+def good_dir(root):
+    return tinyckpt.write_tiny_checkpoint(os.path.join(root, "good"))
+
+
+@pytest.fixture(scope="module")
+def model(good_dir):
+    return gn.load(good_dir)
+
+
+@pytest.fixture(scope="module")
+def other_model(root):
+    return gn.load(tinyckpt.write_tiny_checkpoint(os.path.join(root, "other"), seed=1))
+
+
+@pytest.fixture(scope="module")
+def tok_model(root):
+    pytest.importorskip("sentencepiece")
+    return gn.load(tinyckpt.write_tiny_checkpoint(os.path.join(root, "tok"), tokenizer=True))
+
+
+_counter = [0]
+
+
+def variant(root, config=None, tensors=None, raw_config=None, tokenizer=False):
+    """A fresh folder: CFG's config.json / tensors unless given; raw_config (a string) replaces
+    config.json verbatim."""
+    _counter[0] += 1
+    d = os.path.join(root, f"v{_counter[0]}")
+    tinyckpt.write_folder(d, tinyckpt.config_json(CFG) if config is None else config,
+                          tinyckpt.hf_tensors(CFG) if tensors is None else tensors,
+                          tokenizer=tokenizer)
+    if raw_config is not None:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            f.write(raw_config)
+    return d
+
+
+def cfg_with(**changes):
+    c = tinyckpt.config_json(CFG)
+    c.update(changes)
+    return c
+
+
+def weights_file(d):
+    return os.path.join(d, "model.safetensors")
+
+
+# ---------------------------------------------------------------------------------- load(): paths
+
+
+def test_good_checkpoint_loads(model):
+    """Sanity: the unbroken folder loads and runs, so every failure below is the breakage."""
+    assert model.config.vocab_size == V
+    assert model.logits([2, 5, 7]).shape == (3, V)
+
+
+def test_missing_path(root):
+    p = os.path.join(root, "does-not-exist")
+    with expect(gn.ModelNotFoundError, p):
+        gn.load(p)
+
+
+def test_missing_gguf_path_is_not_found(root):
+    p = os.path.join(root, "nothing.gguf")
+    with expect(gn.ModelNotFoundError, p):
+        gn.load(p)
+
+
+def test_folder_without_config(root):
+    d = os.path.join(root, "no_config")
+    os.makedirs(d)
+    tinyckpt.write_folder(os.path.join(root, "tmp_nc"), tinyckpt.config_json(CFG),
+                          tinyckpt.hf_tensors(CFG))
+    shutil.copy(os.path.join(root, "tmp_nc", "model.safetensors"), d)
+    with expect(gn.ModelNotFoundError, "config.json"):
+        gn.load(d)
+
+
+def test_empty_folder(root):
+    d = os.path.join(root, "empty")
+    os.makedirs(d)
+    with expect(gn.ModelNotFoundError, "config.json"):
+        gn.load(d)
+
+
+def test_folder_without_weights(root):
+    d = os.path.join(root, "no_weights")
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(tinyckpt.config_json(CFG), f)
+    with expect(gn.ModelNotFoundError, d, "safetensors"):
+        gn.load(d)
+
+
+@pytest.mark.parametrize("text", ['{"model_type": ', "not json at all", "", "\xff\xfe"])
+def test_config_invalid_json(root, text):
+    d = variant(root, raw_config=text)
+    with expect(gn.ModelFormatError, os.path.join(d, "config.json")):
+        gn.load(d)
+
+
+@pytest.mark.parametrize("text", ["[1, 2, 3]", "42", '"recurrent_gemma"', "null"])
+def test_config_not_an_object(root, text):
+    d = variant(root, raw_config=text)
+    with expect(gn.ModelFormatError, "config.json"):
+        gn.load(d)
+
+
+# ---------------------------------------------------------------------------------- load(): architecture
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "bert", 5])
+def test_unknown_architecture(root, model_type):
+    d = variant(root, cfg_with(model_type=model_type))
+    with expect(gn.UnsupportedModelError, repr(model_type)):
+        gn.load(d)
+
+
+def test_unknown_architecture_without_model_type(root):
+    c = tinyckpt.config_json(CFG)
+    del c["model_type"]
+    c["architectures"] = ["LlamaForCausalLM"]
+    with expect(gn.UnsupportedModelError, "LlamaForCausalLM"):
+        gn.load(variant(root, c))
+
+
+@pytest.mark.parametrize("model_type", ["gemma", "gemma2", "gemma3", "gemma3_text"])
+def test_planned_gemma_architectures_not_supported_yet(root, model_type):
+    d = variant(root, cfg_with(model_type=model_type))
+    with expect(gn.UnsupportedModelError, "not supported yet", repr(model_type)):
+        gn.load(d)
+
+
+def test_gguf_file(root):
+    p = os.path.join(root, "model.gguf")
+    with open(p, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<I", 3) + b"\0" * 64)
+    with expect(gn.UnsupportedModelError, "GGUF", p):
+        gn.load(p)
+
+
+def test_gguf_uppercase_extension(root):
+    p = os.path.join(root, "MODEL.GGUF")
+    with open(p, "wb") as f:
+        f.write(b"GGUF" + b"\0" * 64)
+    with expect(gn.UnsupportedModelError, "GGUF"):
+        gn.load(p)
+
+
+# ---------------------------------------------------------------------------------- load(): config values
+
+
+@pytest.mark.parametrize("key,value,exc,fragments", [
+    ("hidden_size", -32, gn.ModelFormatError, ["width", "-32"]),
+    ("hidden_size", 0, gn.ModelFormatError, ["width", "0"]),
+    ("num_hidden_layers", -3, gn.ModelFormatError, ["num_layers", "-3"]),
+    ("num_attention_heads", 0, gn.ModelFormatError, ["num_heads"]),
+    ("vocab_size", -400, gn.ModelFormatError, ["vocab_size", "-400"]),
+    ("attention_window_size", -1, gn.ModelFormatError, ["attention_window_size", "-1"]),
+    ("conv1d_width", 0, gn.ModelFormatError, ["conv1d_width"]),
+    ("head_dim", -16, gn.ModelFormatError, ["head_dim", "-16"]),
+    ("lru_width", 47, gn.ModelFormatError, ["lru_width", "divisible"]),
+    ("num_key_value_heads", 3, gn.ModelFormatError, ["num_key_value_heads"]),
+    ("intermediate_size", 63, gn.ModelFormatError, ["intermediate_size"]),
+    ("hidden_size", "32", gn.ModelFormatError, ["hidden_size", "'32'"]),
+    ("num_hidden_layers", "three", gn.ModelFormatError, ["num_hidden_layers", "'three'"]),
+    ("vocab_size", 400.5, gn.ModelFormatError, ["vocab_size", "400.5"]),
+    ("vocab_size", True, gn.ModelFormatError, ["vocab_size", "True"]),
+    ("lru_width", [48], gn.ModelFormatError, ["lru_width", "[48]"]),
+    ("attention_window_size", {"w": 4}, gn.ModelFormatError, ["attention_window_size"]),
+    ("rms_norm_eps", "tiny", gn.ModelFormatError, ["rms_norm_eps", "'tiny'"]),
+    ("logits_soft_cap", "big", gn.ModelFormatError, ["logits_soft_cap", "'big'"]),
+    ("hidden_size", None, gn.ModelFormatError, ["hidden_size", "missing"]),
+    ("block_types", ["recurrent", "mamba"], gn.UnsupportedModelError, ["block_types", "mamba"]),
+    ("block_types", "recurrent", gn.UnsupportedModelError, ["block_types"]),
+    ("block_types", [], gn.UnsupportedModelError, ["block_types"]),
+    ("attention_window_size", 1 << 21, gn.UnsupportedModelError, ["attention_window_size"]),
+])
+def test_config_nonsense_values(root, key, value, exc, fragments):
+    d = variant(root, cfg_with(**{key: value}))
+    with expect(exc, *fragments):
+        gn.load(d)
+
+
+def test_config_missing_required_key(root):
+    c = tinyckpt.config_json(CFG)
+    del c["vocab_size"]
+    with expect(gn.ModelFormatError, "vocab_size"):
+        gn.load(variant(root, c))
+
+
+@pytest.mark.parametrize("key,value", [("vocab_size", 2 ** 62), ("hidden_size", 10 ** 30),
+                                       ("num_hidden_layers", 100000)])
+def test_config_huge_values_disagree_with_weights(root, key, value):
+    """Absurdly large (but well-typed) config values are caught against the tensors, without
+    trying to allocate anything of that size."""
+    with expect(gn.ModelFormatError, "model."):
+        gn.load(variant(root, cfg_with(**{key: value})))
+
+
+# ---------------------------------------------------------------------------------- load(): safetensors file
+
+
+@pytest.fixture(scope="module")
+def good_bytes(good_dir):
+    with open(weights_file(good_dir), "rb") as f:
+        return f.read()
+
+
+def _with_weights(root, blob):
+    d = variant(root)
+    with open(weights_file(d), "wb") as f:
+        f.write(blob)
+    return d
+
+
+@pytest.mark.parametrize("frac", [0.0, 4, 8, 12, 0.02, 0.25, 0.5, 0.9, -1])
+def test_truncated_weights(root, good_bytes, frac):
+    if isinstance(frac, float):
+        cut = int(len(good_bytes) * frac)
+    else:
+        cut = frac if frac >= 0 else len(good_bytes) + frac
+    d = _with_weights(root, good_bytes[:cut])
+    with expect(gn.ModelFormatError, weights_file(d)):
+        gn.load(d)
+
+
+def _header(blob):
+    n = struct.unpack("<Q", blob[:8])[0]
+    return n, blob[8:8 + n], blob[8 + n:]
+
+
+def test_corrupted_header_garbage_bytes(root, good_bytes):
+    n, _, data = _header(good_bytes)
+    d = _with_weights(root, struct.pack("<Q", n) + b"\xff" * n + data)
+    with expect(gn.ModelFormatError, weights_file(d)):
+        gn.load(d)
+
+
+def test_corrupted_header_broken_json(root, good_bytes):
+    n, head, data = _header(good_bytes)
+    bad = head.replace(b'"shape"', b'"sh"pe"', 1)
+    assert bad != head and len(bad) == len(head)
+    d = _with_weights(root, struct.pack("<Q", n) + bad + data)
+    with expect(gn.ModelFormatError, weights_file(d)):
+        gn.load(d)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2 ** 62, 2 ** 64 - 1])
+def test_corrupted_header_length(root, good_bytes, length):
+    _, head, data = _header(good_bytes)
+    d = _with_weights(root, struct.pack("<Q", length) + head + data)
+    with expect(gn.ModelFormatError, weights_file(d)):
+        gn.load(d)
+
+
+def test_corrupted_header_offsets(root, good_bytes):
+    """A tensor's data_offsets pointing past the data region: named tensor, named file."""
+    _, head, data = _header(good_bytes)
+    h = json.loads(head)
+    name = "model.final_norm.weight"
+    b, e = h[name]["data_offsets"]
+    h[name]["data_offsets"] = [b + len(data), e + len(data)]
+    raw = json.dumps(h).encode()
+    d = _with_weights(root, struct.pack("<Q", len(raw)) + raw + data)
+    with expect(gn.ModelFormatError, weights_file(d), name):
+        gn.load(d)
+
+
+def test_corrupted_header_shape_disagrees_with_offsets(root, good_bytes):
+    _, head, data = _header(good_bytes)
+    h = json.loads(head)
+    name = "model.embed_tokens.weight"
+    h[name]["shape"] = [V, CFG["width"] * 2]
+    raw = json.dumps(h).encode()
+    d = _with_weights(root, struct.pack("<Q", len(raw)) + raw + data)
+    with expect(gn.ModelFormatError, weights_file(d), name):
+        gn.load(d)
+
+
+def test_weights_file_is_a_directory(root):
+    d = variant(root)
+    os.remove(weights_file(d))
+    os.makedirs(weights_file(d))
+    with pytest.raises(gn.GemmaNativeError):
+        gn.load(d)
+
+
+# ---------------------------------------------------------------------------------- load(): tensors
+
+
+@pytest.mark.parametrize("name", [
+    "model.embed_tokens.weight",
+    "model.final_norm.weight",
+    "model.layers.1.temporal_block.rg_lru.recurrent_param",
+    "model.layers.2.temporal_block.k_proj.weight",
+    "model.layers.0.mlp_block.down_proj.bias",
+])
+def test_missing_tensor(root, name):
+    t = tinyckpt.hf_tensors(CFG)
+    del t[name]
+    with expect(gn.ModelFormatError, name, "missing"):
+        gn.load(variant(root, tensors=t))
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("model.layers.2.temporal_block.k_proj.weight", (17, 32)),
+    ("model.embed_tokens.weight", (V, 31)),
+    ("model.layers.0.temporal_block.conv_1d.weight", (48, 4)),
+    ("model.layers.1.temporal_block.rg_lru.input_gate_weight", (2, 24, 25)),
+    ("model.final_norm.weight", ()),
+])
+def test_misshaped_tensor(root, name, shape):
+    t = tinyckpt.hf_tensors(CFG)
+    expected = tuple(t[name].shape)
+    t[name] = np.zeros(shape, np.float32)
+    d = variant(root, tensors=t)
+    with expect(gn.ModelFormatError, name, weights_file(d), str(tuple(shape)), str(expected)):
+        gn.load(d)
+
+
+def test_misshaped_lm_head(root):
+    t = tinyckpt.hf_tensors(CFG)
+    t["lm_head.weight"] = np.zeros((3, 3), np.float32)
+    d = variant(root, tensors=t)
+    with expect(gn.ModelFormatError, "lm_head.weight", weights_file(d), "(3, 3)"):
+        gn.load(d)
+
+
+@pytest.mark.parametrize("name,dtype", [
+    ("model.layers.0.mlp_block.up_proj.bias", np.int32),
+    ("model.layers.0.mlp_block.up_proj.weight", np.int32),
+    ("model.embed_tokens.weight", np.int8),
+    ("model.layers.1.temporal_block.linear_x.weight", np.int64),
+    ("model.final_norm.weight", np.bool_),
+    ("model.layers.2.temporal_block.o_proj.bias", np.uint8),
+])
+def test_non_float_tensor(root, name, dtype):
+    t = tinyckpt.hf_tensors(CFG)
+    t[name] = np.zeros(t[name].shape, dtype)
+    d = variant(root, tensors=t)
+    with expect(gn.UnsupportedModelError, name, weights_file(d), np.dtype(dtype).name):
+        gn.load(d)
+
+
+@pytest.mark.parametrize("name", ["model.layers.0.extra.weight", "model.layers.7.mlp_block.up_proj.bias",
+                                  "something_else"])
+def test_extra_unknown_tensor(root, name):
+    t = tinyckpt.hf_tensors(CFG)
+    t[name] = np.zeros((3,), np.float32)
+    d = variant(root, tensors=t)
+    with expect(gn.ModelFormatError, name, weights_file(d)):
+        gn.load(d)
+
+
+def test_layer_kind_disagrees_with_block_types_in_file(root):
+    """Layer 2 is attention by the pattern, but the file holds a recurrent block there."""
+    t = tinyckpt.hf_tensors(CFG)
+    rec = tinyckpt.hf_tensors(tinyckpt.small_config(num_layers=1))
+    for k in [k for k in t if k.startswith("model.layers.2.")]:
+        del t[k]
+    for k, v in rec.items():
+        if k.startswith("model.layers.0."):
+            t[k.replace("model.layers.0.", "model.layers.2.")] = v
+    with expect(gn.ModelFormatError, "layer 2", "attention",
+                "model.layers.2.temporal_block.linear_x.weight"):
+        gn.load(variant(root, tensors=t))
+
+
+def test_layer_kind_disagrees_with_block_types_in_config(root):
+    """block_types says layer 1 is attention, the file holds the default R R A layout."""
+    c = cfg_with(block_types=["recurrent", "attention", "attention"])
+    with expect(gn.ModelFormatError, "layer 1", "model.layers.1.temporal_block.linear_x.weight"):
+        gn.load(variant(root, c))
+
+
+def _write_sharded(d, tensors, nshards=2):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(tinyckpt.config_json(CFG), f)
+    names = sorted(tensors)
+    files = [f"model-{i + 1:05d}-of-{nshards:05d}.safetensors" for i in range(nshards)]
+    wm = {n: files[i * nshards // len(names)] for i, n in enumerate(names)}
+    for fname in files:
+        write_safetensors(os.path.join(d, fname), {n: tensors[n] for n in names if wm[n] == fname})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": wm}, f)
+    return files
+
+
+def test_sharded_checkpoint_loads(root):
+    d = os.path.join(root, "sharded_ok")
+    _write_sharded(d, tinyckpt.hf_tensors(CFG), 3)
+    assert gn.load(d).logits([1, 2]).shape == (2, V)
+
+
+def test_sharded_index_points_to_missing_shard(root):
+    d = os.path.join(root, "sharded_missing")
+    files = _write_sharded(d, tinyckpt.hf_tensors(CFG), 3)
+    os.remove(os.path.join(d, files[1]))
+    with expect(gn.ModelNotFoundError, files[1]):
+        gn.load(d)
+
+
+def test_sharded_index_invalid_json(root):
+    d = os.path.join(root, "sharded_badindex")
+    _write_sharded(d, tinyckpt.hf_tensors(CFG), 2)
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        f.write('{"weight_map": ')
+    with expect(gn.ModelFormatError, "model.safetensors.index.json"):
+        gn.load(d)
+
+
+# ---------------------------------------------------------------------------------- load(): arguments
+
+
+@pytest.mark.parametrize("dtype", ["int4", "int8", "float64", "q4_0", "", 3])
+def test_bad_dtype_argument(good_dir, dtype):
+    with expect(gn.DTypeError, repr(dtype)):
+        gn.load(good_dir, dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [-1, -100, 1.5, "2", True])
+def test_bad_n_threads_argument(good_dir, n):
+    with expect(gn.InvalidArgumentError, "n_threads", repr(n)):
+        gn.load(good_dir, n_threads=n)
+
+
+@pytest.mark.parametrize("n", [-1, -100])
+def test_set_num_threads_negative(n):
+    """Like load(n_threads=-1), a negative thread count is an error, not a silent default.
+
+    BUG (found by this test): gn.set_num_threads(-1) is accepted and means "default"."""
+    with expect(gn.InvalidArgumentError, str(n)):
+        gn.set_num_threads(n)
+
+
+def test_tokenizer_smaller_than_vocab_generates_text(root):
+    """A checkpoint whose embedding has more rows than its tokenizer has pieces (a padded
+    vocabulary).  Either load() refuses it, naming both sizes, or text generation works: it
+    must never fail half-way with an error about a token id the model itself sampled.
+
+    BUG (found by this test): load() accepts it, then generate()/stream() raise
+    InvalidArgumentError('token id 421 is outside the vocabulary [0, 400)') from the
+    tokenizer as soon as the model samples a padding row."""
+    pytest.importorskip("sentencepiece")
+    cfg = tinyckpt.small_config(vocab_size=512)
+    d = os.path.join(root, "padded_vocab")
+    tinyckpt.write_folder(d, tinyckpt.config_json(cfg), tinyckpt.hf_tensors(cfg), tokenizer=True)
+    try:
+        m = gn.load(d)
+    except (gn.UnsupportedModelError, gn.ModelFormatError) as e:
+        assert "512" in str(e) and "400" in str(e), str(e)
+        return
+    for seed in range(3):
+        r = m.generate("hello", max_tokens=24, temperature=1.0, seed=seed, stop_token_ids=())
+        assert isinstance(r.text, str) and len(r.token_ids) == 24
+
+
+# ---------------------------------------------------------------------------------- logits / forward
+
+
+@pytest.mark.parametrize("ids,fragment", [
+    ([-1], "-1"),
+    ([V], str(V)),
+    ([2 ** 40], str(2 ** 40)),
+    ([[1, 2], [3, -7]], "-7"),
+    (np.array([2 ** 63], np.uint64), str(2 ** 63)),
+    (np.array([1, 2, 300], np.int16) * 2, "600"),
+])
+def test_logits_token_id_out_of_range(model, ids, fragment):
+    with expect(gn.InvalidArgumentError, fragment, "vocabulary"):
+        model.logits(ids)
+
+
+@pytest.mark.parametrize("ids", [
+    [1.0, 2.0], [1.5], np.array([1, 2], np.float32), [True, False], ["a"], "abc", b"ab",
+    None, {1: 2}, [1, None], np.array([1, 2], dtype=object), [[1, 2], [3, "x"]],
+    [1 + 2j], np.array([1, 2], np.complex64),
+], ids=lambda v: type(v).__name__ + ":" + repr(v)[:20])
+def test_logits_non_integer_ids(model, ids):
+    with expect(gn.InvalidArgumentError, "integer"):
+        model.logits(ids)
+
+
+@pytest.mark.parametrize("ids", [[], [[]], np.zeros((2, 0), np.int64), np.zeros((0, 3), np.int32)],
+                         ids=repr)
+def test_logits_empty(model, ids):
+    with expect(gn.InvalidArgumentError, "empty"):
+        model.logits(ids)
+
+
+@pytest.mark.parametrize("ids", [[[1, 2], [3]], [[1], [2, [3]]], [1, [2, 3]]], ids=repr)
+def test_logits_ragged(model, ids):
+    with expect(gn.InvalidArgumentError):
+        model.logits(ids)
+
+
+@pytest.mark.parametrize("ids", [np.zeros((1, 2, 3), np.int64), [[[1, 2]]], np.int64(3), 3,
+                                 np.zeros((1, 1, 1, 1), np.int32)], ids=repr)
+def test_logits_wrong_ndim(model, ids):
+    with expect(gn.InvalidArgumentError, "shape"):
+        model.logits(ids)
+
+
+def test_logits_accepts_any_integer_dtype(model):
+    ref = model.logits([2, 5, 7])
+    for dt in (np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64):
+        np.testing.assert_array_equal(model.logits(np.array([2, 5, 7], dt)), ref)
+
+
+def test_forward_state_from_another_model(model, other_model):
+    with expect(gn.InvalidArgumentError, "state"):
+        model.forward([1, 2], other_model.new_state())
+
+
+@pytest.mark.parametrize("state", [None, 0, "state", object()], ids=repr)
+def test_forward_not_a_state(model, state):
+    with expect(gn.InvalidArgumentError, "state"):
+        model.forward([1, 2], state)
+
+
+def test_forward_raw_core_state(model):
+    with expect(gn.InvalidArgumentError, "state"):
+        model.forward([1, 2], model.new_state()._core)
+
+
+@pytest.mark.parametrize("ids,exc_frag", [([], "empty"), ([[1, 2]], "[T]"), ([-1], "-1"),
+                                          ([V], str(V)), ([0.5], "integer")], ids=repr)
+def test_forward_bad_ids(model, ids, exc_frag):
+    s = model.new_state()
+    with expect(gn.InvalidArgumentError, exc_frag):
+        model.forward(ids, s)
+    assert s.pos == 0  # a rejected call leaves the state untouched
+    assert model.forward([2], s).shape == (V,)
+
+
+@pytest.mark.parametrize("pos", ["x", 2 ** 70, -5, 1.5, None], ids=repr)
+def test_state_load_numpy_bad_position(model, pos):
+    """BUG (found by this test): pos='x' raises a plain ValueError, pos=2**70 a pybind11
+    TypeError ('incompatible function arguments'), pos=1.5 is silently truncated and
+    pos=None a plain TypeError; all should be InvalidArgumentError."""
+    s = model.new_state()
+    with expect(gn.InvalidArgumentError):
+        s.load_numpy(s.to_numpy(), pos)
+
+
+# ---------------------------------------------------------------------------------- generate prompts
+
+
+def test_generate_empty_text_prompt_without_tokenizer(model):
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.generate("", max_tokens=2)
+
+
+def test_generate_empty_text_prompt_with_tokenizer(tok_model):
+    """"" with a BOS is a one-token prompt (unconditional generation); without BOS it is empty."""
+    r = tok_model.generate("", max_tokens=2, stop_token_ids=())
+    assert r.prompt_token_ids == [tok_model.tokenizer.bos_id] and len(r.token_ids) == 2
+    with expect(gn.InvalidArgumentError, "empty"):
+        tok_model.generate("", max_tokens=2, add_bos=False)
+
+
+@pytest.mark.parametrize("prompt", [[], (), np.array([], np.int64)], ids=repr)
+def test_generate_empty_ids(model, prompt):
+    with expect(gn.InvalidArgumentError):
+        model.generate(prompt, max_tokens=2)
+
+
+@pytest.mark.parametrize("prompt", [[[]], [[1], []]], ids=repr)
+def test_generate_batch_with_empty_prompt(model, prompt):
+    with expect(gn.InvalidArgumentError, "empty"):
+        model.generate(prompt, max_tokens=2)
+
+
+@pytest.mark.parametrize("prompt,frag", [([-1], "-1"), ([V], str(V)), ([2 ** 40], str(2 ** 40)),
+                                         ([1.5], "integer"), ([True], "integer"),
+                                         ([[1, 2], [3, "x"]], "integer")], ids=repr)
+def test_generate_bad_ids(model, prompt, frag):
+    with expect(gn.InvalidArgumentError, frag):
+        model.generate(prompt, max_tokens=2)
+
+
+@pytest.mark.parametrize("prompt", [np.zeros((1, 2, 3), np.int64), [[[1, 2]]], [1, [2]]], ids=repr)
+def test_generate_nested_too_deep(model, prompt):
+    with expect(gn.InvalidArgumentError):
+        model.generate(prompt, max_tokens=2)
+
+
+@pytest.mark.parametrize("prompt", [None, 5, np.int64(5), 2.5, object()], ids=repr)
+def test_generate_prompt_of_wrong_type(model, prompt):
+    """BUG (found by this test): generate(None) / generate(5) / generate(np.int64(5)) raise a
+    plain TypeError ("'NoneType' object is not iterable") instead of InvalidArgumentError."""
+    with expect(gn.InvalidArgumentError, "prompt"):
+        model.generate(prompt, max_tokens=2)
+
+
+def test_text_prompt_without_tokenizer(model):
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.generate("hello", max_tokens=2)
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.generate(["hello", "world"], max_tokens=2)
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.stream("hello", max_tokens=2)
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.chat([{"role": "user", "content": "hi"}], max_tokens=2)
+    with expect(gn.TokenizerError, "tokenizer"):
+        model.encode("hello")
+
+
+def test_stop_strings_without_tokenizer(model):
+    with expect(gn.TokenizerError, "stop"):
+        model.generate([2, 3], max_tokens=2, stop=["x"])
+    with expect(gn.TokenizerError, "stop"):
+        model.generate([2, 3], max_tokens=2, stop="x")
+
+
+# ---------------------------------------------------------------------------------- sampling params
+
+
+BAD_PARAMS = [
+    ("temperature", -1), ("temperature", -1e-9), ("temperature", math.nan),
+    ("temperature", math.inf), ("temperature", -math.inf), ("temperature", 1e9),
+    ("temperature", "1"), ("temperature", None), ("temperature", True), ("temperature", [1.0]),
+    ("top_p", 0), ("top_p", 0.0), ("top_p", 1.5), ("top_p", math.nan), ("top_p", -0.1),
+    ("top_p", math.inf), ("top_p", "0.5"), ("top_p", None),
+    ("top_k", -1), ("top_k", 2.5), ("top_k", 2 ** 40), ("top_k", "3"), ("top_k", True),
+    ("max_tokens", -1), ("max_tokens", 1.5), ("max_tokens", "3"), ("max_tokens", None),
+    ("max_tokens", True),
+    ("seed", -1), ("seed", 2 ** 64), ("seed", "x"), ("seed", 1.5), ("seed", True),
+    ("stop", [""]), ("stop", ""), ("stop", [1]), ("stop", ["ok", None]),
+    ("stop_token_ids", ["a"]), ("stop_token_ids", [1.5]), ("stop_token_ids", [True]),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD_PARAMS, ids=lambda v: repr(v)[:24])
+def test_bad_sampling_params(model, tok_model, key, value):
+    for m, prompt in ((model, [2, 3]), (tok_model, "hello")):
+        with expect(gn.InvalidArgumentError, key):
+            m.generate(prompt, **{key: value})
+    with expect(gn.InvalidArgumentError, key):
+        gn.SamplingParams(**{key: value})
+    with expect(gn.InvalidArgumentError, key):
+        tok_model.stream("hello", **{key: value})
+    with expect(gn.InvalidArgumentError, key):
+        tok_model.chat([{"role": "user", "content": "hi"}], **{key: value})
+
+
+@pytest.mark.parametrize("value", [5, 1.5, "ab"], ids=repr)
+def test_stop_token_ids_not_a_sequence(model, value):
+    """BUG (found by this test): stop_token_ids=5 raises a plain TypeError ("'int' object is
+    not iterable"); stop_token_ids='ab' is silently split into characters and then rejected
+    only by accident of the character check."""
+    with expect(gn.InvalidArgumentError, "stop_token_ids"):
+        model.generate([2, 3], max_tokens=2, stop_token_ids=value)
+
+
+def test_extreme_but_valid_sampling_params(model):
+    """Edge values that are allowed must work."""
+    for kw in (dict(temperature=1e4), dict(temperature=1e-30), dict(top_p=1e-9),
+               dict(top_k=2 ** 31 - 1), dict(seed=0), dict(seed=2 ** 64 - 1), dict(max_tokens=0),
+               dict(top_k=1, temperature=5.0), dict(stop_token_ids=[10 ** 30])):
+        kw.setdefault("max_tokens", 3)
+        r = model.generate([2, 3], stop_token_ids=kw.pop("stop_token_ids", ()), **kw)
+        assert len(r.token_ids) == kw["max_tokens"]
+        assert all(0 <= t < V for t in r.token_ids)
+
+
+@pytest.mark.parametrize("params", [{"max_tokens": 3}, 5, "greedy", [3]], ids=repr)
+def test_params_of_wrong_type(model, params):
+    with expect(gn.InvalidArgumentError, "SamplingParams"):
+        model.generate([2, 3], params)
+
+
+def test_unknown_sampling_keyword(model):
+    """A misspelt keyword is a TypeError (as for any Python call) or a GemmaNativeError; either
+    way it names the keyword."""
+    with pytest.raises((TypeError, gn.GemmaNativeError), match="temprature"):
+        model.generate([2, 3], temprature=0.5)
+
+
+# ---------------------------------------------------------------------------------- fuzz
+
+
+def _random_ids(rng):
+    """Random garbage: shapes of 0-4 dims, many dtypes, in- and out-of-range values, lists."""
+    kind = rng.integers(0, 6)
+    ndim = int(rng.integers(0, 5))
+    shape = tuple(int(rng.integers(0, 4)) for _ in range(ndim))
+    dtypes = [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.float16,
+              np.float32, np.float64, np.bool_, np.complex64]
+    if kind == 0:  # mostly valid ints
+        return np.asarray(rng.integers(0, V, size=shape)).astype(dtypes[rng.integers(0, 7)])
+    if kind == 1:  # any dtype, wide values
+        dt = dtypes[rng.integers(0, len(dtypes))]
+        vals = np.asarray(rng.integers(-2 ** 40, 2 ** 40, size=shape))
+        with np.errstate(all="ignore"):
+            return vals.astype(dt)
+    if kind == 2:  # floats incl. NaN / inf
+        a = np.asarray(rng.standard_normal(shape) * 1000)
+        a[a > 1500] = np.nan
+        a[a < -1500] = np.inf
+        return a
+    if kind == 3:  # ragged nested lists
+        return [[int(x) for x in rng.integers(-2, V + 2, size=rng.integers(0, 4))]
+                for _ in range(rng.integers(0, 4))]
+    if kind == 4:  # lists with odd elements
+        pool = [0, 1, V - 1, V, -1, 2 ** 63, -2 ** 63, 1.0, "3", None, True, b"x", [1], ()]
+        return [pool[i] for i in rng.integers(0, len(pool), size=rng.integers(0, 5))]
+    return [int(x) for x in rng.integers(-3, V + 3, size=rng.integers(0, 6))]
+
+
+def test_fuzz_logits_only_raises_gemma_native_errors(model):
+    rng = np.random.default_rng(20240601)
+    ok = failed = 0
+    for i in range(400):
+        ids = _random_ids(rng)
+        try:
+            out = model.logits(ids)
+        except gn.GemmaNativeError:
+            failed += 1
+            continue
+        ok += 1
+        arr = np.asarray(ids)
+        assert arr.ndim in (1, 2) and out.shape == arr.shape + (V,), (ids, out.shape)
+        assert np.isfinite(out).all(), ids
+    assert ok > 20 and failed > 100, (ok, failed)  # both paths were exercised
+    assert model.logits([2, 5]).shape == (2, V)  # still healthy
+
+
+# ---------------------------------------------------------------------------------- CPU ISA env
+
+
+def _run_python(code, isa):
+    env = dict(os.environ)
+    env["GEMMA_NATIVE_CPU_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_env_cpu_isa_bogus_fails_import_with_device_error():
+    p = _run_python("import gemma_native", "bogus")
+    assert p.returncode != 0
+    assert "DeviceError" in p.stderr and "bogus" in p.stderr, p.stderr
+
+
+def test_env_cpu_isa_scalar():
+    p = _run_python("import gemma_native as gn; print(gn.backend_info()['cpu_isa'])", "scalar")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "scalar"
+
+
+def test_set_cpu_isa_bad_names():
+    info = gn.backend_info()
+    with expect(gn.DeviceError, "bogus"):
+        gn.set_cpu_isa("bogus")
+    for isa in set(info["compiled_isas"]) - set(info["available_isas"]):
+        with expect(gn.DeviceError, isa):
+            gn.set_cpu_isa(isa)
+    assert gn.backend_info()["cpu_isa"] == info["cpu_isa"]  # unchanged by the failures
