@@ -8,17 +8,11 @@ import mmap
 import os
 import random
 import struct
-import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-try:
-    import gemma_native.loading.safetensors  # noqa: F401
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from gemma_native.errors import (
     DTypeError,

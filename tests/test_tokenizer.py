@@ -9,9 +9,8 @@ import sys
 import pytest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-for _p in (_HERE, os.path.join(os.path.dirname(_HERE), "python")):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+if _HERE not in sys.path:  # the tests use the installed package, never python/ directly
+    sys.path.insert(0, _HERE)
 
 from spm_fixture import train_tiny_spm  # noqa: E402
 

@@ -161,10 +161,11 @@ def hf_tensors(cfg, seed: int = 0) -> dict:
 
 
 def _cast(arr, dtype: str):
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,).
     if dtype == "float32":
-        return np.ascontiguousarray(arr, np.float32)
+        return np.array(arr, dtype=np.float32, order="C")
     if dtype == "float16":
-        return np.ascontiguousarray(arr, np.float16)
+        return np.array(arr, dtype=np.float16, order="C")
     if dtype == "bfloat16":
         return (f32_to_bf16_bits(arr), "bfloat16")
     raise ValueError(f"unsupported dtype {dtype!r}")

@@ -35,22 +35,45 @@ def _add_sampling_args(p):
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="do not stop at <eos>/<end_of_turn>: generate exactly --max-tokens")
 
 
 def _params(args):
     from . import SamplingParams
 
     return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
+                          stop_token_ids=() if args.ignore_eos else None)
+
+
+def _parse_ids(text):
+    from .errors import InvalidArgumentError
+
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise InvalidArgumentError(f"--ids takes integers, got {text!r}") from None
 
 
 def cmd_generate(args):
+    import time
+
+    t0 = time.perf_counter()
     model = _load(args)
+    t_load = time.perf_counter() - t0
     params = _params(args)
     if args.ids is not None:
-        ids = [int(x) for x in args.ids.replace(",", " ").split()]
+        ids = _parse_ids(args.ids)
+        t0 = time.perf_counter()
         out = model.generate(ids, params)
+        t_gen = time.perf_counter() - t0
         print(" ".join(map(str, out.token_ids)))
+        if args.stats:
+            print(f"[load {t_load:.1f} s; {len(ids)} prompt + {len(out.token_ids)} new tokens in "
+                  f"{t_gen:.2f} s ({len(out.token_ids) / t_gen:.2f} tokens/s overall); "
+                  f"state {model.new_state().nbytes / 2**20:.1f} MiB per sequence]",
+                  file=sys.stderr)
         return 0
     if args.prompt is None:
         print("gemma-native generate: give a prompt with -p TEXT (or --ids)", file=sys.stderr)
@@ -119,6 +142,7 @@ def main(argv=None):
     g.add_argument("-p", "--prompt", default=None)
     g.add_argument("--ids", default=None, help="prompt as token ids ('2 651 6037'), prints ids")
     g.add_argument("--no-stream", action="store_true")
+    g.add_argument("--stats", action="store_true", help="print timing to stderr")
     _add_sampling_args(g)
     g.set_defaults(fn=cmd_generate)
     c = sub.add_parser("chat", help="interactive chat (Gemma turn format)")
