@@ -164,8 +164,8 @@ def _ids(out):
 
 
 def test_generate_ids_greedy_matches_python(model_dir):
-    """The CLI uses the model's default stop ids (no option disables them), so compare with
-    generate() under the same defaults, and with stop_token_ids=() when no stop id was hit."""
+    """Without --ignore-eos the CLI uses the model's default stop ids: compare with generate()
+    under the same defaults, and with stop_token_ids=() when no stop id was hit."""
     got = _ids(ok(cli("generate", model_dir, "--ids", "2 5 7", "-n", 5)))
     m = gn.load(model_dir)
     ref = m.generate([2, 5, 7], max_tokens=5)
@@ -173,6 +173,37 @@ def test_generate_ids_greedy_matches_python(model_dir):
     if ref.finish_reason == "length":
         assert len(got) == 5
         assert got == m.generate([2, 5, 7], max_tokens=5, stop_token_ids=()).token_ids
+
+
+def test_generate_ids_ignore_eos(model_dir):
+    """--ignore-eos generates exactly -n tokens, like stop_token_ids=()."""
+    m = gn.load(model_dir)
+    for prompt in ("2 5 7", "1", "2 1 1"):
+        ids = [int(x) for x in prompt.split()]
+        got = _ids(ok(cli("generate", model_dir, "--ids", prompt, "-n", 6, "--ignore-eos")))
+        assert got == m.generate(ids, max_tokens=6, stop_token_ids=()).token_ids
+        assert len(got) == 6
+
+
+def test_generate_stop_at_eos_without_ignore_eos(root):
+    """A model that always predicts <eos> (id 1): the default stops after one token,
+    --ignore-eos does not."""
+    cfg = tinyckpt.small_config()
+    t = tinyckpt.hf_tensors(cfg)
+    t["model.embed_tokens.weight"][1] *= 40.0  # tied head: a huge row 1 wins every argmax
+    d = tinyckpt.write_folder(os.path.join(root, "eos_model"), tinyckpt.config_json(cfg), t)
+    m = gn.load(d)
+    full = m.generate([2, 5], max_tokens=4, stop_token_ids=()).token_ids
+    if full[0] != 1:
+        pytest.skip("the scaled <eos> row did not win the argmax")
+    assert _ids(ok(cli("generate", d, "--ids", "2 5", "-n", 4))) == [1]
+    assert _ids(ok(cli("generate", d, "--ids", "2 5", "-n", 4, "--ignore-eos"))) == full
+
+
+def test_generate_stats_go_to_stderr(model_dir):
+    p = cli("generate", model_dir, "--ids", "2 5 7", "-n", 3, "--ignore-eos", "--stats")
+    assert len(_ids(ok(p))) == 3
+    assert "tokens/s" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_generate_ids_comma_separated(model_dir):
@@ -304,9 +335,8 @@ def test_bad_ids_are_clean_errors(model_dir, ids, fragments):
 
 @pytest.mark.parametrize("ids", ["2 x", "1.5", "2;3", "0x10"])
 def test_non_integer_ids_are_clean_errors(model_dir, ids):
-    """BUG (found by this test): `--ids "2 x"` dies with a ValueError traceback from
-    int('x') in cmd_generate instead of a one-line error."""
-    clean_error(cli("generate", model_dir, "--ids", ids))
+    """(Was a bug in 2133c20: `--ids "2 x"` died with a ValueError traceback from int('x').)"""
+    clean_error(cli("generate", model_dir, "--ids", ids), "--ids", repr(ids))
 
 
 def test_empty_ids_is_a_clean_error(model_dir):
@@ -338,6 +368,46 @@ def test_unsupported_architecture_is_a_clean_error(root):
     c["model_type"] = "gemma2"
     d = tinyckpt.write_folder(os.path.join(root, "gemma2"), c, tinyckpt.hf_tensors(cfg))
     clean_error(cli("info", d), "not supported yet")
+
+
+# ---------------------------------------------------------------------------------- random:PRESET
+
+
+def _has_random_models():
+    return hasattr(gn, "random_model")
+
+
+def test_random_preset_info_and_generate():
+    if not _has_random_models():
+        pytest.skip("this build has no random:PRESET models")
+    info = json.loads(ok(cli("info", "random:recurrentgemma-tiny")))
+    assert info["path"] == "random:recurrentgemma-tiny"
+    assert info["config"]["num_layers"] >= 3
+    got = _ids(ok(cli("generate", "random:recurrentgemma-tiny", "--ids", "2 3 4", "-n", 4,
+                      "--ignore-eos")))
+    ref = gn.random_model("recurrentgemma-tiny").generate([2, 3, 4], max_tokens=4,
+                                                          stop_token_ids=())
+    assert got == ref.token_ids
+
+
+def test_random_preset_errors():
+    if not _has_random_models():
+        pytest.skip("this build has no random:PRESET models")
+    clean_error(cli("info", "random:bogus"), "bogus")
+    clean_error(cli("generate", "random:recurrentgemma-tiny", "--ids", "2", "--dtype", "int4"),
+                "int4")
+
+
+def test_random_preset_negative_threads():
+    """--threads -1 is rejected for a folder model (load() checks n_threads); it must be for
+    random:PRESET too.
+
+    BUG (found by this test): the random: path calls gn.set_num_threads(-1), which accepts
+    any negative number as "default", so the command succeeds."""
+    if not _has_random_models():
+        pytest.skip("this build has no random:PRESET models")
+    clean_error(cli("generate", "random:recurrentgemma-tiny", "--ids", "2", "-n", 1,
+                    "--threads", -1), "-1")
 
 
 # ---------------------------------------------------------------------------------- console script
