@@ -3,6 +3,7 @@
 // no call can read or write out of bounds; outputs are new arrays.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // std::optional<py::array> arguments
 
 #include <algorithm>
 #include <optional>

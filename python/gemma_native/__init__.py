@@ -9,8 +9,6 @@ No PyTorch or JAX at run time; the compute runs in the compiled ``gemma_native._
 
 from __future__ import annotations
 
-import os as _os
-
 from . import _core
 from .errors import (
     DeviceError,
@@ -39,7 +37,9 @@ def backend_info() -> dict:
 def set_num_threads(n: int | None) -> None:
     """Threads used by the kernels (process-wide); None or 0 restores the default (one per
     physical core)."""
-    _core.set_num_threads(0 if n is None else int(n))
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise InvalidArgumentError(f"number of threads must be an integer >= 0, got {n!r}")
+    _core.set_num_threads(0 if n is None else n)
 
 
 def set_cpu_isa(name: str) -> None:
@@ -49,8 +49,9 @@ def set_cpu_isa(name: str) -> None:
     _core.set_cpu_isa(str(name))
 
 
-# Apply GEMMA_NATIVE_CPU_ISA now so a bad value fails loudly at import, not at first use.
-_core.set_cpu_isa(_os.environ.get("GEMMA_NATIVE_CPU_ISA", "auto") or "auto")
+# GEMMA_NATIVE_CPU_ISA is read by the core at first use (backend_info() or any computation);
+# an unknown or unsupported value raises DeviceError there, not at import, so that tools built
+# on the package (the gemma-native command) can report it cleanly.
 
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import GemmaNativeError
@@ -76,11 +77,11 @@ def cmd_generate(args):
                   file=sys.stderr)
         return 0
     if args.prompt is None:
-        print("gemma-native generate: give a prompt with -p TEXT (or --ids)", file=sys.stderr)
+        print("gemma-native: error: give a prompt with -p TEXT (or --ids)", file=sys.stderr)
         return 2
     if args.no_stream or model.tokenizer is None:
         out = model.generate(args.prompt, params)
-        print(out.text if out.text is not None else out.token_ids)
+        print(args.prompt + out.text if out.text is not None else out.token_ids)
     else:
         sys.stdout.write(args.prompt)
         for piece in model.stream(args.prompt, params):
@@ -162,6 +163,12 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

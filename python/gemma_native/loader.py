@@ -30,7 +30,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
     if n_threads is not None:
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
-        _core.set_num_threads(n_threads)
+        _core.set_num_threads(n_threads)  # 0: the default (physical cores)
     want = canonical_dtype(dtype) if dtype is not None else None
     p = os.fspath(path)
     if not os.path.exists(p):

@@ -63,6 +63,9 @@ class SamplingParams:
                 bad(f"stop strings must be non-empty strings, got {s!r}")
         object.__setattr__(self, "stop", stop)
         if self.stop_token_ids is not None:
+            if isinstance(self.stop_token_ids, (str, bytes)) or not hasattr(
+                    self.stop_token_ids, "__iter__"):
+                bad(f"stop_token_ids must be a sequence of integers, got {self.stop_token_ids!r}")
             ids = tuple(self.stop_token_ids)
             for i in ids:
                 if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
@@ -121,6 +124,9 @@ class State:
         data = np.asarray(data)
         if data.dtype != np.float32 or data.shape != view.shape:
             raise InvalidArgumentError(f"state data must be float32 of shape {view.shape}")
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not \
+                0 <= pos < 2**31:
+            raise InvalidArgumentError(f"pos must be an integer in [0, 2**31), got {pos!r}")
         view[...] = data
         self._core._set_pos(int(pos))
 
@@ -202,6 +208,9 @@ class Model:
         return replace(params, **kw) if kw else params
 
     def _prompt_ids(self, prompt, add_bos) -> list:
+        if not isinstance(prompt, (str, list, tuple, np.ndarray)):
+            raise InvalidArgumentError(f"a prompt is a str or a list of integer token ids, got "
+                                       f"{type(prompt).__name__}")
         if isinstance(prompt, str):
             if not prompt and not add_bos:
                 raise InvalidArgumentError("empty prompt")
@@ -271,6 +280,9 @@ class Model:
         batch.
         """
         p = self._params(params, kw)
+        if not isinstance(prompt, (str, list, tuple, np.ndarray)):
+            raise InvalidArgumentError(f"prompt must be a str, a list of integer token ids, or "
+                                       f"a list of those; got {type(prompt).__name__}")
         if isinstance(prompt, np.ndarray):
             single = prompt.ndim == 1
         else:

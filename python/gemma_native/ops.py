@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import DTYPE_CODES, split_weight
+from .errors import InvalidArgumentError, ShapeError
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
@@ -40,12 +41,21 @@ def _opt(x):
 
 def embedding(table, ids, scale=1.0):
     arr, code = _w(table)
+    ids = np.asarray(ids)
+    if ids.size and (not np.issubdtype(ids.dtype, np.integer)
+                     or ids.min() < 0 or ids.max() >= arr.shape[0]):
+        bad = ids.reshape(-1)[0] if not np.issubdtype(ids.dtype, np.integer) else (
+            ids.min() if ids.min() < 0 else ids.max())
+        raise InvalidArgumentError(f"token id {bad!r} is outside the vocabulary "
+                                   f"[0, {arr.shape[0]})")
     return _core.embedding(arr, code, _i32(ids), float(scale))
 
 
 def rmsnorm(x, w, eps=1e-6, offset=1.0):
     x = _f32(x)
     shape = x.shape
+    if x.ndim == 0 or shape[-1] == 0:
+        raise ShapeError(f"rmsnorm needs a non-empty last axis, got shape {shape}")
     out = _core.rmsnorm(x.reshape(-1, shape[-1]), _f32(w), float(eps), float(offset))
     return out.reshape(shape)
 
@@ -92,8 +102,8 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
     n = logits.shape[0] if logits.ndim == 2 else -1
 
     def col(v, dt):
-        a = np.ascontiguousarray(v, dtype=dt)
-        return np.full(n, a, dtype=dt) if a.ndim == 0 and n >= 0 else a
+        a = np.asarray(v, dtype=dt)  # (ascontiguousarray would turn a scalar into shape (1,))
+        return np.full(n, a, dtype=dt) if a.ndim == 0 and n >= 0 else np.ascontiguousarray(a)
 
     return _core.sample(logits, col(temperature, np.float32), col(top_k, np.int32),
                         col(top_p, np.float32), col(seed, np.uint64), col(counter, np.uint64))

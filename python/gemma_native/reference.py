@@ -198,9 +198,13 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
         order = np.lexsort((np.arange(row.size), -row)) if need_sort else np.arange(row.size)
         if 0 < k < row.size:
             order = order[:k]
-        z = row[order] * np.float32(1.0 / np.float32(t))
-        zmax = z.max()
-        probs = np.exp(z.astype(np.float64) - np.float64(zmax))
+        kept = row[order]
+        lmax = kept.max()
+        if not np.isfinite(lmax):  # nothing finite to weigh (all -inf) or a +inf logit
+            out[b] = int(np.argmax(row))
+            continue
+        inv_t = 1.0 / np.float64(np.float32(t))  # in double: finite even for tiny temperatures
+        probs = np.exp((kept.astype(np.float64) - np.float64(lmax)) * inv_t)
         cum = np.cumsum(probs)
         keep = len(order)
         total = cum[-1]

@@ -1,6 +1,7 @@
 #include "ops/cpu/dispatch.h"
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <mutex>
 
@@ -51,7 +52,9 @@ std::vector<Entry> entries() {
 std::mutex g_mutex;
 std::atomic<const KernelTable*> g_active{nullptr};
 
-const KernelTable* pick(const std::string& name) {
+const KernelTable* pick(const std::string& requested) {
+  std::string name = requested;
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   const auto all = entries();
   if (name.empty() || name == "auto") {
     const KernelTable* best = nullptr;

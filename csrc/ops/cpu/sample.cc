@@ -28,7 +28,9 @@ int32_t argmax(const float* x, int64_t v) {
 
 int32_t sample_row(const float* logits, int64_t v, const SamplingRow& r) {
   if (r.temperature <= 0.0f) return argmax(logits, v);
-  const float inv_t = 1.0f / r.temperature;
+  // Probabilities exp((l - lmax) / T) in double: the division cannot overflow even for a
+  // denormal temperature (1 / 1e-45 is finite in double), and l - lmax <= 0.
+  const double inv_t = 1.0 / static_cast<double>(r.temperature);
   std::vector<int32_t> order;
   const bool need_sort = r.top_k > 0 || r.top_p < 1.0f;
   int64_t keep = v;
@@ -48,18 +50,18 @@ int32_t sample_row(const float* logits, int64_t v, const SamplingRow& r) {
     }
   }
   auto id_at = [&](int64_t i) -> int32_t { return need_sort ? order[i] : static_cast<int32_t>(i); };
-  float zmax = -INFINITY;
+  float lmax = -INFINITY;
   for (int64_t i = 0; i < keep; ++i) {
     const float l = logits[id_at(i)];
-    if (!isnan(l)) zmax = std::max(zmax, l * inv_t);
+    if (!isnan(l)) lmax = std::max(lmax, l);
   }
-  if (!(zmax > -INFINITY)) return argmax(logits, v);  // nothing finite to sample from
+  if (!(lmax > -INFINITY) || isinf(lmax)) return argmax(logits, v);  // nothing finite to weigh
   std::vector<double> cum(keep);
   double total = 0.0;
   for (int64_t i = 0; i < keep; ++i) {
     const float l = logits[id_at(i)];
     const double p =
-        isnan(l) ? 0.0 : exp(static_cast<double>(l * inv_t) - static_cast<double>(zmax));
+        isnan(l) ? 0.0 : exp((static_cast<double>(l) - static_cast<double>(lmax)) * inv_t);
     total += p;
     cum[i] = total;
   }

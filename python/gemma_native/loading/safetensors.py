@@ -442,7 +442,8 @@ def _prepare(name: str, value: Any) -> tuple[str, np.ndarray]:
         )
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    arr = np.ascontiguousarray(arr).view(storage)
+    # (ascontiguousarray would turn a 0-d array into shape (1,))
+    arr = np.require(arr, requirements="C").view(storage).reshape(arr.shape)
     return code, arr
 
 
