@@ -110,7 +110,18 @@ def _torch_dtype(dtype):
         raise ValueError(f"unsupported dtype {dtype!r}") from None
 
 
+_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "f32": "float32",
+                "bfloat16": "bfloat16", "bf16": "bfloat16",
+                "float16": "float16", "fp16": "float16", "f16": "float16"}
+
+
 def _dtype_name(dtype):
+    """Canonical dtype name; works without torch for string names (tinyckpt relies on it)."""
+    if isinstance(dtype, str):
+        try:
+            return _DTYPE_NAMES[dtype.lower()]
+        except KeyError:
+            raise ValueError(f"unsupported dtype {dtype!r}") from None
     torch = _torch()
     t = _torch_dtype(dtype)
     return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[t]

@@ -24,6 +24,8 @@ import tempfile
 
 import numpy as np
 
+import refmodels
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
@@ -66,40 +68,8 @@ def block_types(cfg) -> list:
 
 
 def config_json(cfg, dtype: str = "float32") -> dict:
-    """The ``config.json`` dict (transformers-5 layout, as refmodels.hf_config_json writes it,
-    built here without torch)."""
-    d, h, n = cfg["width"], cfg["num_heads"], cfg["num_layers"]
-    out = {
-        "architectures": ["RecurrentGemmaForCausalLM"],
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "attention_window_size": cfg["attention_window_size"],
-        "block_types": list(BLOCK_PATTERN),
-        "bos_token_id": 2,
-        "conv1d_width": cfg["conv1d_width"],
-        "dtype": dtype,
-        "eos_token_id": 1,
-        "final_w_init_variance_scale": 2.0 / n,
-        "head_dim": d // h,
-        "hidden_activation": "gelu_pytorch_tanh",
-        "hidden_size": d,
-        "intermediate_size": 2 * cfg["mlp_expanded_width"],
-        "logits_soft_cap": float(cfg["logits_soft_cap"]),
-        "lru_width": cfg["lru_width"],
-        "model_type": "recurrent_gemma",
-        "num_attention_heads": h,
-        "num_hidden_layers": n,
-        "num_key_value_heads": 1,
-        "pad_token_id": 0,
-        "rms_norm_eps": 1e-06,
-        "rope_parameters": {"partial_rotary_factor": 0.5, "rope_theta": 10000.0,
-                            "rope_type": "default"},
-        "tie_word_embeddings": True,
-        "use_cache": True,
-        "vocab_size": cfg["vocab_size"],
-        "w_init_variance_scale": 0.01,
-    }
-    return out
+    """The ``config.json`` dict, in the layout transformers 5 writes (refmodels, torch-free)."""
+    return refmodels.hf_config_json(cfg, dtype=dtype)
 
 
 def hf_tensors(cfg, seed: int = 0) -> dict:
