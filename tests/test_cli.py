@@ -372,9 +372,10 @@ def test_corrupt_model_is_a_clean_error(root):
 def test_unsupported_architecture_is_a_clean_error(root):
     cfg = tinyckpt.small_config()
     c = tinyckpt.config_json(cfg)
-    c["model_type"] = "gemma2"
-    d = tinyckpt.write_folder(os.path.join(root, "gemma2"), c, tinyckpt.hf_tensors(cfg))
-    clean_error(cli("info", d), "not supported yet")
+    c["model_type"] = "llama"
+    c["architectures"] = ["LlamaForCausalLM"]
+    d = tinyckpt.write_folder(os.path.join(root, "llama"), c, tinyckpt.hf_tensors(cfg))
+    clean_error(cli("info", d), "not a RecurrentGemma config")
 
 
 # ---------------------------------------------------------------------------------- random:PRESET

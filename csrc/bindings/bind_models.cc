@@ -7,20 +7,28 @@
 #include <memory>
 
 #include "bindings/arrays.h"
+#include "model/gemma.h"
 #include "model/griffin.h"
 
 namespace gemma_native::bindings {
 
 namespace {
 
+using model::GemmaConfig;
+using model::GemmaModel;
+using model::GemmaState;
 using model::GriffinConfig;
 using model::GriffinModel;
 using model::GriffinState;
 
-struct PyGriffin {
-  std::unique_ptr<GriffinModel> model;
-  py::dict keep_alive;  // the weight arrays the model points into
+// A native model plus the weight arrays it points into (kept alive as long as it lives).
+template <class M>
+struct PyModel {
+  std::unique_ptr<M> model;
+  py::dict keep_alive;
 };
+using PyGriffin = PyModel<GriffinModel>;
+using PyGemma = PyModel<GemmaModel>;
 
 template <class T>
 T get(const py::dict& d, const char* key) {
@@ -61,8 +69,36 @@ GriffinConfig config_from_dict(const py::dict& d) {
   return c;
 }
 
-std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights) {
-  auto g = std::make_unique<PyGriffin>();
+GemmaConfig gemma_config_from_dict(const py::dict& d) {
+  GemmaConfig c;
+  c.vocab_size = get<int64_t>(d, "vocab_size");
+  c.width = get<int64_t>(d, "width");
+  c.num_heads = get<int64_t>(d, "num_heads");
+  c.kv_heads = get<int64_t>(d, "kv_heads");
+  c.head_dim = get<int64_t>(d, "head_dim");
+  c.mlp_width = get<int64_t>(d, "mlp_width");
+  c.window = get<int64_t>(d, "window");
+  c.max_context = get<int64_t>(d, "max_context");
+  for (const auto& t : get<std::vector<std::string>>(d, "layer_types")) {
+    GN_CHECK(t == "sliding" || t == "global", ErrorKind::kUnsupported,
+             "unknown attention layer type '" + t + "'");
+    c.sliding.push_back(t == "sliding");
+  }
+  c.rope_base_local = get<float>(d, "rope_base_local");
+  c.rope_base_global = get<float>(d, "rope_base_global");
+  c.query_scale = get<float>(d, "query_scale");
+  c.attn_softcap = get<float>(d, "attn_softcap");
+  c.final_softcap = get<float>(d, "final_softcap");
+  c.post_norms = get<bool>(d, "post_norms");
+  c.qk_norm = get<bool>(d, "qk_norm");
+  c.embed_scale = get<float>(d, "embed_scale");
+  c.norm_eps = get<float>(d, "norm_eps");
+  c.norm_offset = get<float>(d, "norm_offset");
+  return c;
+}
+
+// weights: engine name -> (array, dtype code).  Fills `map` and keeps the arrays in `keep`.
+model::TensorMap tensor_map(const py::dict& weights, py::dict& keep) {
   model::TensorMap map;
   for (auto item : weights) {
     const std::string name = item.first.cast<std::string>();
@@ -74,13 +110,27 @@ std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& wei
     t.data = weight_ptr(arr, t.dtype, name.c_str());
     t.shape = shape_of(arr);
     map[name] = t;
-    g->keep_alive[py::str(name)] = arr;
+    keep[py::str(name)] = arr;
   }
+  return map;
+}
+
+std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights) {
+  auto g = std::make_unique<PyGriffin>();
+  const model::TensorMap map = tensor_map(weights, g->keep_alive);
   g->model = std::make_unique<GriffinModel>(config_from_dict(cfg), map);
   return g;
 }
 
-py::array forward(PyGriffin& g, py::array tokens, const std::vector<GriffinState*>& states,
+std::unique_ptr<PyGemma> make_gemma(const py::dict& cfg, const py::dict& weights) {
+  auto g = std::make_unique<PyGemma>();
+  const model::TensorMap map = tensor_map(weights, g->keep_alive);
+  g->model = std::make_unique<GemmaModel>(gemma_config_from_dict(cfg), map);
+  return g;
+}
+
+template <class M, class S>
+py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states,
                   bool all_positions) {
   check_ndim(tokens, 2, "tokens");
   const int64_t B = tokens.shape(0), T = tokens.shape(1);
@@ -127,9 +177,21 @@ void bind_models(py::module_& m) {
       .def_property_readonly("state_floats", [](const PyGriffin& g) {
         return g.model->state_floats();
       })
-      .def("forward", &forward, py::arg("tokens"), py::arg("states"),
+      .def("forward", &forward<GriffinModel, GriffinState>, py::arg("tokens"), py::arg("states"),
            py::arg("all_positions") = false,
            "tokens int32 [B, T]; states: B GriffinState; returns logits [B, T, V] or [B, V].");
+
+  py::class_<GemmaState>(m, "GemmaState", "KV cache of one sequence of a Gemma model.")
+      .def_property_readonly("pos", [](const GemmaState& s) { return s.pos; })
+      .def_property_readonly("nbytes", &GemmaState::nbytes)
+      .def("clone", [](const GemmaState& s) { return std::make_unique<GemmaState>(s); });
+
+  py::class_<PyGemma>(m, "GemmaModel")
+      .def(py::init(&make_gemma), py::arg("config"), py::arg("weights"))
+      .def("new_state", [](const PyGemma& g) { return g.model->new_state(); })
+      .def("forward", &forward<GemmaModel, GemmaState>, py::arg("tokens"), py::arg("states"),
+           py::arg("all_positions") = false,
+           "tokens int32 [B, T]; states: B GemmaState; returns logits [B, T, V] or [B, V].");
 }
 
 }  // namespace gemma_native::bindings

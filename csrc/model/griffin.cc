@@ -1,5 +1,7 @@
 #include "model/griffin.h"
 
+#include "model/common.h"
+
 #include <atomic>
 #include <climits>
 #include <cmath>
@@ -196,8 +198,6 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
   for (int64_t b = 0; b < B; ++b) {
     GN_CHECK(states[b] != nullptr && states[b]->layout_id == layout_id_, ErrorKind::kInvalidArgument,
              "forward: state " + std::to_string(b) + " was not made by this model");
-    GN_CHECK(states[b]->pos <= INT32_MAX - T, ErrorKind::kInvalidArgument,
-             "forward: sequence longer than 2^31 tokens");
     for (int64_t c = 0; c < b; ++c) {
       GN_CHECK(states[c] != states[b], ErrorKind::kInvalidArgument,
                "forward: the same state appears twice in one batch");
@@ -205,10 +205,9 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
   }
   const int64_t N = B * T, D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width;
   const int64_t Hhd = cfg_.num_heads * cfg_.head_dim, KVhd = cfg_.kv_heads * cfg_.head_dim;
-  std::vector<int32_t> pos(N);
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < T; ++t) pos[b * T + t] = static_cast<int32_t>(states[b]->pos + t);
-  }
+  std::vector<int64_t> start(B);
+  for (int64_t b = 0; b < B; ++b) start[b] = states[b]->pos;
+  const std::vector<int32_t> pos = batch_positions(start, T);
   std::vector<float> x(N * D), h(N * D), f(2 * N * F);
   const int64_t scratch_floats = std::max(5 * N * L, N * (2 * Hhd + 2 * KVhd));
   std::vector<float> scratch(scratch_floats);
@@ -231,17 +230,8 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
   }
   for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
 
-  // Final norm and tied output projection, for every position or each row's last one.
-  const int64_t rows = all_positions ? N : B;
-  if (!all_positions) {
-    for (int64_t b = 0; b < B; ++b) {
-      std::copy(x.begin() + ((b + 1) * T - 1) * D, x.begin() + (b + 1) * T * D, h.begin() + b * D);
-    }
-    std::copy(h.begin(), h.begin() + B * D, x.begin());
-  }
-  ops::rmsnorm({x.data(), final_norm_, rows, D, cfg_.norm_eps, cfg_.norm_offset, h.data()});
-  ops::linear({h.data(), rows, embed_, nullptr, false, logits});
-  if (cfg_.logits_soft_cap > 0.0f) ops::softcap(logits, rows * cfg_.vocab_size, cfg_.logits_soft_cap);
+  lm_head({&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.logits_soft_cap}, x.data(),
+          B, T, all_positions, logits);
 }
 
 }  // namespace gemma_native::model

@@ -9,20 +9,16 @@ from ._dtypes import canonical_dtype
 from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .model import Model
-from .models import griffin
+from .models import gemma, griffin
 from .tokenizer import Tokenizer
-
-# model_type values of architectures planned but not implemented yet (issue tracker).
-_PLANNED = {"gemma": "Gemma 1", "gemma2": "Gemma 2", "gemma3": "Gemma 3",
-            "gemma3_text": "Gemma 3"}
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
     """Loads a model.
 
-    path: a Hugging Face RecurrentGemma folder (config.json, model.safetensors or shards with
-    model.safetensors.index.json, optional tokenizer.model), or a .safetensors file with a
-    config.json beside it.
+    path: a Hugging Face folder (config.json, model.safetensors or shards with
+    model.safetensors.index.json, optional tokenizer.model) of RecurrentGemma or a Gemma 1/2/3
+    text model, or a .safetensors file with a config.json beside it.
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
     copy), or "float32" / "bfloat16" / "float16" (converted at load).  Activations are float32.
     n_threads: kernel threads (process-wide); None keeps the current setting.
@@ -40,12 +36,15 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
                                     f"Hugging Face folder")
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
-    if mt in _PLANNED:
-        raise UnsupportedModelError(f"{ckpt.path}: {_PLANNED[mt]} (model_type {mt!r}) is not "
-                                    f"supported yet; this release runs RecurrentGemma")
-    cfg = griffin.parse_config(ckpt.config)
-    weights = griffin.engine_weights(cfg, ckpt.tensors, want)
-    core = _core.GriffinModel(cfg.engine_dict(), weights)
+    if mt in gemma.MODEL_TYPES or mt == "gemma3":
+        emb = ckpt.tensors.get("model.embed_tokens.weight")
+        cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
+        weights = gemma.engine_weights(cfg, ckpt.tensors, want)
+        core = _core.GemmaModel(cfg.engine_dict(), weights)
+    else:
+        cfg = griffin.parse_config(ckpt.config)
+        weights = griffin.engine_weights(cfg, ckpt.tensors, want)
+        core = _core.GriffinModel(cfg.engine_dict(), weights)
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise UnsupportedModelError(

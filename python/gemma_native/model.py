@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgumentError, TokenizerError
+from .errors import InvalidArgumentError, TokenizerError, UnsupportedModelError
 from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
 
 
@@ -87,9 +87,11 @@ class GenerationResult:
 
 
 class State:
-    """A sequence's fixed-size state (recurrent state, conv taps, local-attention ring).
+    """What a sequence carries between calls.
 
-    Its size does not grow with the number of tokens consumed.  ``clone()`` copies it, so a
+    RecurrentGemma: a fixed-size state (recurrent state, conv taps, local-attention ring) that
+    does not grow with the number of tokens consumed.  Gemma transformers: the KV cache (a ring
+    of the window for sliding layers, growing for global layers).  ``clone()`` copies it, so a
     prompt can be processed once and continued several ways.  Not thread-safe.
     """
 
@@ -115,11 +117,17 @@ class State:
         return self.clone()
 
     def to_numpy(self) -> np.ndarray:
-        """A copy of the state's memory (float32), e.g. to save it."""
+        """A copy of the state's memory (float32), e.g. to save it (RecurrentGemma states)."""
+        if not hasattr(self._core, "numpy"):
+            raise UnsupportedModelError("saving the state of this model type is not supported "
+                                        "yet; use clone()")
         return self._core.numpy().copy()
 
     def load_numpy(self, data: np.ndarray, pos: int):
         """Restores memory saved by to_numpy() together with its position."""
+        if not hasattr(self._core, "numpy"):
+            raise UnsupportedModelError("restoring the state of this model type is not "
+                                        "supported yet")
         view = self._core.numpy()
         data = np.asarray(data)
         if data.dtype != np.float32 or data.shape != view.shape:
@@ -226,7 +234,7 @@ class Model:
     def _stop_ids(self, p: SamplingParams) -> set:
         if p.stop_token_ids is not None:
             return set(p.stop_token_ids)
-        ids = {self.config.eos_token_id}
+        ids = {self.config.eos_token_id, *getattr(self.config, "extra_stop_ids", ())}
         if self.tokenizer is not None:
             ids.add(self.tokenizer.eos_id)
             eot = self.tokenizer.piece_to_id(END_OF_TURN)

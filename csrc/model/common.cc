@@ -1,0 +1,34 @@
+#include "model/common.h"
+
+#include <algorithm>
+#include <climits>
+#include <string>
+
+namespace gemma_native::model {
+
+std::vector<int32_t> batch_positions(const std::vector<int64_t>& start, int64_t time) {
+  std::vector<int32_t> pos(start.size() * time);
+  for (size_t b = 0; b < start.size(); ++b) {
+    GN_CHECK(start[b] >= 0 && start[b] <= INT32_MAX - time, ErrorKind::kInvalidArgument,
+             "sequence longer than 2^31 tokens");
+    for (int64_t t = 0; t < time; ++t) pos[b * time + t] = static_cast<int32_t>(start[b] + t);
+  }
+  return pos;
+}
+
+void lm_head(const HeadArgs& h, float* x, int64_t B, int64_t T, bool all_positions,
+             float* logits) {
+  const int64_t D = h.embed->cols, V = h.embed->rows;
+  const int64_t rows = all_positions ? B * T : B;
+  if (!all_positions) {  // gather each row's last token to the front
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy(x + ((b + 1) * T - 1) * D, x + (b + 1) * T * D, x + b * D);
+    }
+  }
+  std::vector<float> normed(rows * D);
+  ops::rmsnorm({x, h.norm, rows, D, h.eps, h.offset, normed.data()});
+  ops::linear({normed.data(), rows, *h.embed, nullptr, false, logits});
+  if (h.softcap > 0.0f) ops::softcap(logits, rows * V, h.softcap);
+}
+
+}  // namespace gemma_native::model

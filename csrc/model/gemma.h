@@ -1,0 +1,72 @@
+// Gemma 1 / 2 / 3 decoder-only transformers (MODELS.md 3) on the shared ops: pre-norm
+// attention (MQA/GQA/MHA, RoPE over the whole head, optional QK-norm, optional logit soft-cap)
+// and GeGLU MLP, optional post-attention / post-MLP norms; layers are either sliding-window
+// (key j visible from query i iff i - W < j <= i) or global (full causal).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/tensor.h"
+
+namespace gemma_native::model {
+
+struct GemmaConfig {
+  int64_t vocab_size = 0;
+  int64_t width = 0;       // d_model
+  int64_t num_heads = 0;   // query heads
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t mlp_width = 0;   // gate/up width
+  int64_t window = 0;      // sliding window W (keys incl. the current one)
+  int64_t max_context = 0; // global-layer KV cache limit
+  std::vector<bool> sliding;  // per layer: sliding-window (true) or global attention
+  float rope_base_local = 10000.0f;
+  float rope_base_global = 10000.0f;
+  float query_scale = 1.0f;   // multiplies q.k
+  float attn_softcap = 0.0f;  // 0 = none
+  float final_softcap = 0.0f;
+  bool post_norms = false;    // Gemma 2/3: norms after attention and after the MLP
+  bool qk_norm = false;       // Gemma 3
+  float embed_scale = 1.0f;
+  float norm_eps = 1e-6f;
+  float norm_offset = 1.0f;   // (offset + w): 1 for HF weights, 0 for GGUF (already +1)
+
+  void validate() const;
+};
+
+// Per-sequence KV cache: a ring of W slots for sliding layers, a growing buffer (up to
+// max_context) for global layers.
+struct GemmaState {
+  int64_t pos = 0;
+  std::vector<std::vector<float>> k, v;  // per layer, [slots, kv_heads, head_dim]
+  std::vector<int64_t> slots;            // per layer
+  uint64_t layout_id = 0;
+  int64_t nbytes() const;
+};
+
+class GemmaModel {
+ public:
+  GemmaModel(GemmaConfig cfg, const TensorMap& weights);
+  const GemmaConfig& config() const { return cfg_; }
+  std::unique_ptr<GemmaState> new_state() const;
+  void forward(const int32_t* tokens, int64_t batch, int64_t time, GemmaState* const* states,
+               bool all_positions, float* logits) const;
+
+ private:
+  struct Layer {
+    const float *attn_norm, *mlp_norm, *post_attn_norm, *post_mlp_norm, *q_norm, *k_norm;
+    ops::WeightMatrix q, k, v, o, gate, up, down;
+  };
+  void attention(size_t li, const float* h, int64_t B, int64_t T, const int32_t* pos,
+                 GemmaState* const* states, float* out, float* scratch) const;
+
+  GemmaConfig cfg_;
+  ops::WeightMatrix embed_;
+  const float* final_norm_ = nullptr;
+  std::vector<Layer> layers_;
+  uint64_t layout_id_ = 0;
+};
+
+}  // namespace gemma_native::model

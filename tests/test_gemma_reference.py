@@ -1,0 +1,145 @@
+"""Gemma 1 / 2 / 3 text models against Hugging Face transformers on tiny random configs:
+logits at every position (past the sliding window too), greedy continuations, older and current
+config.json spellings, bf16 checkpoints, chunked == full."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import gemma_native as gn
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+ATOL = 1e-4
+W = 8
+
+
+def _make(gen, seed, hidden=64):
+    torch.manual_seed(seed)
+    common = dict(vocab_size=300, hidden_size=hidden, intermediate_size=96, head_dim=32,
+                  max_position_embeddings=256)
+    if gen == 1:  # MQA, all layers global
+        cfg = transformers.GemmaConfig(num_hidden_layers=3, num_attention_heads=4,
+                                       num_key_value_heads=1, **common)
+        m = transformers.GemmaForCausalLM(cfg)
+    elif gen == 2:  # GQA, alternating sliding/global, both soft-caps, query scalar != head_dim
+        cfg = transformers.Gemma2Config(num_hidden_layers=4, num_attention_heads=4,
+                                        num_key_value_heads=2, sliding_window=W,
+                                        query_pre_attn_scalar=24, attn_logit_softcapping=50.0,
+                                        final_logit_softcapping=30.0, **common)
+        m = transformers.Gemma2ForCausalLM(cfg)
+    else:  # 5 sliding : 1 global, QK-norm, two RoPE bases
+        cfg = transformers.Gemma3TextConfig(num_hidden_layers=7, num_attention_heads=4,
+                                            num_key_value_heads=1, sliding_window=W, **common)
+        m = transformers.Gemma3ForCausalLM(cfg)
+    m.config._attn_implementation = "eager"
+    m = m.float().eval()
+    with torch.no_grad():  # the default init leaves norms at 0 and logits tiny: spread them
+        for name, p in m.named_parameters():
+            if "norm" in name:
+                p.normal_(0, 0.2)
+            elif "embed" in name:
+                p.normal_(0, 0.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = {}
+    torch.set_num_threads(1)
+    for gen in (1, 2, 3):
+        m = _make(gen, seed=gen)
+        folder = str(tmp_path_factory.mktemp(f"gemma{gen}"))
+        m.save_pretrained(folder)
+        out[gen] = (m, folder)
+    return out
+
+
+def _hf_logits(m, toks):
+    with torch.no_grad():
+        return m(torch.as_tensor(np.asarray(toks)), use_cache=False).logits.float().numpy()
+
+
+def _toks(shape, seed):
+    return np.random.default_rng(seed).integers(0, 300, size=shape)
+
+
+@pytest.mark.parametrize("gen", [1, 2, 3])
+@pytest.mark.parametrize("length", [1, W - 1, W, W + 1, 3 * W + 2])
+def test_logits_match_transformers(models, gen, length):
+    m, folder = models[gen]
+    toks = _toks((2, length), seed=length)
+    ref = _hf_logits(m, toks)
+    ours = gn.load(folder).logits(toks)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < ATOL
+
+
+@pytest.mark.parametrize("gen", [1, 2, 3])
+def test_greedy_matches_transformers_generate(models, gen):
+    m, folder = models[gen]
+    prompt = [2] + list(_toks(5, seed=gen))
+    with torch.no_grad():  # HF's own cached decode path
+        ref = m.generate(torch.tensor([prompt]), max_new_tokens=3 * W, do_sample=False,
+                         eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    out = gn.load(folder).generate(prompt, max_tokens=3 * W, stop_token_ids=())
+    assert out.token_ids == ref
+
+
+@pytest.mark.parametrize("gen", [1, 2, 3])
+def test_chunked_prefill_equals_full(models, gen):
+    _, folder = models[gen]
+    model = gn.load(folder)
+    ids = _toks(4 * W + 3, seed=11)
+    full = model.logits(ids)
+    state = model.new_state()
+    got, i = [], 0
+    for size in (1, W - 1, W, W + 1, 2, 1, 3 * W):
+        if i >= len(ids):
+            break
+        got.append(model.forward(ids[i:i + size], state, all_positions=True))
+        i += size
+    np.testing.assert_allclose(np.concatenate(got), full, atol=2e-5, rtol=1e-5)
+    c = state.clone()
+    np.testing.assert_array_equal(model.forward([5], state), model.forward([5], c))
+
+
+def test_older_config_spellings(models, tmp_path):
+    """Gemma 3 config.json as older transformers wrote it: rope_theta / rope_local_base_freq /
+    sliding_window_pattern instead of rope_parameters / layer_types."""
+    m, folder = models[3]
+    with open(os.path.join(folder, "config.json")) as f:
+        conf = json.load(f)
+    rp = conf.pop("rope_parameters")
+    conf.pop("layer_types")
+    conf["rope_theta"] = rp["full_attention"]["rope_theta"]
+    conf["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
+    conf["sliding_window_pattern"] = 6
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(conf))
+    os.symlink(os.path.join(folder, "model.safetensors"), old / "model.safetensors")
+    toks = _toks((1, 3 * W), seed=3)
+    np.testing.assert_allclose(gn.load(str(old)).logits(toks), _hf_logits(m, toks), atol=ATOL,
+                               rtol=0)
+
+
+def test_bf16_checkpoint(tmp_path):
+    """A bf16 checkpoint keeps bf16 weights; its embedding scale is sqrt(width) rounded to bf16
+    as transformers does for bf16 models (MODELS.md 5.1).  The truth: transformers in fp32
+    holding the same bf16-rounded parameters and the bf16-rounded embedding scale.  (Casting
+    the whole HF model to bf16 and back would also round its RoPE frequency buffer.)"""
+    hidden = 96  # sqrt(96) = 9.798 is 9.8125 in bf16
+    _make(2, seed=2, hidden=hidden).to(torch.bfloat16).save_pretrained(str(tmp_path))
+    model = gn.load(str(tmp_path))
+    assert model.weight_dtype == "bfloat16" and model.config.embed_scale == 9.8125
+    mf = _make(2, seed=2, hidden=hidden)
+    with torch.no_grad():
+        for p in mf.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+        mf.model.embed_tokens.embed_scale.fill_(9.8125)
+    toks = _toks((1, 2 * W), seed=4)
+    np.testing.assert_allclose(model.logits(toks), _hf_logits(mf, toks), atol=ATOL, rtol=0)
