@@ -10,6 +10,7 @@
 
 #include "gemma_native/common.h"
 #include "gemma_native/dtype.h"
+#include "gemma_native/quant.h"
 
 namespace gemma_native::bindings {
 
@@ -57,9 +58,19 @@ inline T* typed(py::array& a, const char* name, bool writable = false) {
   return const_cast<T*>(static_cast<const T*>(a.data()));
 }
 
-// A weight array in `dtype` (0 f32, 1 bf16 as uint16 bits, 2 f16 as float16 or uint16 bits).
+// A weight array in `dtype` (0 f32, 1 bf16 as uint16 bits, 2 f16 as float16 or uint16 bits,
+// 3.. GGML blocks as uint8 [rows, row_bytes]).
 inline const void* weight_ptr(const py::array& a, DType dtype, const char* name) {
   check_contiguous(a, name);
+  if (is_quantized(dtype)) {
+    GN_CHECK(a.dtype().is(py::dtype::of<uint8_t>()) && a.ndim() == 2, ErrorKind::kDType,
+             std::string(name) + ": " + dtype_name(dtype) +
+                 " weights must be a 2-D uint8 array of raw blocks [rows, row_bytes]");
+    GN_CHECK(a.shape(1) % block_bytes(dtype) == 0, ErrorKind::kShape,
+             std::string(name) + ": row bytes are not a whole number of " + dtype_name(dtype) +
+                 " blocks");
+    return a.data();
+  }
   if (dtype == DType::kF32) {
     GN_CHECK(a.dtype().is(py::dtype::of<float>()), ErrorKind::kDType,
              std::string(name) + ": float32 weights must be a float32 array");
@@ -73,8 +84,16 @@ inline const void* weight_ptr(const py::array& a, DType dtype, const char* name)
 }
 
 inline DType dtype_from_code(int code) {
-  GN_CHECK(code >= 0 && code <= 2, ErrorKind::kDType, "unknown weight dtype code");
+  GN_CHECK(code >= 0 && code <= static_cast<int>(DType::kQ6_K), ErrorKind::kDType,
+           "unknown weight dtype code");
   return static_cast<DType>(code);
+}
+
+// Logical [rows, cols] of a weight array (for GGML blocks the array is [rows, row_bytes]).
+inline std::vector<int64_t> weight_shape(const py::array& a, DType dtype) {
+  std::vector<int64_t> s = shape_of(a);
+  if (is_quantized(dtype) && s.size() == 2) s[1] = s[1] / block_bytes(dtype) * block_values(dtype);
+  return s;
 }
 
 }  // namespace gemma_native::bindings

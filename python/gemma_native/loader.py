@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import _core
-from ._dtypes import canonical_dtype
+from ._dtypes import DTYPE_CODES, canonical_dtype
 from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .model import Model
@@ -32,8 +32,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
-        raise UnsupportedModelError(f"{p}: GGUF files are not supported yet (planned); use a "
-                                    f"Hugging Face folder")
+        return _load_gguf(p, want)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
     if mt in gemma.MODEL_TYPES or mt == "gemma3":
@@ -50,4 +49,29 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
         raise UnsupportedModelError(
             f"tokenizer has {tok.vocab_size} pieces but the model only {cfg.vocab_size} rows")
     wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
-    return Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)
+    model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)
+    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    return model
+
+
+def _load_gguf(path: str, want: str | None) -> Model:
+    from .gguf_tokenizer import tokenizer_from_gguf
+    from .loading.gguf import read_gguf
+    from .models import gemma_gguf
+
+    gf = read_gguf(path)
+    cfg, weights = gemma_gguf.load_gguf_model(gf, want)
+    core = _core.GemmaModel(cfg.engine_dict(), weights)
+    tok = None
+    if "tokenizer.ggml.tokens" in gf.metadata:
+        tok = tokenizer_from_gguf(gf.metadata)
+        if tok.vocab_size > cfg.vocab_size:
+            raise UnsupportedModelError(f"{path}: tokenizer has {tok.vocab_size} pieces but the "
+                                        f"model only {cfg.vocab_size} rows")
+    names = {**{v: k for k, v in DTYPE_CODES.items()}, **{v: k for k, v in
+                                                          gemma_gguf.NATIVE_QUANT.items()}}
+    dtypes = sorted({names[code] for _, code in weights.values()})
+    model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes))
+    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
+    return model

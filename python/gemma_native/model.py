@@ -151,6 +151,7 @@ class Model:
         self.tokenizer = tokenizer
         self.path = path
         self.weight_dtype = weight_dtype
+        self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
         self._core = core
 
     def __repr__(self):

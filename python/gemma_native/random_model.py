@@ -89,4 +89,6 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                 ("a_param" if hf.endswith("recurrent_param") else "small"))
     weights = griffin.engine_weights(cfg, tensors, want)
     core = _core.GriffinModel(cfg.engine_dict(), weights)
-    return Model(cfg, core, None, path=f"random:{preset}", weight_dtype=want)
+    model = Model(cfg, core, None, path=f"random:{preset}", weight_dtype=want)
+    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    return model

@@ -11,8 +11,19 @@
 
 namespace gemma_native {
 
-enum class DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+// Float storage dtypes, then GGML block-quantized ones (gemma_native/quant.h).
+enum class DType : int {
+  kF32 = 0,
+  kBF16 = 1,
+  kF16 = 2,
+  kQ8_0 = 3,
+  kQ4_0 = 4,
+  kQ5_0 = 5,
+  kQ4_K = 6,
+  kQ6_K = 7,
+};
 
+// Bytes per element of a float dtype (quantized ones: see block_bytes in quant.h).
 GN_HD int dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
 
 static inline const char* dtype_name(DType t) {
@@ -20,6 +31,11 @@ static inline const char* dtype_name(DType t) {
     case DType::kF32: return "float32";
     case DType::kBF16: return "bfloat16";
     case DType::kF16: return "float16";
+    case DType::kQ8_0: return "Q8_0";
+    case DType::kQ4_0: return "Q4_0";
+    case DType::kQ5_0: return "Q5_0";
+    case DType::kQ4_K: return "Q4_K";
+    case DType::kQ6_K: return "Q6_K";
   }
   return "?";
 }
@@ -57,6 +73,25 @@ GN_HD float f16_to_f32(uint16_t h) {
   // Subnormal half: value = mant * 2^-24.
   float v = static_cast<float>(mant) * 5.9604644775390625e-08f;
   return sign ? -v : v;
+}
+
+// float -> IEEE half, round to nearest even (like F16C's vcvtps2ph with rounding mode 0).
+GN_HD uint16_t f32_to_f16(float f) {
+  const uint32_t u = f32_to_bits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t abs = u & 0x7fffffffu;
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
+  if (abs < 0x38800000u) {  // half subnormal (or zero): round abs * 2^24 to an integer
+    const float v = bits_to_f32(abs) * 16777216.0f;  // exact scaling by a power of two
+    const uint32_t r = static_cast<uint32_t>(v);
+    const float frac = v - static_cast<float>(r);
+    uint32_t m = r + ((frac > 0.5f || (frac == 0.5f && (r & 1u))) ? 1u : 0u);
+    return static_cast<uint16_t>(sign | m);
+  }
+  uint32_t m = abs + 0xfffu + ((abs >> 13) & 1u);  // round mantissa to 10 bits, ties to even
+  m -= 0x38000000u;                                // rebias exponent 127 -> 15
+  return static_cast<uint16_t>(sign | (m >> 13));
 }
 
 GN_HD float load_as_f32(const void* p, DType t, int64_t i) {

@@ -12,6 +12,7 @@ struct KernelTable {
   void (*embedding)(const EmbeddingArgs&);
   void (*rmsnorm)(const RmsNormArgs&);
   void (*linear)(const LinearArgs&);
+  void (*qlinear)(const LinearArgs&);
   void (*block_diag_linear)(const BlockDiagLinearArgs&);
   void (*conv1d)(const Conv1dArgs&);
   void (*rglru_scan)(const RgLruArgs&);
@@ -32,6 +33,7 @@ namespace GN_ISA {
 void embedding(const EmbeddingArgs& a);
 void rmsnorm(const RmsNormArgs& a);
 void linear(const LinearArgs& a);
+void qlinear(const LinearArgs& a);
 void block_diag_linear(const BlockDiagLinearArgs& a);
 void conv1d(const Conv1dArgs& a);
 void rglru_scan(const RgLruArgs& a);

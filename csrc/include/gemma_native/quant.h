@@ -1,0 +1,182 @@
+// GGML block quantization formats, as stored in GGUF files.  Weights stay in these blocks in
+// memory (memory-mapped from the file); kernels widen them to fp32 block by block.
+//
+// Layouts (little-endian, packed; d/dmin are IEEE half):
+//   Q8_0  32 values:  d, int8 qs[32]                                  x = d * q
+//   Q4_0  32 values:  d, uint8 qs[16] (low nibbles: 0-15, high: 16-31) x = d * (q - 8)
+//   Q5_0  32 values:  d, uint32 qh (5th bits), uint8 qs[16]           x = d * (q - 16)
+//   Q4_K 256 values:  d, dmin, 12 bytes of 6-bit scales/mins for 8 sub-blocks of 32,
+//                     uint8 qs[128] (per 64 values: low nibbles then high nibbles)
+//                     x = d * scale_j * q - dmin * min_j
+//   Q6_K 256 values:  uint8 ql[128] (low 4 bits), uint8 qh[64] (high 2 bits), int8 scales[16]
+//                     (one per 16 values), d                          x = d * scale * (q - 32)
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "gemma_native/dtype.h"
+
+namespace gemma_native {
+
+#pragma pack(push, 1)
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[32];
+};
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[16];
+};
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+struct BlockQ4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+struct BlockQ6_K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+#pragma pack(pop)
+
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ5_0) == 22 &&
+                  sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210,
+              "GGML block sizes");
+
+GN_HD bool is_quantized(DType t) { return static_cast<int>(t) >= static_cast<int>(DType::kQ8_0); }
+
+// Values per block and bytes per block of a weight dtype (1 and the element size for floats).
+GN_HD int64_t block_values(DType t) {
+  switch (t) {
+    case DType::kQ8_0: case DType::kQ4_0: case DType::kQ5_0: return 32;
+    case DType::kQ4_K: case DType::kQ6_K: return 256;
+    default: return 1;
+  }
+}
+GN_HD int64_t block_bytes(DType t) {
+  switch (t) {
+    case DType::kQ8_0: return 34;
+    case DType::kQ4_0: return 18;
+    case DType::kQ5_0: return 22;
+    case DType::kQ4_K: return 144;
+    case DType::kQ6_K: return 210;
+    default: return dtype_size(t);
+  }
+}
+GN_HD int64_t row_bytes(DType t, int64_t cols) { return cols / block_values(t) * block_bytes(t); }
+
+// 6-bit scale and min of sub-block j (0..7) of a Q4_K block.
+GN_HD void q4k_scale_min(int j, const uint8_t* s, int* scale, int* min) {
+  if (j < 4) {
+    *scale = s[j] & 63;
+    *min = s[j + 4] & 63;
+  } else {
+    *scale = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Unpacks the integer values of one weight block: q[i] such that x = scale_of(i) * q[i]
+// (Q4_K: q in 0..15; Q6_K: q - 32 in -32..31; Q5_0/Q4_0: centred as documented above).
+GN_HD void unpack_q5_0(const BlockQ5_0& b, int8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+    q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+  }
+}
+GN_HD void unpack_q4_0(const BlockQ4_0& b, int8_t* q) {
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>((b.qs[j] & 0xF) - 8);
+    q[j + 16] = static_cast<int8_t>((b.qs[j] >> 4) - 8);
+  }
+}
+GN_HD void unpack_q4_k(const BlockQ4_K& b, uint8_t* q) {
+  for (int c = 0; c < 4; ++c) {  // 4 chunks of 64 values
+    for (int l = 0; l < 32; ++l) {
+      q[64 * c + l] = b.qs[32 * c + l] & 0xF;
+      q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
+    }
+  }
+}
+GN_HD void unpack_q6_k(const BlockQ6_K& b, int8_t* q) {
+  for (int h = 0; h < 2; ++h) {  // two halves of 128 values
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    int8_t* o = q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      o[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+      o[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      o[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+      o[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+    }
+  }
+}
+
+// Dequantizes one row of `cols` values of a quantized or float weight into fp32.
+GN_HD void dequantize_row(const void* row, DType t, int64_t cols, float* out) {
+  const uint8_t* p = static_cast<const uint8_t*>(row);
+  const int64_t nb = cols / block_values(t);
+  int8_t q[256];
+  uint8_t u[256];
+  for (int64_t i = 0; i < nb; ++i) {
+    float* o = out + i * block_values(t);
+    switch (t) {
+      case DType::kQ8_0: {
+        const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(p) + i;
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < 32; ++j) o[j] = d * b->qs[j];
+        break;
+      }
+      case DType::kQ4_0: {
+        const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(p) + i;
+        unpack_q4_0(*b, q);
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < 32; ++j) o[j] = d * q[j];
+        break;
+      }
+      case DType::kQ5_0: {
+        const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(p) + i;
+        unpack_q5_0(*b, q);
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < 32; ++j) o[j] = d * q[j];
+        break;
+      }
+      case DType::kQ4_K: {
+        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(p) + i;
+        unpack_q4_k(*b, u);
+        const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+        for (int j = 0; j < 8; ++j) {
+          int sc, mn;
+          q4k_scale_min(j, b->scales, &sc, &mn);
+          const float ds = d * sc, dm = dmin * mn;
+          for (int l = 0; l < 32; ++l) o[32 * j + l] = ds * u[32 * j + l] - dm;
+        }
+        break;
+      }
+      case DType::kQ6_K: {
+        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(p) + i;
+        unpack_q6_k(*b, q);
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < 256; ++j) o[j] = d * b->scales[j / 16] * q[j];
+        break;
+      }
+      default:
+        for (int64_t j = 0; j < cols; ++j) out[j] = load_as_f32(row, t, j);
+        return;
+    }
+  }
+}
+
+}  // namespace gemma_native
