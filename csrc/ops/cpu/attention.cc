@@ -15,19 +15,6 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace {
 
-static inline float dot(const float* a, const float* b, int64_t n) {
-  Vec c0 = zero(), c1 = zero();
-  int64_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    c0 = fma(load(a + i), load(b + i), c0);
-    c1 = fma(load(a + i + kLanes), load(b + i + kLanes), c1);
-  }
-  for (; i + kLanes <= n; i += kLanes) c0 = fma(load(a + i), load(b + i), c0);
-  float s = hsum(add(c0, c1));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 static inline void axpy(float alpha, const float* x, float* y, int64_t n) {
   const Vec av = splat(alpha);
   int64_t i = 0;
@@ -69,14 +56,14 @@ void attention(const AttentionArgs& a) {
       float mx = -INFINITY;
       for (int64_t p = p0; p < count; ++p) {
         const float* k = a.k_cache + ((b * S + p % S) * KV + kvh) * hd;
-        float s = dot(q, k, hd) * a.scale;
+        float s = dot_f32(q, k, hd) * a.scale;
         if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
         scores[nk++] = s;
         mx = s > mx ? s : mx;
       }
       for (int64_t j = j0; j <= t; ++j) {
         const float* k = a.k + ((b * T + j) * KV + kvh) * hd;
-        float s = dot(q, k, hd) * a.scale;
+        float s = dot_f32(q, k, hd) * a.scale;
         if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
         scores[nk++] = s;
         mx = s > mx ? s : mx;

@@ -77,19 +77,7 @@ void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
         }
       }
       for (; n < n1; ++n) {
-        const float* x0 = a.x + n * k;
-        Vec c0 = zero(), c1 = zero();
-        int64_t i = 0;
-        for (; i + 2 * kLanes <= k; i += 2 * kLanes) {
-          c0 = fma(load_w<DT>(w, i), load(x0 + i), c0);
-          c1 = fma(load_w<DT>(w, i + kLanes), load(x0 + i + kLanes), c1);
-        }
-        if (i + kLanes <= k) {
-          c0 = fma(load_w<DT>(w, i), load(x0 + i), c0);
-          i += kLanes;
-        }
-        float s = hsum(add(c0, c1));
-        for (; i < k; ++i) s += load_w1<DT>(w, i) * x0[i];
+        const float s = dot_w<DT>(w, a.x + n * k, k);
         float* y = a.y + n * m_total + m;
         *y = a.accumulate ? *y + (s + bias) : s + bias;
       }

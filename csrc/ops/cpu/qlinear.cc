@@ -1,6 +1,6 @@
 // qlinear: y[n, m] = sum_k x[n, k] * W[m, k] + bias[m] for W in a GGML block format (quant.h).
 // Each weight row is widened to fp32 once (into a per-task buffer) and then dotted with every
-// row of x in fp32, summed in the same order as `linear` does, so a quantized model computes
+// row of x in fp32, summed in the same order as `linear` does (dot_w), so a quantized model computes
 // exactly what its dequantized fp32 twin would, without holding the fp32 copy in memory.
 // (llama.cpp instead quantizes the activations to 8 bits; we keep them in fp32.)
 // Napkin math: decode reads each weight byte once (Q4_K: 4.5 bits per weight; Gemma 3 270M
@@ -10,27 +10,6 @@
 #include "ops/cpu/simd.h"
 
 namespace gemma_native::ops::cpu::GN_ISA {
-namespace {
-
-// The row summation order of linear.cc (two accumulators over alternating vectors, then the
-// scalar tail), so dequantized and quantized weights give identical results.
-static inline float dot_row(const float* w, const float* x, int64_t k) {
-  Vec c0 = zero(), c1 = zero();
-  int64_t i = 0;
-  for (; i + 2 * kLanes <= k; i += 2 * kLanes) {
-    c0 = fma(load(w + i), load(x + i), c0);
-    c1 = fma(load(w + i + kLanes), load(x + i + kLanes), c1);
-  }
-  if (i + kLanes <= k) {
-    c0 = fma(load(w + i), load(x + i), c0);
-    i += kLanes;
-  }
-  float s = hsum(add(c0, c1));
-  for (; i < k; ++i) s += w[i] * x[i];
-  return s;
-}
-
-}  // namespace
 
 void qlinear(const LinearArgs& a) {
   const DType t = a.w.dtype;
@@ -43,7 +22,7 @@ void qlinear(const LinearArgs& a) {
       dequantize_row(wbase + m * wrow, t, K, buf);
       const float bias = a.bias ? a.bias[m] : 0.0f;
       for (int64_t n = 0; n < a.n; ++n) {
-        const float s = dot_row(buf, a.x + n * K, K);
+        const float s = dot_f32(buf, a.x + n * K, K);
         float* y = a.y + n * M + m;
         *y = a.accumulate ? *y + (s + bias) : s + bias;
       }

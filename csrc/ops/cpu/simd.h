@@ -96,6 +96,30 @@ static inline float load_w1(const void* w, int64_t i) {
   return load_as_f32(w, DT, i);
 }
 
+// sum_i w[i] * x[i] with w of dtype DT: two accumulators over alternating vectors, one more
+// vector if left, then the scalar tail.  Every row dot product of the CPU kernels uses this one
+// order, so a row's result never depends on which kernel or batch computed it.
+template <DType DT>
+static inline float dot_w(const void* w, const float* x, int64_t k) {
+  Vec c0 = zero(), c1 = zero();
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= k; i += 2 * kLanes) {
+    c0 = fma(load_w<DT>(w, i), load(x + i), c0);
+    c1 = fma(load_w<DT>(w, i + kLanes), load(x + i + kLanes), c1);
+  }
+  if (i + kLanes <= k) {
+    c0 = fma(load_w<DT>(w, i), load(x + i), c0);
+    i += kLanes;
+  }
+  float s = hsum(add(c0, c1));
+  for (; i < k; ++i) s += load_w1<DT>(w, i) * x[i];
+  return s;
+}
+
+static inline float dot_f32(const float* a, const float* b, int64_t k) {
+  return dot_w<DType::kF32>(a, b, k);
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
