@@ -291,6 +291,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(prompt_ids)} prompt tokens -> {prompts[name]['greedy_text']!r}"
               f" (generate() agrees: {via_generate == generated})", file=sys.stderr)
 
+    # --- the same prompts on an F32 copy of the file (no 8-bit activation quantization)
+    import tempfile
+
+    from gguf_f32 import write_f32_copy
+
+    del llm
+    prompts_f32: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        f32_path = write_f32_copy(model_path, os.path.join(tmp, "f32.gguf"))
+        llm = llama_cpp.Llama(model_path=f32_path, n_ctx=N_CTX, n_threads=2, seed=0,
+                              logits_all=False, verbose=False)
+        for name, p in prompts.items():
+            llm.reset()
+            llm.eval(p["prompt_ids"])
+            logits = _last_logits(llm, n_vocab)
+            generated, next_logits = [], logits
+            for _ in range(N_GENERATE):
+                generated.append(int(np.argmax(next_logits)))
+                llm.eval([generated[-1]])
+                next_logits = _last_logits(llm, n_vocab)
+            top = np.argsort(-logits, kind="stable")[:TOP_K_LOGITS]
+            prompts_f32[name] = {"greedy_ids": generated,
+                                 "top_logits_ids": [int(i) for i in top],
+                                 "top_logits_values": [float(logits[i]) for i in top]}
+        del llm
+
     fixture = {
         "about": "llama.cpp reference outputs for the Gemma 3 270M Q4_K_M GGUF; written by "
                  "tests/make_llamacpp_fixtures.py",
@@ -304,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokenize": tokenize,
         "divergent_texts": sorted(DIVERGENT_TEXTS),
         "prompts": prompts,
+        "prompts_f32": prompts_f32,
     }
     with open(os.path.join(args.out_dir, os.path.basename(FIXTURE_JSON)), "w",
               encoding="utf-8") as f:

@@ -325,11 +325,11 @@ REGION_WEIGHTS = {"header": 0.08, "kv_cfg": 0.30, "kv_tok": 0.10, "tinfo": 0.37,
 
 
 def _region_pos(rng, lay: GGUFLayout, region=None):
-    if region is None:
-        names = list(REGION_WEIGHTS)
+    if region is None or not any(b > a for a, b in lay.regions[region]):
+        names = [n for n in REGION_WEIGHTS if any(b > a for a, b in lay.regions[n])]
         w = np.array([REGION_WEIGHTS[n] for n in names])
         region = names[int(rng.choice(len(names), p=w / w.sum()))]
-    a, b = _pick(rng, lay.regions[region])
+    a, b = _pick(rng, [(a, b) for a, b in lay.regions[region] if b > a])
     return int(rng.integers(a, b)), region
 
 
@@ -739,8 +739,10 @@ def _whole_config(rng, cfg: dict) -> tuple[bytes, str]:
         return b"\xef\xbb\xbf" + text.encode(), "config with BOM"
     k = _pick(rng, ["vocab_size", "num_hidden_layers", "hidden_size", "attention_window_size"])
     cfg2 = dict(cfg)
-    cfg2[k] = 10 ** int(_pick(rng, [19, 30, 400, 5000]))
-    return json.dumps(cfg2).encode(), f"config {k}=10**big"
+    cfg2[k] = 0
+    digits = int(_pick(rng, [19, 30, 400, 5000]))  # 5000: past Python's int-parsing limit
+    text = json.dumps(cfg2).replace(f'"{k}": 0', f'"{k}": 1' + "0" * digits, 1)
+    return text.encode(), f"config {k}=10**{digits}"
 
 
 def _split_st(data: bytes):
@@ -1009,10 +1011,7 @@ def worker_main(argv) -> int:
             st = f.read()
     # warm up (imports, thread pool) before measuring the baseline
     run_case(base)
-    if not _under_asan():
-        limit = _vm_size() + MEM_HEADROOM
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss0 = _limit_memory()
     out = sys.stdout
     for i in range(start, stop, step):
         try:
@@ -1023,16 +1022,18 @@ def worker_main(argv) -> int:
                     f.write(data)
             else:
                 path = os.path.join(scratch, f"m{i}")
+                shutil.rmtree(path, ignore_errors=True)  # left behind by a crashed worker
                 desc = hf_mutant(i, cfg, st, path)
-        except MemoryError:
-            out.write(json.dumps({"i": i, "phase": "gen-failed"}) + "\n")
+        except Exception:  # a bug of this harness, not of the loader: reported as such
+            out.write(json.dumps({"i": i, "phase": "gen-failed",
+                                  "tb": traceback.format_exc()[-1500:]}) + "\n")
             out.flush()
             continue
         out.write(json.dumps({"i": i, "phase": "start", "op": desc}) + "\n")
         out.flush()
         r = run_case(path)
         r.update(i=i, phase="done", op=desc)
-        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+        grew = _peak_rss() - rss0
         if r["res"] != "bug" and grew > RSS_FINDING:
             r.update(res="bug", cls="AbsurdMemory", where="",
                      msg=f"peak RSS grew by {grew >> 20} MiB ({r['cls'] or 'loaded'})")
@@ -1049,9 +1050,52 @@ def worker_main(argv) -> int:
             os.unlink(path)
         out.write(json.dumps(r) + "\n")
         out.flush()
-        if r.get("cls") == "AbsurdMemory":
-            return 3  # the parent restarts a fresh worker (ru_maxrss never goes down)
+        if grew > RSS_FINDING or r.get("cls") in ("Hang", "MemoryError"):
+            # A fresh worker for the next case: the peak RSS never goes down, and a case
+            # interrupted by the alarm may have left the process in a bad state.
+            return 3
     return 0
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _limit_memory() -> int:
+    """Caps the address space (not under ASan); returns the current peak RSS."""
+    if not _under_asan():
+        limit = _vm_size() + MEM_HEADROOM
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return _peak_rss()
+
+
+def one_main(argv) -> int:
+    """``python test_fuzz_load.py one PATH``: one case, its outcome as JSON on stdout."""
+    gn.set_num_threads(1)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    rss0 = _limit_memory()
+    r = run_case(argv[0])
+    grew = _peak_rss() - rss0
+    if r["res"] != "bug" and grew > RSS_FINDING:
+        r.update(res="bug", cls="AbsurdMemory", where="",
+                 msg=f"peak RSS grew by {grew >> 20} MiB ({r['cls'] or 'loaded'})")
+    sys.stdout.write(json.dumps(r) + "\n")
+    return 0
+
+
+def run_isolated(path) -> dict:
+    """Outcome of :func:`run_case` on ``path`` in a fresh, memory-capped subprocess (a crash
+    or a hang there is an outcome, not the end of the test session)."""
+    try:
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "one", os.fspath(path)],
+                           capture_output=True, env=_worker_env(),
+                           timeout=CASE_TIMEOUT + PARENT_GRACE + 30)
+    except subprocess.TimeoutExpired:
+        return {"res": "bug", "cls": "Hang", "msg": "killed: no answer in time", "where": ""}
+    if p.returncode != 0 or not p.stdout.strip():
+        return {"res": "bug", "cls": "Crash", "where": "",
+                "msg": f"status {p.returncode}: {p.stderr.decode('utf-8', 'replace')[-3000:]}"}
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------- parent
@@ -1153,7 +1197,8 @@ def run_campaign(kind: str, base: str, workdir, total: int, workers: int = WORKE
                     state["current"] = None
                     state["deadline"] = time.monotonic() + 60.0
                 else:
-                    results[msg["i"]] = {"i": msg["i"], "res": "skip"}
+                    results[msg["i"]] = {"i": msg["i"], "res": "harness-error",
+                                         "tb": msg.get("tb", "")}
         now = time.monotonic()
         for state in list(live):
             if now > state["deadline"]:
@@ -1174,6 +1219,8 @@ def summarize(c: Campaign) -> tuple[str, list]:
         counts[label] = counts.get(label, 0) + 1
         if r["res"] == "bug":
             groups.setdefault((r["cls"], r.get("where", "")), []).append(r)
+        elif r["res"] == "harness-error":
+            groups.setdefault(("HarnessError", r["tb"].strip().splitlines()[-1]), []).append(r)
     missing = c.total - len(c.results)
     stats = (f"{c.kind}: {len(c.results)}/{c.total} cases in {c.seconds:.1f} s; "
              + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
@@ -1197,8 +1244,9 @@ def _report(c: Campaign):
     for f in findings:
         print("  FINDING:", f)
     missing = c.total - len(c.results)
-    assert not findings and not missing, (
-        stats + "\n" + "\n".join(findings) + ("\n(some cases never ran)" if missing else ""))
+    if findings or missing:
+        pytest.fail(f"{len(findings)} distinct finding(s); {stats}\n" + "\n".join(findings)
+                    + ("\n(some cases never ran)" if missing else ""), pytrace=False)
 
 
 # -------------------------------------------------------------------------------- fixtures
@@ -1271,5 +1319,169 @@ def test_fuzz_hf_folder(seeds, tmp_path):
     _report(run_campaign("hf", seeds["hf"], tmp_path, HF_CASES))
 
 
+# ---------------------------------------------------------------------------------- repros
+#
+# Minimal reproductions of what the campaigns above found.  Each builds the seed with one
+# thing changed and requires the contract: load + logits succeed, or a GemmaNativeError.
+# Cases that can hang or allocate gigabytes run in a memory-capped subprocess
+# (run_isolated); the others run in-process so that the traceback shows the faulty line.
+
+
+def _gguf_variant(tmp_path, name, changes) -> str:
+    """The seed GGUF with metadata ``changes`` (key -> (value, vtype[, sub])) applied."""
+    meta, tensors = gguf_spec()
+    by_key = {m.key: m for m in meta}
+    for key, (value, vtype, *sub) in changes.items():
+        if key not in by_key:
+            by_key[key] = MetaEntry(key, None, None)
+            meta.append(by_key[key])
+        m = by_key[key]
+        m.value, m.vtype, m.sub = value, vtype, (sub[0] if sub else None)
+    path = tmp_path / f"{name}.gguf"
+    write_gguf(path, meta, tensors)
+    return str(path)
+
+
+_RAW = "__raw_json__"
+
+
+def _hf_variant(tmp_path, name, edit, raw: str | None = None) -> str:
+    """The seed Hugging Face folder with ``edit(config_dict)`` applied; a value set to
+    ``_RAW`` is written as the JSON text ``raw`` (NaN, Infinity, a 400-digit integer ...)."""
+    folder = tmp_path / name
+    write_hf_seed(folder)
+    cfg_path = folder / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    edit(cfg)
+    text = json.dumps(cfg)
+    if raw is not None:
+        text = text.replace(json.dumps(_RAW), raw)
+    cfg_path.write_text(text)
+    return str(folder)
+
+
+def load_and_forward(path):
+    """gn.load + one forward pass; a GemmaNativeError is a fine outcome (returned)."""
+    try:
+        model = gn.load(path)
+        vocab = model.config.vocab_size
+        model.logits([1, 2, 3] if vocab >= 4 else [0])
+        return model
+    except gn.GemmaNativeError as exc:
+        return exc
+
+
+def assert_clean_isolated(path):
+    r = run_isolated(path)
+    assert r["res"] in ("ok", "err"), (
+        f"{r['cls']} at {r.get('where') or '-'}: {r.get('msg', '')}\n{r.get('tb', '')}")
+
+
+def test_repro_gguf_architecture_not_a_string(tmp_path):
+    """general.architecture holding an array: TypeError (unhashable numpy array) in
+    gemma_gguf.parse_config (``arch not in ARCHS``), found by case 3474 of a longer run."""
+    path = _gguf_variant(tmp_path, "arch", {
+        "general.architecture": ([1e6], VT.ARRAY, VT.FLOAT32)})
+    load_and_forward(path)
+
+
+def test_repro_gguf_rope_scaling_type_not_a_string(tmp_path):
+    """{arch}.rope.scaling.type holding an array: ValueError ("truth value of an array ... is
+    ambiguous") in gemma_gguf.parse_config, found by case 3125 of a longer run."""
+    path = _gguf_variant(tmp_path, "scaling", {
+        f"{ARCH}.rope.scaling.type": ([1.0, 2.0], VT.ARRAY, VT.FLOAT32)})
+    load_and_forward(path)
+
+
+@pytest.mark.parametrize("count", [(1 << 32) - 1])
+def test_repro_gguf_huge_block_count(tmp_path, count):
+    """block_count of 2**31 .. 2**32-1 (a one-bit flip of the seed's 2 can do it): parse_config
+    builds the per-layer type tuple for every layer before any tensor is looked at, which
+    hangs for minutes and takes gigabytes (cases 876, 901 of test_fuzz_gguf)."""
+    assert_clean_isolated(_gguf_variant(tmp_path, "blocks", {
+        f"{ARCH}.block_count": (count, VT.UINT32)}))
+
+
+@pytest.mark.parametrize("window", [(1 << 22) + 8, (1 << 31) - 1, (1 << 32) - 2])
+def test_repro_gguf_huge_sliding_window(tmp_path, window):
+    """attention.sliding_window far above context_length (64): the native state allocates a
+    ring of ``window`` slots per sliding layer (GemmaModel::new_state), 1 GiB for 2**22 + 8
+    (a one-bit flip of the seed's 8, case 653), MemoryError from the first forward pass for
+    2**31 - 1 and 2**32 - 2 (cases 4194, 7356).  A window >= the context is a global layer."""
+    assert_clean_isolated(_gguf_variant(tmp_path, "window", {
+        f"{ARCH}.attention.sliding_window": (window, VT.UINT32)}))
+
+
+def test_repro_gguf_sliding_window_2_63_minus_1(tmp_path):
+    """window * kv_heads * head_dim overflows int64 in GemmaModel::new_state: std::length_error
+    surfaces as a plain ValueError ("cannot create std::vector larger than max_size()")."""
+    path = _gguf_variant(tmp_path, "window63", {
+        f"{ARCH}.attention.sliding_window": ((1 << 63) - 1, VT.UINT64)})
+    load_and_forward(path)
+
+
+def test_repro_gguf_sliding_window_overflow_drops_the_cache(tmp_path):
+    """sliding_window 2**62: window * 32 wraps to 0 in new_state (signed overflow, UB), the
+    ring is empty, attention() then sees no cache and silently forgets every earlier token of
+    a sliding layer: continuing a sequence gives other logits than the one-call forward.
+    Either the file is refused cleanly or the results must match."""
+    path = _gguf_variant(tmp_path, "window62", {
+        f"{ARCH}.attention.sliding_window": (1 << 62, VT.UINT64)})
+    model = load_and_forward(path)
+    if isinstance(model, gn.GemmaNativeError):
+        return
+    ids = list(range(1, 21))
+    full = model.logits(ids)
+    st = model.new_state()
+    model.forward(ids[:10], st)
+    rest = model.forward(ids[10:], st, all_positions=True)
+    np.testing.assert_allclose(rest, full[10:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "vocab_size"])
+def test_repro_hf_integer_key_not_finite(tmp_path, key, text):
+    """An integer config.json key holding NaN / Infinity (Python's json accepts both):
+    ValueError / OverflowError from ``int(v)`` in griffin._get (cases 75, 220)."""
+    load_and_forward(_hf_variant(tmp_path, "nonfinite", lambda c: c.__setitem__(key, _RAW),
+                                 raw=text))
+
+
+@pytest.mark.parametrize("key,value", [
+    ("eos_token_id", None), ("eos_token_id", [None]), ("bos_token_id", "gemma"),
+    ("pad_token_id", {"a": 1}), ("pad_token_id", math.inf), ("bos_token_id", [2])])
+def test_repro_hf_special_token_id_of_wrong_type(tmp_path, key, value):
+    """bos/eos/pad_token_id are converted with a bare ``int(...)`` in griffin.parse_config:
+    TypeError / ValueError / OverflowError (cases 11, 794, 1113, 6442)."""
+    load_and_forward(_hf_variant(tmp_path, "ids", lambda c: c.__setitem__(key, value)))
+
+
+@pytest.mark.parametrize("layers", ["4611686018427387904", "1" + "0" * 400])
+def test_repro_hf_huge_num_hidden_layers(tmp_path, layers):
+    """num_hidden_layers of 2**62 or 10**400: the block pattern list is built for every layer
+    before the tensors are checked, MemoryError / OverflowError ("cannot fit 'int' into an
+    index-sized integer") at griffin.parse_config (cases 291, 319); 10**9 would take ~8 GB."""
+    assert_clean_isolated(_hf_variant(
+        tmp_path, "layers", lambda c: c.__setitem__("num_hidden_layers", _RAW), raw=layers))
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, ["recurrent_gemma"]])
+def test_repro_hf_model_type_not_a_string(tmp_path, value):
+    """model_type holding an object or a list: TypeError (unhashable) at
+    ``mt in gemma.MODEL_TYPES`` in loader.load (case 1722)."""
+    load_and_forward(_hf_variant(tmp_path, "mt", lambda c: c.__setitem__("model_type", value)))
+
+
+def test_repro_hf_architectures_not_a_list(tmp_path):
+    """No model_type and ``architectures`` an integer: TypeError ("argument of type 'int' is
+    not iterable") in griffin.parse_config (case 2244)."""
+    def edit(c):
+        c.pop("model_type", None)
+        c["architectures"] = 3
+    load_and_forward(_hf_variant(tmp_path, "archs", edit))
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
     sys.exit(worker_main(sys.argv[2:]))
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "one":
+    sys.exit(one_main(sys.argv[2:]))

@@ -76,8 +76,9 @@ def _margin(ref_logits, our_logits):
 
 
 def test_greedy_flips_against_llamacpp_are_near_ties(model, ours):
-    """Issue 3 asks for 9 of 10 identical continuations; we measure 5 (llama.cpp quantizes
-    activations to 8 bits and keeps its KV cache in fp16, we compute in fp32).  Every
+    """Issue 3 asks for 9 of 10 identical continuations; on the quantized file we measure 5
+    (llama.cpp quantizes activations to 8 bits inside its quantized matrix products, we keep
+    them in fp32; on an F32 copy of the file all 10 agree, see the last test).  Every
     divergence must be a near-tie: our logits for the two candidates within 0.5 of each other
     (llama.cpp's own logits differ from ours by up to ~1 at the prompt ends)."""
     exact, flips = 0, []
@@ -125,3 +126,24 @@ def test_live_llamacpp_when_installed(model):
         got = model.logits(ids)[-1]
         assert float(got @ ref / (np.linalg.norm(got) * np.linalg.norm(ref))) > 0.999
         assert llm.tokenize(PROMPTS[name]["text"].encode(), add_bos=True) == ids
+
+
+def test_f32_copy_of_the_file_matches_llamacpp_token_for_token(tmp_path):
+    """The same model with every tensor dequantized to F32 (written by the gguf package):
+    llama.cpp then multiplies in fp32 too, and the two engines must agree on every greedy
+    token of every prompt and on the top logits (llama.cpp's fp16 KV cache remains: ~0.02).
+    This is what shows that the Q4_K_M differences above come from llama.cpp's 8-bit
+    activations, not from the model math."""
+    pytest.importorskip("gguf")
+    from gguf_f32 import write_f32_copy
+
+    path = write_f32_copy(str(demo.assemble()), str(tmp_path / "f32.gguf"))
+    model = gn.load(path)
+    assert model.weight_dtype == "float32"
+    for name, p in PROMPTS.items():
+        ref = REF["prompts_f32"][name]
+        out = model.generate(p["prompt_ids"], max_tokens=len(ref["greedy_ids"]),
+                             stop_token_ids=())
+        assert out.token_ids == ref["greedy_ids"], name
+        got = model.logits(p["prompt_ids"])[-1][ref["top_logits_ids"]]
+        np.testing.assert_allclose(got, ref["top_logits_values"], atol=0.05, rtol=0)
