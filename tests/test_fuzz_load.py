@@ -37,6 +37,22 @@ mutant files are kept under the pytest tmp folder.
 
 The findings of the campaigns are also written below as small explicit repro tests
 (``test_repro_*``), which fail until the loader is fixed.
+
+Under AddressSanitizer (a ``-DGEMMA_NATIVE_SANITIZE=ON`` build imported by a stock Python),
+preload libstdc++ together with libasan::
+
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \\
+    ASAN_OPTIONS=detect_leaks=0 pytest tests/test_fuzz_load.py
+
+With libasan alone, libstdc++ is only loaded later (by dlopen of the extension), ASan's
+``__cxa_throw`` interceptor finds no real ``__cxa_throw`` and every C++ exception thrown from
+libstdc++ or sentencepiece aborts with ``CHECK failed: ... real___cxa_throw != 0``
+(google/sanitizers#934) -- a harness problem, not a bug of the package.  The workers add
+``allocator_may_return_null=1`` and size limits to ``ASAN_OPTIONS``; a failed throwing
+``operator new`` still aborts under ASan (it cannot become std::bad_alloc there), so a huge
+native allocation shows up as a Crash finding carrying ASan's out-of-memory report instead of
+the MemoryError a normal build raises.  UBSan messages printed by the workers become findings
+of the case that printed them.
 """
 
 from __future__ import annotations
@@ -406,7 +422,8 @@ def m_shift(rng, buf: bytearray, lay: GGUFLayout):
     pos, region = _region_pos(rng, lay, _pick(rng, ["header", "kv_cfg", "kv_tok", "tinfo"]))
     n = int(rng.integers(1, 9))
     if rng.random() < 0.5:
-        out = bytes(buf[:pos]) + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + bytes(buf[pos:])
+        noise = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        out = bytes(buf[:pos]) + noise + bytes(buf[pos:])
         return out, f"insert {n} bytes {region}@{pos}"
     return bytes(buf[:pos]) + bytes(buf[pos + n:]), f"delete {n} bytes {region}@{pos}"
 
@@ -435,13 +452,16 @@ def random_meta_value(rng, orig=None):
     if kind == "bool":
         return bool(rng.integers(2)), VT.BOOL, None
     if kind == "str":
-        return _pick(rng, ["", "gemma3", "64", "none", "linear", "\u00e9\u4e2d", "x" * 300]), VT.STRING, None
+        text = _pick(rng, ["", "gemma3", "64", "none", "linear", "\u00e9\u4e2d", "x" * 300])
+        return text, VT.STRING, None
     if kind == "arr_int":
         n = int(_pick(rng, [1, 2, 3, 15, 16]))
-        return [int(x) for x in rng.integers(-5, 300, n)], VT.ARRAY, _pick(rng, [VT.INT32, VT.UINT8, VT.INT64])
+        sub = _pick(rng, [VT.INT32, VT.UINT8, VT.INT64])
+        return [int(x) for x in rng.integers(-5, 300, n)], VT.ARRAY, sub
     if kind == "arr_str":
         n = int(_pick(rng, [1, 2, 15, 16]))
-        return [_pick(rng, ["a", "", "<unk>", "\u2581", "<0x41>"]) for _ in range(n)], VT.ARRAY, VT.STRING
+        items = [_pick(rng, ["a", "", "<unk>", "\u2581", "<0x41>"]) for _ in range(n)]
+        return items, VT.ARRAY, VT.STRING
     if kind == "arr_float":
         n = int(_pick(rng, [1, 15, 16]))
         return [float(_pick(rng, FLOAT_EDGES)) for _ in range(n)], VT.ARRAY, VT.FLOAT32
@@ -642,7 +662,7 @@ def gguf_mutant(i: int, base: bytes, lay: GGUFLayout, spec) -> tuple[bytes, str]
                 data, d = m_semantic(rng, spec)
                 descs.append(d)
                 break
-            except Exception:  # the writer refused this combination; try another
+            except Exception:  # noqa: BLE001, S112 -- the writer refused it; try another
                 continue
         if rng.random() < 0.7:
             return data, " | ".join(descs)
@@ -805,7 +825,9 @@ def _st_header_edit(rng, data: bytes) -> tuple[bytes, str]:
         elif sub == "float":
             a = float(a) + 0.5
         elif sub == "body":
-            a, b = len(body) - (b - a) + int(rng.integers(-4, 5)), len(body) + int(rng.integers(-4, 5))
+            size = b - a
+            b = len(body) + int(rng.integers(-4, 5))
+            a = b - size + int(rng.integers(-4, 5))
         e["data_offsets"] = [a, b] if sub != "len3" else [a, b, b]
         d = f"data_offsets={_short(e['data_offsets'])}"
     elif op == "delete":
@@ -900,7 +922,7 @@ def hf_mutant(i: int, cfg: dict, st: bytes, folder: str) -> str:
             wm = {k: shard for k in header if k != "__metadata__"}
             if op == "index_bad":
                 sub = _pick(rng, ["missing", "extra", "abs", "dotdot", "nonstr", "notdict"])
-                k0 = sorted(wm)[0]
+                k0 = min(wm)
                 if sub == "missing":
                     del wm[k0]
                 elif sub == "extra":
@@ -1024,13 +1046,15 @@ def worker_main(argv) -> int:
                 path = os.path.join(scratch, f"m{i}")
                 shutil.rmtree(path, ignore_errors=True)  # left behind by a crashed worker
                 desc = hf_mutant(i, cfg, st, path)
-        except Exception:  # a bug of this harness, not of the loader: reported as such
+        except Exception:  # noqa: BLE001 -- a bug of this harness, reported as such
             out.write(json.dumps({"i": i, "phase": "gen-failed",
                                   "tb": traceback.format_exc()[-1500:]}) + "\n")
             out.flush()
             continue
         out.write(json.dumps({"i": i, "phase": "start", "op": desc}) + "\n")
         out.flush()
+        sys.stderr.write(f"#case {i}\n")  # attributes sanitizer messages to their case
+        sys.stderr.flush()
         r = run_case(path)
         r.update(i=i, phase="done", op=desc)
         grew = _peak_rss() - rss0
@@ -1088,7 +1112,7 @@ def run_isolated(path) -> dict:
     or a hang there is an outcome, not the end of the test session)."""
     try:
         p = subprocess.run([sys.executable, os.path.abspath(__file__), "one", os.fspath(path)],
-                           capture_output=True, env=_worker_env(),
+                           check=False, capture_output=True, env=_worker_env(),
                            timeout=CASE_TIMEOUT + PARENT_GRACE + 30)
     except subprocess.TimeoutExpired:
         return {"res": "bug", "cls": "Hang", "msg": "killed: no answer in time", "where": ""}
@@ -1207,7 +1231,34 @@ def run_campaign(kind: str, base: str, workdir, total: int, workers: int = WORKE
                 if nxt is not None:
                     live.append(spawn(state["w"], nxt))
     sel.close()
+    _sanitizer_messages(workdir, results)
     return Campaign(kind, total, results, time.monotonic() - t0)
+
+
+SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "WARNING: AddressSanitizer")
+
+
+def _sanitizer_messages(workdir: str, results: dict) -> None:
+    """Non-fatal sanitizer reports (UBSan's "runtime error: ...") only reach the workers'
+    stderr; each one becomes a finding of the case that printed it."""
+    for name in sorted(os.listdir(workdir)):
+        if not name.endswith(".stderr"):
+            continue
+        case = None
+        with open(os.path.join(workdir, name), "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line.startswith("#case "):
+                    case = int(line[6:])
+                elif case is not None and any(m in line for m in SANITIZER_MARKS):
+                    r = results.get(case, {"i": case})
+                    if r.get("res") == "bug" and r.get("cls") == "Crash":
+                        continue  # the crash already carries the report
+                    outcome = r.get("cls") or r.get("res")
+                    results[case] = dict(r, res="bug", cls="SanitizerReport",
+                                         where=line.split(": runtime error")[0][-80:],
+                                         msg=f"{line[:300]} (outcome: {outcome})")
 
 
 def summarize(c: Campaign) -> tuple[str, list]:
@@ -1241,8 +1292,6 @@ def summarize(c: Campaign) -> tuple[str, list]:
 def _report(c: Campaign):
     stats, findings = summarize(c)
     print(stats)
-    for f in findings:
-        print("  FINDING:", f)
     missing = c.total - len(c.results)
     if findings or missing:
         pytest.fail(f"{len(findings)} distinct finding(s); {stats}\n" + "\n".join(findings)
@@ -1387,7 +1436,7 @@ def test_repro_gguf_architecture_not_a_string(tmp_path):
 
 def test_repro_gguf_rope_scaling_type_not_a_string(tmp_path):
     """{arch}.rope.scaling.type holding an array: ValueError ("truth value of an array ... is
-    ambiguous") in gemma_gguf.parse_config, found by case 3125 of a longer run."""
+    ambiguous") in gemma_gguf.parse_config, case 3125 of a 20000-case run."""
     path = _gguf_variant(tmp_path, "scaling", {
         f"{ARCH}.rope.scaling.type": ([1.0, 2.0], VT.ARRAY, VT.FLOAT32)})
     load_and_forward(path)
@@ -1452,7 +1501,7 @@ def test_repro_hf_integer_key_not_finite(tmp_path, key, text):
     ("pad_token_id", {"a": 1}), ("pad_token_id", math.inf), ("bos_token_id", [2])])
 def test_repro_hf_special_token_id_of_wrong_type(tmp_path, key, value):
     """bos/eos/pad_token_id are converted with a bare ``int(...)`` in griffin.parse_config:
-    TypeError / ValueError / OverflowError (cases 11, 794, 1113, 6442)."""
+    TypeError / ValueError / OverflowError (cases 11, 794, 1113, 1870)."""
     load_and_forward(_hf_variant(tmp_path, "ids", lambda c: c.__setitem__(key, value)))
 
 
@@ -1474,7 +1523,7 @@ def test_repro_hf_model_type_not_a_string(tmp_path, value):
 
 def test_repro_hf_architectures_not_a_list(tmp_path):
     """No model_type and ``architectures`` an integer: TypeError ("argument of type 'int' is
-    not iterable") in griffin.parse_config (case 2244)."""
+    not iterable") in griffin.parse_config (case 2244 of a 12000-case run)."""
     def edit(c):
         c.pop("model_type", None)
         c["architectures"] = 3

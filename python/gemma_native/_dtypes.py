@@ -12,6 +12,8 @@ import numpy as np
 from .errors import DTypeError
 
 DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
+# GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs.
+QUANT_CODES = {"Q8_0": 3, "Q4_0": 4, "Q5_0": 5, "Q4_K": 6, "Q6_K": 7}
 _ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
             "fp16": "float16", "half": "float16", "float": "float32"}
 
@@ -48,6 +50,11 @@ def split_weight(w):
     if isinstance(w, tuple):
         if len(w) != 2:
             raise DTypeError("a weight tuple must be (array, dtype_name)")
+        if isinstance(w[1], str) and w[1].upper() in QUANT_CODES:
+            arr = np.asarray(w[0])
+            if arr.dtype != np.uint8 or arr.ndim != 2:
+                raise DTypeError(f"{w[1]} weights must be uint8 blocks [rows, row_bytes]")
+            return arr, w[1].upper()
         arr, name = np.asarray(w[0]), canonical_dtype(w[1])
         if name == "float32" and arr.dtype != np.float32:
             raise DTypeError(f"float32 weight given as {arr.dtype} array")
@@ -65,6 +72,12 @@ def split_weight(w):
 
 def weight_to_f32(w) -> np.ndarray:
     arr, name = split_weight(w)
+    if name in QUANT_CODES:
+        from .loading.gguf import GGUFTensor, block_size_of  # the numpy dequantizers
+
+        cols = arr.shape[1] * block_size_of(name)[0] // block_size_of(name)[1]
+        t = GGUFTensor("weight", name, (arr.shape[0], cols), arr.reshape(-1), "<array>")
+        return t.dequantize(np.float32)
     if name == "bfloat16":
         return bf16_bits_to_f32(arr)
     return np.asarray(arr).astype(np.float32) if name == "float16" else np.asarray(arr, np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._dtypes import DTYPE_CODES, split_weight
+from ._dtypes import DTYPE_CODES, QUANT_CODES, split_weight
 from .errors import InvalidArgumentError, ShapeError
 
 __all__ = [
@@ -32,7 +32,7 @@ def _i32(x):
 
 def _w(w):
     arr, name = split_weight(w)
-    return np.ascontiguousarray(arr), DTYPE_CODES[name]
+    return np.ascontiguousarray(arr), {**DTYPE_CODES, **QUANT_CODES}[name]
 
 
 def _opt(x):

@@ -86,14 +86,33 @@ GN_HD void q4k_scale_min(int j, const uint8_t* s, int* scale, int* min) {
   }
 }
 
+// bits -> bytes: kBitBytes.v[i] holds, in byte b, 0x10 when bit b of i is set (Q5_0's 5th bits).
+struct BitBytes {
+  uint64_t v[256];
+  constexpr BitBytes() : v() {
+    for (int i = 0; i < 256; ++i) {
+      uint64_t x = 0;
+      for (int b = 0; b < 8; ++b) {
+        if ((i >> b) & 1) x |= uint64_t{0x10} << (8 * b);
+      }
+      v[i] = x;
+    }
+  }
+};
+static constexpr BitBytes kBitBytes{};
+
 // Unpacks the integer values of one weight block: q[i] such that x = scale_of(i) * q[i]
 // (Q4_K: q in 0..15; Q6_K: q - 32 in -32..31; Q5_0/Q4_0: centred as documented above).
+// Written as straight loops over bytes so the compiler vectorizes them per ISA.
 GN_HD void unpack_q5_0(const BlockQ5_0& b, int8_t* q) {
-  uint32_t qh;
-  std::memcpy(&qh, b.qh, 4);
+  uint8_t hi[32];
+  for (int k = 0; k < 4; ++k) {
+    const uint64_t v = kBitBytes.v[b.qh[k]];
+    std::memcpy(hi + 8 * k, &v, 8);
+  }
   for (int j = 0; j < 16; ++j) {
-    q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
-    q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+    q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | hi[j]) - 16);
+    q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | hi[j + 16]) - 16);
   }
 }
 GN_HD void unpack_q4_0(const BlockQ4_0& b, int8_t* q) {
@@ -116,7 +135,7 @@ GN_HD void unpack_q6_k(const BlockQ6_K& b, int8_t* q) {
     const uint8_t* qh = b.qh + 32 * h;
     int8_t* o = q + 128 * h;
     for (int l = 0; l < 32; ++l) {
-      o[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+      o[l] = static_cast<int8_t>(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
       o[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
       o[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
       o[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
@@ -126,56 +145,67 @@ GN_HD void unpack_q6_k(const BlockQ6_K& b, int8_t* q) {
 
 // Dequantizes one row of `cols` values of a quantized or float weight into fp32.
 GN_HD void dequantize_row(const void* row, DType t, int64_t cols, float* out) {
-  const uint8_t* p = static_cast<const uint8_t*>(row);
   const int64_t nb = cols / block_values(t);
   int8_t q[256];
   uint8_t u[256];
-  for (int64_t i = 0; i < nb; ++i) {
-    float* o = out + i * block_values(t);
-    switch (t) {
-      case DType::kQ8_0: {
-        const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(p) + i;
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < 32; ++j) o[j] = d * b->qs[j];
-        break;
+  switch (t) {
+    case DType::kQ8_0: {
+      const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
+      for (int64_t i = 0; i < nb; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < 32; ++j) out[32 * i + j] = d * b[i].qs[j];
       }
-      case DType::kQ4_0: {
-        const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(p) + i;
-        unpack_q4_0(*b, q);
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < 32; ++j) o[j] = d * q[j];
-        break;
+      return;
+    }
+    case DType::kQ4_0: {
+      const BlockQ4_0* b = static_cast<const BlockQ4_0*>(row);
+      for (int64_t i = 0; i < nb; ++i) {
+        unpack_q4_0(b[i], q);
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < 32; ++j) out[32 * i + j] = d * q[j];
       }
-      case DType::kQ5_0: {
-        const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(p) + i;
-        unpack_q5_0(*b, q);
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < 32; ++j) o[j] = d * q[j];
-        break;
+      return;
+    }
+    case DType::kQ5_0: {
+      const BlockQ5_0* b = static_cast<const BlockQ5_0*>(row);
+      for (int64_t i = 0; i < nb; ++i) {
+        unpack_q5_0(b[i], q);
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < 32; ++j) out[32 * i + j] = d * q[j];
       }
-      case DType::kQ4_K: {
-        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(p) + i;
-        unpack_q4_k(*b, u);
-        const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+      return;
+    }
+    case DType::kQ4_K: {
+      const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
+      for (int64_t i = 0; i < nb; ++i) {
+        unpack_q4_k(b[i], u);
+        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        float* o = out + 256 * i;
         for (int j = 0; j < 8; ++j) {
           int sc, mn;
-          q4k_scale_min(j, b->scales, &sc, &mn);
+          q4k_scale_min(j, b[i].scales, &sc, &mn);
           const float ds = d * sc, dm = dmin * mn;
           for (int l = 0; l < 32; ++l) o[32 * j + l] = ds * u[32 * j + l] - dm;
         }
-        break;
       }
-      case DType::kQ6_K: {
-        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(p) + i;
-        unpack_q6_k(*b, q);
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < 256; ++j) o[j] = d * b->scales[j / 16] * q[j];
-        break;
-      }
-      default:
-        for (int64_t j = 0; j < cols; ++j) out[j] = load_as_f32(row, t, j);
-        return;
+      return;
     }
+    case DType::kQ6_K: {
+      const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
+      for (int64_t i = 0; i < nb; ++i) {
+        unpack_q6_k(b[i], q);
+        const float d = f16_to_f32(b[i].d);
+        float* o = out + 256 * i;
+        for (int g = 0; g < 16; ++g) {
+          const float s = d * b[i].scales[g];
+          for (int l = 0; l < 16; ++l) o[16 * g + l] = s * q[16 * g + l];
+        }
+      }
+      return;
+    }
+    default:
+      for (int64_t j = 0; j < cols; ++j) out[j] = load_as_f32(row, t, j);
+      return;
   }
 }
 

@@ -940,3 +940,11 @@ _DEQUANTIZERS: dict[str, Callable[[np.ndarray, np.ndarray], None]] = {
 
 #: ggml type names :meth:`GGUFTensor.dequantize` handles.
 DEQUANTIZABLE_TYPES: tuple[str, ...] = tuple(_PLAIN) + tuple(_DEQUANTIZERS)
+
+
+def block_size_of(ggml_type: str) -> tuple[int, int]:
+    """(values per block, bytes per block) of a ggml type name, e.g. "Q4_K" -> (256, 144)."""
+    info = _TYPE_BY_NAME.get(ggml_type)
+    if info is None:
+        raise UnsupportedModelError(f"unknown ggml type {ggml_type!r}")
+    return info.block_size, info.type_size

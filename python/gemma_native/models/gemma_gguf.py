@@ -15,15 +15,15 @@ import math
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, canonical_dtype, convert_weight
+from .._dtypes import DTYPE_CODES, QUANT_CODES, canonical_dtype, convert_weight
 from ..errors import ModelFormatError, UnsupportedModelError
 from .gemma import GemmaConfig, check_config
 
 ARCHS = {"gemma": 1, "gemma2": 2, "gemma3": 3}
 
-# GGML block types the native kernels multiply directly (csrc/include/gemma_native/quant.h);
-# the codes follow gemma_native::DType.  Other quantized types are dequantized at load.
-NATIVE_QUANT = {"Q8_0": 3, "Q4_0": 4, "Q5_0": 5, "Q4_K": 6, "Q6_K": 7}
+# GGML block types the native kernels multiply directly (csrc/include/gemma_native/quant.h)
+# (the codes follow gemma_native::DType; other quantized types are dequantized at load)
+NATIVE_QUANT = QUANT_CODES
 
 
 def _meta(gf, key, kind, default=None):
