@@ -35,6 +35,12 @@ void GemmaConfig::validate() const {
   for (bool s : sliding) {
     if (s) positive(window, "sliding window");
   }
+  // Bounds that keep every cache size computation far from overflow (positions are int32).
+  GN_CHECK(max_context <= (int64_t{1} << 31) && window <= max_context, ErrorKind::kModelFormat,
+           "config: the sliding window must not exceed the context length (<= 2^31)");
+  GN_CHECK(kv_heads * head_dim <= (int64_t{1} << 20) && width <= (int64_t{1} << 20) &&
+               mlp_width <= (int64_t{1} << 24),
+           ErrorKind::kModelFormat, "config: implausibly large dimensions");
   GN_CHECK(std::isfinite(query_scale) && std::isfinite(embed_scale) && attn_softcap >= 0 &&
                final_softcap >= 0 && rope_base_local > 0 && rope_base_global > 0,
            ErrorKind::kModelFormat, "config: bad float parameter");

@@ -31,6 +31,9 @@ void GriffinConfig::validate() const {
   positive(window, "attention window");
   positive(conv_width, "conv1d width");
   GN_CHECK(!blocks.empty(), ErrorKind::kModelFormat, "config: no layers");
+  GN_CHECK(window <= (int64_t{1} << 24) && kv_heads * head_dim <= (int64_t{1} << 20) &&
+               lru_width <= (int64_t{1} << 24) && conv_width <= 64,
+           ErrorKind::kModelFormat, "config: implausibly large dimensions");
   GN_CHECK(num_heads % kv_heads == 0, ErrorKind::kModelFormat,
            "config: num_heads must be a multiple of kv_heads");
   GN_CHECK(lru_width % num_heads == 0, ErrorKind::kModelFormat,

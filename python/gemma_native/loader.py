@@ -35,7 +35,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
         return _load_gguf(p, want)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
-    if mt in gemma.MODEL_TYPES or mt == "gemma3":
+    if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
         emb = ckpt.tensors.get("model.embed_tokens.weight")
         cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
         weights = gemma.engine_weights(cfg, ckpt.tensors, want)

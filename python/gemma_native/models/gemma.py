@@ -12,7 +12,7 @@ import numpy as np
 
 from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight
 from ..errors import ModelFormatError, UnsupportedModelError
-from .griffin import _get  # shared typed config.json accessor
+from .griffin import _get, check_layer_count, token_id  # shared config.json accessors
 
 # HF model_type -> generation
 MODEL_TYPES = {"gemma": 1, "gemma2": 2, "gemma3_text": 3}
@@ -123,6 +123,8 @@ def _layer_types(cfg: dict, gen: int, n: int) -> tuple:
 
 def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
     mt = cfg.get("model_type")
+    if not isinstance(mt, str):
+        raise ModelFormatError(f"config.json: 'model_type' must be a string, got {mt!r}")
     if mt == "gemma3" and isinstance(cfg.get("text_config"), dict):
         raise UnsupportedModelError("multimodal Gemma 3 checkpoints (model_type 'gemma3') are "
                                     "not supported; use a text-only Gemma3ForCausalLM folder")
@@ -132,6 +134,7 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
     width = _get(cfg, "hidden_size")
     heads = _get(cfg, "num_attention_heads")
     n = _get(cfg, "num_hidden_layers")
+    check_layer_count(n)
     head_dim = _get(cfg, "head_dim", default=width // heads if heads > 0 else 0)
     glob, loc = _rope_thetas(cfg, gen)
     types = _layer_types(cfg, gen, n)
@@ -139,17 +142,23 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
                   required=False) if gen > 1 else 0
     if gen > 1 and "sliding" in types and (window is None or window <= 0):
         raise ModelFormatError("config.json: sliding_window must be > 0")
+    max_pos = _get(cfg, "max_position_embeddings", default=8192)
+    if gen > 1 and window:
+        window = min(window, max_pos)  # a window past the context is the whole context
     qpas = _get(cfg, "query_pre_attn_scalar", kind=float, default=float(head_dim),
                 required=False) if gen > 1 else float(head_dim)
     eos = cfg.get("eos_token_id", 1)
     eos_list = eos if isinstance(eos, list) else [eos]
+    if not all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e < 1 << 40
+               for e in eos_list if e is not None):
+        raise ModelFormatError(f"config.json: 'eos_token_id' must be token ids, got {eos!r}")
     c = GemmaConfig(
         architecture={1: "gemma", 2: "gemma2", 3: "gemma3"}[gen],
         vocab_size=_get(cfg, "vocab_size"), width=width, num_layers=n, num_heads=heads,
         num_kv_heads=_get(cfg, "num_key_value_heads", default=heads), head_dim=head_dim,
         mlp_width=_get(cfg, "intermediate_size"), layer_types=types,
         sliding_window=window or 0,
-        max_position_embeddings=_get(cfg, "max_position_embeddings", default=8192),
+        max_position_embeddings=max_pos,
         rope_theta=glob, rope_local_theta=loc, query_pre_attn_scalar=qpas,
         attn_logit_softcapping=_get(cfg, "attn_logit_softcapping", kind=float, default=0.0,
                                     required=False) or 0.0,
@@ -158,9 +167,9 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
         post_norms=gen >= 2, qk_norm=gen == 3,
         rms_norm_eps=_get(cfg, "rms_norm_eps", kind=float, default=1e-6),
         embed_scale=rounded_sqrt(width, embed_dtype), norm_offset=1.0,
-        bos_token_id=int(cfg.get("bos_token_id", 2) or 2),
-        eos_token_id=int(eos_list[0] if eos_list and eos_list[0] is not None else 1),
-        pad_token_id=int(cfg.get("pad_token_id", 0) or 0),
+        bos_token_id=token_id(cfg, "bos_token_id", 2),
+        eos_token_id=token_id(cfg, "eos_token_id", 1),
+        pad_token_id=token_id(cfg, "pad_token_id", 0),
         extra_stop_ids=tuple(int(e) for e in eos_list[1:] if isinstance(e, int)),
     )
     check_config(c)

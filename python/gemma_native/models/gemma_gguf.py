@@ -18,6 +18,7 @@ import numpy as np
 from .._dtypes import DTYPE_CODES, QUANT_CODES, canonical_dtype, convert_weight
 from ..errors import ModelFormatError, UnsupportedModelError
 from .gemma import GemmaConfig, check_config
+from .griffin import check_layer_count
 
 ARCHS = {"gemma": 1, "gemma2": 2, "gemma3": 3}
 
@@ -33,14 +34,18 @@ def _meta(gf, key, kind, default=None):
     if kind is int and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
         raise ModelFormatError(f"{gf.path}: GGUF metadata '{key}' must be an integer, got {v!r}")
     if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating,
-                                                                        np.integer))):
-        raise ModelFormatError(f"{gf.path}: GGUF metadata '{key}' must be a number, got {v!r}")
+                                                                        np.integer))
+                          or not math.isfinite(float(v))):
+        raise ModelFormatError(f"{gf.path}: GGUF metadata '{key}' must be a finite number, "
+                               f"got {v!r}")
+    if kind is int and abs(int(v)) > 1 << 40:
+        raise ModelFormatError(f"{gf.path}: GGUF metadata '{key}' = {v} is implausibly large")
     return kind(v)
 
 
 def parse_config(gf) -> GemmaConfig:
     arch = gf.metadata.get("general.architecture")
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise UnsupportedModelError(f"{gf.path}: GGUF architecture {arch!r} is not supported "
                                     f"(supported: {sorted(ARCHS)})")
     gen = ARCHS[arch]
@@ -49,6 +54,7 @@ def parse_config(gf) -> GemmaConfig:
         return _meta(gf, f"{arch}.{key}", kind, default)
 
     width, n, heads = m("embedding_length"), m("block_count"), m("attention.head_count")
+    check_layer_count(n, where=gf.path)
     if heads <= 0 or width <= 0 or n <= 0:
         raise ModelFormatError(f"{gf.path}: embedding_length, block_count and head_count must "
                                f"be > 0")
@@ -64,11 +70,10 @@ def parse_config(gf) -> GemmaConfig:
             raise ModelFormatError(f"{gf.path}: sliding_window_pattern must be > 0")
         types = tuple("sliding" if (i + 1) % pattern else "global" for i in range(n))
         window = m("attention.sliding_window", default=4096 if gen == 2 else 512)
-    if f"{arch}.rope.scaling.type" in gf.metadata and gf.metadata[
-            f"{arch}.rope.scaling.type"] not in ("none",):
-        raise UnsupportedModelError(f"{gf.path}: RoPE scaling "
-                                    f"{gf.metadata[f'{arch}.rope.scaling.type']!r} is not "
-                                    f"supported yet")
+        window = min(window, m("context_length", default=8192))  # past the context: global
+    scaling = gf.metadata.get(f"{arch}.rope.scaling.type", "none")
+    if not isinstance(scaling, str) or scaling != "none":
+        raise UnsupportedModelError(f"{gf.path}: RoPE scaling {scaling!r} is not supported yet")
     big = (gen == 2 and n == 46) or (gen == 3 and n == 62)  # the 27B models
     qpas = float(width // heads) if big else float(head_dim)
     glob = m("rope.freq_base", float, default=1_000_000.0 if gen == 3 else 10_000.0)

@@ -69,13 +69,38 @@ class GriffinConfig:
         }
 
 
+MAX_CONFIG_INT = 1 << 40  # no real model dimension or id comes near this
+MAX_LAYERS = 10_000
+
+
+def token_id(cfg: dict, key: str, default: int) -> int:
+    """A special-token id from config.json (an int, or a list whose first entry is one)."""
+    v = cfg.get(key, default)
+    if isinstance(v, list):
+        v = v[0] if v else default
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < MAX_CONFIG_INT:
+        raise ModelFormatError(f"config.json: '{key}' must be a token id, got {v!r}")
+    return v
+
+
+def check_layer_count(n: int, where: str = "config.json"):
+    if not 0 < n <= MAX_LAYERS:
+        raise ModelFormatError(f"{where}: the number of layers (num_layers) = {n} is not in "
+                               f"[1, {MAX_LAYERS}]")
+
+
 def _get(cfg: dict, *keys, default=None, required=True, kind=int):
     for k in keys:
         if k in cfg and cfg[k] is not None:
             v = cfg[k]
             if kind is int:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                        isinstance(v, float) and (not math.isfinite(v) or int(v) != v)):
                     raise ModelFormatError(f"config.json: '{k}' must be an integer, got {v!r}")
+                if abs(int(v)) > MAX_CONFIG_INT:
+                    raise ModelFormatError(f"config.json: '{k}' = {v} is implausibly large")
                 return int(v)
             if kind is float:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -95,12 +120,17 @@ def parse_config(cfg: dict) -> GriffinConfig:
     """GriffinConfig from a Hugging Face RecurrentGemma config.json dict."""
     mt = cfg.get("model_type")
     archs = cfg.get("architectures") or []
+    if not isinstance(archs, list):
+        raise ModelFormatError(f"config.json: 'architectures' must be a list, got {archs!r}")
+    if mt is not None and not isinstance(mt, str):
+        raise ModelFormatError(f"config.json: 'model_type' must be a string, got {mt!r}")
     if mt not in (None, ARCH) or (mt is None and "RecurrentGemmaForCausalLM" not in archs):
         raise UnsupportedModelError(
             f"not a RecurrentGemma config (model_type={mt!r}, architectures={archs!r})")
     width = _get(cfg, "hidden_size", "width")
     heads = _get(cfg, "num_attention_heads", "num_heads")
     layers = _get(cfg, "num_hidden_layers", "num_layers")
+    check_layer_count(layers)
     head_dim = _get(cfg, "head_dim", default=width // heads if heads > 0 else 0)
     if "intermediate_size" in cfg:
         inter = _get(cfg, "intermediate_size")
@@ -120,9 +150,6 @@ def parse_config(cfg: dict) -> GriffinConfig:
         cfg, "rope_theta", kind=float, default=10000.0)
     prf = _get(rope, "partial_rotary_factor", kind=float, required=False) or _get(
         cfg, "partial_rotary_factor", kind=float, default=0.5)
-    eos = cfg.get("eos_token_id", 1)
-    if isinstance(eos, list):
-        eos = eos[0] if eos else 1
     c = GriffinConfig(
         vocab_size=_get(cfg, "vocab_size"), width=width, num_layers=layers, num_heads=heads,
         head_dim=head_dim, lru_width=_get(cfg, "lru_width", default=width),
@@ -134,8 +161,8 @@ def parse_config(cfg: dict) -> GriffinConfig:
                                           default=True, required=False),
         rms_norm_eps=_get(cfg, "rms_norm_eps", kind=float, default=1e-6),
         rope_theta=theta, partial_rotary_factor=prf,
-        bos_token_id=int(cfg.get("bos_token_id", 2) or 2), eos_token_id=int(eos),
-        pad_token_id=int(cfg.get("pad_token_id", 0) or 0),
+        bos_token_id=token_id(cfg, "bos_token_id", 2), eos_token_id=token_id(cfg, "eos_token_id", 1),
+        pad_token_id=token_id(cfg, "pad_token_id", 0),
     )
     _check_config(c)
     return c
