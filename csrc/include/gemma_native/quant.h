@@ -101,26 +101,9 @@ struct BitBytes {
 };
 static constexpr BitBytes kBitBytes{};
 
-// Unpacks the integer values of one weight block: q[i] such that x = scale_of(i) * q[i]
-// (Q4_K: q in 0..15; Q6_K: q - 32 in -32..31; Q5_0/Q4_0: centred as documented above).
+// Unpacks the integer values of one k-quant block: q[i] such that x = scale_of(i) * q[i]
+// (Q4_K: q in 0..15; Q6_K: q - 32 in -32..31).
 // Written as straight loops over bytes so the compiler vectorizes them per ISA.
-GN_HD void unpack_q5_0(const BlockQ5_0& b, int8_t* q) {
-  uint8_t hi[32];
-  for (int k = 0; k < 4; ++k) {
-    const uint64_t v = kBitBytes.v[b.qh[k]];
-    std::memcpy(hi + 8 * k, &v, 8);
-  }
-  for (int j = 0; j < 16; ++j) {
-    q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | hi[j]) - 16);
-    q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | hi[j + 16]) - 16);
-  }
-}
-GN_HD void unpack_q4_0(const BlockQ4_0& b, int8_t* q) {
-  for (int j = 0; j < 16; ++j) {
-    q[j] = static_cast<int8_t>((b.qs[j] & 0xF) - 8);
-    q[j + 16] = static_cast<int8_t>((b.qs[j] >> 4) - 8);
-  }
-}
 GN_HD void unpack_q4_k(const BlockQ4_K& b, uint8_t* q) {
   for (int c = 0; c < 4; ++c) {  // 4 chunks of 64 values
     for (int l = 0; l < 32; ++l) {
@@ -157,21 +140,32 @@ GN_HD void dequantize_row(const void* row, DType t, int64_t cols, float* out) {
       }
       return;
     }
-    case DType::kQ4_0: {
+    case DType::kQ4_0: {  // written straight to floats: the byte-to-float loops vectorize
       const BlockQ4_0* b = static_cast<const BlockQ4_0*>(row);
       for (int64_t i = 0; i < nb; ++i) {
-        unpack_q4_0(b[i], q);
         const float d = f16_to_f32(b[i].d);
-        for (int j = 0; j < 32; ++j) out[32 * i + j] = d * q[j];
+        float* o = out + 32 * i;
+        for (int j = 0; j < 16; ++j) {
+          o[j] = d * static_cast<float>((b[i].qs[j] & 0xF) - 8);
+          o[j + 16] = d * static_cast<float>((b[i].qs[j] >> 4) - 8);
+        }
       }
       return;
     }
     case DType::kQ5_0: {
       const BlockQ5_0* b = static_cast<const BlockQ5_0*>(row);
       for (int64_t i = 0; i < nb; ++i) {
-        unpack_q5_0(b[i], q);
+        uint8_t hi[32];
+        for (int k = 0; k < 4; ++k) {
+          const uint64_t v = kBitBytes.v[b[i].qh[k]];
+          std::memcpy(hi + 8 * k, &v, 8);
+        }
         const float d = f16_to_f32(b[i].d);
-        for (int j = 0; j < 32; ++j) out[32 * i + j] = d * q[j];
+        float* o = out + 32 * i;
+        for (int j = 0; j < 16; ++j) {
+          o[j] = d * static_cast<float>(((b[i].qs[j] & 0xF) | hi[j]) - 16);
+          o[j + 16] = d * static_cast<float>(((b[i].qs[j] >> 4) | hi[j + 16]) - 16);
+        }
       }
       return;
     }
