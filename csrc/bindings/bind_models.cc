@@ -40,6 +40,12 @@ T get(const py::dict& d, const char* key) {
   }
 }
 
+// An optional key: `fallback` when absent.
+template <class T>
+T get_or(const py::dict& d, const char* key, T fallback) {
+  return d.contains(key) ? get<T>(d, key) : fallback;
+}
+
 GriffinConfig config_from_dict(const py::dict& d) {
   GriffinConfig c;
   c.vocab_size = get<int64_t>(d, "vocab_size");
@@ -57,6 +63,7 @@ GriffinConfig config_from_dict(const py::dict& d) {
   c.embed_scale = get<float>(d, "embed_scale");
   c.norm_eps = get<float>(d, "norm_eps");
   c.norm_offset = get<float>(d, "norm_offset");
+  c.float_activations = get_or<bool>(d, "float_activations", false);
   for (const auto& b : get<std::vector<std::string>>(d, "blocks")) {
     if (b == "recurrent") {
       c.blocks.push_back(model::BlockType::kRecurrent);
@@ -94,6 +101,7 @@ GemmaConfig gemma_config_from_dict(const py::dict& d) {
   c.embed_scale = get<float>(d, "embed_scale");
   c.norm_eps = get<float>(d, "norm_eps");
   c.norm_offset = get<float>(d, "norm_offset");
+  c.float_activations = get_or<bool>(d, "float_activations", false);
   return c;
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "bindings/arrays.h"
+#include "gemma_native/quant.h"
 #include "ops/ops.h"
 
 namespace gemma_native::bindings {
@@ -71,9 +72,10 @@ py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
   return out;
 }
 
-py::array linear(py::array x, py::array w, int dtype_code, OptArray bias) {
+py::array linear(py::array x, py::array w, int dtype_code, OptArray bias, bool float_activations) {
   ops::LinearArgs a;
   a.w = weight_matrix(w, dtype_code, "w");
+  a.w.float_activations = float_activations;
   check_ndim(x, 2, "x");
   check_dim(x, 1, a.w.cols, "x");
   a.x = typed<float>(x, "x");
@@ -84,6 +86,20 @@ py::array linear(py::array x, py::array w, int dtype_code, OptArray bias) {
   py::gil_scoped_release nogil;
   ops::linear(a);
   return y;
+}
+
+// Float32 [rows, cols] -> Q8_0 blocks, uint8 [rows, cols / 32 * 34] (dtype="int8" at load).
+py::array quantize_q8_0(py::array x) {
+  check_ndim(x, 2, "x");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  GN_CHECK(cols % 32 == 0, ErrorKind::kShape,
+           "quantize_q8_0: the row length must be a multiple of 32, got " + std::to_string(cols));
+  const float* src = typed<float>(x, "x");
+  py::array_t<uint8_t> out({rows, cols / 32 * static_cast<int64_t>(sizeof(BlockQ8_0))});
+  auto* dst = reinterpret_cast<BlockQ8_0*>(out.mutable_data());
+  py::gil_scoped_release nogil;
+  for (int64_t r = 0; r < rows; ++r) quantize_row_q8_0(src + r * cols, cols, dst + r * (cols / 32));
+  return out;
 }
 
 py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b) {
@@ -294,7 +310,9 @@ void bind_ops(py::module_& m) {
   using py::arg;
   m.def("embedding", &embedding, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
   m.def("rmsnorm", &rmsnorm, arg("x"), arg("w"), arg("eps"), arg("offset"));
-  m.def("linear", &linear, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none());
+  m.def("linear", &linear, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
+        arg("float_activations") = false);
+  m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
   m.def("block_diag_linear", &block_diag_linear, arg("x"), arg("w"), arg("dtype"),
         arg("b") = py::none());
   m.def("conv1d", &conv1d, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),

@@ -56,12 +56,12 @@ GemmaModel::GemmaModel(GemmaConfig cfg, const TensorMap& w) : cfg_(std::move(cfg
   cfg_.validate();
   const int64_t D = cfg_.width, F = cfg_.mlp_width, H = cfg_.num_heads, KV = cfg_.kv_heads;
   const int64_t hd = cfg_.head_dim;
-  embed_ = matrix(need(w, "embed", {cfg_.vocab_size, D}, false));
+  embed_ = matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations);
   final_norm_ = f32(need(w, "final_norm", {D}, true));
   for (size_t i = 0; i < cfg_.sliding.size(); ++i) {
     Layer l{};
     auto mat = [&](const char* n, int64_t rows, int64_t cols) {
-      return matrix(need(w, lname(i, n), {rows, cols}, false));
+      return matrix(need(w, lname(i, n), {rows, cols}, false), cfg_.float_activations);
     };
     auto vec = [&](const char* n, int64_t len) { return f32(need(w, lname(i, n), {len}, true)); };
     l.attn_norm = vec("attn_norm", D);

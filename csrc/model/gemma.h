@@ -30,6 +30,7 @@ struct GemmaConfig {
   bool post_norms = false;    // Gemma 2/3: norms after attention and after the MLP
   bool qk_norm = false;       // Gemma 3
   float embed_scale = 1.0f;
+  bool float_activations = false;  // quantized weights: fp32 activations (see ops::WeightMatrix)
   float norm_eps = 1e-6f;
   float norm_offset = 1.0f;   // (offset + w): 1 for HF weights, 0 for GGUF (already +1)
 

@@ -49,14 +49,14 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w) : cfg_(std::mo
   cfg_.validate();
   const int64_t D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width, H = cfg_.num_heads;
   const int64_t hd = cfg_.head_dim, KV = cfg_.kv_heads, K = cfg_.conv_width, bs = L / H;
-  embed_ = matrix(need(w, "embed", {cfg_.vocab_size, D}, false));
+  embed_ = matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations);
   final_norm_ = f32(need(w, "final_norm", {D}, true));
   int64_t offset = 0;
   for (size_t i = 0; i < cfg_.blocks.size(); ++i) {
     Layer l{};
     l.type = cfg_.blocks[i];
     auto mat = [&](const char* n, std::vector<int64_t> shape) {
-      return matrix(need(w, layer_name(i, n), std::move(shape), false));
+      return matrix(need(w, layer_name(i, n), std::move(shape), false), cfg_.float_activations);
     };
     auto vec = [&](const char* n, std::vector<int64_t> shape) {
       return f32(need(w, layer_name(i, n), std::move(shape), true));

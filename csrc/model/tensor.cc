@@ -22,8 +22,9 @@ const TensorRef& need(const TensorMap& m, const std::string& name,
   return t;
 }
 
-ops::WeightMatrix matrix(const TensorRef& t) {
+ops::WeightMatrix matrix(const TensorRef& t, bool float_activations) {
   ops::WeightMatrix w;
+  w.float_activations = float_activations;
   w.data = t.data;
   w.dtype = t.dtype;
   w.rows = t.shape.at(0);

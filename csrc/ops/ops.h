@@ -18,6 +18,10 @@ struct WeightMatrix {
   DType dtype = DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // Quantized dtypes only: multiply with fp32 activations (W widened: what the dequantized fp32
+  // model computes) instead of activations quantized to 8 bits per block for exact integer dot
+  // products (llama.cpp's way, and the default).
+  bool float_activations = false;
 };
 
 // out[n, :] = table[ids[n], :] * scale.   table [V, D]; out [N, D] fp32.

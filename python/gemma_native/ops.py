@@ -60,9 +60,12 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
     return out.reshape(shape)
 
 
-def linear(x, w, bias=None):
+def linear(x, w, bias=None, float_activations=False):
+    """y = x @ W.T + bias.  For GGML-quantized W, x is quantized to 8 bits per block for exact
+    integer dot products (as llama.cpp does) unless ``float_activations`` is true, which widens W
+    and keeps x in float32 instead (the dequantized model's math)."""
     arr, code = _w(w)
-    return _core.linear(_f32(x), arr, code, _opt(bias))
+    return _core.linear(_f32(x), arr, code, _opt(bias), bool(float_activations))
 
 
 def block_diag_linear(x, w, b=None):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dtypes import weight_to_f32
+from ._dtypes import QUANT_CODES, split_weight, weight_to_f32
 
 __all__ = [
-    "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
+    "embedding", "rmsnorm", "linear", "quantize_activations", "block_diag_linear", "conv1d", "rglru_scan", "rope",
     "attention", "gelu_tanh", "geglu", "softcap", "sample", "sample_uniform",
 ]
 
@@ -30,11 +30,96 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
     return (x * inv * (np.float32(offset) + np.asarray(w, np.float32))).astype(np.float32)
 
 
-def linear(x, w, bias=None):
-    y = np.asarray(x, np.float32).astype(np.float64) @ weight_to_f32(w).T.astype(np.float64)
+def linear(x, w, bias=None, float_activations=False):
+    """x @ W.T + bias.  GGML-quantized W meets 8-bit activations (see quantize_activations and
+    _int8_linear) unless float_activations; float W always meets float32 x (sums in float64)."""
+    arr, name = split_weight(w)
+    if name in QUANT_CODES and not float_activations:
+        y = _int8_linear(np.asarray(x, np.float32), np.asarray(arr), name)
+    else:
+        y = np.asarray(x, np.float32).astype(np.float64) @ weight_to_f32(w).T.astype(np.float64)
     if bias is not None:
         y = y + np.asarray(bias, np.float64)
     return y.astype(np.float32)
+
+
+def quantize_activations(x, block):
+    """Rows of x quantized to 8 bits per block of 32 ("q8_0") or 256 ("q8_K") values, the way
+    llama.cpp's x86 CPU backend does it.  Returns (d [n, nb] float32, q [n, nb, block] int8):
+    x ~ d * q.  32: d = half(amax / 127), q = rint(x * (127 / amax)).  256: with x_m the first
+    value of largest magnitude, s = -127 / x_m, q = rint(x * s), d = 1 / s (float32)."""
+    x = np.asarray(x, np.float32)
+    n, k = x.shape
+    xb = x.reshape(n, k // block, block)
+    amax = np.abs(xb).max(axis=2)
+    nz = amax != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if block == 32:
+            d = (amax / np.float32(127)).astype(np.float16).astype(np.float32)
+            scale = np.where(nz, np.float32(127) / amax, np.float32(0))
+        else:
+            xm = np.take_along_axis(xb, np.abs(xb).argmax(axis=2)[:, :, None], axis=2)[:, :, 0]
+            scale = np.where(nz, np.float32(-127) / xm, np.float32(0)).astype(np.float32)
+            d = np.where(nz, np.float32(1) / scale, np.float32(0)).astype(np.float32)
+    v = np.clip(xb * scale[:, :, None].astype(np.float32), -127, 127)
+    q = np.rint(np.nan_to_num(v, nan=0.0)).astype(np.int8)
+    return d.astype(np.float32), q
+
+
+def _block_ints(raw, kind):
+    """Integer view of GGML blocks: (per-value ints [rows, nb, 256 or 32], per-value integer
+    multipliers, block scales) such that W = sum of the parts below (see _int8_linear)."""
+    from .loading import gguf as g
+
+    per, nbytes = g.block_size_of(kind)
+    rows = raw.shape[0]
+    b = np.ascontiguousarray(raw).reshape(-1, nbytes)
+    if kind == "Q8_0":
+        q = b[:, 2:34].view(np.int8).astype(np.int64)
+    elif kind == "Q4_0":
+        q = g._nibbles(b[:, 2:18]).view(np.int8).astype(np.int64) - 8
+    elif kind == "Q5_0":
+        q = (g._nibbles(b[:, 6:22]) | g._fifth_bits(b[:, 2:6])).view(np.int8).astype(np.int64) - 16
+    if kind in ("Q8_0", "Q4_0", "Q5_0"):
+        return {"q": q.reshape(rows, -1, 32), "d": g._half(b, 0).reshape(rows, -1)}
+    if kind == "Q4_K":
+        sc, mn = g._k_scales(b[:, 4:16])
+        return {"q": g._k_low_nibbles(b[:, 16:144]).astype(np.int64).reshape(rows, -1, 8, 32),
+                "sc": sc.astype(np.int64).reshape(rows, -1, 8),
+                "mn": mn.astype(np.int64).reshape(rows, -1, 8),
+                "d": g._half(b, 0).reshape(rows, -1), "dmin": g._half(b, 2).reshape(rows, -1)}
+    # Q6_K: dequantize with unit scales to get q - 32 exactly
+    unit = b.copy()
+    unit[:, 192:208] = 1
+    unit[:, 208:210] = np.frombuffer(np.float16(1).tobytes(), np.uint8)
+    ones = g.GGUFTensor("w", "Q6_K", (b.shape[0], 256), unit.reshape(-1), "<array>")
+    q = ones.dequantize(np.float32).astype(np.int64).reshape(rows, -1, 16, 16)
+    return {"q": q, "sc": b[:, 192:208].view(np.int8).astype(np.int64).reshape(rows, -1, 16),
+            "d": g._half(b, 208).reshape(rows, -1)}
+
+
+def _int8_linear(x, raw, kind):
+    """Exact integer block dot products of quantized W with 8-bit activations, block scales
+    applied in float64 (the native kernels combine them in float32)."""
+    parts = _block_ints(raw, kind)
+    if kind in ("Q8_0", "Q4_0", "Q5_0"):
+        da, qa = quantize_activations(x, 32)
+        sumi = np.einsum("mbk,nbk->nmb", parts["q"], qa.astype(np.int64))
+        scale = parts["d"].astype(np.float64)[None] * da.astype(np.float64)[:, None]
+        return (scale * sumi).sum(axis=2)
+    da, qa = quantize_activations(x, 256)
+    da = da.astype(np.float64)[:, None]
+    if kind == "Q4_K":
+        qa = qa.astype(np.int64).reshape(qa.shape[0], qa.shape[1], 8, 32)
+        dots = np.einsum("mbjl,nbjl->nmbj", parts["q"], qa)
+        isum = (dots * parts["sc"][None]).sum(axis=3)
+        msum = (qa.sum(axis=3)[:, None] * parts["mn"][None]).sum(axis=3)
+        return (parts["d"].astype(np.float64)[None] * da * isum
+                - parts["dmin"].astype(np.float64)[None] * da * msum).sum(axis=2)
+    qa = qa.astype(np.int64).reshape(qa.shape[0], qa.shape[1], 16, 16)
+    dots = np.einsum("mbgl,nbgl->nmbg", parts["q"], qa)
+    isum = (dots * parts["sc"][None]).sum(axis=3)
+    return (parts["d"].astype(np.float64)[None] * da * isum).sum(axis=2)
 
 
 def block_diag_linear(x, w, b=None):

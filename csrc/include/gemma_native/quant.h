@@ -126,6 +126,107 @@ GN_HD void unpack_q6_k(const BlockQ6_K& b, int8_t* q) {
   }
 }
 
+// ---- 8-bit activations for the integer dot products (qlinear) ----
+// One row of activations is quantized per block of the weight's block size, exactly as
+// llama.cpp's CPU backend does on x86 (so both engines compute the same integer sums):
+//   32-value blocks ("q8_0"): d = amax/127 stored as IEEE half; q = round_half_even(x * 127/amax)
+//   256-value blocks ("q8_K"): iscale = -127/x_m (x_m: the first value of largest magnitude);
+//     q = round_half_even(x * iscale); d = 1/iscale in fp32; bsums = sums of 16 q's.
+struct ActBlock32 {
+  float d;  // the half-rounded scale, widened
+  int8_t qs[32];
+};
+struct ActBlock256 {
+  float d;
+  int16_t bsums[16];
+  int8_t qs[256];
+};
+
+// Round half to even without relying on the floating-point environment (|v| < 2^22), clamped to
+// +-127 (NaN -> 0), so a broken activation can never produce an out-of-range byte.
+GN_HD int8_t round_q8(float v) {
+  if (!(v == v)) return 0;
+  v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+  const float r = (v + 12582912.0f) - 12582912.0f;
+  return static_cast<int8_t>(static_cast<int>(r));
+}
+
+GN_HD void quantize_act_q8_0(const float* x, int64_t k, ActBlock32* out) {
+  for (int64_t i = 0; i < k / 32; ++i) {
+    const float* v = x + 32 * i;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(v[j]));
+    out[i].d = f16_to_f32(f32_to_f16(amax / 127.0f));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    for (int j = 0; j < 32; ++j) out[i].qs[j] = round_q8(v[j] * id);
+  }
+}
+
+GN_HD void quantize_act_q8_k(const float* x, int64_t k, ActBlock256* out) {
+  for (int64_t i = 0; i < k / 256; ++i) {
+    const float* v = x + 256 * i;
+    float amax = 0.0f, xm = 0.0f;
+    for (int j = 0; j < 256; ++j) {
+      if (fabsf(v[j]) > amax) {
+        amax = fabsf(v[j]);
+        xm = v[j];
+      }
+    }
+    const float iscale = amax != 0.0f ? -127.0f / xm : 0.0f;
+    out[i].d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+    for (int j = 0; j < 256; ++j) out[i].qs[j] = round_q8(v[j] * iscale);
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int j = 0; j < 16; ++j) s += out[i].qs[16 * g + j];
+      out[i].bsums[g] = static_cast<int16_t>(s);
+    }
+  }
+}
+
+// The integer values of 32-value block i of a Q8_0/Q4_0/Q5_0 row (x = d * q); returns d.
+GN_HD float block32_int(const void* row, DType t, int64_t i, int8_t* q) {
+  if (t == DType::kQ8_0) {
+    const BlockQ8_0& b = static_cast<const BlockQ8_0*>(row)[i];
+    for (int j = 0; j < 32; ++j) q[j] = b.qs[j];
+    return f16_to_f32(b.d);
+  }
+  if (t == DType::kQ4_0) {
+    const BlockQ4_0& b = static_cast<const BlockQ4_0*>(row)[i];
+    for (int j = 0; j < 16; ++j) {
+      q[j] = static_cast<int8_t>((b.qs[j] & 0xF) - 8);
+      q[j + 16] = static_cast<int8_t>((b.qs[j] >> 4) - 8);
+    }
+    return f16_to_f32(b.d);
+  }
+  const BlockQ5_0& b = static_cast<const BlockQ5_0*>(row)[i];
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+    q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+  }
+  return f16_to_f32(b.d);
+}
+
+// Quantizes one row of fp32 weights to Q8_0 blocks as ggml's reference quantizer does
+// (d = amax / 127 stored as half; q = round-half-away(x / d) using the unrounded d), so an
+// "int8" model holds what llama.cpp's Q8_0 conversion of the same weights would.
+GN_HD void quantize_row_q8_0(const float* x, int64_t cols, BlockQ8_0* out) {
+  for (int64_t i = 0; i < cols / 32; ++i) {
+    const float* v = x + 32 * i;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(v[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    out[i].d = f32_to_f16(d);
+    for (int j = 0; j < 32; ++j) {
+      float r = roundf(v[j] * id);
+      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+      out[i].qs[j] = static_cast<int8_t>(r == r ? r : 0.0f);
+    }
+  }
+}
+
 // Dequantizes one row of `cols` values of a quantized or float weight into fp32.
 GN_HD void dequantize_row(const void* row, DType t, int64_t cols, float* out) {
   const int64_t nb = cols / block_values(t);

@@ -1,17 +1,336 @@
 // qlinear: y[n, m] = sum_k x[n, k] * W[m, k] + bias[m] for W in a GGML block format (quant.h).
-// Each weight row is widened to fp32 once (into a per-task buffer) and then dotted with every
-// row of x in fp32, summed in the same order as `linear` does (dot_w), so a quantized model computes
-// exactly what its dequantized fp32 twin would, without holding the fp32 copy in memory.
-// (llama.cpp instead quantizes the activations to 8 bits; we keep them in fp32.)
-// Napkin math: decode reads each weight byte once (Q4_K: 4.5 bits per weight; Gemma 3 270M
-// holds 247 MB of weights instead of 1.07 GB in fp32), plus the dequantization, ~2 ops/weight.
+//
+// Default path (int8 activations, what llama.cpp computes): each row of x is quantized to 8 bits
+// per block of the weight's block size (quant.h: quantize_act_q8_0 for 32-value blocks,
+// quantize_act_q8_k for 256-value blocks), every block pair is an exact integer dot product, and
+// the block scales combine the integer sums in fp32.  The rounding of the activations is the
+// dominant error of a quantized model next to its float twin, so reproducing llama.cpp's exactly
+// is what makes our logits agree with llama.cpp's on the same file.
+// Float path (a.w.float_activations): each weight row is widened to fp32 and dotted with fp32 x in
+// the order `linear` uses, i.e. what the dequantized fp32 twin of the model computes.
+//
+// Napkin math: decode reads each weight byte once (Q4_K 4.5 bits/weight, Q8_0 8.5); on AVX2 the
+// int8 path spends ~10 instructions per 32 weights (maddubs does 32 multiply-adds), so it runs
+// at memory speed; the fp32 path needs ~2 ops per weight to widen plus the fp32 FMAs.
+#include <cstring>
+
 #include "gemma_native/quant.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
-namespace gemma_native::ops::cpu::GN_ISA {
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
-void qlinear(const LinearArgs& a) {
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace {
+
+constexpr int64_t kPanel = 16;  // activation rows kept hot while a thread walks its weight rows
+
+// ---- integer block dot products: sum over one block pair, exact in int32 ----
+
+#if defined(__AVX2__)
+// maddubs multiplies unsigned by signed bytes into int16 pairs: signed weights go in as |w|
+// with a taking w's sign (pairs <= 2 * 128 * 127 < 2^15); unsigned ones (Q4_K 0..15, Q6_K
+// 0..63) go in as they are.
+static inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+static inline float hsum_f32(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+static inline __m256i load32(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+// 16 packed nibbles -> 32 bytes: low nibbles first, then high nibbles (the Q4_0/Q5_0 order).
+static inline __m256i nibbles_lo_hi(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0xF);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+// Q5_0's 32 fifth bits -> 0x10 in each byte whose bit is set.
+static inline __m256i fifth_bits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                         0x0101010101010101LL, 0x0000000000000000LL);
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+// Block i of a Q8_0/Q4_0/Q5_0 row as 32 signed bytes; *d gets its scale.
+template <DType DT>
+static inline __m256i decode_b32(const void* wrow, int64_t i, float* d) {
+  if constexpr (DT == DType::kQ8_0) {
+    const BlockQ8_0& b = static_cast<const BlockQ8_0*>(wrow)[i];
+    *d = f16_to_f32(b.d);
+    return load32(b.qs);
+  } else if constexpr (DT == DType::kQ4_0) {
+    const BlockQ4_0& b = static_cast<const BlockQ4_0*>(wrow)[i];
+    *d = f16_to_f32(b.d);
+    return _mm256_sub_epi8(nibbles_lo_hi(b.qs), _mm256_set1_epi8(8));
+  } else {
+    const BlockQ5_0& b = static_cast<const BlockQ5_0*>(wrow)[i];
+    *d = f16_to_f32(b.d);
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles_lo_hi(b.qs), fifth_bits(b.qh)),
+                           _mm256_set1_epi8(16));
+  }
+}
+// acc + (dw * dA) * (8 int32 partial sums of w . a), the one per-block step of every b32 path.
+static inline __m256 fma_block(__m256i w, float dw, const ActBlock32& a, __m256 acc) {
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load32(a.qs), w));
+  const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  return _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), s, acc);
+}
+#endif
+
+// ---- one weight row . R quantized activation rows (R = 1..4) ----
+// Each weight block is decoded once and used for all R rows; every row is summed in the same
+// order whatever R is, so a row's result never depends on the batch it came in.
+
+// Q8_0 / Q4_0 / Q5_0 weights x q8_0 activations (32-value blocks).
+template <DType DT, int R>
+void dot_rows_b32(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+  const ActBlock32* a[R];
+  for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
+#if defined(__AVX2__)
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    float dw;
+    const __m256i w = decode_b32<DT>(wrow, i, &dw);
+    for (int r = 0; r < R; ++r) acc[r] = fma_block(w, dw, a[r][i], acc[r]);
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum_f32(acc[r]);
+#else
+  int8_t q[32];
+  for (int r = 0; r < R; ++r) out[r] = 0.0f;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float dw = block32_int(wrow, DT, i, q);
+    for (int r = 0; r < R; ++r) {
+      int32_t s = 0;
+      for (int j = 0; j < 32; ++j) s += q[j] * a[r][i].qs[j];
+      out[r] += (dw * a[r][i].d) * static_cast<float>(s);
+    }
+  }
+#endif
+}
+
+#if defined(__AVX2__)
+// Four weight rows . one activation row (decode): four independent accumulator chains hide the
+// FMA latency; each row's sum is formed exactly as in dot_rows_b32.
+template <DType DT>
+void dot_4rows_b32(const void* w0, int64_t wstride, const char* act, int64_t nb, float* out) {
+  const ActBlock32* a = reinterpret_cast<const ActBlock32*>(act);
+  const char* wb = static_cast<const char*>(w0);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int k = 0; k < 4; ++k) {
+      float dw;
+      const __m256i w = decode_b32<DT>(wb + k * wstride, i, &dw);
+      acc[k] = fma_block(w, dw, a[i], acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[k] = hsum_f32(acc[k]);
+}
+#endif
+
+// Q4_K weights x q8_K activations: per super-block d*dA*sum_j sc_j*dot_j - dmin*dA*sum_j m_j*bsum_j.
+template <int R>
+void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(wrow);
+  const ActBlock256* a[R];
+  for (int r = 0; r < R; ++r) {
+    a[r] = reinterpret_cast<const ActBlock256*>(act + r * act_row);
+    out[r] = 0.0f;
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockQ4_K& b = w[i];
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) q4k_scale_min(j, b.scales, &sc[j], &mn[j]);
+    const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
+#if defined(__AVX2__)
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256i q[8];  // sub-block j: 32 unsigned nibbles
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(b.qs + 32 * c);
+      q[2 * c] = _mm256_and_si256(raw, m4);
+      q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    }
+#else
+    uint8_t u[256];
+    unpack_q4_k(b, u);
+#endif
+    for (int r = 0; r < R; ++r) {
+      const ActBlock256& ar = a[r][i];
+      int32_t msum = 0;
+      for (int j = 0; j < 8; ++j) msum += mn[j] * (ar.bsums[2 * j] + ar.bsums[2 * j + 1]);
+#if defined(__AVX2__)
+      __m256i s32 = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(q[j], load32(ar.qs + 32 * j));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, _mm256_set1_epi16(sc[j])));
+      }
+      const int32_t isum = hsum_i32(s32);
+#else
+      int32_t isum = 0;
+      for (int j = 0; j < 8; ++j) {
+        int32_t s = 0;
+        for (int l = 0; l < 32; ++l) s += u[32 * j + l] * ar.qs[32 * j + l];
+        isum += sc[j] * s;
+      }
+#endif
+      out[r] += d * ar.d * static_cast<float>(isum) - dmin * ar.d * static_cast<float>(msum);
+    }
+  }
+}
+
+// Q6_K weights x q8_K activations: d*dA*sum_g scale_g * sum (q - 32) * a over 16-value groups.
+// The -32 offset is taken out with the activation block sums: sum (q-32) a = sum q a - 32 bsum.
+template <int R>
+void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
+  const ActBlock256* a[R];
+  for (int r = 0; r < R; ++r) {
+    a[r] = reinterpret_cast<const ActBlock256*>(act + r * act_row);
+    out[r] = 0.0f;
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockQ6_K& b = w[i];
+    const float d = f16_to_f32(b.d);
+#if defined(__AVX2__)
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    __m256i q[8];   // run of 32 values v0 = 32 * k: unsigned 6-bit q (0..63)
+    __m256i scl[8];  // int16 scales of the run's two 16-value groups
+    for (int h = 0; h < 2; ++h) {  // halves of 128 values
+      const uint8_t* ql = b.ql + 64 * h;
+      const __m256i qh = load32(b.qh + 32 * h);
+      const __m256i l0 = load32(ql), l1 = load32(ql + 32);
+      const auto hi2 = [&](int shift) {
+        return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), m2), 4);
+      };
+      q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), hi2(0));
+      q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), hi2(2));
+      q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hi2(4));
+      q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hi2(6));
+    }
+    for (int k = 0; k < 8; ++k) {
+      scl[k] = _mm256_set_m128i(_mm_set1_epi16(b.scales[2 * k + 1]), _mm_set1_epi16(b.scales[2 * k]));
+    }
+#else
+    int8_t q[256];
+    unpack_q6_k(b, q);  // already q - 32
+#endif
+    for (int r = 0; r < R; ++r) {
+      const ActBlock256& ar = a[r][i];
+#if defined(__AVX2__)
+      int32_t off = 0;
+      for (int g = 0; g < 16; ++g) off += b.scales[g] * ar.bsums[g];
+      __m256i s32 = _mm256_setzero_si256();
+      for (int k = 0; k < 8; ++k) {
+        const __m256i p = _mm256_maddubs_epi16(q[k], load32(ar.qs + 32 * k));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, scl[k]));
+      }
+      const int32_t isum = hsum_i32(s32) - 32 * off;
+#else
+      int32_t isum = 0;
+      for (int g = 0; g < 16; ++g) {
+        int32_t s = 0;
+        for (int l = 0; l < 16; ++l) s += q[16 * g + l] * ar.qs[16 * g + l];
+        isum += b.scales[g] * s;
+      }
+#endif
+      out[r] += d * ar.d * static_cast<float>(isum);
+    }
+  }
+}
+
+template <int R>
+void dot_rows(DType t, const void* wrow, const char* act, int64_t act_row, int64_t nb,
+              float* out) {
+  switch (t) {
+    case DType::kQ8_0: return dot_rows_b32<DType::kQ8_0, R>(wrow, act, act_row, nb, out);
+    case DType::kQ4_0: return dot_rows_b32<DType::kQ4_0, R>(wrow, act, act_row, nb, out);
+    case DType::kQ5_0: return dot_rows_b32<DType::kQ5_0, R>(wrow, act, act_row, nb, out);
+    case DType::kQ4_K: return dot_rows_q4_k<R>(wrow, act, act_row, nb, out);
+    default: return dot_rows_q6_k<R>(wrow, act, act_row, nb, out);
+  }
+}
+
+void store(const LinearArgs& a, int64_t n, int64_t m, float s) {
+  const float bias = a.bias ? a.bias[m] : 0.0f;
+  float* y = a.y + n * a.w.rows + m;
+  *y = a.accumulate ? *y + (s + bias) : s + bias;
+}
+
+void qlinear_int8(const LinearArgs& a) {
+  const DType t = a.w.dtype;
+  const int64_t K = a.w.cols, M = a.w.rows;
+  const int64_t nb = K / block_values(t);
+  const bool k_quant = block_values(t) == 256;
+  const int64_t act_row = nb * (k_quant ? sizeof(ActBlock256) : sizeof(ActBlock32));
+  char* act = new char[static_cast<size_t>(a.n * act_row)];
+  par_for(a.n, 1, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      if (k_quant) {
+        quantize_act_q8_k(a.x + n * K, K, reinterpret_cast<ActBlock256*>(act + n * act_row));
+      } else {
+        quantize_act_q8_0(a.x + n * K, K, reinterpret_cast<ActBlock32*>(act + n * act_row));
+      }
+    }
+  });
+  const int64_t wrow = row_bytes(t, K);
+  const uint8_t* wbase = static_cast<const uint8_t*>(a.w.data);
+  par_for(M, 16, [&](int64_t m0, int64_t m1) {
+#if defined(__AVX2__)
+    if (a.n < 4 && !k_quant) {  // decode: four weight rows at a time
+      int64_t m = m0;
+      for (; m + 4 <= m1; m += 4) {
+        for (int64_t n = 0; n < a.n; ++n) {
+          float out[4];
+          const void* w = wbase + m * wrow;
+          const char* x = act + n * act_row;
+          switch (t) {
+            case DType::kQ8_0: dot_4rows_b32<DType::kQ8_0>(w, wrow, x, nb, out); break;
+            case DType::kQ4_0: dot_4rows_b32<DType::kQ4_0>(w, wrow, x, nb, out); break;
+            default: dot_4rows_b32<DType::kQ5_0>(w, wrow, x, nb, out); break;
+          }
+          for (int k = 0; k < 4; ++k) store(a, n, m + k, out[k]);
+        }
+      }
+      m0 = m;
+    }
+#endif
+    for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
+      const int64_t n1 = min64(a.n, n0 + kPanel);
+      for (int64_t m = m0; m < m1; ++m) {
+        const void* w = wbase + m * wrow;
+        float out[4];
+        int64_t n = n0;
+        for (; n + 4 <= n1; n += 4) {
+          dot_rows<4>(t, w, act + n * act_row, act_row, nb, out);
+          for (int r = 0; r < 4; ++r) store(a, n + r, m, out[r]);
+        }
+        for (; n < n1; ++n) {
+          dot_rows<1>(t, w, act + n * act_row, act_row, nb, out);
+          store(a, n, m, out[0]);
+        }
+      }
+    }
+  });
+  delete[] act;
+}
+
+void qlinear_f32(const LinearArgs& a) {
   const DType t = a.w.dtype;
   const int64_t K = a.w.cols, M = a.w.rows;
   const int64_t wrow = row_bytes(t, K);
@@ -20,15 +339,20 @@ void qlinear(const LinearArgs& a) {
     float* buf = new float[K];
     for (int64_t m = m0; m < m1; ++m) {
       dequantize_row(wbase + m * wrow, t, K, buf);
-      const float bias = a.bias ? a.bias[m] : 0.0f;
-      for (int64_t n = 0; n < a.n; ++n) {
-        const float s = dot_f32(buf, a.x + n * K, K);
-        float* y = a.y + n * M + m;
-        *y = a.accumulate ? *y + (s + bias) : s + bias;
-      }
+      for (int64_t n = 0; n < a.n; ++n) store(a, n, m, dot_f32(buf, a.x + n * K, K));
     }
     delete[] buf;
   });
+}
+
+}  // namespace
+
+void qlinear(const LinearArgs& a) {
+  if (a.w.float_activations) {
+    qlinear_f32(a);
+  } else {
+    qlinear_int8(a);
+  }
 }
 
 }  // namespace gemma_native::ops::cpu::GN_ISA
