@@ -522,7 +522,7 @@ def test_sharded_index_invalid_json(root):
 # ------------------------------------------------------------------------------- load(): arguments
 
 
-@pytest.mark.parametrize("dtype", ["int4", "int8", "float64", "q4_0", "", 3])
+@pytest.mark.parametrize("dtype", ["int4", "uint8", "float64", "q4_0", "", 3])
 def test_bad_dtype_argument(good_dir, dtype):
     with expect(gn.DTypeError, repr(dtype)):
         gn.load(good_dir, dtype=dtype)

@@ -15,7 +15,11 @@ DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
 # GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs.
 QUANT_CODES = {"Q8_0": 3, "Q4_0": 4, "Q5_0": 5, "Q4_K": 6, "Q6_K": 7}
 _ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
-            "fp16": "float16", "half": "float16", "float": "float32"}
+            "fp16": "float16", "half": "float16", "float": "float32", "i8": "int8",
+            "q8_0": "int8"}
+# dtype names a model can be loaded as: the floats, and "int8" (weights quantized at load to
+# GGML Q8_0 blocks: 32 values with one half-precision scale).
+LOAD_DTYPES = (*DTYPE_CODES, "int8")
 
 
 def canonical_dtype(name) -> str:
@@ -23,8 +27,8 @@ def canonical_dtype(name) -> str:
         name = np.dtype(name).name
     key = str(name).lower()
     key = _ALIASES.get(key, key)
-    if key not in DTYPE_CODES:
-        raise DTypeError(f"unsupported weight dtype {name!r}; use one of {sorted(DTYPE_CODES)}")
+    if key not in LOAD_DTYPES:
+        raise DTypeError(f"unsupported weight dtype {name!r}; use one of {sorted(LOAD_DTYPES)}")
     return key
 
 
@@ -56,6 +60,8 @@ def split_weight(w):
                 raise DTypeError(f"{w[1]} weights must be uint8 blocks [rows, row_bytes]")
             return arr, w[1].upper()
         arr, name = np.asarray(w[0]), canonical_dtype(w[1])
+        if name == "int8":
+            raise DTypeError("int8 weights travel as Q8_0 blocks: pass (uint8_blocks, 'Q8_0')")
         if name == "float32" and arr.dtype != np.float32:
             raise DTypeError(f"float32 weight given as {arr.dtype} array")
         if name in ("bfloat16", "float16") and arr.dtype.itemsize != 2:
@@ -93,3 +99,22 @@ def convert_weight(arr: np.ndarray, src: str, dst: str):
     if dst == "float16":
         return np.ascontiguousarray(f.astype(np.float16))
     return f32_to_bf16_bits(f)
+
+
+def to_engine(arr: np.ndarray, src: str, dst: str):
+    """A weight matrix for the engine as (array, dtype code): converted to the float dtype
+    ``dst``, or for ``dst == "int8"`` quantized to Q8_0 blocks (2-D matrices whose rows hold
+    whole blocks of 32; anything else keeps ``src``)."""
+    if dst != "int8":
+        return np.ascontiguousarray(convert_weight(arr, src, dst)), DTYPE_CODES[dst]
+    if arr.ndim != 2 or arr.shape[1] % 32 != 0:
+        return np.ascontiguousarray(convert_weight(arr, src, src)), DTYPE_CODES[src]
+    from . import _core
+
+    rows, cols = arr.shape
+    out = np.empty((rows, cols // 32 * 34), np.uint8)
+    step = max(1, (1 << 24) // max(cols, 1))  # ~64 MB of float32 at a time
+    for r in range(0, rows, step):
+        chunk = convert_weight(arr[r:r + step], src, "float32")
+        out[r:r + step] = _core.quantize_q8_0(np.ascontiguousarray(chunk, dtype=np.float32))
+    return out, QUANT_CODES["Q8_0"]

@@ -13,14 +13,21 @@ from .models import gemma, griffin
 from .tokenizer import Tokenizer
 
 
-def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
+def load(path, dtype: str | None = None, n_threads: int | None = None,
+         activations: str = "int8") -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
     model.safetensors.index.json, optional tokenizer.model) of RecurrentGemma or a Gemma 1/2/3
     text model, or a .safetensors file with a config.json beside it.
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
-    copy), or "float32" / "bfloat16" / "float16" (converted at load).  Activations are float32.
+    copy), or "float32" / "bfloat16" / "float16" (converted at load), or "int8" (quantized at
+    load to 8-bit blocks of 32 with one scale each: GGML's Q8_0).
+    activations: how activations meet *quantized* weights (GGUF blocks or dtype="int8"):
+    "int8" (default) quantizes each activation row to 8 bits per block and multiplies exactly in
+    integers, as llama.cpp does (fastest; llama.cpp's numerics); "float32" widens the weights and
+    multiplies with float32 activations (the dequantized model's math, slower).  Float weights
+    always meet float32 activations.
     n_threads: kernel threads (process-wide); None keeps the current setting.
     """
     if n_threads is not None:
@@ -28,22 +35,26 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
             raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
         _core.set_num_threads(n_threads)  # 0: the default (physical cores)
     want = canonical_dtype(dtype) if dtype is not None else None
+    if activations not in ("int8", "float32"):
+        raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
+    float_act = activations == "float32"
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
-        return _load_gguf(p, want)
+        return _load_gguf(p, want, float_act)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
     if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
         emb = ckpt.tensors.get("model.embed_tokens.weight")
         cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
         weights = gemma.engine_weights(cfg, ckpt.tensors, want)
-        core = _core.GemmaModel(cfg.engine_dict(), weights)
+        core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
     else:
         cfg = griffin.parse_config(ckpt.config)
         weights = griffin.engine_weights(cfg, ckpt.tensors, want)
-        core = _core.GriffinModel(cfg.engine_dict(), weights)
+        core = _core.GriffinModel({**cfg.engine_dict(), "float_activations": float_act},
+                                  weights)
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise UnsupportedModelError(
@@ -54,14 +65,14 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
     return model
 
 
-def _load_gguf(path: str, want: str | None) -> Model:
+def _load_gguf(path: str, want: str | None, float_act: bool = False) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
     from .models import gemma_gguf
 
     gf = read_gguf(path)
     cfg, weights = gemma_gguf.load_gguf_model(gf, want)
-    core = _core.GemmaModel(cfg.engine_dict(), weights)
+    core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)

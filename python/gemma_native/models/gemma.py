@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight
+from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight, to_engine
 from ..errors import ModelFormatError, UnsupportedModelError
 from .griffin import _get, check_layer_count, token_id  # shared config.json accessors
 
@@ -239,7 +239,7 @@ def engine_weights(c: GemmaConfig, tensors: dict, dtype: str | None = None) -> d
         arr = t.data if t.dtype != "float64" else np.ascontiguousarray(t.data, np.float32)
         if is_matrix:
             dst = want or src
-            out[eng] = (np.ascontiguousarray(convert_weight(arr, src, dst)), DTYPE_CODES[dst])
+            out[eng] = to_engine(arr, src, dst)
         else:
             out[eng] = (np.ascontiguousarray(convert_weight(arr, src, "float32")),
                         DTYPE_CODES["float32"])

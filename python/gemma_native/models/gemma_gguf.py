@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, QUANT_CODES, canonical_dtype, convert_weight
+from .._dtypes import DTYPE_CODES, QUANT_CODES, canonical_dtype, convert_weight, to_engine
 from ..errors import ModelFormatError, UnsupportedModelError
 from .gemma import GemmaConfig, check_config
 from .griffin import check_layer_count
@@ -148,7 +148,8 @@ def load_gguf_model(gf, dtype: str | None = None):
         if tuple(t.shape) != tuple(shape):
             raise ModelFormatError(f"{gf.path}: tensor '{name}' has shape {tuple(t.shape)}, "
                                    f"expected {tuple(shape)} from the metadata")
-        if is_matrix and want is None and t.ggml_type in NATIVE_QUANT:
+        if is_matrix and t.ggml_type in NATIVE_QUANT and (
+                want is None or (want == "int8" and t.ggml_type == "Q8_0")):
             rows = t.shape[0]
             out[eng] = (np.asarray(t.raw).reshape(rows, -1), NATIVE_QUANT[t.ggml_type])
         elif t.ggml_type in ("F32", "F16", "BF16") and is_matrix:
@@ -158,12 +159,10 @@ def load_gguf_model(gf, dtype: str | None = None):
                 arr = np.asarray(t.raw).view(np.uint16).reshape(t.shape)
             elif src == "float16":
                 arr = np.asarray(t.raw).view(np.float16).reshape(t.shape)
-            dst = want or src
-            out[eng] = (np.ascontiguousarray(convert_weight(arr, src, dst)), DTYPE_CODES[dst])
+            out[eng] = to_engine(arr, src, want or src)
         else:
             f = np.ascontiguousarray(t.dequantize(np.float32), dtype=np.float32)
-            dst = (want or "float32") if is_matrix else "float32"
-            out[eng] = (np.ascontiguousarray(convert_weight(f, "float32", dst)), DTYPE_CODES[dst])
+            out[eng] = to_engine(f, "float32", (want or "float32") if is_matrix else "float32")
 
     take("token_embd.weight", "embed", (c.vocab_size, c.width), True)
     take("output_norm.weight", "final_norm", (c.width,), False)

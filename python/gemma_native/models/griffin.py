@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight
+from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight, to_engine
 from ..errors import ModelFormatError, UnsupportedModelError
 
 ARCH = "recurrent_gemma"
@@ -261,8 +261,7 @@ def engine_weights(c: GriffinConfig, tensors: dict, dtype: str | None = None) ->
             src = t.dtype if t.dtype != "float64" else "float32"
             arr = t.data if t.dtype != "float64" else np.ascontiguousarray(t.data, np.float32)
             dst = want or src
-            arr = np.ascontiguousarray(convert_weight(arr, src, dst))
-            out[eng_name] = (arr, DTYPE_CODES[dst])
+            out[eng_name] = to_engine(arr, src, dst)
         else:
             out[eng_name] = (np.ascontiguousarray(_to_f32(t)), DTYPE_CODES["float32"])
 
