@@ -29,7 +29,7 @@ _VEC_DOT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float), 
 
 def load_ggml_cpu():
     """The ggml CPU library of the installed llama-cpp-python (ImportError if absent)."""
-    import llama_cpp  # noqa: F401  (loads libggml-base first)
+    import llama_cpp
 
     libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
     paths = sorted(glob.glob(os.path.join(libdir, "libggml-cpu*.so*")))

