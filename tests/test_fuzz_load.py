@@ -1451,6 +1451,24 @@ def test_repro_gguf_rope_scaling_type_not_a_string(tmp_path):
     load_and_forward(path)
 
 
+def test_gguf_linear_rope_scaling(tmp_path):
+    """Gemma 3 4B+ GGUFs carry rope.scaling.type "linear" + factor (global layers only)."""
+    if ARCH != "gemma3":
+        pytest.skip("the seed is not a Gemma 3 file")
+    plain = gn.load(_gguf_variant(tmp_path, "plain", {}))
+    scaled = gn.load(_gguf_variant(tmp_path, "scaled", {
+        f"{ARCH}.rope.scaling.type": ("linear", VT.STRING),
+        f"{ARCH}.rope.scaling.factor": (8.0, VT.FLOAT32)}))
+    assert plain.config.rope_global_factor == 1.0 and scaled.config.rope_global_factor == 8.0
+    ids = list(range(3, 40))
+    assert not np.allclose(plain.logits(ids), scaled.logits(ids))
+    for bad in ({f"{ARCH}.rope.scaling.type": ("linear", VT.STRING),
+                 f"{ARCH}.rope.scaling.factor": (-2.0, VT.FLOAT32)},
+                {f"{ARCH}.rope.scaling.type": ("yarn", VT.STRING)}):
+        with pytest.raises((gn.ModelFormatError, gn.UnsupportedModelError)):
+            gn.load(_gguf_variant(tmp_path, "bad", bad))
+
+
 @pytest.mark.parametrize("count", [(1 << 32) - 1])
 def test_repro_gguf_huge_block_count(tmp_path, count):
     """block_count of 2**31 .. 2**32-1 (a one-bit flip of the seed's 2 can do it): parse_config

@@ -143,3 +143,66 @@ def test_bf16_checkpoint(tmp_path):
         mf.model.embed_tokens.embed_scale.fill_(9.8125)
     toks = _toks((1, 2 * W), seed=4)
     np.testing.assert_allclose(model.logits(toks), _hf_logits(mf, toks), atol=ATOL, rtol=0)
+
+
+def test_gemma3_linear_rope_scaling(tmp_path):
+    """Gemma 3 4B+ scale the global layers' RoPE linearly (factor 8; the sliding layers keep
+    theirs): a tiny such model against transformers, in the current and the older spelling."""
+    torch.manual_seed(7)
+    cfg = transformers.Gemma3TextConfig(
+        num_hidden_layers=7, num_attention_heads=4, num_key_value_heads=1, sliding_window=W,
+        vocab_size=300, hidden_size=64, intermediate_size=96, head_dim=32,
+        max_position_embeddings=256, rope_scaling={"rope_type": "linear", "factor": 8.0})
+    m = transformers.Gemma3ForCausalLM(cfg)
+    m.config._attn_implementation = "eager"
+    m = m.float().eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "norm" in name:
+                p.normal_(0, 0.2)
+            elif "embed" in name:
+                p.normal_(0, 0.5)
+    folder = tmp_path / "scaled"
+    m.save_pretrained(str(folder))
+    toks = _toks((1, 3 * W + 5), seed=5)
+    ref = _hf_logits(m, toks)
+    model = gn.load(str(folder))
+    assert model.config.rope_global_factor == 8.0
+    assert np.abs(model.logits(toks) - ref).max() < ATOL
+    # without the scaling the global layers rotate differently: the test can tell
+    conf = json.loads((folder / "config.json").read_text())
+    plain = dict(conf, rope_parameters={k: {"rope_type": "default", "rope_theta": v["rope_theta"]}
+                                        for k, v in conf["rope_parameters"].items()})
+    other = tmp_path / "plain"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(plain))
+    os.symlink(folder / "model.safetensors", other / "model.safetensors")
+    assert np.abs(gn.load(str(other)).logits(toks) - ref).max() > 10 * ATOL
+    # older spelling: rope_scaling next to rope_theta / rope_local_base_freq
+    old_conf = dict(plain)
+    rp = old_conf.pop("rope_parameters")
+    old_conf.pop("layer_types", None)
+    old_conf.update(rope_theta=rp["full_attention"]["rope_theta"],
+                    rope_local_base_freq=rp["sliding_attention"]["rope_theta"],
+                    sliding_window_pattern=6, rope_scaling={"type": "linear", "factor": 8.0})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(old_conf))
+    os.symlink(folder / "model.safetensors", old / "model.safetensors")
+    assert np.abs(gn.load(str(old)).logits(toks) - ref).max() < ATOL
+
+
+@pytest.mark.parametrize("scaling", [{"rope_type": "yarn", "factor": 4.0},
+                                     {"rope_type": "linear", "factor": -1},
+                                     {"rope_type": "linear"}, "linear"])
+def test_unsupported_or_bad_rope_scaling(models, tmp_path, scaling):
+    _, folder = models[3]
+    conf = json.loads(open(os.path.join(folder, "config.json")).read())
+    conf.pop("rope_parameters")
+    conf["rope_scaling"] = scaling
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps(conf))
+    os.symlink(os.path.join(folder, "model.safetensors"), bad / "model.safetensors")
+    with pytest.raises((gn.UnsupportedModelError, gn.ModelFormatError)):
+        gn.load(str(bad))

@@ -498,9 +498,9 @@ def test_rope_matches_reference(isa, rot):
                     pos[1], pos[2] = 100000, 65537
                 if n > 4:
                     pos[3], pos[4] = 2**20 + 3, 2**31 - 1
-                for base in (10000.0, 500.0, 1e6):
-                    got = ops.rope(x, pos, rot_dims, base)
-                    want = ref.rope(x, pos, rot_dims, base)
+                for base, factor in ((10000.0, 1.0), (500.0, 1.0), (1e6, 1.0), (1e6, 8.0)):
+                    got = ops.rope(x, pos, rot_dims, base, factor)
+                    want = ref.rope(x, pos, rot_dims, base, factor)
                     np.testing.assert_array_equal(x, x_before)  # the input is not modified
                     assert got.dtype == np.float32 and got.shape == x.shape
                     # |rotated pair| <= |x1| + |x2|; the twin mirrors the fp32 angle math
@@ -517,6 +517,16 @@ def test_rope_matches_reference(isa, rot):
                     np.testing.assert_array_equal(got[..., rot_dims:], x[..., rot_dims:])
                     if rot_dims == 0:
                         np.testing.assert_array_equal(got, x)
+
+
+def test_rope_linear_factor_divides_positions(isa):
+    rng = np.random.default_rng(19)
+    x = rnd(rng, 3, 2, 16)
+    np.testing.assert_allclose(ops.rope(x, np.array([0, 8, 800], np.int32), 16, 1e4, 8.0),
+                               ops.rope(x, np.array([0, 1, 100], np.int32), 16, 1e4),
+                               atol=1e-5)
+    with pytest.raises(gn.InvalidArgumentError):
+        ops.rope(x, np.zeros(3, np.int32), 16, 1e4, 0.0)
 
 
 def test_rope_position_zero_is_identity_and_norm_preserved(isa):

@@ -93,6 +93,7 @@ GemmaConfig gemma_config_from_dict(const py::dict& d) {
   }
   c.rope_base_local = get<float>(d, "rope_base_local");
   c.rope_base_global = get<float>(d, "rope_base_global");
+  c.rope_factor_global = get_or<float>(d, "rope_factor_global", 1.0f);
   c.query_scale = get<float>(d, "query_scale");
   c.attn_softcap = get<float>(d, "attn_softcap");
   c.final_softcap = get<float>(d, "final_softcap");

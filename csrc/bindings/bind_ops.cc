@@ -189,7 +189,7 @@ py::array rglru_scan(py::array x, py::array gate_x, py::array gate_a, py::array 
   return y;
 }
 
-py::array rope(py::array x, py::array pos, int64_t rot_dims, float base) {
+py::array rope(py::array x, py::array pos, int64_t rot_dims, float base, float linear_factor) {
   check_ndim(x, 3, "x");
   check_ndim(pos, 1, "pos");
   check_dim(pos, 0, x.shape(0), "pos");
@@ -204,6 +204,7 @@ py::array rope(py::array x, py::array pos, int64_t rot_dims, float base) {
   a.head_dim = x.shape(2);
   a.rot_dims = rot_dims;
   a.base = base;
+  a.linear_factor = linear_factor;
   py::gil_scoped_release nogil;
   ops::rope(a);
   return out;
@@ -319,7 +320,8 @@ void bind_ops(py::module_& m) {
         arg("state") = py::none());
   m.def("rglru_scan", &rglru_scan, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
         arg("pos"), arg("h"));
-  m.def("rope", &rope, arg("x"), arg("pos"), arg("rot_dims"), arg("base"));
+  m.def("rope", &rope, arg("x"), arg("pos"), arg("rot_dims"), arg("base"),
+        arg("linear_factor") = 1.0f);
   m.def("attention", &attention, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
         arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
         arg("v_cache") = py::none(), arg("count") = py::none());

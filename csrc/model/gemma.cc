@@ -42,7 +42,7 @@ void GemmaConfig::validate() const {
                mlp_width <= (int64_t{1} << 24),
            ErrorKind::kModelFormat, "config: implausibly large dimensions");
   GN_CHECK(std::isfinite(query_scale) && std::isfinite(embed_scale) && attn_softcap >= 0 &&
-               final_softcap >= 0 && rope_base_local > 0 && rope_base_global > 0,
+               final_softcap >= 0 && rope_base_local > 0 && rope_base_global > 0 && rope_factor_global > 0,
            ErrorKind::kModelFormat, "config: bad float parameter");
 }
 
@@ -123,8 +123,9 @@ void GemmaModel::attention(size_t li, const float* h, int64_t B, int64_t T, cons
     ops::rmsnorm({k, l.k_norm, N * KV, hd, cfg_.norm_eps, cfg_.norm_offset, k});
   }
   const float base = sliding ? cfg_.rope_base_local : cfg_.rope_base_global;
-  ops::rope({q, pos, N, H, hd, hd, base});
-  ops::rope({k, pos, N, KV, hd, hd, base});
+  const float factor = sliding ? 1.0f : cfg_.rope_factor_global;
+  ops::rope({q, pos, N, H, hd, hd, base, factor});
+  ops::rope({k, pos, N, KV, hd, hd, base, factor});
   const int64_t row = KV * hd;
   for (int64_t b = 0; b < B; ++b) {
     GemmaState& st = *states[b];

@@ -24,6 +24,7 @@ struct GemmaConfig {
   std::vector<bool> sliding;  // per layer: sliding-window (true) or global attention
   float rope_base_local = 10000.0f;
   float rope_base_global = 10000.0f;
+  float rope_factor_global = 1.0f;  // linear RoPE scaling of the global layers (Gemma 3 4B+)
   float query_scale = 1.0f;   // multiplies q.k
   float attn_softcap = 0.0f;  // 0 = none
   float final_softcap = 0.0f;

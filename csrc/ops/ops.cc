@@ -65,6 +65,8 @@ void rope(const RopeArgs& a) {
   GN_CHECK(a.rot_dims >= 0 && a.rot_dims % 2 == 0 && a.rot_dims <= a.head_dim, ErrorKind::kShape,
            "rope: rot_dims must be even and <= head_dim");
   GN_CHECK(a.base > 0.0f, ErrorKind::kInvalidArgument, "rope: base must be > 0");
+  GN_CHECK(a.linear_factor > 0.0f, ErrorKind::kInvalidArgument,
+           "rope: the linear scaling factor must be > 0");
   if (a.n > 0 && a.rot_dims > 0) cpu::active().rope(a);
 }
 

@@ -118,6 +118,7 @@ struct RopeArgs {
   const int32_t* pos = nullptr;
   int64_t n = 0, heads = 0, head_dim = 0, rot_dims = 0;
   float base = 10000.0f;
+  float linear_factor = 1.0f;  // linear RoPE scaling: inv_freq / factor (Gemma 3 4B+ globals)
 };
 void rope(const RopeArgs& a);
 

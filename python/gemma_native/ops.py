@@ -81,8 +81,8 @@ def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
     return _core.rglru_scan(_f32(x), _f32(gate_x), _f32(gate_a), _f32(a_param), _i32(pos), h)
 
 
-def rope(x, pos, rot_dims, base=10000.0):
-    return _core.rope(_f32(x), _i32(pos), int(rot_dims), float(base))
+def rope(x, pos, rot_dims, base=10000.0, linear_factor=1.0):
+    return _core.rope(_f32(x), _i32(pos), int(rot_dims), float(base), float(linear_factor))
 
 
 def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):

@@ -185,13 +185,14 @@ def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
     return y
 
 
-def rope(x, pos, rot_dims, base=10000.0):
+def rope(x, pos, rot_dims, base=10000.0, linear_factor=1.0):
     x = np.asarray(x, np.float32).copy()
     half = rot_dims // 2
     if half == 0:
         return x
     d = np.arange(half, dtype=np.float32)
     inv_freq = (1.0 / (np.float32(base) ** (2.0 * d / np.float32(rot_dims)))).astype(np.float32)
+    inv_freq = (inv_freq / np.float32(linear_factor)).astype(np.float32)
     theta = np.asarray(pos, np.float32)[:, None] * inv_freq[None]  # [N, half]
     cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
     x1 = x[..., :half].copy()

@@ -1,6 +1,7 @@
 // rope: rotary position embedding, half-split (NeoX) layout over the first rot_dims dims of
 // every head, in place (Griffin rotates half the head: rot_dims = head_dim / 2; Gemma all).
-// inv_freq[d] = 1 / base^(2d / rot_dims); theta = pos * inv_freq[d], in fp32 (MODELS.md 1.8).
+// inv_freq[d] = 1 / base^(2d / rot_dims) (divided by the linear scaling factor, if any);
+// theta = pos * inv_freq[d], in fp32 (MODELS.md 1.8), the order Hugging Face computes it in.
 // Napkin math: one sin/cos pair per (token, d), shared by all heads of the token.
 #include <math.h>
 
@@ -17,7 +18,8 @@ void rope(const RopeArgs& a) {
       const float p = static_cast<float>(a.pos[n]);
       for (int64_t d = 0; d < half; ++d) {
         const float exponent = static_cast<float>(2 * d) / static_cast<float>(a.rot_dims);
-        const float inv_freq = 1.0f / powf(a.base, exponent);
+        float inv_freq = 1.0f / powf(a.base, exponent);
+        if (a.linear_factor != 1.0f) inv_freq = inv_freq / a.linear_factor;
         const float theta = p * inv_freq;
         cs[d] = cosf(theta);
         cs[half + d] = sinf(theta);

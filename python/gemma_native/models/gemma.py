@@ -35,6 +35,7 @@ class GemmaConfig:
     max_position_embeddings: int = 8192
     rope_theta: float = 10000.0         # global layers
     rope_local_theta: float = 10000.0   # sliding layers
+    rope_global_factor: float = 1.0     # linear RoPE scaling of the global layers (Gemma 3 4B+)
     query_pre_attn_scalar: float = 0.0  # scores scaled by its -1/2 power
     attn_logit_softcapping: float = 0.0
     final_logit_softcapping: float = 0.0
@@ -57,6 +58,7 @@ class GemmaConfig:
             "layer_types": list(self.layer_types),
             "rope_base_local": float(self.rope_local_theta),
             "rope_base_global": float(self.rope_theta),
+            "rope_factor_global": float(self.rope_global_factor),
             "query_scale": float(self.query_pre_attn_scalar) ** -0.5,
             "attn_softcap": float(self.attn_logit_softcapping or 0.0),
             "final_softcap": float(self.final_logit_softcapping or 0.0),
@@ -77,32 +79,50 @@ def rounded_sqrt(width: int, dtype: str) -> float:
     return float(s)
 
 
+def _linear_factor(part, gen: int, where: str) -> float:
+    """1.0 for default RoPE; the factor of linear scaling (Gemma 3 global layers only)."""
+    if part in (None, {}):
+        return 1.0
+    if not isinstance(part, dict):
+        raise ModelFormatError(f"config.json: {where} must be an object, got {part!r}")
+    kind = part.get("rope_type", part.get("type", "default"))
+    if kind in ("default", None):
+        return 1.0
+    if kind != "linear" or gen != 3:
+        raise UnsupportedModelError(f"RoPE scaling {kind!r} in {where} is not supported (only "
+                                    f"linear scaling of Gemma 3's global layers)")
+    factor = part.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0 \
+            or not math.isfinite(factor):
+        raise ModelFormatError(f"config.json: {where}.factor must be a number > 0, got {factor!r}")
+    return float(factor)
+
+
 def _rope_thetas(cfg: dict, gen: int) -> tuple:
+    """(global base, local base, global linear scaling factor) from either config spelling."""
     rp = cfg.get("rope_parameters")
-    scaling = cfg.get("rope_scaling")
-    glob, loc = 10000.0, 10000.0
+    glob, loc, factor = 10000.0, 10000.0, 1.0
     if gen == 3:
         glob, loc = 1_000_000.0, 10_000.0
     if isinstance(rp, dict) and ("full_attention" in rp or "sliding_attention" in rp):
         full, slid = rp.get("full_attention") or {}, rp.get("sliding_attention") or {}
-        for part in (full, slid):
-            if part.get("rope_type", "default") not in ("default", None):
-                raise UnsupportedModelError(f"RoPE scaling {part.get('rope_type')!r} is not "
-                                            f"supported yet")
+        factor = _linear_factor(full, gen, "rope_parameters.full_attention")
+        if _linear_factor(slid, gen, "rope_parameters.sliding_attention") != 1.0:
+            raise UnsupportedModelError("RoPE scaling of the sliding-window layers is not "
+                                        "supported")
         glob = float(full.get("rope_theta", glob))
         loc = float(slid.get("rope_theta", loc))
     elif isinstance(rp, dict):
-        if rp.get("rope_type", "default") not in ("default", None):
-            raise UnsupportedModelError(f"RoPE scaling {rp.get('rope_type')!r} is not supported")
+        factor = _linear_factor(rp, gen, "rope_parameters")
         glob = float(rp.get("rope_theta", cfg.get("rope_theta", glob)))
         loc = float(cfg.get("rope_local_base_freq", glob if gen != 3 else loc))
     else:
         glob = _get(cfg, "rope_theta", kind=float, default=glob)
         loc = _get(cfg, "rope_local_base_freq", kind=float, default=glob if gen != 3 else loc)
-    if scaling not in (None, {}) and (not isinstance(scaling, dict) or scaling.get(
-            "rope_type", scaling.get("type", "default")) not in ("default", None)):
-        raise UnsupportedModelError(f"RoPE scaling {scaling!r} is not supported yet")
-    return glob, loc
+    scaling = _linear_factor(cfg.get("rope_scaling"), gen, "rope_scaling")
+    if scaling != 1.0:
+        factor = scaling
+    return glob, loc, factor
 
 
 def _layer_types(cfg: dict, gen: int, n: int) -> tuple:
@@ -136,7 +156,7 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
     n = _get(cfg, "num_hidden_layers")
     check_layer_count(n)
     head_dim = _get(cfg, "head_dim", default=width // heads if heads > 0 else 0)
-    glob, loc = _rope_thetas(cfg, gen)
+    glob, loc, factor = _rope_thetas(cfg, gen)
     types = _layer_types(cfg, gen, n)
     window = _get(cfg, "sliding_window", default=4096 if gen == 2 else 512,
                   required=False) if gen > 1 else 0
@@ -159,7 +179,8 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
         mlp_width=_get(cfg, "intermediate_size"), layer_types=types,
         sliding_window=window or 0,
         max_position_embeddings=max_pos,
-        rope_theta=glob, rope_local_theta=loc, query_pre_attn_scalar=qpas,
+        rope_theta=glob, rope_local_theta=loc, rope_global_factor=factor,
+        query_pre_attn_scalar=qpas,
         attn_logit_softcapping=_get(cfg, "attn_logit_softcapping", kind=float, default=0.0,
                                     required=False) or 0.0,
         final_logit_softcapping=_get(cfg, "final_logit_softcapping", kind=float, default=0.0,

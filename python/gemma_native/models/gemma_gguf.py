@@ -72,8 +72,13 @@ def parse_config(gf) -> GemmaConfig:
         window = m("attention.sliding_window", default=4096 if gen == 2 else 512)
         window = min(window, m("context_length", default=8192))  # past the context: global
     scaling = gf.metadata.get(f"{arch}.rope.scaling.type", "none")
-    if not isinstance(scaling, str) or scaling != "none":
-        raise UnsupportedModelError(f"{gf.path}: RoPE scaling {scaling!r} is not supported yet")
+    factor = 1.0
+    if isinstance(scaling, str) and scaling == "linear" and gen == 3:  # Gemma 3 4B+: the global layers only, as llama.cpp
+        factor = m("rope.scaling.factor", float)
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ModelFormatError(f"{gf.path}: rope.scaling.factor must be > 0, got {factor}")
+    elif not isinstance(scaling, str) or scaling != "none":
+        raise UnsupportedModelError(f"{gf.path}: RoPE scaling {scaling!r} is not supported")
     big = (gen == 2 and n == 46) or (gen == 3 and n == 62)  # the 27B models
     qpas = float(width // heads) if big else float(head_dim)
     glob = m("rope.freq_base", float, default=1_000_000.0 if gen == 3 else 10_000.0)
@@ -83,6 +88,7 @@ def parse_config(gf) -> GemmaConfig:
         mlp_width=m("feed_forward_length"), layer_types=types, sliding_window=window,
         max_position_embeddings=m("context_length", default=8192),
         rope_theta=glob, rope_local_theta=10_000.0 if gen == 3 else glob,
+        rope_global_factor=factor,
         query_pre_attn_scalar=qpas,
         attn_logit_softcapping=m("attn_logit_softcapping", float, default=0.0),
         final_logit_softcapping=m("final_logit_softcapping", float, default=0.0),
