@@ -188,3 +188,16 @@ def test_ids_past_tokenizer_vocab_carry_no_text(text_model):
     shown = [t for t in out.token_ids if t < 400]
     assert len(shown) < len(out.token_ids)  # the case under test did occur
     assert out.text == m.tokenizer.decode(shown)
+
+
+def test_perplexity_is_the_mean_nll_and_chunk_independent(model):
+    ids = _ids(40, seed=9)
+    logits = model.logits(ids).astype(np.float64)
+    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    want = float(np.exp(np.mean(lse[:-1] - logits[np.arange(39), ids[1:]])))
+    for chunk in (1, 7, 64):
+        assert abs(model.perplexity(ids, chunk=chunk) / want - 1) < 1e-5
+    with pytest.raises(gn.InvalidArgumentError):
+        model.perplexity([5])
+    with pytest.raises(gn.InvalidArgumentError):
+        model.perplexity(ids, chunk=0)

@@ -208,6 +208,32 @@ class Model:
         out = self._core.forward(np.ascontiguousarray(arr[None]), [state._core], all_positions)
         return out[0]
 
+    def perplexity(self, text_or_ids, *, add_bos: bool = True, chunk: int = 64) -> float:
+        """exp(mean negative log-likelihood) of every token after the first, each predicted
+        from all the tokens before it (fed through one state, ``chunk`` tokens at a time so
+        the [chunk, vocab] logits stay small).  Text is tokenized (with BOS unless add_bos is
+        false); ids are used as given."""
+        if isinstance(text_or_ids, str):
+            ids = self.encode(text_or_ids, add_bos=add_bos)
+        else:
+            ids = [int(i) for i in self._ids_array(text_or_ids).reshape(-1)]
+        if len(ids) < 2:
+            raise InvalidArgumentError("perplexity needs at least two tokens")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise InvalidArgumentError(f"chunk must be an integer >= 1, got {chunk!r}")
+        state = self.new_state()
+        nll, count = 0.0, 0
+        for i in range(0, len(ids) - 1, chunk):
+            part = ids[i:i + chunk]
+            logits = self.forward(part, state, all_positions=True).astype(np.float64)
+            nxt = ids[i + 1:i + 1 + len(part)]
+            logits = logits[:len(nxt)]
+            top = logits.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            nll += float((lse - logits[np.arange(len(nxt)), nxt]).sum())
+            count += len(nxt)
+        return float(np.exp(nll / count))
+
     # ----------------------------------------------------------------------------- generation
     def _params(self, params, kw) -> SamplingParams:
         if params is None:
