@@ -206,3 +206,28 @@ def test_unsupported_or_bad_rope_scaling(models, tmp_path, scaling):
     os.symlink(os.path.join(folder, "model.safetensors"), bad / "model.safetensors")
     with pytest.raises((gn.UnsupportedModelError, gn.ModelFormatError)):
         gn.load(str(bad))
+
+
+@pytest.mark.parametrize("gen", [1, 2, 3])
+def test_state_save_and_restore(models, gen):
+    """to_numpy() / load_numpy(): a restored KV cache continues exactly like the original
+    (past the sliding window's wrap-around and after the global caches grew)."""
+    _, folder = models[gen]
+    model = gn.load(folder)
+    ids = _toks(3 * W + 3, seed=21)
+    st = model.new_state()
+    model.forward(ids[:W + 2], st)
+    model.forward(ids[W + 2:], st)
+    saved, pos = st.to_numpy(), st.pos
+    assert saved.dtype == np.float32 and saved.ndim == 1 and pos == len(ids)
+    fresh = model.new_state()
+    fresh.load_numpy(saved, pos)
+    np.testing.assert_array_equal(fresh.to_numpy(), saved)
+    np.testing.assert_array_equal(model.forward([7, 8, 9], fresh, all_positions=True),
+                                  model.forward([7, 8, 9], st, all_positions=True))
+    with pytest.raises(gn.InvalidArgumentError):
+        model.new_state().load_numpy(saved[:-1], pos)
+    with pytest.raises(gn.InvalidArgumentError):
+        model.new_state().load_numpy(saved, pos + 1)
+    with pytest.raises(gn.InvalidArgumentError):
+        model.new_state().load_numpy(saved.astype(np.float64), pos)

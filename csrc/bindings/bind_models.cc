@@ -198,6 +198,25 @@ void bind_models(py::module_& m) {
   py::class_<PyGemma>(m, "GemmaModel")
       .def(py::init(&make_gemma), py::arg("config"), py::arg("weights"))
       .def("new_state", [](const PyGemma& g) { return g.model->new_state(); })
+      .def("state_floats", [](const PyGemma& g, int64_t pos) {
+        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
+        return g.model->state_floats(pos);
+      })
+      .def("export_state", [](const PyGemma& g, const GemmaState& s) {
+        py::array_t<float> out(g.model->state_floats(s.pos));
+        g.model->export_state(s, out.mutable_data());
+        return out;
+      })
+      .def("import_state", [](const PyGemma& g, GemmaState& s, py::array_t<float> data,
+                              int64_t pos) {
+        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
+        GN_CHECK(data.ndim() == 1 && data.shape(0) == g.model->state_floats(pos),
+                 ErrorKind::kInvalidArgument,
+                 "state data must be float32 of shape (" +
+                     std::to_string(g.model->state_floats(pos)) + ",) for position " +
+                     std::to_string(pos));
+        g.model->import_state(&s, data.data(), pos);
+      })
       .def("forward", &forward<GemmaModel, GemmaState>, py::arg("tokens"), py::arg("states"),
            py::arg("all_positions") = false,
            "tokens int32 [B, T]; states: B GemmaState; returns logits [B, T, V] or [B, V].");

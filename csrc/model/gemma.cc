@@ -104,6 +104,42 @@ std::unique_ptr<GemmaState> GemmaModel::new_state() const {
   return s;
 }
 
+int64_t GemmaModel::state_floats(int64_t pos) const {
+  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
+  int64_t n = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) n += 2 * row * (cfg_.sliding[i] ? cfg_.window : pos);
+  return n;
+}
+
+void GemmaModel::export_state(const GemmaState& s, float* out) const {
+  GN_CHECK(s.layout_id == layout_id_, ErrorKind::kInvalidArgument,
+           "state was not made by this model");
+  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t n = row * (cfg_.sliding[i] ? cfg_.window : s.pos);
+    std::copy(s.k[i].begin(), s.k[i].begin() + n, out);
+    std::copy(s.v[i].begin(), s.v[i].begin() + n, out + n);
+    out += 2 * n;
+  }
+}
+
+void GemmaModel::import_state(GemmaState* s, const float* data, int64_t pos) const {
+  GN_CHECK(s->layout_id == layout_id_, ErrorKind::kInvalidArgument,
+           "state was not made by this model");
+  GN_CHECK(pos >= 0 && pos <= cfg_.max_context, ErrorKind::kInvalidArgument,
+           "position must be in [0, " + std::to_string(cfg_.max_context) + "]");
+  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t slots = cfg_.sliding[i] ? cfg_.window : pos;
+    const int64_t n = row * slots;
+    s->k[i].assign(data, data + n);
+    s->v[i].assign(data + n, data + 2 * n);
+    s->slots[i] = slots;
+    data += 2 * n;
+  }
+  s->pos = pos;
+}
+
 void GemmaModel::attention(size_t li, const float* h, int64_t B, int64_t T, const int32_t* pos,
                            GemmaState* const* states, float* x, float* scratch) const {
   const Layer& l = layers_[li];

@@ -53,6 +53,12 @@ class GemmaModel {
   GemmaModel(GemmaConfig cfg, const TensorMap& weights);
   const GemmaConfig& config() const { return cfg_; }
   std::unique_ptr<GemmaState> new_state() const;
+  // A state as one flat float32 vector: per layer K then V, the W ring slots of a sliding layer
+  // or the first `pos` positions of a global one (so its length depends only on pos).
+  int64_t state_floats(int64_t pos) const;
+  void export_state(const GemmaState& s, float* out) const;
+  // The inverse; `data` holds state_floats(pos) floats.
+  void import_state(GemmaState* s, const float* data, int64_t pos) const;
   void forward(const int32_t* tokens, int64_t batch, int64_t time, GemmaState* const* states,
                bool all_positions, float* logits) const;
 

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgumentError, TokenizerError, UnsupportedModelError
+from .errors import InvalidArgumentError, TokenizerError
 from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
 
 
@@ -117,24 +117,29 @@ class State:
         return self.clone()
 
     def to_numpy(self) -> np.ndarray:
-        """A copy of the state's memory (float32), e.g. to save it (RecurrentGemma states)."""
-        if not hasattr(self._core, "numpy"):
-            raise UnsupportedModelError("saving the state of this model type is not supported "
-                                        "yet; use clone()")
-        return self._core.numpy().copy()
+        """A copy of the state's memory as one float32 vector, e.g. to save it with its
+        ``pos``.  RecurrentGemma: fixed size.  Gemma: per layer K then V, the window's ring
+        slots for sliding layers and the first ``pos`` positions for global ones."""
+        if hasattr(self._core, "numpy"):
+            return self._core.numpy().copy()
+        return self._model._core.export_state(self._core)
 
     def load_numpy(self, data: np.ndarray, pos: int):
         """Restores memory saved by to_numpy() together with its position."""
-        if not hasattr(self._core, "numpy"):
-            raise UnsupportedModelError("restoring the state of this model type is not "
-                                        "supported yet")
-        view = self._core.numpy()
-        data = np.asarray(data)
-        if data.dtype != np.float32 or data.shape != view.shape:
-            raise InvalidArgumentError(f"state data must be float32 of shape {view.shape}")
         if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not \
                 0 <= pos < 2**31:
             raise InvalidArgumentError(f"pos must be an integer in [0, 2**31), got {pos!r}")
+        data = np.asarray(data)
+        if not hasattr(self._core, "numpy"):  # Gemma: the length depends on pos
+            want = (self._model._core.state_floats(int(pos)),)
+            if data.dtype != np.float32 or data.shape != want:
+                raise InvalidArgumentError(f"state data must be float32 of shape {want} for "
+                                           f"pos {pos}, got {data.dtype} {data.shape}")
+            self._model._core.import_state(self._core, np.ascontiguousarray(data), int(pos))
+            return
+        view = self._core.numpy()
+        if data.dtype != np.float32 or data.shape != view.shape:
+            raise InvalidArgumentError(f"state data must be float32 of shape {view.shape}")
         view[...] = data
         self._core._set_pos(int(pos))
 
