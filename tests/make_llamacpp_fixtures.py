@@ -291,12 +291,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(prompt_ids)} prompt tokens -> {prompts[name]['greedy_text']!r}"
               f" (generate() agrees: {via_generate == generated})", file=sys.stderr)
 
+    # --- llama.cpp against itself: the same file and prompts under settings that change only
+    # rounding (flash attention; a float32 instead of float16 KV cache).  Where these greedy
+    # paths leave the default one, the model itself is at a near-tie that no engine can be
+    # expected to break the same way.
+    del llm
+    variants: dict[str, dict] = {}
+    for vname, extra in {"flash_attn": {"flash_attn": True},
+                         "kv_cache_f32": {"type_k": 0, "type_v": 0}}.items():  # 0: GGML F32
+        llm = llama_cpp.Llama(model_path=model_path, n_ctx=N_CTX, n_threads=2, seed=0,
+                              logits_all=False, verbose=False, **extra)
+        variants[vname] = {}
+        for name, p in prompts.items():
+            llm.reset()
+            llm.eval(p["prompt_ids"])
+            last = _last_logits(llm, n_vocab).astype(np.float64)
+            default = np.load(os.path.join(args.out_dir, p["logits_npy"])).astype(np.float64)
+            generated, next_logits = [], last
+            for _ in range(N_GENERATE):
+                generated.append(int(np.argmax(next_logits)))
+                llm.eval([generated[-1]])
+                next_logits = _last_logits(llm, n_vocab)
+            top_v = set(np.argsort(-last)[:10].tolist())
+            top_d = set(np.argsort(-default)[:10].tolist())
+            variants[vname][name] = {
+                "greedy_ids": generated,
+                "last_logits_cosine_to_default": float(
+                    last @ default / (np.linalg.norm(last) * np.linalg.norm(default))),
+                "last_logits_max_abs_diff_to_default": float(np.abs(last - default).max()),
+                "top10_overlap_with_default": len(top_v & top_d),
+            }
+        del llm
+
     # --- the same prompts on an F32 copy of the file (no 8-bit activation quantization)
     import tempfile
 
     from gguf_f32 import write_f32_copy
 
-    del llm
     prompts_f32: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         f32_path = write_f32_copy(model_path, os.path.join(tmp, "f32.gguf"))
@@ -331,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "divergent_texts": sorted(DIVERGENT_TEXTS),
         "prompts": prompts,
         "prompts_f32": prompts_f32,
+        "llamacpp_variants": variants,
     }
     with open(os.path.join(args.out_dir, os.path.basename(FIXTURE_JSON)), "w",
               encoding="utf-8") as f:
