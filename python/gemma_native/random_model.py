@@ -150,9 +150,10 @@ def _bf16_bits(rng, shape, std):
 
 # With tied embeddings a random model whose residual stream is dominated by the token's own
 # embedding predicts "repeat the current token" forever; the matrices that write into the
-# residual stream (Gemma 1) or the post-norms after them (Gemma 2/3) get this gain so greedy
-# output varies (Gemma presets; the Griffin presets keep their original weights).
+# residual stream (Griffin, Gemma 1) or the post-norms after them (Gemma 2/3) get this gain so
+# greedy output varies.
 RESIDUAL_GAIN = 8.0
+_GRIFFIN_WRITERS = ("linear_out.weight", "down_proj.weight", "o_proj.weight")
 
 
 def _tensor(rng, name, shape, kind):
@@ -194,8 +195,11 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
         add("model.final_norm.weight", (cfg.width,), "small")
         for i, kind in enumerate(cfg.block_types):
             for hf, _eng, shape, is_matrix in griffin._layer_specs(cfg, kind):
-                add(f"model.layers.{i}.{hf}", shape, "matrix" if is_matrix else
-                    ("a_param" if hf.endswith("recurrent_param") else "small"))
+                if is_matrix:
+                    k = "residual" if hf.endswith(_GRIFFIN_WRITERS) else "matrix"
+                else:
+                    k = "a_param" if hf.endswith("recurrent_param") else "small"
+                add(f"model.layers.{i}.{hf}", shape, k)
         weights = griffin.engine_weights(cfg, tensors, want)
         core = _core.GriffinModel(cfg.engine_dict(), weights)
     else:
