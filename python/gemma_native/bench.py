@@ -389,12 +389,22 @@ def _hf_config(tf, c):
              for t in c["layer_types"]]
     if arch == "gemma2":
         return tf.Gemma2Config(sliding_window=c["sliding_window"], layer_types=types,
-                               query_pre_attn_scalar=c["query_pre_attn_scalar"],
+                               query_pre_attn_scalar=_int_if_whole(c["query_pre_attn_scalar"]),
                                attn_logit_softcapping=c["attn_logit_softcapping"] or None,
                                final_logit_softcapping=c["final_logit_softcapping"] or None,
                                **common)
     return tf.Gemma3TextConfig(sliding_window=c["sliding_window"], layer_types=types,
-                               query_pre_attn_scalar=c["query_pre_attn_scalar"], **common)
+                               query_pre_attn_scalar=_int_if_whole(c["query_pre_attn_scalar"]),
+                               rope_parameters={
+                                   "full_attention": {"rope_type": "default",
+                                                      "rope_theta": c["rope_theta"]},
+                                   "sliding_attention": {"rope_type": "default",
+                                                         "rope_theta": c["rope_local_theta"]}},
+                               **common)
+
+
+def _int_if_whole(x):
+    return int(x) if float(x).is_integer() else float(x)
 
 
 class _LlamaCpp:
@@ -459,6 +469,14 @@ def run_engine(spec):
     """Runs in a child process: builds one engine and measures the asked parts."""
     parts, cfg = spec["parts"], spec["settings"]
     res = {"engine": spec["engine"], "errors": {}, "skipped": {}}
+    t_start = _now()
+
+    def note(what):
+        if spec.get("progress_file"):
+            with open(spec["progress_file"], "a") as f:
+                f.write(f"[bench]   {spec['engine']} +{_now() - t_start:.0f}s: {what}\n")
+
+    note("building the model")
     eng, res["load_seconds"] = _timed(lambda: ENGINES[spec["engine"]](spec))
     res.update(version=eng.version, threads=eng.threads, weights_bytes=eng.weights_bytes,
                rss_after_load_bytes=_proc_status_bytes("VmRSS"))
@@ -468,6 +486,7 @@ def run_engine(spec):
     V = eng.vocab
 
     def guard(key, fn):
+        note(key.replace("_", " "))
         try:
             fn()
         except NotImplementedError as e:
@@ -533,17 +552,33 @@ def _config_dict(c):
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
+def _echo_progress(path, shown, show):
+    """Prints the lines the worker added to its progress file since the last call."""
+    if not show or not os.path.exists(path):
+        return shown
+    with open(path) as f:
+        f.seek(shown)
+        new = f.read()
+    if new:
+        sys.stderr.write(new)
+        sys.stderr.flush()
+    return shown + len(new.encode())
+
+
 def _run_child(spec, timeout):
     """Runs run_engine(spec) in a fresh interpreter; returns (result, peak RSS bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        spec = dict(spec, out=out)
+        prog = os.path.join(tmp, "progress.txt")
+        spec = dict(spec, out=out, progress_file=prog)
         log = open(os.path.join(tmp, "log.txt"), "w+")
+        shown = 0
         p = subprocess.Popen([sys.executable, "-m", "gemma_native.bench", "--_worker",
                               json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT)
         deadline = _now() + timeout
         status, usage = 0, None
         while True:  # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux)
+            shown = _echo_progress(prog, shown, spec.get("show_progress"))
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 p.returncode = os.waitstatus_to_exitcode(status)
@@ -554,6 +589,7 @@ def _run_child(spec, timeout):
                 p.returncode = -9
                 break
             time.sleep(0.05)
+        _echo_progress(prog, shown, spec.get("show_progress"))
         peak = usage.ru_maxrss * 1024 if usage is not None else None
         if p.returncode == 0 and os.path.exists(out):
             with open(out) as f:
@@ -565,7 +601,7 @@ def _run_child(spec, timeout):
         log.seek(0)
         tail = log.read()[-1500:]
         why = "timed out" if p.returncode == -9 else f"exit code {p.returncode}"
-        return {"engine": spec["engine"], "failed": f"{why}: {tail.strip()}"}, peak
+        return {"engine": spec["engine"], "failed": f"{why}: {tail.strip()}"}, None
 
 
 # ------------------------------------------------------------------------------------ ops
@@ -745,12 +781,14 @@ def print_summary(rep, file=sys.stdout):
             p("(ours vs peer: >1x means ours is better: faster, or less time / memory)")
         names = [n for n, _ in engines]
         w0 = max(len(r[0]) for r in rows) + 2
+        wv = [max(12, len(n) + 2) for n in names]
+        wr = [len(f"ours vs {n}") + 2 for n in names[1:]]
         p("")
-        p("metric".ljust(w0) + "".join(n.rjust(14) for n in names) +
-          "".join(f"ours vs {n}".rjust(18) for n in names[1:]))
+        p("metric".ljust(w0) + "".join(n.rjust(w) for n, w in zip(names, wv)) +
+          "".join(f"ours vs {n}".rjust(w) for n, w in zip(names[1:], wr)))
         for label, vals, ratios in rows:
-            p(label.ljust(w0) + "".join(_fmt(v).rjust(14) for v in vals) +
-              "".join((_fmt(x) + "x").rjust(18) if x else "-".rjust(18) for x in ratios))
+            p(label.ljust(w0) + "".join(_fmt(v).rjust(w) for v, w in zip(vals, wv)) +
+              "".join(((_fmt(x) + "x") if x else "-").rjust(w) for x, w in zip(ratios, wr)))
     r = rep.get("ratios") or {}
     if r:
         p("")
@@ -780,7 +818,7 @@ def print_summary(rep, file=sys.stdout):
         for k, v in (e.get("skipped") or {}).items():
             p(f"{name}: {k} skipped: {v}")
         if name != "ours" and e.get("failed"):
-            p(f"{name}: FAILED: {e['failed'][:500]}")
+            p(f"{name}: FAILED: ...{e['failed'][-700:]}")
     for k, v in (rep.get("peers_skipped") or {}).items():
         p(f"peer {k} not run: {v}")
 
@@ -796,8 +834,8 @@ def _table_rows(engines):
         ratios = []
         for v in vals[1:]:
             a = vals[0]
-            ratios.append(None if a is None or v is None or v == 0 or a == 0 else
-                          (a / v if higher_better else v / a))
+            ratios.append(None if a is None or v is None or v == 0 or a == 0 or
+                          higher_better is None else (a / v if higher_better else v / a))
         rows.append((label, vals, ratios))
 
     def find(key, field, val, out="tokens_per_s"):
@@ -810,6 +848,8 @@ def _table_rows(engines):
         add(f"decode batch {b} tok/s", find("decode", "batch", b))
     for pos in [d["position"] for d in ours.get("position", [])]:
         add(f"decode @pos {pos} tok/s", find("position", "position", pos))
+    add("weights (GB)", lambda e: (e.get("weights_bytes") or 0) / 1e9 or None,
+        higher_better=None)
     add("load (s)", lambda e: e.get("load_seconds"), higher_better=False)
     add("peak RSS (MiB)", lambda e: (e.get("peak_rss_bytes") or 0) / 2**20 or None,
         higher_better=False)
@@ -928,7 +968,7 @@ def run(args) -> dict:
         rep["limits"] = measure_limits(settings, threads)
     model_parts = [x for x in ("prefill", "ttft", "decode", "position") if x in parts]
     spec = {"model": model, "dtype": args.dtype, "threads": threads, "parts": model_parts,
-            "settings": settings, "peer_dtype": args.peer_dtype}
+            "settings": settings, "peer_dtype": args.peer_dtype, "show_progress": args.progress}
     ours_cfg = None
     if model_parts or "peers" in parts or "ops" in parts:
         say("[bench] ours ...")
