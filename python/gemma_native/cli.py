@@ -178,6 +178,14 @@ def main(argv=None):
     i.set_defaults(fn=cmd_info)
     e = sub.add_parser("env", help="print the backend (CPU ISA, threads)")
     e.set_defaults(fn=cmd_env)
+    from . import bench
+
+    b = sub.add_parser("bench", help="speed of a model vs this machine's limits and the peers",
+                       description=bench.__doc__.split("\n\n", 1)[0],
+                       epilog=bench.__doc__.split("\n\n", 1)[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(b)
+    b.set_defaults(fn=bench.cmd_bench)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -1,0 +1,151 @@
+"""gemma-native bench: runs --quick on tiny random models and checks what it reports: the JSON
+structure, every measurement present, finite and positive, the ratios consistent with the
+measurements they come from, and clean errors for bad arguments.  Speed is never asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+TIMEOUT = 120
+
+
+def bench(*args, cwd=None):
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    return subprocess.run([sys.executable, "-m", "gemma_native.cli", "bench", *map(str, args)],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+
+
+def pos(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def run_quick(tmp_path, preset, *extra):
+    out = tmp_path / "out.json"
+    r = bench(f"random:{preset}", "--quick", "--json", out, *extra)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return json.loads(out.read_text()), r.stdout
+
+
+def check_engine(e, settings, griffin):
+    assert "failed" not in e, e.get("failed")
+    assert e["errors"] == {}, e["errors"]
+    for key in ("load_seconds", "weights_bytes", "peak_rss_bytes", "rss_after_load_bytes"):
+        assert pos(e[key]), key
+    assert pos(e["ttft"]["seconds"]) and e["ttft"]["prompt_tokens"] == settings["ttft"]
+    assert [p["tokens"] for p in e["prefill"]] == settings["prefill"]
+    for p in e["prefill"]:
+        assert pos(p["seconds"]) and pos(p["tokens_per_s"])
+        assert math.isclose(p["tokens_per_s"], p["tokens"] / p["seconds"], rel_tol=1e-9)
+    assert [d["batch"] for d in e["decode"]] == settings["batches"]
+    for d in e["decode"]:
+        assert d["steps"] == settings["decode_tokens"]
+        assert pos(d["tokens_per_s"]) and math.isclose(
+            d["tokens_per_s"], d["batch"] * d["steps_per_s"], rel_tol=1e-9)
+    assert [p["position"] for p in e["position"]] == settings["positions"]
+    assert all(pos(p["tokens_per_s"]) for p in e["position"])
+    how = e["position"][1]["how"]
+    assert ("relabelled" in how) if griffin else ("prefilled" in how)
+    # the peak is at least what was resident after loading
+    assert e["peak_rss_bytes"] >= e["rss_after_load_bytes"] * 0.99
+
+
+@pytest.mark.parametrize("preset,griffin", [("recurrentgemma-tiny", True),
+                                            ("gemma2-tiny", False)])
+def test_quick_json_structure(tmp_path, preset, griffin):
+    rep, text = run_quick(tmp_path, preset, "--peers", "none")
+    s = rep["settings"]
+    assert rep["model"] == f"random:{preset}" and rep["quick"] is True
+    assert set(rep["parts"]) == {"limits", "prefill", "ttft", "decode", "position", "ops",
+                                 "peers"}
+    assert pos(rep["threads"]) and rep["backend"]["cpu_isa"]
+    assert rep["versions"]["gemma_native"] and rep["machine"]["python"]
+    lim = rep["limits"]
+    assert pos(lim["bandwidth_bytes_per_s"]) and pos(lim["bandwidth_1thread_bytes_per_s"])
+    assert pos(lim["gemm_flops_per_s"]["numpy_fp32"])
+    ours = rep["ours"]
+    check_engine(ours, s, griffin)
+    cfg = ours["config"]
+    assert cfg["architecture"] == ("recurrent_gemma" if griffin else "gemma2")
+    ops = {o["op"]: o for o in rep["ops"]}
+    assert "linear decode GEMV bf16" in ops and "linear prefill GEMM bf16" in ops
+    assert ("rglru_scan" in ops) == griffin
+    for o in rep["ops"]:
+        assert pos(o["seconds"]) and (pos(o.get("gb_per_s")) or pos(o.get("gflop_per_s")))
+    r = rep["ratios"]
+    bw = lim["bandwidth_bytes_per_s"]
+    assert math.isclose(r["decode_ceiling_tokens_per_s"], bw / ours["weights_bytes"])
+    for d in ours["decode"]:
+        assert math.isclose(r[f"decode_b{d['batch']}_vs_bandwidth_ceiling"],
+                            d["steps_per_s"] * ours["weights_bytes"] / bw)
+    for n in s["prefill"]:
+        assert pos(r[f"prefill_{n}_vs_gemm_peak"])
+    p0, p1 = ours["position"]
+    assert math.isclose(r["decode_far_vs_near_position"],
+                        p1["tokens_per_s"] / p0["tokens_per_s"])
+    assert rep["peers"] == {}
+    # the printed summary names every measured row
+    for row in ("ttft", "prefill", "decode batch 1", "decode batch 4", "decode @pos",
+                "peak RSS", "decode ceiling", "linear decode GEMV"):
+        assert row in text
+
+
+def test_only_parts_and_no_peers(tmp_path):
+    rep, _ = run_quick(tmp_path, "gemma-tiny", "--only", "decode", "--peers", "none")
+    assert rep["parts"] == ["decode"]
+    assert "limits" not in rep and "ops" not in rep and "peers" not in rep
+    assert "prefill" not in rep["ours"] and len(rep["ours"]["decode"]) == 2
+    assert "decode_ceiling_tokens_per_s" not in rep["ratios"]  # no bandwidth measured
+
+
+def test_official_peer_ratios(tmp_path):
+    """With the official recurrentgemma installed, its numbers land beside ours and each
+    ratio is ours / peer of the same measurement."""
+    pytest.importorskip("torch")
+    import importlib.util
+    if importlib.util.find_spec("recurrentgemma") is None:
+        pytest.skip("recurrentgemma not installed")
+    rep, text = run_quick(tmp_path, "recurrentgemma-tiny", "--only", "decode,peers",
+                          "--peers", "official", "--peer-decode-tokens", "2")
+    peer = rep["peers"]["official"]
+    assert "failed" not in peer, peer.get("failed")
+    assert peer["errors"] == {} and peer["version"]
+    assert [d["batch"] for d in peer["decode"]] == [1, 4]
+    for d, o in zip(peer["decode"], rep["ours"]["decode"]):
+        assert pos(d["tokens_per_s"]) and d["steps"] == 2
+        assert math.isclose(rep["ratios"][f"ours_vs_official_decode_b{d['batch']}"],
+                            o["tokens_per_s"] / d["tokens_per_s"])
+    assert "ours vs official" in text
+
+
+def test_llama_peer_needs_a_gguf(tmp_path):
+    rep, text = run_quick(tmp_path, "gemma-tiny", "--only", "decode,peers", "--peers",
+                          "llama.cpp")
+    assert "llama.cpp" in rep["peers_skipped"] and "gguf" in rep["peers_skipped"]["llama.cpp"]
+    assert rep["peers"] == {}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["random:gemma9-giant", "--quick"], "gemma9-giant"),
+    (["random:gemma-tiny", "--quick", "--only", "prefil"], "prefil"),
+    (["/no/such/model", "--quick"], "/no/such/model"),
+    (["random:gemma-tiny", "--quick", "--prefill", "0"], ">= 1"),
+])
+def test_bad_arguments_are_clean_errors(args, needle):
+    r = bench(*args)
+    assert r.returncode == 1
+    assert "gemma-native: error:" in r.stderr and needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_help_documents_parts_and_peers():
+    r = bench("--help")
+    assert r.returncode == 0
+    for word in ("--quick", "--only", "--peers", "--json", "limits", "position", "official",
+                 "transformers", "llama.cpp", "relabelling"):
+        assert word in r.stdout, word
