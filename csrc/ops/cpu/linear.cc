@@ -2,16 +2,18 @@
 // x, y fp32; fp32 accumulation).
 // Napkin math: decode (N = 1) reads every weight byte once: M*K*sizeof(w) bytes per call, so it
 // is bound by memory bandwidth (e.g. 2560x2560 bf16 = 13 MB -> ~0.6 ms at 22 GB/s).  Prefill is
-// 2*N*M*K FLOPs; here rows of x are processed in blocks of 4 that share each weight load and in
-// panels of 32 that stay in L2 while a thread walks its weight rows.  (A packed, register-
-// blocked GEMM for large N is a later step.)
+// 2*N*M*K FLOPs: from kGemmMinRows rows on it goes to the packed GEMM in gemm.h; below that,
+// rows of x are processed in blocks of 4 that share each weight load and in panels of 32 that
+// stay in L2 while a thread walks its weight rows.  Both sum every output in dot_w's order.
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace {
 
-constexpr int64_t kPanel = 32;  // rows of x kept hot in cache per pass over a weight range
+constexpr int64_t kPanel = 32;
+constexpr int64_t kGemmMinRows = 16;  // N from which packing pays for itself  // rows of x kept hot in cache per pass over a weight range
 
 template <DType DT>
 void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
@@ -90,6 +92,10 @@ void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
 void linear(const LinearArgs& a) {
   with_dtype(a.w.dtype, [&](auto dt) {
     constexpr DType DT = decltype(dt)::value;
+    if (a.n >= kGemmMinRows) {
+      gemm::run<DT>(a);
+      return;
+    }
     // Chunks of >= 16 output rows keep per-task overhead small next to the row dot products.
     par_for(a.w.rows, 16, [&](int64_t m0, int64_t m1) { linear_range<DT>(a, m0, m1); });
   });
