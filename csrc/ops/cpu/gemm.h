@@ -12,10 +12,10 @@
 // Blocking (AVX2 sizes; 32 KiB L1d, 512 KiB L2 per core):
 //   microkernel  3 x-rows x 4 W-rows: 12 accumulators + 3 x vectors + 1 W vector = 16 ymm;
 //                per vector step 7 loads feed 12 FMAs.
-//   W sliver     4 rows x kKc of one parity (8 KiB fp32) stays in L1 while the kernel walks
-//                the x slivers of the x block, which stream from L2 (3 vectors per 6 cycles).
-//   x block      kNx rows x kKc (96 KiB) in L2; W super block (kMw rows, all of K) packed and
-//                widened to fp32 once per task, reused for every x block.
+//   W sliver     4 rows x kKc stays in L1 while the kernel walks the x slivers of the x block
+//                (kNx rows x kKc, packed so the block's slivers are one sequential stream).
+//   W super block (kMw rows, all of K) is packed and widened to fp32 once per task and reused
+//                for every x block; x is packed once per call and shared by the tasks.
 // Napkin math: 2*N*M*K FLOPs; packing costs O(N*K + M*K) and is a few percent for N >= 64.
 #pragma once
 
@@ -31,19 +31,31 @@ namespace gemm {
 
 constexpr int kR = 3;                  // x rows per microkernel
 constexpr int kC = 4;                  // W rows per microkernel
-constexpr int64_t kKc = 1024;          // K block (elements), a multiple of 2 * kLanes
-constexpr int64_t kNx = 8 * kR;        // x rows per L2 block
-constexpr int64_t kMw = 8 * kC;        // W rows per task (super block)
+// Sizes picked by timing on the 2-core EPYC (noisy; 256/4/4 was ~10-20% ahead of 1024/8/8): the
+// x block's K piece (12 KiB), one W sliver piece (4 KiB) and the block's accumulators (24 KiB)
+// mostly stay in L1, as loading a full x vector per 4 FMAs from L2 was the bottleneck.
+#ifndef GN_GEMM_KC
+#define GN_GEMM_KC 256
+#define GN_GEMM_NX 4
+#define GN_GEMM_MW 4
+#endif
+constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of 2 * kLanes
+constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
+constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
 static_assert(kKc % (2 * kLanes) == 0, "K block must hold whole vector pairs");
 
 // Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
-// nv*kLanes columns: for each K block, the even vectors [j][row][lane] then the odd ones.
+// nv*kLanes columns: for each K block, the even vectors [j][row][lane] then the odd ones.  K
+// block b of this sliver lands at dst + b * kKc * block_stride + index * ROWS * vb, where vb is
+// the block's width in elements: with block_stride = ROWS * slivers, the slivers of one K block
+// sit next to each other, so a pass over an x block is one sequential stream.
 template <DType DT, int ROWS>
 static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64_t nv,
-                               float* dst) {
+                               int64_t block_stride, int64_t index, float* dst0) {
   const int64_t kv = kKc / kLanes;
   for (int64_t v0 = 0; v0 < nv; v0 += kv) {
     const int64_t v1 = min64(nv, v0 + kv);
+    float* dst = dst0 + v0 * kLanes * block_stride + index * ROWS * (v1 - v0) * kLanes;
     for (int p = 0; p < 2; ++p) {
       for (int64_t v = v0 + p; v < v1; v += 2) {
         for (int r = 0; r < ROWS; ++r) {
@@ -110,8 +122,8 @@ void run(const LinearArgs& a) {
   std::vector<float> xpack(static_cast<size_t>(xs * xs_size) + 1);
   par_for(xs, 8, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
-      pack_sliver<DType::kF32, kR>(a.x + s * kR * k, k, n_rows - s * kR, nv,
-                                   xpack.data() + s * xs_size);
+      pack_sliver<DType::kF32, kR>(a.x + s * kR * k, k, n_rows - s * kR, nv, kR * xs, s,
+                                   xpack.data());
     }
   });
 
@@ -131,7 +143,7 @@ void run(const LinearArgs& a) {
       for (int64_t ws = 0; ws < nws; ++ws) {
         const int64_t mr = m0 + ws * kC;
         pack_sliver<DT, kC>(wbase + static_cast<size_t>(mr) * row_bytes, k, m_rows - mr, nv,
-                            wpack.data() + ws * ws_size);
+                            kC * kWs, ws, wpack.data());
       }
       for (int64_t xb = 0; xb < xs; xb += kXs) {
         const int64_t nxs = min64(kXs, xs - xb);
@@ -140,9 +152,9 @@ void run(const LinearArgs& a) {
           const int64_t vb = min64(kv, nv - v0);
           const int64_t c0 = (vb + 1) / 2, c1 = vb / 2;
           for (int64_t ws = 0; ws < nws; ++ws) {
-            const float* wp = wpack.data() + ws * ws_size + v0 * kC * kLanes;
+            const float* wp = wpack.data() + v0 * kLanes * kC * kWs + ws * kC * vb * kLanes;
             for (int64_t i = 0; i < nxs; ++i) {
-              const float* xp = xpack.data() + (xb + i) * xs_size + v0 * kR * kLanes;
+              const float* xp = xpack.data() + v0 * kLanes * kR * xs + (xb + i) * kR * vb * kLanes;
               float* ac = acc.data() + (i * kWs + ws) * kAcc;
               microkernel(xp, wp, c0, ac);
               if (c1 > 0) {
