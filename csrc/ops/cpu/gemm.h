@@ -42,6 +42,7 @@ constexpr int kC = 4;                  // W rows per microkernel
 constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of 2 * kLanes
 constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
 constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
+constexpr int64_t kNb = 84 * kR;          // x rows per call chunk (2.5 MB packed at K = 2560)
 static_assert(kKc % (2 * kLanes) == 0, "K block must hold whole vector pairs");
 
 // Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
@@ -108,9 +109,9 @@ static inline void microkernel(const float* xp, const float* wp, int64_t steps, 
   store(acc + 10 * kLanes, a22), store(acc + 11 * kLanes, a23);
 }
 
-// The GEMM for linear(); same contract as LinearArgs.
+// One chunk of at most kNb rows of x (packed x stays in L3 while every task walks it).
 template <DType DT>
-void run(const LinearArgs& a) {
+void run_chunk(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t nv = k / kLanes;
   const int64_t kv = kKc / kLanes;
@@ -189,6 +190,20 @@ void run(const LinearArgs& a) {
       }
     }
   });
+}
+
+// The GEMM for linear(); same contract as LinearArgs.  Chunks of x rows bound the packed x
+// that every task re-reads (the whole of x at N = 2048 would come from DRAM per task); each
+// chunk re-packs W, which costs about 2 / kNb of the FMA time.
+template <DType DT>
+void run(const LinearArgs& a) {
+  for (int64_t n0 = 0; n0 < a.n; n0 += kNb) {
+    LinearArgs c = a;
+    c.x = a.x + n0 * a.w.cols;
+    c.y = a.y + n0 * a.w.rows;
+    c.n = min64(kNb, a.n - n0);
+    run_chunk<DT>(c);
+  }
 }
 
 }  // namespace gemm
