@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer shapes")
+    ap.add_argument("--only", choices=("gemm", "gemv"), help="run one half")
     args = ap.parse_args()
     gn.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -140,6 +141,8 @@ def main():
     gemm_shapes = [(512, 2560, 7680), (2048, 2560, 2560)]
     if args.quick:
         gemm_shapes = gemm_shapes[:1]
+    if args.only == "gemv":
+        gemm_shapes = []
     for n, k, m in gemm_shapes:
         x = rng.standard_normal((n, k), dtype=np.float32)
         wf = rng.standard_normal((m, k), dtype=np.float32)
@@ -163,7 +166,8 @@ def main():
     m, k = 7680, 2560
     wf = rng.standard_normal((m, k), dtype=np.float32)
     wb = to_bf16(wf)
-    for name, w, nbytes in (("bf16", (wb, "bfloat16"), wb.nbytes), ("f32", wf, wf.nbytes)):
+    cases = (("bf16", (wb, "bfloat16"), wb.nbytes), ("f32", wf, wf.nbytes))
+    for name, w, nbytes in cases if args.only != "gemm" else ():
         for n in (1, 2, 4):
             x = rng.standard_normal((n, k), dtype=np.float32)
             dt = best_time(lambda: ops.linear(x, w), reps=10)
