@@ -187,6 +187,42 @@ def test_linear_matches_reference(isa, dtype, with_bias):
                 assert_close(got, want, mag, what=f"linear N={n} K={k} M={m} {dtype}")
 
 
+# N from 16 on goes through the packed GEMM (csrc/ops/cpu/gemm.h), below it through the GEMV
+# rows; K values cover empty/partial vectors, an odd vector count, the 256-element K block edge
+# and a scalar tail; M values cover partial 4-row slivers and 16-row tasks.
+GEMM_KS = (1, 7, 8, 17, 24, 255, 256, 257, 520, 1031)
+GEMM_NS = (1, 2, 4, 5, 15, 16, 17, 30, 64)
+
+
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+def test_linear_gemm_rows_equal_single_rows_and_reference(isa, dtype):
+    """A row's result is bit-identical whether it came alone (GEMV) or in a batch (GEMM)."""
+    rng = np.random.default_rng(11)
+    for k in GEMM_KS:
+        for m in (1, 5, 18):
+            w, wf = make_weight(rnd(rng, m, k), dtype)
+            bias = rnd(rng, m)
+            x = rnd(rng, max(GEMM_NS), k)
+            singles = np.concatenate([ops.linear(x[i:i + 1], w, bias) for i in range(len(x))])
+            want = ref.linear(x, w, bias)
+            mag = ref.linear(np.abs(x), np.abs(wf), np.abs(bias))
+            assert_close(singles, want, mag, what=f"linear singles K={k} M={m} {dtype}")
+            for n in GEMM_NS:
+                got = ops.linear(x[:n], w, bias)
+                np.testing.assert_array_equal(
+                    got, singles[:n], err_msg=f"linear N={n} K={k} M={m} {dtype} != singles")
+
+
+def test_linear_gemm_large_shape_matches_reference(isa):
+    """Several x blocks, W super blocks and K blocks at once (and both threads)."""
+    rng = np.random.default_rng(12)
+    x = rnd(rng, 77, 1100)
+    w, wf = make_weight(rnd(rng, 70, 1100), "bfloat16")
+    got = ops.linear(x, w)
+    assert_close(got, ref.linear(x, w), ref.linear(np.abs(x), np.abs(wf)), what="big linear")
+    np.testing.assert_array_equal(got[40:41], ops.linear(x[40:41], w))
+
+
 def test_linear_float16_as_uint16_bits_and_fortran_order(isa):
     rng = np.random.default_rng(6)
     x = rnd(rng, 5, 33)

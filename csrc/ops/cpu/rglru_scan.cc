@@ -20,13 +20,15 @@ void rglru_scan(const RgLruArgs& a) {
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t b = w / nblk, c0 = (w % nblk) * cblk, c1 = min64(L, c0 + cblk);
       float* h = a.h + b * L;
+      float sp[cblk];  // softplus(a_param) depends on the channel only: once per block
+      for (int64_t c = c0; c < c1; ++c) sp[c - c0] = softplus(a.a_param[c]);
       for (int64_t t = 0; t < T; ++t) {
         const int64_t row = (b * T + t) * L;
         const bool reset = a.pos[b * T + t] == 0;
         for (int64_t c = c0; c < c1; ++c) {
           const float gx = sigmoid(a.gate_x[row + c]);
           const float ga = sigmoid(a.gate_a[row + c]);
-          const float log_a = -8.0f * ga * softplus(a.a_param[c]);
+          const float log_a = -8.0f * ga * sp[c - c0];
           const float xn = a.x[row + c] * gx;
           float hn;
           if (reset) {

@@ -1,0 +1,184 @@
+"""Prefill GEMM and decode GEMV speed of gemma_native.ops.linear next to the machine's limits.
+
+Measured in the same run (these machines are shared, so the ratios are what to read):
+  * fp32 FMA peak: a tiny C loop (12 independent AVX2 FMA chains per thread, compiled here with
+    the system C compiler into a temporary shared library and called through ctypes, one call
+    per thread so the GIL is released) on the same number of threads;
+  * memory bandwidth: a STREAM-like copy of 256 MiB per thread through the same library;
+  * numpy's fp32 matmul and, when torch is installed, torch's fp32/bf16 matmul (same threads).
+
+    python benchmarks/ops_gemm.py [--threads 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+import gemma_native as gn
+from gemma_native import ops
+
+_C_SRC = r"""
+#include <immintrin.h>
+#include <string.h>
+#include <stddef.h>
+/* n_iter x 12 chains x 8 lanes FMAs = 192 flops per iteration. */
+float gn_fma_peak(long n_iter) {
+  __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+#define GN_V(i) __m256 a##i = _mm256_set1_ps((float)i);
+  GN_V(0) GN_V(1) GN_V(2) GN_V(3) GN_V(4) GN_V(5) GN_V(6) GN_V(7) GN_V(8) GN_V(9) GN_V(10)
+  GN_V(11)
+#define GN_F(i) a##i = _mm256_fmadd_ps(a##i, b, c);
+  for (long it = 0; it < n_iter; ++it) {
+    GN_F(0) GN_F(1) GN_F(2) GN_F(3) GN_F(4) GN_F(5) GN_F(6) GN_F(7) GN_F(8) GN_F(9) GN_F(10)
+    GN_F(11)
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  float o[8]; _mm256_storeu_ps(o, s);
+  return o[0];
+}
+void gn_copy(float* dst, const float* src, size_t n, int reps) {
+  for (int r = 0; r < reps; ++r) memcpy(dst, src, n * sizeof(float));
+}
+"""
+
+
+def _load_peak_lib():
+    cc = os.environ.get("CC", "cc")
+    d = tempfile.mkdtemp(prefix="gn_peak_")
+    src, lib = os.path.join(d, "peak.c"), os.path.join(d, "peak.so")
+    with open(src, "w") as f:
+        f.write(_C_SRC)
+    try:
+        subprocess.run([cc, "-O2", "-mavx2", "-mfma", "-shared", "-fPIC", src, "-o", lib],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"(no peak measurement: cannot compile with {cc}: {e})", file=sys.stderr)
+        return None
+    so = ctypes.CDLL(lib)
+    so.gn_fma_peak.argtypes = [ctypes.c_long]
+    so.gn_fma_peak.restype = ctypes.c_float
+    so.gn_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return so
+
+
+def _on_threads(n, fn):
+    ts = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def fma_peak_gflops(so, threads, n_iter=100_000_000 // 4):
+    best = 0.0
+    for _ in range(3):
+        dt = _on_threads(threads, lambda i: so.gn_fma_peak(n_iter))
+        best = max(best, threads * n_iter * 192 / dt / 1e9)
+    return best
+
+
+def copy_gbs(so, threads, mib=256):
+    n = mib * 2**20 // 4
+    bufs = [(np.ones(n, np.float32), np.empty(n, np.float32)) for _ in range(threads)]
+    best = 0.0
+    for _ in range(3):
+        dt = _on_threads(threads, lambda i: so.gn_copy(bufs[i][1].ctypes.data,
+                                                        bufs[i][0].ctypes.data, n, 2))
+        best = max(best, threads * 2 * 2 * n * 4 / dt / 1e9)  # read + write bytes
+    return best
+
+
+def best_time(fn, reps=3):
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def to_bf16(a):
+    u = a.astype(np.float32).view(np.uint32)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="fewer shapes")
+    ap.add_argument("--only", choices=("gemm", "gemv"), help="run one half")
+    args = ap.parse_args()
+    gn.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    try:
+        import torch  # noqa: F401
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+    so = _load_peak_lib()
+    rows = []
+    peak = fma_peak_gflops(so, args.threads) if so else float("nan")
+    bw = copy_gbs(so, args.threads) if so else float("nan")
+    print(f"machine ({args.threads} threads, {gn.backend_info()['cpu_isa']}): fp32 FMA peak "
+          f"{peak:.1f} GFLOP/s, copy {bw:.1f} GB/s")
+    rng = np.random.default_rng(0)
+    gemm_shapes = [(512, 2560, 7680), (2048, 2560, 2560)]
+    if args.quick:
+        gemm_shapes = gemm_shapes[:1]
+    if args.only == "gemv":
+        gemm_shapes = []
+    for n, k, m in gemm_shapes:
+        x = rng.standard_normal((n, k), dtype=np.float32)
+        wf = rng.standard_normal((m, k), dtype=np.float32)
+        wb = to_bf16(wf)
+        flops = 2.0 * n * k * m
+        res = {"kind": "gemm", "n": n, "k": k, "m": m}
+        res["gn_f32"] = flops / best_time(lambda: ops.linear(x, wf)) / 1e9
+        res["gn_bf16"] = flops / best_time(lambda: ops.linear(x, (wb, "bfloat16"))) / 1e9
+        res["numpy_f32"] = flops / best_time(lambda: x @ wf.T) / 1e9
+        if torch is not None:
+            tx, tw = torch.from_numpy(x), torch.from_numpy(wf)
+            res["torch_f32"] = flops / best_time(lambda: tx @ tw.T) / 1e9
+            txb, twb = tx.bfloat16(), tw.bfloat16()
+            res["torch_bf16"] = flops / best_time(lambda: txb @ twb.T) / 1e9
+        line = f"GEMM {n}x{k} @ {k}x{m}: " + ", ".join(
+            f"{key} {v:.1f} GFLOP/s ({v / peak:.0%} of peak)" for key, v in res.items()
+            if key not in ("kind", "n", "k", "m"))
+        print(line)
+        rows.append(res)
+    # Decode: the 2B MLP up projection shape; bytes are the weight bytes read once.
+    m, k = 7680, 2560
+    wf = rng.standard_normal((m, k), dtype=np.float32)
+    wb = to_bf16(wf)
+    cases = (("bf16", (wb, "bfloat16"), wb.nbytes), ("f32", wf, wf.nbytes))
+    for name, w, nbytes in cases if args.only != "gemm" else ():
+        for n in (1, 2, 4):
+            x = rng.standard_normal((n, k), dtype=np.float32)
+            dt = best_time(lambda: ops.linear(x, w), reps=10)
+            gbs = nbytes / dt / 1e9
+            print(f"GEMV {name} N={n} {m}x{k}: {gbs:.1f} GB/s ({gbs / bw:.0%} of copy), "
+                  f"{n / dt:.0f} rows/s")
+            rows.append({"kind": "gemv", "dtype": name, "n": n, "k": k, "m": m, "gbs": gbs,
+                         "rows_per_s": n / dt})
+    if args.json:
+        print(json.dumps({"peak_gflops": peak, "copy_gbs": bw, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()

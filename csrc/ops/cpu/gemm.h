@@ -1,0 +1,210 @@
+// Packed, cache-blocked, register-blocked GEMM for linear at large N (prefill):
+//   y[n, m] = sum_k x[n, k] * W[m, k] + bias[m]   (W [M, K] f32/bf16/f16, fp32 accumulation)
+//
+// The order of every sum is the one dot_w() in simd.h uses, so a row's result is the same bit
+// for bit whether it went through this GEMM or the GEMV path (batch == singles, chunked prefill
+// == token by token).  dot_w keeps two vector accumulators: c0 sums the even-numbered kLanes
+// vectors of K (including a leftover last vector), c1 the odd ones, each in increasing k; then
+// hsum(c0 + c1) and a scalar tail.  Here both inputs are packed with the even vectors of each K
+// block first and the odd ones after, so one register per output suffices per parity pass and
+// the partial vectors c0/c1 live in a small accumulator buffer between passes and K blocks.
+//
+// Blocking (AVX2 sizes; 32 KiB L1d, 512 KiB L2 per core):
+//   microkernel  3 x-rows x 4 W-rows: 12 accumulators + 3 x vectors + 1 W vector = 16 ymm;
+//                per vector step 7 loads feed 12 FMAs.
+//   W sliver     4 rows x kKc stays in L1 while the kernel walks the x slivers of the x block
+//                (kNx rows x kKc, packed so the block's slivers are one sequential stream).
+//   W super block (kMw rows, all of K) is packed and widened to fp32 once per task and reused
+//                for every x block; x is packed once per call and shared by the tasks.
+// Napkin math: 2*N*M*K FLOPs; packing costs O(N*K + M*K) and is a few percent for N >= 64.
+#pragma once
+
+#include <cstring>
+#include <vector>
+
+#include "ops/ops.h"
+
+#include "ops/cpu/simd.h"
+
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace gemm {
+
+constexpr int kR = 3;                  // x rows per microkernel
+constexpr int kC = 4;                  // W rows per microkernel
+// Sizes picked by timing on the 2-core EPYC (noisy; 256/4/4 was ~10-20% ahead of 1024/8/8): the
+// x block's K piece (12 KiB), one W sliver piece (4 KiB) and the block's accumulators (24 KiB)
+// mostly stay in L1, as loading a full x vector per 4 FMAs from L2 was the bottleneck.
+#ifndef GN_GEMM_KC
+#define GN_GEMM_KC 256
+#define GN_GEMM_NX 4
+#define GN_GEMM_MW 4
+#endif
+constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of 2 * kLanes
+constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
+constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
+constexpr int64_t kNb = 84 * kR;          // x rows per call chunk (2.5 MB packed at K = 2560)
+static_assert(kKc % (2 * kLanes) == 0, "K block must hold whole vector pairs");
+
+// Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
+// nv*kLanes columns: for each K block, the even vectors [j][row][lane] then the odd ones.  K
+// block b of this sliver lands at dst + b * kKc * block_stride + index * ROWS * vb, where vb is
+// the block's width in elements: with block_stride = ROWS * slivers, the slivers of one K block
+// sit next to each other, so a pass over an x block is one sequential stream.
+template <DType DT, int ROWS>
+static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64_t nv,
+                               int64_t block_stride, int64_t index, float* dst0) {
+  const int64_t kv = kKc / kLanes;
+  for (int64_t v0 = 0; v0 < nv; v0 += kv) {
+    const int64_t v1 = min64(nv, v0 + kv);
+    float* dst = dst0 + v0 * kLanes * block_stride + index * ROWS * (v1 - v0) * kLanes;
+    for (int p = 0; p < 2; ++p) {
+      for (int64_t v = v0 + p; v < v1; v += 2) {
+        for (int r = 0; r < ROWS; ++r) {
+          if (r < valid) {
+            store(dst, load_w<DT>(src, r * ld + v * kLanes));
+          } else {
+            store(dst, zero());
+          }
+          dst += kLanes;
+        }
+      }
+    }
+  }
+}
+
+// acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c].
+static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {
+  Vec a00 = load(acc + 0 * kLanes), a01 = load(acc + 1 * kLanes);
+  Vec a02 = load(acc + 2 * kLanes), a03 = load(acc + 3 * kLanes);
+  Vec a10 = load(acc + 4 * kLanes), a11 = load(acc + 5 * kLanes);
+  Vec a12 = load(acc + 6 * kLanes), a13 = load(acc + 7 * kLanes);
+  Vec a20 = load(acc + 8 * kLanes), a21 = load(acc + 9 * kLanes);
+  Vec a22 = load(acc + 10 * kLanes), a23 = load(acc + 11 * kLanes);
+  for (int64_t j = 0; j < steps; ++j) {
+    const Vec x0 = load(xp), x1 = load(xp + kLanes), x2 = load(xp + 2 * kLanes);
+    Vec w = load(wp);
+    a00 = fma(w, x0, a00);
+    a10 = fma(w, x1, a10);
+    a20 = fma(w, x2, a20);
+    w = load(wp + kLanes);
+    a01 = fma(w, x0, a01);
+    a11 = fma(w, x1, a11);
+    a21 = fma(w, x2, a21);
+    w = load(wp + 2 * kLanes);
+    a02 = fma(w, x0, a02);
+    a12 = fma(w, x1, a12);
+    a22 = fma(w, x2, a22);
+    w = load(wp + 3 * kLanes);
+    a03 = fma(w, x0, a03);
+    a13 = fma(w, x1, a13);
+    a23 = fma(w, x2, a23);
+    xp += kR * kLanes;
+    wp += kC * kLanes;
+  }
+  store(acc + 0 * kLanes, a00), store(acc + 1 * kLanes, a01);
+  store(acc + 2 * kLanes, a02), store(acc + 3 * kLanes, a03);
+  store(acc + 4 * kLanes, a10), store(acc + 5 * kLanes, a11);
+  store(acc + 6 * kLanes, a12), store(acc + 7 * kLanes, a13);
+  store(acc + 8 * kLanes, a20), store(acc + 9 * kLanes, a21);
+  store(acc + 10 * kLanes, a22), store(acc + 11 * kLanes, a23);
+}
+
+// One chunk of at most kNb rows of x (packed x stays in L3 while every task walks it).
+template <DType DT>
+void run_chunk(const LinearArgs& a) {
+  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
+  const int64_t nv = k / kLanes;
+  const int64_t kv = kKc / kLanes;
+  const int64_t xs = (n_rows + kR - 1) / kR;  // x slivers
+  const int64_t xs_size = kR * nv * kLanes;   // floats per packed x sliver
+  const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
+
+  // x packed once (both parities of every K block), shared by all tasks.
+  std::vector<float> xpack(static_cast<size_t>(xs * xs_size) + 1);
+  par_for(xs, 8, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      pack_sliver<DType::kF32, kR>(a.x + s * kR * k, k, n_rows - s * kR, nv, kR * xs, s,
+                                   xpack.data());
+    }
+  });
+
+  const int64_t tasks = (m_rows + kMw - 1) / kMw;
+  par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    constexpr int64_t kWs = kMw / kC;  // W slivers per super block
+    constexpr int64_t kXs = kNx / kR;  // x slivers per x block
+    constexpr int64_t kAcc = 2 * kR * kC * kLanes;  // floats per (x sliver, W sliver) pair
+    thread_local std::vector<float> wpack, acc;
+    const int64_t ws_size = kC * nv * kLanes;
+    wpack.resize(static_cast<size_t>(kWs * ws_size) + 1);
+    acc.resize(static_cast<size_t>(kXs * kWs * kAcc));
+    const char* wbase = static_cast<const char*>(a.w.data);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t m0 = t * kMw, m1 = min64(m_rows, m0 + kMw);
+      const int64_t nws = (m1 - m0 + kC - 1) / kC;
+      for (int64_t ws = 0; ws < nws; ++ws) {
+        const int64_t mr = m0 + ws * kC;
+        pack_sliver<DT, kC>(wbase + static_cast<size_t>(mr) * row_bytes, k, m_rows - mr, nv,
+                            kC * kWs, ws, wpack.data());
+      }
+      for (int64_t xb = 0; xb < xs; xb += kXs) {
+        const int64_t nxs = min64(kXs, xs - xb);
+        std::memset(acc.data(), 0, acc.size() * sizeof(float));
+        for (int64_t v0 = 0; v0 < nv; v0 += kv) {
+          const int64_t vb = min64(kv, nv - v0);
+          const int64_t c0 = (vb + 1) / 2, c1 = vb / 2;
+          for (int64_t ws = 0; ws < nws; ++ws) {
+            const float* wp = wpack.data() + v0 * kLanes * kC * kWs + ws * kC * vb * kLanes;
+            for (int64_t i = 0; i < nxs; ++i) {
+              const float* xp = xpack.data() + v0 * kLanes * kR * xs + (xb + i) * kR * vb * kLanes;
+              float* ac = acc.data() + (i * kWs + ws) * kAcc;
+              microkernel(xp, wp, c0, ac);
+              if (c1 > 0) {
+                microkernel(xp + c0 * kR * kLanes, wp + c0 * kC * kLanes, c1,
+                            ac + kR * kC * kLanes);
+              }
+            }
+          }
+        }
+        // Finish each output exactly as dot_w does: hsum(c0 + c1), then the scalar tail.
+        for (int64_t i = 0; i < nxs; ++i) {
+          for (int r = 0; r < kR; ++r) {
+            const int64_t n = (xb + i) * kR + r;
+            if (n >= n_rows) break;
+            const float* x = a.x + n * k;
+            float* yrow = a.y + n * m_rows;
+            for (int64_t ws = 0; ws < nws; ++ws) {
+              const float* ac = acc.data() + (i * kWs + ws) * kAcc;
+              for (int c = 0; c < kC; ++c) {
+                const int64_t m = m0 + ws * kC + c;
+                if (m >= m1) break;
+                const int q = r * kC + c;
+                float s = hsum(add(load(ac + q * kLanes), load(ac + (kR * kC + q) * kLanes)));
+                const void* w = wbase + static_cast<size_t>(m) * row_bytes;
+                for (int64_t j = nv * kLanes; j < k; ++j) s += load_w1<DT>(w, j) * x[j];
+                const float bias = a.bias ? a.bias[m] : 0.0f;
+                yrow[m] = a.accumulate ? yrow[m] + (s + bias) : s + bias;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// The GEMM for linear(); same contract as LinearArgs.  Chunks of x rows bound the packed x
+// that every task re-reads (the whole of x at N = 2048 would come from DRAM per task); each
+// chunk re-packs W, which costs about 2 / kNb of the FMA time.
+template <DType DT>
+void run(const LinearArgs& a) {
+  for (int64_t n0 = 0; n0 < a.n; n0 += kNb) {
+    LinearArgs c = a;
+    c.x = a.x + n0 * a.w.cols;
+    c.y = a.y + n0 * a.w.rows;
+    c.n = min64(kNb, a.n - n0);
+    run_chunk<DT>(c);
+  }
+}
+
+}  // namespace gemm
+}  // namespace gemma_native::ops::cpu::GN_ISA
