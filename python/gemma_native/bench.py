@@ -10,8 +10,9 @@ MODEL is a Hugging Face folder, a .gguf file, or random:PRESET (gn.random_model 
 
 Parts (``--only``, comma separated; default all):
   limits    memory bandwidth (STREAM-like numpy copy on 2 Python threads over halves of a
-            >= 1 GiB array, read + write bytes/s) and GEMM peak (numpy fp32; torch fp32 and
-            bf16 when torch is installed), measured in this process
+            1 GiB array, 128 MiB with --quick; read + write bytes/s) and GEMM peak (numpy fp32
+            n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
+            bf16 hardware run it at ~1 GFLOP/s), measured in this process
   prefill   prompt tokens/s at 128, 512, 2048 tokens
   ttft      time to first token for a 128-token prompt (prefill + picking the token)
   decode    decode tokens/s at batch 1 and 4 (after a 16-token prompt)
