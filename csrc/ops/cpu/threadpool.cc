@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <fstream>
@@ -42,13 +43,16 @@ class Pool {
       chunk_ = chunk;
       next_.store(0);
       error_ = nullptr;
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      pending_.store(static_cast<int>(workers_.size()));
+      generation_.fetch_add(1);
     }
     cv_work_.notify_all();
     work();
+    // Decode issues hundreds of short calls per token: wait for the workers by spinning a
+    // little before sleeping (a futex round trip costs about as much as a small matrix).
+    spin_until([&] { return pending_.load() == 0; });
     std::unique_lock<std::mutex> lk(m_);
-    cv_done_.wait(lk, [&] { return pending_ == 0; });
+    cv_done_.wait(lk, [&] { return pending_.load() == 0; });
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -62,7 +66,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(m_);
       quit_ = true;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     cv_work_.notify_all();
     for (auto& t : workers_) t.join();
@@ -85,21 +89,40 @@ class Pool {
     t_inside_pool = false;
   }
 
+  // Spins (pausing) until done() or about kSpinMicros have passed.
+  template <class Done>
+  static void spin_until(Done done) {
+    constexpr int kSpinMicros = 100;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+    while (!done()) {
+      for (int i = 0; i < 64; ++i) cpu_relax();
+      if (std::chrono::steady_clock::now() > end) return;
+    }
+  }
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
   void loop() {
     uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return generation_.load() != seen; });
       {
         std::unique_lock<std::mutex> lk(m_);
-        cv_work_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_work_.wait(lk, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (quit_) return;
       }
       work();
-      {
-        std::lock_guard<std::mutex> lk(m_);
-        --pending_;
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lk(m_);  // pairs with the caller's predicate check
+        cv_done_.notify_one();
       }
-      cv_done_.notify_one();
     }
   }
 
@@ -107,9 +130,9 @@ class Pool {
   std::mutex call_mutex_;  // one parallel_for at a time
   std::mutex m_;
   std::condition_variable cv_work_, cv_done_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};  // written under m_, read by spinning workers
   bool quit_ = false;
-  int pending_ = 0;
+  std::atomic<int> pending_{0};
   RangeFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
