@@ -11,9 +11,11 @@ from .loading.hf import load_hf_folder
 from .model import Model
 from .models import gemma, griffin
 from .tokenizer import Tokenizer
+from .device import check_device
 
 
-def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
+def load(path, dtype: str | None = None, n_threads: int | None = None,
+         device: str = "cpu") -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
@@ -22,7 +24,9 @@ def load(path, dtype: str | None = None, n_threads: int | None = None) -> Model:
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
     copy), or "float32" / "bfloat16" / "float16" (converted at load).  Activations are float32.
     n_threads: kernel threads (process-wide); None keeps the current setting.
+    device: "cpu" (the only one in this build); "cuda" raises DeviceError.
     """
+    check_device(device)
     if n_threads is not None:
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
