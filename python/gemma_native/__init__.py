@@ -26,12 +26,17 @@ from .model import GenerationResult, Model, SamplingParams, State
 from .random_model import random_model
 from .tokenizer import Tokenizer
 
+from .device import cuda_info
+
 __version__ = "0.1.0"
 
 
 def backend_info() -> dict:
-    """Which CPU kernel set runs (and which exist), the CPU's features and the thread count."""
-    return _core.backend_info()
+    """Which CPU kernel set runs (and which exist), the CPU's features, the thread count and
+    whether a CUDA backend is available (``info["cuda"]``, with the reason when it is not)."""
+    info = dict(_core.backend_info())
+    info["cuda"] = cuda_info()
+    return info
 
 
 def set_num_threads(n: int | None) -> None:

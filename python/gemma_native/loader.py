@@ -11,10 +11,11 @@ from .loading.hf import load_hf_folder
 from .model import Model
 from .models import gemma, griffin
 from .tokenizer import Tokenizer
+from .device import check_device
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
-         activations: str = "int8") -> Model:
+         activations: str = "int8", device: str = "cpu") -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
@@ -29,7 +30,9 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     multiplies with float32 activations (the dequantized model's math, slower).  Float weights
     always meet float32 activations.
     n_threads: kernel threads (process-wide); None keeps the current setting.
+    device: "cpu" (the only one in this build); "cuda" raises DeviceError.
     """
+    check_device(device)
     if n_threads is not None:
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")

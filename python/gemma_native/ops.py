@@ -15,6 +15,7 @@ import numpy as np
 from . import _core
 from ._dtypes import DTYPE_CODES, QUANT_CODES, split_weight
 from .errors import InvalidArgumentError, ShapeError
+from .device import with_device
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
@@ -39,6 +40,7 @@ def _opt(x):
     return None if x is None else _f32(x)
 
 
+@with_device
 def embedding(table, ids, scale=1.0):
     arr, code = _w(table)
     ids = np.asarray(ids)
@@ -51,6 +53,7 @@ def embedding(table, ids, scale=1.0):
     return _core.embedding(arr, code, _i32(ids), float(scale))
 
 
+@with_device
 def rmsnorm(x, w, eps=1e-6, offset=1.0):
     x = _f32(x)
     shape = x.shape
@@ -60,6 +63,7 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
     return out.reshape(shape)
 
 
+@with_device
 def linear(x, w, bias=None, float_activations=False):
     """y = x @ W.T + bias.  For GGML-quantized W, x is quantized to 8 bits per block for exact
     integer dot products (as llama.cpp does) unless ``float_activations`` is true, which widens W
@@ -68,23 +72,28 @@ def linear(x, w, bias=None, float_activations=False):
     return _core.linear(_f32(x), arr, code, _opt(bias), bool(float_activations))
 
 
+@with_device
 def block_diag_linear(x, w, b=None):
     arr, code = _w(w)
     return _core.block_diag_linear(_f32(x), arr, code, _opt(b))
 
 
+@with_device
 def conv1d(x, pos, w, bias=None, state=None):
     return _core.conv1d(_f32(x), _i32(pos), _f32(w), _opt(bias), state)
 
 
+@with_device
 def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
     return _core.rglru_scan(_f32(x), _f32(gate_x), _f32(gate_a), _f32(a_param), _i32(pos), h)
 
 
+@with_device
 def rope(x, pos, rot_dims, base=10000.0, linear_factor=1.0):
     return _core.rope(_f32(x), _i32(pos), int(rot_dims), float(base), float(linear_factor))
 
 
+@with_device
 def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):
     if count is not None:
         count = np.ascontiguousarray(count, dtype=np.int64)
@@ -92,14 +101,17 @@ def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=No
                            float(softcap), k_cache, v_cache, count)
 
 
+@with_device
 def geglu(gate, up):
     return _core.geglu(_f32(gate), _f32(up))
 
 
+@with_device
 def softcap(x, cap):
     return _core.softcap(_f32(x), float(cap))
 
 
+@with_device
 def sample(logits, temperature, top_k, top_p, seed, counter):
     logits = _f32(logits)
     n = logits.shape[0] if logits.ndim == 2 else -1
@@ -112,5 +124,6 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
                         col(top_p, np.float32), col(seed, np.uint64), col(counter, np.uint64))
 
 
+@with_device
 def sample_uniform(seed, counter):
     return _core.sample_uniform(int(seed), int(counter))
