@@ -45,6 +45,8 @@ static inline float hsum_f32(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// IEEE half -> float with F16C (exact, like f16_to_f32, without its branches).
+static inline float half_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 static inline __m256i load32(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
@@ -71,15 +73,15 @@ template <DType DT>
 static inline __m256i decode_b32(const void* wrow, int64_t i, float* d) {
   if constexpr (DT == DType::kQ8_0) {
     const BlockQ8_0& b = static_cast<const BlockQ8_0*>(wrow)[i];
-    *d = f16_to_f32(b.d);
+    *d = half_to_f32(b.d);
     return load32(b.qs);
   } else if constexpr (DT == DType::kQ4_0) {
     const BlockQ4_0& b = static_cast<const BlockQ4_0*>(wrow)[i];
-    *d = f16_to_f32(b.d);
+    *d = half_to_f32(b.d);
     return _mm256_sub_epi8(nibbles_lo_hi(b.qs), _mm256_set1_epi8(8));
   } else {
     const BlockQ5_0& b = static_cast<const BlockQ5_0*>(wrow)[i];
-    *d = f16_to_f32(b.d);
+    *d = half_to_f32(b.d);
     return _mm256_sub_epi8(_mm256_or_si256(nibbles_lo_hi(b.qs), fifth_bits(b.qh)),
                            _mm256_set1_epi8(16));
   }
@@ -150,8 +152,8 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t n
     const BlockQ4_K& b = w[i];
     int sc[8], mn[8];
     for (int j = 0; j < 8; ++j) q4k_scale_min(j, b.scales, &sc[j], &mn[j]);
-    const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
 #if defined(__AVX2__)
+    const float d = half_to_f32(b.d), dmin = half_to_f32(b.dmin);
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256i q[8];  // sub-block j: 32 unsigned nibbles
     for (int c = 0; c < 4; ++c) {
@@ -160,6 +162,7 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t n
       q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     }
 #else
+    const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
     uint8_t u[256];
     unpack_q4_k(b, u);
 #endif
@@ -199,8 +202,8 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t n
   }
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ6_K& b = w[i];
-    const float d = f16_to_f32(b.d);
 #if defined(__AVX2__)
+    const float d = half_to_f32(b.d);
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
     __m256i q[8];   // run of 32 values v0 = 32 * k: unsigned 6-bit q (0..63)
     __m256i scl[8];  // int16 scales of the run's two 16-value groups
@@ -220,6 +223,7 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t n
       scl[k] = _mm256_set_m128i(_mm_set1_epi16(b.scales[2 * k + 1]), _mm_set1_epi16(b.scales[2 * k]));
     }
 #else
+    const float d = f16_to_f32(b.d);
     int8_t q[256];
     unpack_q6_k(b, q);  // already q - 32
 #endif
