@@ -116,6 +116,13 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
     __m256i wq[MW];
     float dw[MW];
     for (int k = 0; k < MW; ++k) wq[k] = decode_b32<DT>(w + k * wstride, i, &dw[k]);
+    if constexpr (R == 1) {  // decode streams the weights: fetch the next tile's rows early
+      constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
+                                 : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+      for (int k = 0; k < MW; ++k) {
+        _mm_prefetch(w + (MW + k) * wstride + i * kBlock, _MM_HINT_T0);  // never faults
+      }
+    }
     for (int r = 0; r < R; ++r) {
       for (int k = 0; k < MW; ++k) acc[k][r] = fma_block(wq[k], dw[k], a[r][i], acc[k][r]);
     }
