@@ -9,22 +9,16 @@ window 2048).  Printed: ms per call and the ratio to one 2560 x 2560 linear on t
 """
 
 import argparse
-import time
 
 import numpy as np
+from ops_gemm import best_time  # same folder: the one best-of-n timer
 
 import gemma_native as gn
 from gemma_native import ops
 
 
 def best_ms(fn, reps=3):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return best_time(fn, reps) * 1e3
 
 
 def main():

@@ -74,7 +74,6 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -84,9 +83,9 @@ import numpy as np
 from ..errors import (
     DTypeError,
     ModelFormatError,
-    ModelNotFoundError,
     UnsupportedModelError,
 )
+from ._files import open_regular_file
 
 __all__ = [
     "DEFAULT_ALIGNMENT",
@@ -662,20 +661,7 @@ def _parse_header(fname: str, buf: mmap.mmap, size: int) -> tuple[int, dict, dic
 
 
 def _open(fname: str):
-    try:
-        f = open(fname, "rb")  # noqa: SIM115 -- closed by the caller
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"GGUF file not found: {fname}") from None
-    except IsADirectoryError:
-        raise _fail(fname, "is a directory, not a file") from None
-    try:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(fname, "is not a regular file")
-    except BaseException:
-        f.close()
-        raise
-    return f, st.st_size
+    return open_regular_file(fname, "GGUF", _fail)
 
 
 def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:

@@ -55,7 +55,6 @@ import json
 import math
 import mmap
 import os
-import stat
 import struct
 import sys
 import tempfile
@@ -68,9 +67,9 @@ from ..errors import (
     DTypeError,
     InvalidArgumentError,
     ModelFormatError,
-    ModelNotFoundError,
     UnsupportedModelError,
 )
+from ._files import open_regular_file
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -293,20 +292,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _open(fname: str):
-    try:
-        f = open(fname, "rb")
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"safetensors file not found: {fname}") from None
-    except IsADirectoryError:
-        raise _fail(fname, "is a directory, not a file") from None
-    try:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(fname, "is not a regular file")
-    except BaseException:
-        f.close()
-        raise
-    return f, st.st_size
+    return open_regular_file(fname, "safetensors", _fail)
 
 
 def _read_header(fname: str, f, size: int) -> tuple[int, dict[str, Any]]:
