@@ -9,12 +9,26 @@
 #include <optional>
 
 #include "bindings/arrays.h"
+#include "cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/ops.h"
 
 namespace gemma_native::bindings {
 
 namespace {
+
+// The backends an op binding can run on.  Each binding below that has a CUDA kernel is a
+// template over one of these; the CPU instantiation is gemma_native._core.<op>, the emulated
+// CUDA one gemma_native._core.cuda_emu.<op>.
+struct CpuBackend {
+  static void run(const ops::RmsNormArgs& a) { ops::rmsnorm(a); }
+};
+struct EmuBackend {
+#define GN_EMU_RUN(name, Args) \
+  static void run(const ops::Args& a) { ops::emu::name(a); }
+  GN_CUDA_OPS(GN_EMU_RUN)
+#undef GN_EMU_RUN
+};
 
 using OptArray = std::optional<py::array>;
 
@@ -54,6 +68,7 @@ py::array embedding(py::array table, int dtype_code, py::array ids, float scale)
   return out;
 }
 
+template <class Backend>
 py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
   check_ndim(x, 2, "x");
   check_ndim(w, 1, "w");
@@ -68,7 +83,7 @@ py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
   auto out = new_f32(shape_of(x));
   a.out = out.mutable_data();
   py::gil_scoped_release nogil;
-  ops::rmsnorm(a);
+  Backend::run(a);
   return out;
 }
 
@@ -310,7 +325,7 @@ py::array sample(py::array logits, py::array temperature, py::array top_k, py::a
 void bind_ops(py::module_& m) {
   using py::arg;
   m.def("embedding", &embedding, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
-  m.def("rmsnorm", &rmsnorm, arg("x"), arg("w"), arg("eps"), arg("offset"));
+  m.def("rmsnorm", &rmsnorm<CpuBackend>, arg("x"), arg("w"), arg("eps"), arg("offset"));
   m.def("linear", &linear, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
         arg("float_activations") = false);
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
@@ -330,6 +345,11 @@ void bind_ops(py::module_& m) {
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));
   m.def("sample_uniform", &ops::sample_uniform, arg("seed"), arg("counter"));
+
+  // The CUDA kernels on the SIMT emulator (host memory; slow; for verification).
+  py::module_ emu = m.def_submodule("cuda_emu", "CUDA kernels run on the CPU SIMT emulator");
+  emu.def("ops_supported", &ops::emu::ops_supported);
+  emu.def("rmsnorm", &rmsnorm<EmuBackend>, arg("x"), arg("w"), arg("eps"), arg("offset"));
 }
 
 }  // namespace gemma_native::bindings

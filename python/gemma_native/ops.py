@@ -6,20 +6,61 @@ Activations are float32 (other float inputs are converted); weights may be float
 the functions with state (``conv1d``, ``rglru_scan``, ``attention`` with a cache) update the given
 state arrays in place, which must then be float32 and C-contiguous.
 The kernels run on the CPU ISA chosen at import (``gemma_native.backend_info()``).
+
+Every op takes a keyword ``device``: ``"cpu"`` (the default), ``"cuda"`` (see docs/cuda.md), or
+``"cuda-emu"``: the op's CUDA kernel compiled for the CPU and run on the project's SIMT emulator
+(one OS thread per CUDA thread; slow, meant for verification: see docs/cuda.md).  An op that has
+no CUDA kernel yet raises :class:`gemma_native.DeviceError` on the CUDA devices.
 """
 
 from __future__ import annotations
+
+import contextvars
+import functools
 
 import numpy as np
 
 from . import _core
 from ._dtypes import DTYPE_CODES, QUANT_CODES, split_weight
-from .errors import InvalidArgumentError, ShapeError
-from .device import with_device
+from .errors import DeviceError, InvalidArgumentError, ShapeError
+from .device import check_device
+
+EMULATOR = "cuda-emu"
+_BACKEND = contextvars.ContextVar("gemma_native_ops_backend", default=_core)
+
+
+def _be():
+    """The compiled module the running op calls: _core (CPU) or _core.cuda_emu."""
+    return _BACKEND.get()
+
+
+def emulated_ops():
+    """Names of the ops that have a CUDA kernel (and so run with device="cuda-emu")."""
+    return list(_core.cuda_emu.ops_supported())
+
+
+def with_device(fn):
+    """Adds the keyword-only ``device`` argument (default "cpu") to an op."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, device="cpu", **kwargs):
+        if isinstance(device, str) and device.strip().lower() == EMULATOR:
+            if fn.__name__ not in _core.cuda_emu.ops_supported():
+                raise DeviceError(f"op {fn.__name__!r} has no CUDA kernel yet, so it cannot run "
+                                  f"on {EMULATOR!r}; ops with kernels: {emulated_ops()}")
+            token = _BACKEND.set(_core.cuda_emu)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _BACKEND.reset(token)
+        check_device(device)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
-    "attention", "geglu", "softcap", "sample", "sample_uniform",
+    "attention", "geglu", "softcap", "sample", "sample_uniform", "emulated_ops",
 ]
 
 
@@ -50,7 +91,7 @@ def embedding(table, ids, scale=1.0):
             ids.min() if ids.min() < 0 else ids.max())
         raise InvalidArgumentError(f"token id {bad!r} is outside the vocabulary "
                                    f"[0, {arr.shape[0]})")
-    return _core.embedding(arr, code, _i32(ids), float(scale))
+    return _be().embedding(arr, code, _i32(ids), float(scale))
 
 
 @with_device
@@ -59,7 +100,7 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
     shape = x.shape
     if x.ndim == 0 or shape[-1] == 0:
         raise ShapeError(f"rmsnorm needs a non-empty last axis, got shape {shape}")
-    out = _core.rmsnorm(x.reshape(-1, shape[-1]), _f32(w), float(eps), float(offset))
+    out = _be().rmsnorm(x.reshape(-1, shape[-1]), _f32(w), float(eps), float(offset))
     return out.reshape(shape)
 
 
@@ -69,46 +110,46 @@ def linear(x, w, bias=None, float_activations=False):
     integer dot products (as llama.cpp does) unless ``float_activations`` is true, which widens W
     and keeps x in float32 instead (the dequantized model's math)."""
     arr, code = _w(w)
-    return _core.linear(_f32(x), arr, code, _opt(bias), bool(float_activations))
+    return _be().linear(_f32(x), arr, code, _opt(bias), bool(float_activations))
 
 
 @with_device
 def block_diag_linear(x, w, b=None):
     arr, code = _w(w)
-    return _core.block_diag_linear(_f32(x), arr, code, _opt(b))
+    return _be().block_diag_linear(_f32(x), arr, code, _opt(b))
 
 
 @with_device
 def conv1d(x, pos, w, bias=None, state=None):
-    return _core.conv1d(_f32(x), _i32(pos), _f32(w), _opt(bias), state)
+    return _be().conv1d(_f32(x), _i32(pos), _f32(w), _opt(bias), state)
 
 
 @with_device
 def rglru_scan(x, gate_x, gate_a, a_param, pos, h):
-    return _core.rglru_scan(_f32(x), _f32(gate_x), _f32(gate_a), _f32(a_param), _i32(pos), h)
+    return _be().rglru_scan(_f32(x), _f32(gate_x), _f32(gate_a), _f32(a_param), _i32(pos), h)
 
 
 @with_device
 def rope(x, pos, rot_dims, base=10000.0, linear_factor=1.0):
-    return _core.rope(_f32(x), _i32(pos), int(rot_dims), float(base), float(linear_factor))
+    return _be().rope(_f32(x), _i32(pos), int(rot_dims), float(base), float(linear_factor))
 
 
 @with_device
 def attention(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):
     if count is not None:
         count = np.ascontiguousarray(count, dtype=np.int64)
-    return _core.attention(_f32(q), _f32(k), _f32(v), _i32(pos), int(window), float(scale),
+    return _be().attention(_f32(q), _f32(k), _f32(v), _i32(pos), int(window), float(scale),
                            float(softcap), k_cache, v_cache, count)
 
 
 @with_device
 def geglu(gate, up):
-    return _core.geglu(_f32(gate), _f32(up))
+    return _be().geglu(_f32(gate), _f32(up))
 
 
 @with_device
 def softcap(x, cap):
-    return _core.softcap(_f32(x), float(cap))
+    return _be().softcap(_f32(x), float(cap))
 
 
 @with_device
@@ -120,10 +161,10 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
         a = np.asarray(v, dtype=dt)  # (ascontiguousarray would turn a scalar into shape (1,))
         return np.full(n, a, dtype=dt) if a.ndim == 0 and n >= 0 else np.ascontiguousarray(a)
 
-    return _core.sample(logits, col(temperature, np.float32), col(top_k, np.int32),
+    return _be().sample(logits, col(temperature, np.float32), col(top_k, np.int32),
                         col(top_p, np.float32), col(seed, np.uint64), col(counter, np.uint64))
 
 
 @with_device
 def sample_uniform(seed, counter):
-    return _core.sample_uniform(int(seed), int(counter))
+    return _be().sample_uniform(int(seed), int(counter))

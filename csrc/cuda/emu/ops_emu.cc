@@ -1,0 +1,45 @@
+// gemma_native::ops::emu: the CUDA kernels compiled by g++ and run on the SIMT emulator, over
+// host memory.  The tests check every kernel against the CPU ops through it without a GPU
+// (tests/test_cuda_emu*.py, and tests/cuda_emu/ under ThreadSanitizer); Python reaches it as
+// device="cuda-emu".
+#include "cuda/simt.h"
+// (simt.h first: the kernels see the emulator's CUDA vocabulary)
+#include "cuda/kernels.h"
+#include "cuda/ops_cuda.h"
+#include "ops/checks.h"
+
+namespace gemma_native::ops::emu {
+namespace launch {
+namespace {
+inline simt::Stream stream() { return nullptr; }
+}  // namespace
+
+#define GN_AFTER_LAUNCH(name) (void)0
+#include "cuda/ops_launch.inl"
+#undef GN_AFTER_LAUNCH
+}  // namespace launch
+
+namespace {
+// A fault found by the emulator is a kernel bug: report it as a device error, not a crash.
+template <class F>
+void guarded(F&& f) {
+  try {
+    f();
+  } catch (const gn_emu::KernelFault& e) {
+    fail(ErrorKind::kDevice, std::string("emulated CUDA kernel fault: ") + e.what());
+  }
+}
+}  // namespace
+
+#define GN_EMU_OP(name, Args) \
+  void name(const Args& a) { guarded([&] { launch::name(a); }); }
+GN_CUDA_OPS(GN_EMU_OP)
+#undef GN_EMU_OP
+
+std::vector<std::string> ops_supported() {
+#define GN_OP_NAME(name, Args) #name,
+  return {GN_CUDA_OPS(GN_OP_NAME)};
+#undef GN_OP_NAME
+}
+
+}  // namespace gemma_native::ops::emu

@@ -1,0 +1,6 @@
+// Every CUDA kernel file, for the two fronts (ops_cuda.cu and emu/ops_emu.cc).  Include
+// cuda/simt.h before this.
+#pragma once
+
+#include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/rmsnorm.cuh"

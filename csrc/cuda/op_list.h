@@ -1,0 +1,8 @@
+// The ops that have CUDA kernels: X(name, args struct of ops/ops.h or ops_cuda.h).  One line
+// per op; ops_cuda.h, the emulator front (emu/ops_emu.cc), the nvcc front (ops_cuda.cu) and
+// the bindings are generated from this list, and each op's launcher lives in
+// launch/<group>.inl.
+#pragma once
+
+#define GN_CUDA_OPS(X) \
+  X(rmsnorm, RmsNormArgs)
