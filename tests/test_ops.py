@@ -3,7 +3,10 @@ CPU kernel set this machine can run, plus the argument checks of the bindings.
 
 Conventions:
 * ``isa`` parametrizes over scalar / avx2 / avx512 and skips the ones this CPU lacks; the active
-  kernel set is restored to 'auto' after every test.
+  kernel set is restored to 'auto' after every test.  Its last value, ``cuda-emu``, runs the
+  op's CUDA kernel on the SIMT emulator instead (ops.use_device): the same shapes and the same
+  tolerances as the CPU kernels.  Tests of an op without a CUDA kernel skip there (the op is
+  the test name's prefix, test_<op>_...).
 * Tolerances are relative to a magnitude bound of each output (the same op run on absolute
   values), so they stay meaningful for outputs near zero: fp32 math is held to ~1e-5 of that
   bound, while the twins compute in float64 where it matters.
@@ -28,7 +31,7 @@ from gemma_native.errors import (
     ShapeError,
 )
 
-ALL_ISAS = ["scalar", "avx2", "avx512"]
+ALL_ISAS = ["scalar", "avx2", "avx512", ops.EMULATOR]
 AVAILABLE_ISAS = list(gn.backend_info()["available_isas"])
 WEIGHT_DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -51,6 +54,13 @@ def _restore_auto_isa():
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     name = request.param
+    if name == ops.EMULATOR:
+        test = request.node.originalname
+        if not any(test.startswith(f"test_{op}_") for op in ops.emulated_ops()):
+            pytest.skip(f"{test}: its op has no CUDA kernel yet")
+        with ops.use_device(ops.EMULATOR):
+            yield name
+        return
     if name not in AVAILABLE_ISAS:
         pytest.skip(f"CPU kernel set {name!r} is compiled in but this CPU cannot run it "
                     f"(available here: {AVAILABLE_ISAS})")

@@ -27,6 +27,8 @@ std::vector<std::string> ops_supported();
 namespace cuda {
 GN_CUDA_OPS(GN_CUDA_DECLARE_OP)
 std::vector<std::string> ops_supported();
+// The stream (a cudaStream_t) the calling thread's launches go on; null = the default stream.
+void set_stream(void* stream);
 }  // namespace cuda
 
 #undef GN_CUDA_DECLARE_OP

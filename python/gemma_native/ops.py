@@ -15,6 +15,7 @@ no CUDA kernel yet raises :class:`gemma_native.DeviceError` on the CUDA devices.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 
@@ -27,6 +28,7 @@ from .device import check_device
 
 EMULATOR = "cuda-emu"
 _BACKEND = contextvars.ContextVar("gemma_native_ops_backend", default=_core)
+_DEFAULT_DEVICE = contextvars.ContextVar("gemma_native_ops_device", default="cpu")
 
 
 def _be():
@@ -39,11 +41,26 @@ def emulated_ops():
     return list(_core.cuda_emu.ops_supported())
 
 
+@contextlib.contextmanager
+def use_device(device):
+    """Within the block, ops called without ``device=`` run on ``device``."""
+    if not (isinstance(device, str) and device.strip().lower() == EMULATOR):
+        check_device(device)
+    token = _DEFAULT_DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DEFAULT_DEVICE.reset(token)
+
+
 def with_device(fn):
-    """Adds the keyword-only ``device`` argument (default "cpu") to an op."""
+    """Adds the keyword-only ``device`` argument to an op (default: "cpu", or the device of
+    the enclosing :func:`use_device`)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, device="cpu", **kwargs):
+    def wrapper(*args, device=None, **kwargs):
+        if device is None:
+            device = _DEFAULT_DEVICE.get()
         if isinstance(device, str) and device.strip().lower() == EMULATOR:
             if fn.__name__ not in _core.cuda_emu.ops_supported():
                 raise DeviceError(f"op {fn.__name__!r} has no CUDA kernel yet, so it cannot run "
@@ -61,6 +78,7 @@ def with_device(fn):
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
     "attention", "geglu", "softcap", "sample", "sample_uniform", "emulated_ops",
+    "use_device",
 ]
 
 

@@ -1,0 +1,46 @@
+// gemma_native::ops::cuda: the CUDA kernels on a GPU (nvcc).  Every pointer in the args is
+// device memory; launches go on the calling thread's current stream (set_stream) and are
+// asynchronous.  The same launchers run on the SIMT emulator in emu/ops_emu.cc.
+#include "cuda/simt.h"
+// (simt.h first: the kernels see the CUDA vocabulary)
+#include <string>
+
+#include "cuda/kernels.h"
+#include "cuda/ops_cuda.h"
+#include "ops/checks.h"
+
+namespace gemma_native::ops::cuda {
+namespace {
+thread_local cudaStream_t tl_stream = nullptr;
+}  // namespace
+
+void set_stream(void* s) { tl_stream = static_cast<cudaStream_t>(s); }
+
+namespace launch {
+namespace {
+inline simt::Stream stream() { return tl_stream; }
+
+inline void after_launch(const char* name) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    fail(ErrorKind::kDevice, std::string("CUDA launch of ") + name + ": " + cudaGetErrorString(e));
+}
+}  // namespace
+
+#define GN_AFTER_LAUNCH(name) after_launch(name)
+#include "cuda/ops_launch.inl"
+#undef GN_AFTER_LAUNCH
+}  // namespace launch
+
+#define GN_CUDA_OP(name, Args) \
+  void name(const Args& a) { launch::name(a); }
+GN_CUDA_OPS(GN_CUDA_OP)
+#undef GN_CUDA_OP
+
+std::vector<std::string> ops_supported() {
+#define GN_OP_NAME(name, Args) #name,
+  return {GN_CUDA_OPS(GN_OP_NAME)};
+#undef GN_OP_NAME
+}
+
+}  // namespace gemma_native::ops::cuda
