@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gemma_native import ops
@@ -108,6 +109,26 @@ def test_partial_warp_shuffle_is_an_emulator_fault(build):
     r = _run(_planted(build), "partial_warp")
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert "mask 0xffffffff but the live lanes are 0x0000ffff" in r.stdout
+
+
+def test_divergent_barriers_are_reported_as_deadlock(build):
+    r = _run(_planted(build), "divergent_sync")  # fibers mode: found at once, not by a timeout
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "deadlock" in r.stdout
+
+
+def test_fibers_and_threads_modes_agree(monkeypatch):
+    """The in-process emulator runs fibers by default; OS threads on request (what the
+    sanitizer builds always use).  Both must give the same kernel results."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 333)).astype(np.float32)
+    w = rng.standard_normal(333).astype(np.float32)
+    monkeypatch.setenv("GEMMA_NATIVE_EMU_MODE", "fibers")
+    a = ops.rmsnorm(x, w, device=ops.EMULATOR)
+    monkeypatch.setenv("GEMMA_NATIVE_EMU_MODE", "threads")
+    b = ops.rmsnorm(x, w, device=ops.EMULATOR)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, ops.rmsnorm(x, w), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@
 //   shared_oob     writes one element past a shared array: the emulator faults
 //   global_oob     reads one float past the end of its input: AddressSanitizer reports it
 //   partial_warp   a full-mask shuffle in a block that is not a whole warp: the emulator faults
+//   divergent_sync lane 0 waits at __syncwarp while lanes 1-31 wait at __syncthreads: a
+//                  deadlock, which the fibers mode reports at once
 // Prints "result <value>" on success, "fault <message>" (exit 3) on an emulator fault.
 #include <cstdio>
 #include <cstring>
@@ -43,6 +45,15 @@ __global__ void partial_warp_kernel(const float* x, float* out) {
   out[threadIdx.x] = v;
 }
 
+__global__ void divergent_sync_kernel(const float* x, float* out) {
+  if (threadIdx.x == 0) {
+    __syncwarp();
+  } else {
+    __syncthreads();
+  }
+  out[threadIdx.x] = x[threadIdx.x];
+}
+
 }  // namespace GN_KERNELS_NS
 
 int main(int argc, char** argv) {
@@ -67,6 +78,9 @@ int main(int argc, char** argv) {
     } else if (which == "partial_warp") {
       auto* kern = &k::partial_warp_kernel;
       GN_LAUNCH(kern, dim3(1), dim3(48), 0, nullptr)(x->data(), out.data());
+    } else if (which == "divergent_sync") {
+      auto* kern = &k::divergent_sync_kernel;
+      GN_LAUNCH(kern, dim3(1), dim3(32), 0, nullptr)(x->data(), out.data());
     } else {
       std::fprintf(stderr, "unknown case '%s'\n", which.c_str());
       return 2;

@@ -3,10 +3,12 @@
 // GPU.  Included only through cuda/simt.h and only in translation units that hold kernels.
 //
 // Model (one launch):
-// - blockDim.x*y*z CUDA threads are std::threads, created once per launch; they run the blocks
-//   of the grid one after another (x fastest), so shared memory belongs to one block at a time.
-// - __syncthreads() is a mutex+condvar barrier (visible to TSan, unlike std::barrier); a thread
-//   that returns from the kernel leaves the barrier, as on the hardware.
+// - The blocks of the grid run one after another (x fastest), so shared memory belongs to one
+//   block at a time.  The blockDim.x*y*z CUDA threads of a block are either std::threads
+//   ("threads" mode: sanitizer builds and GEMMA_NATIVE_EMU_MODE=threads) or fibers switched at
+//   barriers on the calling thread ("fibers" mode, the default: fast and deterministic).
+// - __syncthreads() is a mutex+condvar barrier in threads mode (visible to TSan, unlike
+//   std::barrier); a thread that returns from the kernel leaves the barrier, as on the hardware.
 // - Warp shuffles go through a per-warp exchange buffer between two warp barriers.  The mask
 //   must name exactly the warp's live lanes (a partial warp is a kernel bug here), and reading
 //   a lane that does not exist is a fault.
@@ -106,6 +108,9 @@ SharedSpan<T> dynamic_shared() {
   unsigned char* p = shared_dynamic(&bytes);
   return SharedSpan<T>{reinterpret_cast<T*>(p), bytes / sizeof(T)};
 }
+
+// "fibers" or "threads": how the next launch runs its CUDA threads (simt_emu.cc).
+const char* mode();
 
 // Runs body() once per CUDA thread per block of the grid; throws KernelFault.
 void run(const char* name, dim3 grid, dim3 block, size_t dyn_smem,
