@@ -124,10 +124,33 @@ model::TensorMap tensor_map(const py::dict& weights, py::dict& keep) {
   return map;
 }
 
-std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights) {
+// "cpu", "cuda-emu" (the CUDA kernels on the SIMT emulator) or "cuda" / "cuda:N".
+ops::Backend& backend_for(const std::string& device) {
+  if (device == "cpu") return ops::cpu_backend();
+  if (device == "cuda-emu") return ops::emu_backend();
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (device.size() > 5) {
+      const std::string n = device.substr(5);
+      GN_CHECK(!n.empty() && n.size() < 4 && n.find_first_not_of("0123456789") == std::string::npos,
+               ErrorKind::kDevice, "bad CUDA device '" + device + "'");
+      index = std::stoi(n);
+    }
+    std::string why;
+    ops::Backend* b = ops::cuda_backend(index, &why);
+    GN_CHECK(b != nullptr, ErrorKind::kDevice, "device '" + device + "' is not available: " + why);
+    return *b;
+  }
+  fail(ErrorKind::kDevice, "unknown device '" + device + "'; expected 'cpu', 'cuda' or 'cuda-emu'");
+}
+
+std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights,
+                                        const std::string& device) {
   auto g = std::make_unique<PyGriffin>();
   const model::TensorMap map = tensor_map(weights, g->keep_alive);
-  g->model = std::make_unique<GriffinModel>(config_from_dict(cfg), map);
+  ops::Backend& be = backend_for(device);
+  g->model = std::make_unique<GriffinModel>(config_from_dict(cfg), map, be);
+  if (be.copies_weights()) g->keep_alive = py::dict();  // the backend holds its own copy
   return g;
 }
 
@@ -167,21 +190,40 @@ void bind_models(py::module_& m) {
       .def_property_readonly("pos", [](const GriffinState& s) { return s.pos; },
                              "Tokens consumed so far (the position of the next token).")
       .def_property_readonly("nbytes", [](const GriffinState& s) {
-        return static_cast<int64_t>(s.data.size() * sizeof(float));
+        return static_cast<int64_t>(s.data.bytes());
       })
-      .def("clone", [](const GriffinState& s) { return std::make_unique<GriffinState>(s); })
+      .def("clone", [](const GriffinState& s) { return s.clone(); })
       .def("numpy", [](py::object self) {
         auto& s = self.cast<GriffinState&>();
+        GN_CHECK(s.data.backend()->host_memory(), ErrorKind::kDevice,
+                 "this state is in GPU memory: use download()/upload() to copy it");
         return py::array_t<float>({static_cast<py::ssize_t>(s.data.size())}, {sizeof(float)},
                                   s.data.data(), self);
-      }, "A float32 view of the state's memory (writes go into the state).")
+      }, "A float32 view of the state's memory (writes go into the state; host backends).")
+      .def("download", [](const GriffinState& s) {
+        py::array_t<float> out(s.data.size());
+        s.data.backend()->to_host(out.mutable_data(), s.data.data(), s.data.bytes());
+        return out;
+      }, "A float32 copy of the state's memory, wherever it lives.")
+      .def("upload", [](GriffinState& s, py::array_t<float, py::array::c_style> a) {
+        GN_CHECK(a.ndim() == 1 && a.shape(0) == s.data.size(), ErrorKind::kShape,
+                 "state data must be float32 of shape (" + std::to_string(s.data.size()) + ",)");
+        s.data.backend()->to_device(s.data.data(), a.data(), s.data.bytes());
+      }, "Overwrites the state's memory with a float32 array from download().")
       .def("_set_pos", [](GriffinState& s, int64_t p) {
         GN_CHECK(p >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
         s.pos = p;
       });
 
   py::class_<PyGriffin>(m, "GriffinModel")
-      .def(py::init(&make_griffin), py::arg("config"), py::arg("weights"))
+      .def(py::init(&make_griffin), py::arg("config"), py::arg("weights"),
+           py::arg("device") = "cpu")
+      .def_property_readonly("device", [](const PyGriffin& g) {
+        return std::string(g.model->backend().name());
+      })
+      .def_property_readonly("graph_replays", [](const PyGriffin& g) {
+        return g.model->graph_replays();
+      }, "Decode steps run from a captured graph (device backends with graphs).")
       .def("new_state", [](const PyGriffin& g) { return g.model->new_state(); })
       .def_property_readonly("state_floats", [](const PyGriffin& g) {
         return g.model->state_floats();

@@ -17,6 +17,13 @@
 
 namespace gemma_native::ops {
 
+// x[i] = cap * tanh(x[i] / cap) in place (ops::softcap's arguments as a struct).
+struct SoftcapArgs {
+  float* x = nullptr;
+  int64_t n = 0;
+  float cap = 0.0f;
+};
+
 #define GN_CUDA_DECLARE_OP(name, Args) void name(const Args& a);
 
 namespace emu {

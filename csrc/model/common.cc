@@ -16,19 +16,18 @@ std::vector<int32_t> batch_positions(const std::vector<int64_t>& start, int64_t 
   return pos;
 }
 
-void lm_head(const HeadArgs& h, float* x, int64_t B, int64_t T, bool all_positions,
-             float* logits) {
+void lm_head(ops::Backend& be, const HeadArgs& h, float* x, float* normed, int64_t B, int64_t T,
+             bool all_positions, float* logits) {
   const int64_t D = h.embed->cols, V = h.embed->rows;
   const int64_t rows = all_positions ? B * T : B;
-  if (!all_positions) {  // gather each row's last token to the front
+  if (!all_positions && T > 1) {  // gather each row's last token to the front (no overlap)
     for (int64_t b = 0; b < B; ++b) {
-      std::copy(x + ((b + 1) * T - 1) * D, x + (b + 1) * T * D, x + b * D);
+      be.copy(x + b * D, x + ((b + 1) * T - 1) * D, static_cast<size_t>(D) * sizeof(float));
     }
   }
-  std::vector<float> normed(rows * D);
-  ops::rmsnorm({x, h.norm, rows, D, h.eps, h.offset, normed.data()});
-  ops::linear({normed.data(), rows, *h.embed, nullptr, false, logits});
-  if (h.softcap > 0.0f) ops::softcap(logits, rows * V, h.softcap);
+  be.rmsnorm({x, h.norm, rows, D, h.eps, h.offset, normed});
+  be.linear({normed, rows, *h.embed, nullptr, false, logits});
+  if (h.softcap > 0.0f) be.softcap(logits, rows * V, h.softcap);
 }
 
 }  // namespace gemma_native::model

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/backend.h"
 #include "ops/ops.h"
 
 namespace gemma_native::model {
@@ -18,9 +19,10 @@ struct HeadArgs {
   float eps, offset, softcap;      // softcap 0 = none
 };
 
-// x [B*T, D] (overwritten as scratch).  Writes logits [B*T, V] when all_positions, else
-// [B, V] for each row's last token.
-void lm_head(const HeadArgs& h, float* x, int64_t batch, int64_t time, bool all_positions,
-             float* logits);
+// On backend `be` (all pointers in its memory): x [B*T, D] (overwritten as scratch), normed
+// scratch of at least [B*T, D].  Writes logits [B*T, V] when all_positions, else [B, V] for
+// each row's last token.
+void lm_head(ops::Backend& be, const HeadArgs& h, float* x, float* normed, int64_t batch,
+             int64_t time, bool all_positions, float* logits);
 
 }  // namespace gemma_native::model

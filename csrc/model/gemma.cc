@@ -247,8 +247,10 @@ void GemmaModel::forward(const int32_t* tokens, int64_t B, int64_t T, GemmaState
     }
   }
   for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
-  lm_head({&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.final_softcap}, x.data(), B,
-          T, all_positions, logits);
+  std::vector<float> normed((all_positions ? B * T : B) * cfg_.width);
+  lm_head(ops::cpu_backend(),
+          {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.final_softcap}, x.data(),
+          normed.data(), B, T, all_positions, logits);
 }
 
 }  // namespace gemma_native::model

@@ -2,6 +2,9 @@
 
 #include "model/common.h"
 
+#include "gemma_native/quant.h"
+
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cmath>
@@ -45,21 +48,25 @@ void GriffinConfig::validate() const {
            ErrorKind::kModelFormat, "config: bad float parameter");
 }
 
-GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w) : cfg_(std::move(cfg)) {
+GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& backend)
+    : backend_(&backend), cfg_(std::move(cfg)) {
   cfg_.validate();
   const int64_t D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width, H = cfg_.num_heads;
   const int64_t hd = cfg_.head_dim, KV = cfg_.kv_heads, K = cfg_.conv_width, bs = L / H;
-  embed_ = matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations);
-  final_norm_ = f32(need(w, "final_norm", {D}, true));
+  embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations));
+  final_norm_ = resident(f32(need(w, "final_norm", {D}, true)), D);
   int64_t offset = 0;
   for (size_t i = 0; i < cfg_.blocks.size(); ++i) {
     Layer l{};
     l.type = cfg_.blocks[i];
     auto mat = [&](const char* n, std::vector<int64_t> shape) {
-      return matrix(need(w, layer_name(i, n), std::move(shape), false), cfg_.float_activations);
+      return resident(
+          matrix(need(w, layer_name(i, n), std::move(shape), false), cfg_.float_activations));
     };
     auto vec = [&](const char* n, std::vector<int64_t> shape) {
-      return f32(need(w, layer_name(i, n), std::move(shape), true));
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      return resident(f32(need(w, layer_name(i, n), std::move(shape), true)), count);
     };
     l.pre_norm = vec("pre_norm", {D});
     l.mlp_norm = vec("mlp_norm", {D});
@@ -82,9 +89,9 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w) : cfg_(std::mo
       l.a_param = vec("rec.a_param", {L});
       const TensorRef& gx = need(w, layer_name(i, "rec.gate_x"), {H, bs, bs}, false);
       const TensorRef& ga = need(w, layer_name(i, "rec.gate_a"), {H, bs, bs}, false);
-      l.gx_w = gx.data;
+      l.gx_w = resident(gx.data, gx.dtype, H * bs * bs);
       l.gx_dtype = gx.dtype;
-      l.ga_w = ga.data;
+      l.ga_w = resident(ga.data, ga.dtype, H * bs * bs);
       l.ga_dtype = ga.dtype;
       l.gx_b = vec("rec.gate_x_b", {H, bs});
       l.ga_b = vec("rec.gate_a_b", {H, bs});
@@ -103,24 +110,116 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w) : cfg_(std::mo
   layout_id_ = g_next_layout.fetch_add(1);
 }
 
+GriffinModel::~GriffinModel() = default;
+
+ops::WeightMatrix GriffinModel::resident(ops::WeightMatrix m) {
+  if (!backend_->copies_weights()) return m;
+  GN_CHECK(!is_quantized(m.dtype), ErrorKind::kDevice,
+           std::string("the ") + backend_->name() + " backend has no kernels for " +
+               dtype_name(m.dtype) + " weights yet; load with dtype='bfloat16' or on the CPU");
+  m.data = resident(m.data, m.dtype, m.rows * m.cols);
+  return m;
+}
+
+const float* GriffinModel::resident(const float* p, int64_t n) {
+  return static_cast<const float*>(resident(static_cast<const void*>(p), DType::kF32, n));
+}
+
+const void* GriffinModel::resident(const void* p, DType t, int64_t n) {
+  if (!backend_->copies_weights()) return p;
+  GN_CHECK(!is_quantized(t), ErrorKind::kDevice,
+           std::string("the ") + backend_->name() + " backend has no kernels for " +
+               dtype_name(t) + " weights yet");
+  ops::Buffer<unsigned char> b(*backend_, n * dtype_size(t));
+  backend_->to_device(b.data(), p, b.bytes());
+  const void* q = b.data();
+  device_weights_.push_back(std::move(b));
+  return q;
+}
+
+std::unique_ptr<GriffinState> GriffinState::clone() const {
+  auto s = std::make_unique<GriffinState>();
+  s->pos = pos;
+  s->layout_id = layout_id;
+  s->data = ops::Buffer<float>(*data.backend(), data.size());
+  data.backend()->copy(s->data.data(), data.data(), data.bytes());
+  return s;
+}
+
 std::unique_ptr<GriffinState> GriffinModel::new_state() const {
   auto s = std::make_unique<GriffinState>();
-  s->data.assign(static_cast<size_t>(state_floats_), 0.0f);
+  s->data = ops::Buffer<float>(*backend_, state_floats_);  // zero-filled
   s->layout_id = layout_id_;
   return s;
 }
 
-void GriffinModel::recurrent_block(const Layer& l, const float* h, int64_t B, int64_t T,
-                                   const int32_t* pos, GriffinState* const* states, float* x,
-                                   float* scratch) const {
+// Backend memory for one forward of B sequences x T tokens.  Inputs (tokens, positions, the
+// attention counts) are copied in before the layers run, so a captured graph reads the values
+// of each replay.
+struct GriffinModel::Workspace {
+  int64_t B = 0, T = 0;
+  bool all_positions = false;
+  ops::Buffer<int32_t> tokens, pos;
+  ops::Buffer<int64_t> counts;  // each sequence's position before this forward
+  ops::Buffer<float> x, h, f, scratch, logits;
+  const int32_t* host_tokens = nullptr;  // for the argument checks
+  float* logits_out = nullptr;           // where the head writes: `logits` or the caller's
+
+  Workspace(ops::Backend& be, const GriffinConfig& c, int64_t b, int64_t t, bool all,
+            float* caller_logits)
+      : B(b), T(t), all_positions(all) {
+    const int64_t N = B * T, D = c.width, L = c.lru_width, F = c.mlp_width;
+    const int64_t Hhd = c.num_heads * c.head_dim, KVhd = c.kv_heads * c.head_dim;
+    tokens = ops::Buffer<int32_t>(be, N);
+    pos = ops::Buffer<int32_t>(be, N);
+    counts = ops::Buffer<int64_t>(be, B);
+    x = ops::Buffer<float>(be, N * D);
+    h = ops::Buffer<float>(be, N * D);
+    f = ops::Buffer<float>(be, 2 * N * F);
+    scratch = ops::Buffer<float>(be, std::max(5 * N * L, N * (2 * Hhd + 2 * KVhd)));
+    const int64_t rows = all ? N : B;
+    if (caller_logits != nullptr && be.host_memory()) {
+      logits_out = caller_logits;  // the CPU writes straight into the caller's array
+    } else {
+      logits = ops::Buffer<float>(be, rows * c.vocab_size);
+      logits_out = logits.data();
+    }
+  }
+
+  void load_inputs(ops::Backend& be, const int32_t* tok, const std::vector<int32_t>& p,
+                   GriffinState* const* states) {
+    be.to_device(tokens.data(), tok, tokens.bytes());
+    be.to_device(pos.data(), p.data(), pos.bytes());
+    std::vector<int64_t> c(B);
+    for (int64_t b = 0; b < B; ++b) c[b] = states[b]->pos;
+    be.to_device(counts.data(), c.data(), counts.bytes());
+    host_tokens = tok;
+  }
+};
+
+// A captured decode step (T = 1) for one batch of states; replayed while the same states (the
+// same memory) come back in the same order.
+struct GriffinModel::DecodeGraph {
+  std::vector<const float*> key;
+  Workspace ws;
+  std::unique_ptr<ops::Graph> graph;
+  DecodeGraph(ops::Backend& be, const GriffinConfig& c, std::vector<const float*> k)
+      : key(std::move(k)), ws(be, c, static_cast<int64_t>(key.size()), 1, false, nullptr) {}
+};
+
+void GriffinModel::recurrent_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
+                                   GriffinState* const* states) {
+  ops::Backend& be = *backend_;
   const int64_t N = B * T, L = cfg_.lru_width, K = cfg_.conv_width;
-  float* y = scratch;          // [N, L]  gelu branch
-  float* u = y + N * L;        // [N, L]  linear_x, then RG-LRU output
-  float* c = u + N * L;        // [N, L]  conv output
-  float* gx = c + N * L;       // [N, L]
-  float* ga = gx + N * L;      // [N, L]
-  ops::linear({h, N, l.lin_y, l.lin_y_b, false, y});
-  ops::linear({h, N, l.lin_x, l.lin_x_b, false, u});
+  const float* h = w.h.data();
+  const int32_t* pos = w.pos.data();
+  float* y = w.scratch.data();  // [N, L]  gelu branch
+  float* u = y + N * L;         // [N, L]  linear_x, then RG-LRU output
+  float* c = u + N * L;         // [N, L]  conv output
+  float* gx = c + N * L;        // [N, L]
+  float* ga = gx + N * L;       // [N, L]
+  be.linear({h, N, l.lin_y, l.lin_y_b, false, y});
+  be.linear({h, N, l.lin_x, l.lin_x_b, false, u});
   for (int64_t b = 0; b < B; ++b) {
     float* st = states[b]->data.data() + l.state_offset;
     ops::Conv1dArgs ca;
@@ -134,11 +233,11 @@ void GriffinModel::recurrent_block(const Layer& l, const float* h, int64_t B, in
     ca.channels = L;
     ca.width = K;
     ca.y = c + b * T * L;
-    ops::conv1d(ca);
+    be.conv1d(ca);
   }
   const int64_t H = cfg_.num_heads;
-  ops::block_diag_linear({c, N, H, L / H, l.gx_w, l.gx_dtype, l.gx_b, gx});
-  ops::block_diag_linear({c, N, H, L / H, l.ga_w, l.ga_dtype, l.ga_b, ga});
+  be.block_diag_linear({c, N, H, L / H, l.gx_w, l.gx_dtype, l.gx_b, gx});
+  be.block_diag_linear({c, N, H, L / H, l.ga_w, l.ga_dtype, l.ga_b, ga});
   for (int64_t b = 0; b < B; ++b) {
     ops::RgLruArgs ra;
     ra.x = c + b * T * L;
@@ -151,26 +250,28 @@ void GriffinModel::recurrent_block(const Layer& l, const float* h, int64_t B, in
     ra.time = T;
     ra.channels = L;
     ra.y = u + b * T * L;
-    ops::rglru_scan(ra);
+    be.rglru_scan(ra);
   }
-  ops::geglu({y, u, N * L, u});
-  ops::linear({u, N, l.lin_out, l.lin_out_b, true, x});
+  be.geglu({y, u, N * L, u});
+  be.linear({u, N, l.lin_out, l.lin_out_b, true, w.x.data()});
 }
 
-void GriffinModel::attention_block(const Layer& l, const float* h, int64_t B, int64_t T,
-                                   const int32_t* pos, GriffinState* const* states, float* x,
-                                   float* scratch) const {
+void GriffinModel::attention_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
+                                   GriffinState* const* states) {
+  ops::Backend& be = *backend_;
   const int64_t N = B * T, H = cfg_.num_heads, KV = cfg_.kv_heads, hd = cfg_.head_dim;
   const int64_t W = cfg_.window;
-  float* q = scratch;             // [N, H*hd]
+  const float* h = w.h.data();
+  const int32_t* pos = w.pos.data();
+  float* q = w.scratch.data();    // [N, H*hd]
   float* k = q + N * H * hd;      // [N, KV*hd]
   float* v = k + N * KV * hd;     // [N, KV*hd]
   float* o = v + N * KV * hd;     // [N, H*hd]
-  ops::linear({h, N, l.q, nullptr, false, q});
-  ops::linear({h, N, l.k, nullptr, false, k});
-  ops::linear({h, N, l.v, nullptr, false, v});
-  ops::rope({q, pos, N, H, hd, cfg_.rot_dims, cfg_.rope_base});
-  ops::rope({k, pos, N, KV, hd, cfg_.rot_dims, cfg_.rope_base});
+  be.linear({h, N, l.q, nullptr, false, q});
+  be.linear({h, N, l.k, nullptr, false, k});
+  be.linear({h, N, l.v, nullptr, false, v});
+  be.rope({q, pos, N, H, hd, cfg_.rot_dims, cfg_.rope_base});
+  be.rope({k, pos, N, KV, hd, cfg_.rot_dims, cfg_.rope_base});
   for (int64_t b = 0; b < B; ++b) {
     float* st = states[b]->data.data() + l.state_offset;
     ops::AttentionArgs aa;
@@ -180,7 +281,8 @@ void GriffinModel::attention_block(const Layer& l, const float* h, int64_t B, in
     aa.pos = pos + b * T;
     aa.k_cache = st;
     aa.v_cache = st + W * KV * hd;
-    aa.count = &states[b]->pos;
+    aa.count = w.counts.data() + b;
+    aa.host_count = &states[b]->pos;
     aa.batch = 1;
     aa.time = T;
     aa.heads = H;
@@ -190,13 +292,39 @@ void GriffinModel::attention_block(const Layer& l, const float* h, int64_t B, in
     aa.window = W;
     aa.scale = 1.0f / std::sqrt(static_cast<float>(hd));
     aa.out = o + b * T * H * hd;
-    ops::attention(aa);
+    be.attention(aa);
   }
-  ops::linear({o, N, l.o, l.o_b, true, x});
+  be.linear({o, N, l.o, l.o_b, true, w.x.data()});
+}
+
+void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* const* states,
+                              bool all_positions) {
+  ops::Backend& be = *backend_;
+  const int64_t N = B * T, D = cfg_.width, F = cfg_.mlp_width;
+  ops::EmbeddingArgs ea{embed_, w.tokens.data(), N, cfg_.embed_scale, w.x.data()};
+  ea.host_ids = w.host_tokens;
+  be.embedding(ea);
+  for (const Layer& l : layers_) {
+    be.rmsnorm({w.x.data(), l.pre_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, w.h.data()});
+    if (l.type == BlockType::kRecurrent) {
+      recurrent_block(l, w, B, T, states);
+    } else {
+      attention_block(l, w, B, T, states);
+    }
+    be.rmsnorm({w.x.data(), l.mlp_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, w.h.data()});
+    float* g = w.f.data();
+    float* u = g + N * F;
+    be.linear({w.h.data(), N, l.gate, l.gate_b, false, g});
+    be.linear({w.h.data(), N, l.up, l.up_b, false, u});
+    be.geglu({g, u, N * F, g});
+    be.linear({g, N, l.down, l.down_b, true, w.x.data()});
+  }
+  lm_head(be, {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.logits_soft_cap},
+          w.x.data(), w.h.data(), B, T, all_positions, w.logits_out);
 }
 
 void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
-                           GriffinState* const* states, bool all_positions, float* logits) const {
+                           GriffinState* const* states, bool all_positions, float* logits) {
   GN_CHECK(B > 0 && T > 0, ErrorKind::kShape, "forward: need at least one token per sequence");
   for (int64_t b = 0; b < B; ++b) {
     GN_CHECK(states[b] != nullptr && states[b]->layout_id == layout_id_, ErrorKind::kInvalidArgument,
@@ -206,35 +334,50 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
                "forward: the same state appears twice in one batch");
     }
   }
-  const int64_t N = B * T, D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width;
-  const int64_t Hhd = cfg_.num_heads * cfg_.head_dim, KVhd = cfg_.kv_heads * cfg_.head_dim;
+  for (int64_t i = 0; i < B * T; ++i) {
+    GN_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, ErrorKind::kInvalidArgument,
+             "token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                 " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
+  }
   std::vector<int64_t> start(B);
   for (int64_t b = 0; b < B; ++b) start[b] = states[b]->pos;
   const std::vector<int32_t> pos = batch_positions(start, T);
-  std::vector<float> x(N * D), h(N * D), f(2 * N * F);
-  const int64_t scratch_floats = std::max(5 * N * L, N * (2 * Hhd + 2 * KVhd));
-  std::vector<float> scratch(scratch_floats);
+  const int64_t V = cfg_.vocab_size;
+  ops::Backend& be = *backend_;
 
-  ops::embedding({embed_, tokens, N, cfg_.embed_scale, x.data()});
-  for (const Layer& l : layers_) {
-    ops::rmsnorm({x.data(), l.pre_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, h.data()});
-    if (l.type == BlockType::kRecurrent) {
-      recurrent_block(l, h.data(), B, T, pos.data(), states, x.data(), scratch.data());
-    } else {
-      attention_block(l, h.data(), B, T, pos.data(), states, x.data(), scratch.data());
+  if (be.supports_graphs() && T == 1 && !all_positions) {
+    std::vector<const float*> key(B);
+    for (int64_t b = 0; b < B; ++b) key[b] = states[b]->data.data();
+    if (!graph_ || graph_->key != key) {
+      graph_.reset();
+      auto g = std::make_unique<DecodeGraph>(be, cfg_, key);
+      g->ws.load_inputs(be, tokens, pos, states);  // values for the capture-time checks
+      be.begin_capture();
+      try {
+        run_layers(g->ws, B, 1, states, false);
+      } catch (...) {
+        be.end_capture();
+        throw;
+      }
+      g->graph = be.end_capture();
+      graph_ = std::move(g);
     }
-    ops::rmsnorm({x.data(), l.mlp_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, h.data()});
-    float* g = f.data();
-    float* u = g + N * F;
-    ops::linear({h.data(), N, l.gate, l.gate_b, false, g});
-    ops::linear({h.data(), N, l.up, l.up_b, false, u});
-    ops::geglu({g, u, N * F, g});
-    ops::linear({g, N, l.down, l.down_b, true, x.data()});
+    Workspace& w = graph_->ws;
+    w.load_inputs(be, tokens, pos, states);
+    graph_->graph->replay();
+    ++graph_replays_;
+    be.to_host(logits, w.logits_out, static_cast<size_t>(B * V) * sizeof(float));
+  } else {
+    Workspace w(be, cfg_, B, T, all_positions, logits);
+    w.load_inputs(be, tokens, pos, states);
+    run_layers(w, B, T, states, all_positions);
+    if (w.logits_out != logits) {
+      const int64_t rows = all_positions ? B * T : B;
+      be.to_host(logits, w.logits_out, static_cast<size_t>(rows * V) * sizeof(float));
+    }
   }
+  be.synchronize();
   for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
-
-  lm_head({&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.logits_soft_cap}, x.data(),
-          B, T, all_positions, logits);
 }
 
 }  // namespace gemma_native::model

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/tensor.h"
+#include "ops/backend.h"
 
 namespace gemma_native::model {
 
@@ -38,25 +39,37 @@ struct GriffinConfig {
 };
 
 // Per-sequence state: RG-LRU h and conv taps per recurrent layer, a K/V ring of W slots per
-// attention layer, and the number of tokens consumed (the next position).
+// attention layer, and the number of tokens consumed (the next position).  The floats live in
+// the model's backend memory (host memory for the CPU and the emulator, GPU memory for CUDA).
 struct GriffinState {
   int64_t pos = 0;
-  std::vector<float> data;
+  ops::Buffer<float> data;
   uint64_t layout_id = 0;  // which model layout `data` follows
+
+  std::unique_ptr<GriffinState> clone() const;
 };
 
+// Runs on a Backend (ops/backend.h): the CPU by default; on a device backend the weights are
+// copied into its memory once, and decode steps (T = 1) are captured as a graph and replayed
+// when the backend supports graphs.
 class GriffinModel {
  public:
-  GriffinModel(GriffinConfig cfg, const TensorMap& weights);
+  GriffinModel(GriffinConfig cfg, const TensorMap& weights,
+               ops::Backend& backend = ops::cpu_backend());
+  ~GriffinModel();
 
   const GriffinConfig& config() const { return cfg_; }
+  ops::Backend& backend() const { return *backend_; }
   std::unique_ptr<GriffinState> new_state() const;
   int64_t state_floats() const { return state_floats_; }
 
   // Runs T new tokens for each of B sequences (tokens [B, T], row b continues states[b]).
   // Writes logits [B, T, V] when all_positions, else [B, V] for each row's last token.
+  // Not thread-safe for one model (it keeps per-shape buffers and graphs).
   void forward(const int32_t* tokens, int64_t batch, int64_t time, GriffinState* const* states,
-               bool all_positions, float* logits) const;
+               bool all_positions, float* logits);
+  // Graph replays so far (decode steps that ran from a captured graph).
+  int64_t graph_replays() const { return graph_replays_; }
 
  private:
   struct Layer {
@@ -76,11 +89,24 @@ class GriffinModel {
     int64_t state_offset;  // floats into GriffinState::data
   };
 
-  void recurrent_block(const Layer& l, const float* h, int64_t B, int64_t T, const int32_t* pos,
-                       GriffinState* const* states, float* out, float* scratch) const;
-  void attention_block(const Layer& l, const float* h, int64_t B, int64_t T, const int32_t* pos,
-                       GriffinState* const* states, float* out, float* scratch) const;
+  // Everything one forward of shape (B, T) works in, in backend memory.
+  struct Workspace;
+  struct DecodeGraph;
 
+  void run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* const* states,
+                  bool all_positions);
+  void recurrent_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
+                       GriffinState* const* states);
+  void attention_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
+                       GriffinState* const* states);
+  ops::WeightMatrix resident(ops::WeightMatrix m);
+  const float* resident(const float* p, int64_t n);
+  const void* resident(const void* p, DType t, int64_t n);
+
+  ops::Backend* backend_;
+  std::vector<ops::Buffer<unsigned char>> device_weights_;  // device backends only
+  std::unique_ptr<DecodeGraph> graph_;
+  int64_t graph_replays_ = 0;
   GriffinConfig cfg_;
   ops::WeightMatrix embed_;
   const float* final_norm_ = nullptr;

@@ -21,9 +21,10 @@ void matrix(const WeightMatrix& w, const char* what) {
 
 bool embedding(const EmbeddingArgs& a) {
   matrix(a.table, "embedding");
+  const int32_t* ids = a.host_ids != nullptr ? a.host_ids : a.ids;
   for (int64_t i = 0; i < a.n; ++i) {
-    GN_CHECK(a.ids[i] >= 0 && a.ids[i] < a.table.rows, ErrorKind::kInvalidArgument,
-             "token id " + std::to_string(a.ids[i]) + " at index " + std::to_string(i) +
+    GN_CHECK(ids[i] >= 0 && ids[i] < a.table.rows, ErrorKind::kInvalidArgument,
+             "token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
                  " is outside the vocabulary [0, " + std::to_string(a.table.rows) + ")");
   }
   return a.n > 0 && a.table.cols > 0;
@@ -74,9 +75,10 @@ bool attention(const AttentionArgs& a) {
   if (a.k_cache) {
     GN_CHECK(a.slots > 0 && a.count != nullptr, ErrorKind::kInvalidArgument,
              "attention: a cache needs slots > 0 and counts");
+    const int64_t* count = a.host_count != nullptr ? a.host_count : a.count;
     for (int64_t b = 0; b < a.batch; ++b) {
-      GN_CHECK(a.count[b] >= 0, ErrorKind::kInvalidArgument, "attention: negative count");
-      const int64_t needed = a.count[b] < a.window ? a.count[b] : a.window;
+      GN_CHECK(count[b] >= 0, ErrorKind::kInvalidArgument, "attention: negative count");
+      const int64_t needed = count[b] < a.window ? count[b] : a.window;
       GN_CHECK(needed <= a.slots, ErrorKind::kInvalidArgument,
                "attention: the cache has " + std::to_string(a.slots) + " slots but " +
                    std::to_string(needed) + " cached keys are visible (context too long)");

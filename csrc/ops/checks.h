@@ -8,14 +8,14 @@
 
 namespace gemma_native::ops::check {
 
-bool embedding(const EmbeddingArgs& a);  // reads a.ids (host memory)
+bool embedding(const EmbeddingArgs& a);  // reads a.host_ids, or a.ids if that is null
 bool rmsnorm(const RmsNormArgs& a);
 bool linear(const LinearArgs& a);
 bool block_diag_linear(const BlockDiagLinearArgs& a);
 bool conv1d(const Conv1dArgs& a);
 bool rglru_scan(const RgLruArgs& a);
 bool rope(const RopeArgs& a);
-bool attention(const AttentionArgs& a);  // reads a.count (host memory) when a cache is given
+bool attention(const AttentionArgs& a);  // reads a.host_count, or a.count, given a cache
 bool geglu(const GegluArgs& a);
 bool softcap(int64_t n, float cap);
 

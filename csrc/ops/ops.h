@@ -31,6 +31,9 @@ struct EmbeddingArgs {
   int64_t n = 0;
   float scale = 1.0f;
   float* out = nullptr;
+  // Device backends: a host copy of ids for the argument check (null: ids is host memory).
+  // The CUDA kernel itself writes zeros for an id outside the table rather than read past it.
+  const int32_t* host_ids = nullptr;
 };
 void embedding(const EmbeddingArgs& a);
 
@@ -141,6 +144,8 @@ struct AttentionArgs {
   float* k_cache = nullptr;
   float* v_cache = nullptr;
   const int64_t* count = nullptr;
+  // Device backends: a host copy of count for the argument check (null: count is host memory).
+  const int64_t* host_count = nullptr;
   int64_t batch = 0, time = 0, heads = 0, kv_heads = 0, head_dim = 0, slots = 0;
   int64_t window = 0;
   float scale = 1.0f;

@@ -120,8 +120,8 @@ class State:
         """A copy of the state's memory as one float32 vector, e.g. to save it with its
         ``pos``.  RecurrentGemma: fixed size.  Gemma: per layer K then V, the window's ring
         slots for sliding layers and the first ``pos`` positions for global ones."""
-        if hasattr(self._core, "numpy"):
-            return self._core.numpy().copy()
+        if hasattr(self._core, "download"):  # RecurrentGemma, on any device
+            return self._core.download()
         return self._model._core.export_state(self._core)
 
     def load_numpy(self, data: np.ndarray, pos: int):
@@ -130,17 +130,17 @@ class State:
                 0 <= pos < 2**31:
             raise InvalidArgumentError(f"pos must be an integer in [0, 2**31), got {pos!r}")
         data = np.asarray(data)
-        if not hasattr(self._core, "numpy"):  # Gemma: the length depends on pos
+        if not hasattr(self._core, "upload"):  # Gemma: the length depends on pos
             want = (self._model._core.state_floats(int(pos)),)
             if data.dtype != np.float32 or data.shape != want:
                 raise InvalidArgumentError(f"state data must be float32 of shape {want} for "
                                            f"pos {pos}, got {data.dtype} {data.shape}")
             self._model._core.import_state(self._core, np.ascontiguousarray(data), int(pos))
             return
-        view = self._core.numpy()
-        if data.dtype != np.float32 or data.shape != view.shape:
-            raise InvalidArgumentError(f"state data must be float32 of shape {view.shape}")
-        view[...] = data
+        want = (self._core.nbytes // 4,)
+        if data.dtype != np.float32 or data.shape != want:
+            raise InvalidArgumentError(f"state data must be float32 of shape {want}")
+        self._core.upload(np.ascontiguousarray(data))
         self._core._set_pos(int(pos))
 
     def __repr__(self):

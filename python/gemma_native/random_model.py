@@ -175,11 +175,15 @@ def _tensor(rng, name, shape, kind):
 
 
 def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", seed: int = 0,
-                 **overrides) -> Model:
+                 device: str = "cpu", **overrides) -> Model:
     """A Model with random weights at a named shape (see PRESETS); config fields may be
     overridden (e.g. num_layers=2, vocab_size=1024).  Same seed and arguments -> same weights.
     It has no tokenizer: generate from token ids.  dtype: float32, bfloat16 or float16 for
-    the large matrices (norms and biases are always float32)."""
+    the large matrices (norms and biases are always float32).  device: as for
+    :func:`gemma_native.load` (RecurrentGemma presets only off the CPU)."""
+    from .loader import _cpu_only, model_device
+
+    device = model_device(device)
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -201,8 +205,9 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                     k = "a_param" if hf.endswith("recurrent_param") else "small"
                 add(f"model.layers.{i}.{hf}", shape, k)
         weights = griffin.engine_weights(cfg, tensors, want)
-        core = _core.GriffinModel(cfg.engine_dict(), weights)
+        core = _core.GriffinModel(cfg.engine_dict(), weights, device)
     else:
+        _cpu_only(device, "Gemma models")
         add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
         add("model.norm.weight", (cfg.width,), "small")
         for i in range(cfg.num_layers):

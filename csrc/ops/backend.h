@@ -1,0 +1,112 @@
+// Where a model runs: a Backend owns the memory the ops read and write (activations, state,
+// and for device backends the weights) and runs the ops on it.  The models (csrc/model/) are
+// written once against this interface:
+//   cpu_backend()   host memory, the CPU kernels (ops/ops.h)
+//   emu_backend()   host memory, the CUDA kernels on the SIMT emulator (cuda/ops_cuda.h):
+//                   slow, for checking the device model path on machines without a GPU
+//   cuda_backend()  device memory, the CUDA kernels on a GPU (builds with GEMMA_NATIVE_CUDA)
+// Pointers in the args structs are the backend's memory; on a device backend the argument
+// checks read host copies of token ids and attention counts (EmbeddingArgs::host_ids,
+// AttentionArgs::host_count).
+//
+// Graphs: between begin_capture() and end_capture(), op calls and device copies are recorded
+// instead of run (a CUDA Graph on the GPU, a list of calls on the emulator); replay() runs the
+// recording again with the same arguments -- pointers and scalar values as they were at capture,
+// so everything that changes between replays must be in memory the recording reads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ops/ops.h"
+
+namespace gemma_native::ops {
+
+class Graph {
+ public:
+  virtual ~Graph() = default;
+  virtual void replay() = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // True when the backend's memory is ordinary host memory.
+  virtual bool host_memory() const = 0;
+  // True when a model must copy its weights into the backend's memory (every device backend;
+  // the emulator too, so that it runs the GPU path's code).
+  virtual bool copies_weights() const { return !host_memory(); }
+
+  virtual void* alloc(size_t bytes) = 0;  // zero-filled
+  virtual void release(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within the backend
+  virtual void synchronize() {}
+
+  virtual void embedding(const EmbeddingArgs& a) = 0;
+  virtual void rmsnorm(const RmsNormArgs& a) = 0;
+  virtual void linear(const LinearArgs& a) = 0;
+  virtual void block_diag_linear(const BlockDiagLinearArgs& a) = 0;
+  virtual void conv1d(const Conv1dArgs& a) = 0;
+  virtual void rglru_scan(const RgLruArgs& a) = 0;
+  virtual void rope(const RopeArgs& a) = 0;
+  virtual void attention(const AttentionArgs& a) = 0;
+  virtual void geglu(const GegluArgs& a) = 0;
+  virtual void softcap(float* x, int64_t n, float cap) = 0;
+
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture() {}
+  virtual std::unique_ptr<Graph> end_capture() { return nullptr; }
+};
+
+Backend& cpu_backend();
+Backend& emu_backend();
+// The GPU backend for device `index`, or nullptr with the reason in *why when this build has no
+// CUDA or the machine no such device.
+Backend* cuda_backend(int index, std::string* why);
+
+// A typed buffer in a backend's memory (RAII).
+template <class T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& b, int64_t n) : backend_(&b), n_(n) {
+    p_ = n > 0 ? static_cast<T*>(b.alloc(static_cast<size_t>(n) * sizeof(T))) : nullptr;
+  }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      backend_ = o.backend_;
+      p_ = o.p_;
+      n_ = o.n_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { reset(); }
+
+  void reset() {
+    if (p_ != nullptr) backend_->release(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* data() const { return p_; }
+  int64_t size() const { return n_; }
+  size_t bytes() const { return static_cast<size_t>(n_) * sizeof(T); }
+  Backend* backend() const { return backend_; }
+
+ private:
+  Backend* backend_ = nullptr;
+  T* p_ = nullptr;
+  int64_t n_ = 0;
+};
+
+}  // namespace gemma_native::ops
