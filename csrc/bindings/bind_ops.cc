@@ -1,34 +1,87 @@
 // gemma_native._core op functions over numpy arrays (exposed to users as gemma_native.ops).
 // Inputs are checked for dtype, contiguity and every shape relation the kernel relies on, so
 // no call can read or write out of bounds; outputs are new arrays.
+// Each op binding is a template over the device it runs on (Dev): the CPU ones are
+// _core.<op>, the CUDA kernels on the SIMT emulator _core.cuda_emu.<op>, on a GPU
+// _core.cuda.<op> (only the ops of cuda/op_list.h).  Arrays reach the device through a Stage:
+// used in place on host-memory backends, copied in and out on a GPU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>  // std::optional<py::array> arguments
 
 #include <algorithm>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "bindings/arrays.h"
 #include "cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
+#include "ops/backend.h"
 #include "ops/ops.h"
 
 namespace gemma_native::bindings {
 
 namespace {
 
-// The backends an op binding can run on.  Each binding below that has a CUDA kernel is a
-// template over one of these; the CPU instantiation is gemma_native._core.<op>, the emulated
-// CUDA one gemma_native._core.cuda_emu.<op>.
-struct CpuBackend {
-  static void run(const ops::RmsNormArgs& a) { ops::rmsnorm(a); }
+enum class Dev { kCpu, kEmu, kCuda };
+
+ops::Backend& backend_of(Dev d) {
+  switch (d) {
+    case Dev::kCpu: return ops::cpu_backend();
+    case Dev::kEmu: return ops::emu_backend();
+    case Dev::kCuda: break;
+  }
+  std::string why;
+  ops::Backend* b = ops::cuda_backend(0, &why);
+  GN_CHECK(b != nullptr, ErrorKind::kDevice, "CUDA is not available: " + why);
+  return *b;
+}
+
+// One op call's arrays on a backend: host-memory backends use the numpy memory in place; a
+// device backend gets copies of the inputs, and the outputs are copied back by finish().
+class Stage {
+ public:
+  explicit Stage(Dev d) : be_(backend_of(d)) {}
+  ops::Backend& backend() { return be_; }
+
+  template <class T>
+  const T* in(const T* host, size_t count) {
+    return static_cast<const T*>(in_bytes(host, count * sizeof(T)));
+  }
+  const void* in_bytes(const void* host, size_t bytes) {
+    if (be_.host_memory() || host == nullptr) return host;
+    bufs_.emplace_back(be_, static_cast<int64_t>(bytes));
+    be_.to_device(bufs_.back().data(), host, bytes);
+    return bufs_.back().data();
+  }
+  template <class T>
+  T* out(T* host, size_t count, bool copy_in = false) {
+    if (be_.host_memory() || host == nullptr) return host;
+    const size_t bytes = count * sizeof(T);
+    bufs_.emplace_back(be_, static_cast<int64_t>(bytes));
+    void* d = bufs_.back().data();
+    if (copy_in) be_.to_device(d, host, bytes);
+    back_.push_back({host, d, bytes});
+    return static_cast<T*>(d);
+  }
+  void finish() {
+    for (const Back& b : back_) be_.to_host(b.host, b.dev, b.bytes);
+    be_.synchronize();
+  }
+
+ private:
+  struct Back {
+    void* host;
+    const void* dev;
+    size_t bytes;
+  };
+  ops::Backend& be_;
+  std::vector<ops::Buffer<unsigned char>> bufs_;
+  std::vector<Back> back_;
 };
-struct EmuBackend {
-#define GN_EMU_RUN(name, Args) \
-  static void run(const ops::Args& a) { ops::emu::name(a); }
-  GN_CUDA_OPS(GN_EMU_RUN)
-#undef GN_EMU_RUN
-};
+
+size_t nbytes(const py::array& a) { return static_cast<size_t>(a.nbytes()); }
 
 using OptArray = std::optional<py::array>;
 
@@ -37,69 +90,78 @@ py::array_t<float> new_f32(const std::vector<int64_t>& shape) {
   return py::array_t<float>(s);
 }
 
-ops::WeightMatrix weight_matrix(py::array& w, int dtype_code, const char* name) {
+ops::WeightMatrix weight_matrix(Stage& st, py::array& w, int dtype_code, const char* name) {
   check_ndim(w, 2, name);
   ops::WeightMatrix m;
   m.dtype = dtype_from_code(dtype_code);
-  m.data = weight_ptr(w, m.dtype, name);
+  m.data = st.in_bytes(weight_ptr(w, m.dtype, name), nbytes(w));
   m.rows = w.shape(0);
   m.cols = weight_shape(w, m.dtype)[1];
   return m;
 }
 
-const float* opt_vec(OptArray& a, int64_t len, const char* name) {
+const float* opt_vec(Stage& st, OptArray& a, int64_t len, const char* name) {
   if (!a) return nullptr;
   check_ndim(*a, 1, name);
   check_dim(*a, 0, len, name);
-  return typed<float>(*a, name);
+  return st.in(typed<float>(*a, name), len);
 }
 
+template <Dev D>
 py::array embedding(py::array table, int dtype_code, py::array ids, float scale) {
+  Stage st(D);
   ops::EmbeddingArgs a;
-  a.table = weight_matrix(table, dtype_code, "table");
+  a.table = weight_matrix(st, table, dtype_code, "table");
   check_ndim(ids, 1, "ids");
-  a.ids = typed<int32_t>(ids, "ids");
+  a.host_ids = typed<int32_t>(ids, "ids");
   a.n = ids.shape(0);
+  a.ids = st.in(a.host_ids, a.n);
   a.scale = scale;
   auto out = new_f32({a.n, a.table.cols});
-  a.out = out.mutable_data();
+  a.out = st.out(out.mutable_data(), out.size());
   py::gil_scoped_release nogil;
-  ops::embedding(a);
+  st.backend().embedding(a);
+  st.finish();
   return out;
 }
 
-template <class Backend>
+template <Dev D>
 py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
   check_ndim(x, 2, "x");
   check_ndim(w, 1, "w");
   check_dim(w, 0, x.shape(1), "w");
+  Stage st(D);
   ops::RmsNormArgs a;
-  a.x = typed<float>(x, "x");
-  a.w = typed<float>(w, "w");
+  a.x = st.in(typed<float>(x, "x"), x.size());
+  a.w = st.in(typed<float>(w, "w"), w.size());
   a.n = x.shape(0);
   a.d = x.shape(1);
   a.eps = eps;
   a.offset = offset;
   auto out = new_f32(shape_of(x));
-  a.out = out.mutable_data();
+  a.out = st.out(out.mutable_data(), out.size());
   py::gil_scoped_release nogil;
-  Backend::run(a);
+  st.backend().rmsnorm(a);
+  st.finish();
   return out;
 }
 
+template <Dev D>
 py::array linear(py::array x, py::array w, int dtype_code, OptArray bias, bool float_activations) {
+  Stage st(D);
   ops::LinearArgs a;
-  a.w = weight_matrix(w, dtype_code, "w");
+  a.w = weight_matrix(st, w, dtype_code, "w");
   a.w.float_activations = float_activations;
   check_ndim(x, 2, "x");
   check_dim(x, 1, a.w.cols, "x");
-  a.x = typed<float>(x, "x");
+  a.x = st.in(typed<float>(x, "x"), x.size());
   a.n = x.shape(0);
-  a.bias = opt_vec(bias, a.w.rows, "bias");
+  a.bias = opt_vec(st, bias, a.w.rows, "bias");
   auto y = new_f32({a.n, a.w.rows});
-  a.y = y.mutable_data();
+  a.y = st.out(y.mutable_data(), y.size());
   py::gil_scoped_release nogil;
-  ops::linear(a);
+  st.backend().linear(a);
+  st.finish();
   return y;
 }
 
@@ -117,34 +179,39 @@ py::array quantize_q8_0(py::array x) {
   return out;
 }
 
+template <Dev D>
 py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b) {
   check_ndim(w, 3, "w");
   GN_CHECK(w.shape(1) == w.shape(2), ErrorKind::kShape, "w must be [blocks, bs, bs]");
   check_ndim(x, 2, "x");
+  Stage st(D);
   ops::BlockDiagLinearArgs a;
   a.blocks = w.shape(0);
   a.block_size = w.shape(1);
   check_dim(x, 1, a.blocks * a.block_size, "x");
-  a.x = typed<float>(x, "x");
+  a.x = st.in(typed<float>(x, "x"), x.size());
   a.n = x.shape(0);
   a.w_dtype = dtype_from_code(dtype_code);
-  a.w = weight_ptr(w, a.w_dtype, "w");
+  a.w = st.in_bytes(weight_ptr(w, a.w_dtype, "w"), nbytes(w));
   if (b) {
     check_ndim(*b, 2, "b");
     check_dim(*b, 0, a.blocks, "b");
     check_dim(*b, 1, a.block_size, "b");
-    a.b = typed<float>(*b, "b");
+    a.b = st.in(typed<float>(*b, "b"), b->size());
   }
   auto y = new_f32(shape_of(x));
-  a.y = y.mutable_data();
+  a.y = st.out(y.mutable_data(), y.size());
   py::gil_scoped_release nogil;
-  ops::block_diag_linear(a);
+  st.backend().block_diag_linear(a);
+  st.finish();
   return y;
 }
 
+template <Dev D>
 py::array conv1d(py::array x, py::array pos, py::array w, OptArray bias, OptArray state) {
   check_ndim(x, 3, "x");
   check_ndim(w, 2, "w");
+  Stage st(D);
   ops::Conv1dArgs a;
   a.batch = x.shape(0);
   a.time = x.shape(1);
@@ -155,24 +222,26 @@ py::array conv1d(py::array x, py::array pos, py::array w, OptArray bias, OptArra
   check_ndim(pos, 2, "pos");
   check_dim(pos, 0, a.batch, "pos");
   check_dim(pos, 1, a.time, "pos");
-  a.x = typed<float>(x, "x");
-  a.pos = typed<int32_t>(pos, "pos");
-  a.w = typed<float>(w, "w");
-  a.bias = opt_vec(bias, a.channels, "bias");
+  a.x = st.in(typed<float>(x, "x"), x.size());
+  a.pos = st.in(typed<int32_t>(pos, "pos"), pos.size());
+  a.w = st.in(typed<float>(w, "w"), w.size());
+  a.bias = opt_vec(st, bias, a.channels, "bias");
   if (state) {
     check_ndim(*state, 3, "state");
     check_dim(*state, 0, a.batch, "state");
     check_dim(*state, 1, a.width - 1, "state");
     check_dim(*state, 2, a.channels, "state");
-    a.state = typed<float>(*state, "state", true);
+    a.state = st.out(typed<float>(*state, "state", true), state->size(), true);
   }
   auto y = new_f32(shape_of(x));
-  a.y = y.mutable_data();
+  a.y = st.out(y.mutable_data(), y.size());
   py::gil_scoped_release nogil;
-  ops::conv1d(a);
+  st.backend().conv1d(a);
+  st.finish();
   return y;
 }
 
+template <Dev D>
 py::array rglru_scan(py::array x, py::array gate_x, py::array gate_a, py::array a_param,
                      py::array pos, py::array h) {
   check_ndim(x, 3, "x");
@@ -187,23 +256,26 @@ py::array rglru_scan(py::array x, py::array gate_x, py::array gate_a, py::array 
   check_ndim(h, 2, "h");
   check_dim(h, 0, s[0], "h");
   check_dim(h, 1, s[2], "h");
+  Stage st(D);
   ops::RgLruArgs a;
-  a.x = typed<float>(x, "x");
-  a.gate_x = typed<float>(gate_x, "gate_x");
-  a.gate_a = typed<float>(gate_a, "gate_a");
-  a.a_param = typed<float>(a_param, "a_param");
-  a.pos = typed<int32_t>(pos, "pos");
-  a.h = typed<float>(h, "h", true);
+  a.x = st.in(typed<float>(x, "x"), x.size());
+  a.gate_x = st.in(typed<float>(gate_x, "gate_x"), gate_x.size());
+  a.gate_a = st.in(typed<float>(gate_a, "gate_a"), gate_a.size());
+  a.a_param = st.in(typed<float>(a_param, "a_param"), a_param.size());
+  a.pos = st.in(typed<int32_t>(pos, "pos"), pos.size());
+  a.h = st.out(typed<float>(h, "h", true), h.size(), true);
   a.batch = s[0];
   a.time = s[1];
   a.channels = s[2];
   auto y = new_f32(s);
-  a.y = y.mutable_data();
+  a.y = st.out(y.mutable_data(), y.size());
   py::gil_scoped_release nogil;
-  ops::rglru_scan(a);
+  st.backend().rglru_scan(a);
+  st.finish();
   return y;
 }
 
+template <Dev D>
 py::array rope(py::array x, py::array pos, int64_t rot_dims, float base, float linear_factor) {
   check_ndim(x, 3, "x");
   check_ndim(pos, 1, "pos");
@@ -211,9 +283,10 @@ py::array rope(py::array x, py::array pos, int64_t rot_dims, float base, float l
   const float* src = typed<float>(x, "x");
   auto out = new_f32(shape_of(x));
   std::copy(src, src + x.size(), out.mutable_data());
+  Stage st(D);
   ops::RopeArgs a;
-  a.x = out.mutable_data();
-  a.pos = typed<int32_t>(pos, "pos");
+  a.x = st.out(out.mutable_data(), out.size(), true);
+  a.pos = st.in(typed<int32_t>(pos, "pos"), pos.size());
   a.n = x.shape(0);
   a.heads = x.shape(1);
   a.head_dim = x.shape(2);
@@ -221,15 +294,18 @@ py::array rope(py::array x, py::array pos, int64_t rot_dims, float base, float l
   a.base = base;
   a.linear_factor = linear_factor;
   py::gil_scoped_release nogil;
-  ops::rope(a);
+  st.backend().rope(a);
+  st.finish();
   return out;
 }
 
+template <Dev D>
 py::array attention(py::array q, py::array k, py::array v, py::array pos, int64_t window,
                     float scale, float softcap, OptArray k_cache, OptArray v_cache,
                     OptArray count) {
   check_ndim(q, 4, "q");
   check_ndim(k, 4, "k");
+  Stage st(D);
   ops::AttentionArgs a;
   a.batch = q.shape(0);
   a.time = q.shape(1);
@@ -243,10 +319,10 @@ py::array attention(py::array q, py::array k, py::array v, py::array pos, int64_
   check_ndim(pos, 2, "pos");
   check_dim(pos, 0, a.batch, "pos");
   check_dim(pos, 1, a.time, "pos");
-  a.q = typed<float>(q, "q");
-  a.k = typed<float>(k, "k");
-  a.v = typed<float>(v, "v");
-  a.pos = typed<int32_t>(pos, "pos");
+  a.q = st.in(typed<float>(q, "q"), q.size());
+  a.k = st.in(typed<float>(k, "k"), k.size());
+  a.v = st.in(typed<float>(v, "v"), v.size());
+  a.pos = st.in(typed<int32_t>(pos, "pos"), pos.size());
   a.window = window;
   a.scale = scale;
   a.softcap = softcap;
@@ -262,38 +338,46 @@ py::array attention(py::array q, py::array k, py::array v, py::array pos, int64_
     check_ndim(*count, 1, "count");
     check_dim(*count, 0, a.batch, "count");
     a.slots = k_cache->shape(1);
-    a.k_cache = typed<float>(*k_cache, "k_cache", true);
-    a.v_cache = typed<float>(*v_cache, "v_cache", true);
-    a.count = typed<int64_t>(*count, "count");
+    a.k_cache = st.out(typed<float>(*k_cache, "k_cache", true), k_cache->size(), true);
+    a.v_cache = st.out(typed<float>(*v_cache, "v_cache", true), v_cache->size(), true);
+    a.host_count = typed<int64_t>(*count, "count");
+    a.count = st.in(a.host_count, count->size());
   }
   auto out = new_f32(shape_of(q));
-  a.out = out.mutable_data();
+  a.out = st.out(out.mutable_data(), out.size());
   py::gil_scoped_release nogil;
-  ops::attention(a);
+  st.backend().attention(a);
+  st.finish();
   return out;
 }
 
+template <Dev D>
 py::array geglu(py::array gate, py::array up) {
   GN_CHECK(shape_of(gate) == shape_of(up), ErrorKind::kShape, "gate and up must have one shape");
+  Stage st(D);
   ops::GegluArgs a;
-  a.gate = typed<float>(gate, "gate");
-  a.up = typed<float>(up, "up");
+  a.gate = st.in(typed<float>(gate, "gate"), gate.size());
+  a.up = st.in(typed<float>(up, "up"), up.size());
   a.n = gate.size();
   auto out = new_f32(shape_of(gate));
-  a.out = out.mutable_data();
+  a.out = st.out(out.mutable_data(), out.size());
   py::gil_scoped_release nogil;
-  ops::geglu(a);
+  st.backend().geglu(a);
+  st.finish();
   return out;
 }
 
+template <Dev D>
 py::array softcap(py::array x, float cap) {
   const float* src = typed<float>(x, "x");
   auto out = new_f32(shape_of(x));
   std::copy(src, src + x.size(), out.mutable_data());
-  float* p = out.mutable_data();
   const int64_t n = x.size();
+  Stage st(D);
+  float* p = st.out(out.mutable_data(), out.size(), true);
   py::gil_scoped_release nogil;
-  ops::softcap(p, n, cap);
+  st.backend().softcap(p, n, cap);
+  st.finish();
   return out;
 }
 
@@ -320,36 +404,58 @@ py::array sample(py::array logits, py::array temperature, py::array top_k, py::a
   return out;
 }
 
+// Registers the op bindings of device D in module m: every op on the CPU, the ops of
+// cuda/op_list.h on the CUDA devices.
+template <Dev D>
+void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
+  using py::arg;
+  auto want = [&](const char* op) {
+    return D == Dev::kCpu || std::find(only.begin(), only.end(), op) != only.end();
+  };
+  if (want("embedding"))
+    m.def("embedding", &embedding<D>, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
+  if (want("rmsnorm"))
+    m.def("rmsnorm", &rmsnorm<D>, arg("x"), arg("w"), arg("eps"), arg("offset"));
+  if (want("linear"))
+    m.def("linear", &linear<D>, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
+          arg("float_activations") = false);
+  if (want("block_diag_linear"))
+    m.def("block_diag_linear", &block_diag_linear<D>, arg("x"), arg("w"), arg("dtype"),
+          arg("b") = py::none());
+  if (want("conv1d"))
+    m.def("conv1d", &conv1d<D>, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),
+          arg("state") = py::none());
+  if (want("rglru_scan"))
+    m.def("rglru_scan", &rglru_scan<D>, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
+          arg("pos"), arg("h"));
+  if (want("rope"))
+    m.def("rope", &rope<D>, arg("x"), arg("pos"), arg("rot_dims"), arg("base"),
+          arg("linear_factor") = 1.0f);
+  if (want("attention"))
+    m.def("attention", &attention<D>, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
+          arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
+          arg("v_cache") = py::none(), arg("count") = py::none());
+  if (want("geglu")) m.def("geglu", &geglu<D>, arg("gate"), arg("up"));
+  if (want("softcap")) m.def("softcap", &softcap<D>, arg("x"), arg("cap"));
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
   using py::arg;
-  m.def("embedding", &embedding, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
-  m.def("rmsnorm", &rmsnorm<CpuBackend>, arg("x"), arg("w"), arg("eps"), arg("offset"));
-  m.def("linear", &linear, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
-        arg("float_activations") = false);
+  bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
-  m.def("block_diag_linear", &block_diag_linear, arg("x"), arg("w"), arg("dtype"),
-        arg("b") = py::none());
-  m.def("conv1d", &conv1d, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),
-        arg("state") = py::none());
-  m.def("rglru_scan", &rglru_scan, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
-        arg("pos"), arg("h"));
-  m.def("rope", &rope, arg("x"), arg("pos"), arg("rot_dims"), arg("base"),
-        arg("linear_factor") = 1.0f);
-  m.def("attention", &attention, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
-        arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
-        arg("v_cache") = py::none(), arg("count") = py::none());
-  m.def("geglu", &geglu, arg("gate"), arg("up"));
-  m.def("softcap", &softcap, arg("x"), arg("cap"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));
   m.def("sample_uniform", &ops::sample_uniform, arg("seed"), arg("counter"));
 
-  // The CUDA kernels on the SIMT emulator (host memory; slow; for verification).
+  // The CUDA kernels on the SIMT emulator (host memory; slow; for verification) and on a GPU.
   py::module_ emu = m.def_submodule("cuda_emu", "CUDA kernels run on the CPU SIMT emulator");
   emu.def("ops_supported", &ops::emu::ops_supported);
-  emu.def("rmsnorm", &rmsnorm<EmuBackend>, arg("x"), arg("w"), arg("eps"), arg("offset"));
+  bind_device_ops<Dev::kEmu>(emu, ops::emu::ops_supported());
+  py::module_ gpu = m.def_submodule("cuda", "CUDA kernels on a GPU (arrays copied in and out)");
+  gpu.def("ops_supported", &ops::cuda::ops_supported);
+  bind_device_ops<Dev::kCuda>(gpu, ops::cuda::ops_supported());
 }
 
 }  // namespace gemma_native::bindings

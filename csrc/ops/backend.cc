@@ -157,10 +157,13 @@ Backend& emu_backend() {
 }
 
 #if !defined(GN_WITH_CUDA)
+// A build without CUDA: no GPU backend and no GPU kernels.
 Backend* cuda_backend(int, std::string* why) {
   if (why != nullptr) *why = "this gemma_native build has no CUDA backend compiled in (CPU only)";
   return nullptr;
 }
+
+std::vector<std::string> cuda::ops_supported() { return {}; }
 #endif
 
 }  // namespace gemma_native::ops

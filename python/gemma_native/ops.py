@@ -62,16 +62,19 @@ def with_device(fn):
         if device is None:
             device = _DEFAULT_DEVICE.get()
         if isinstance(device, str) and device.strip().lower() == EMULATOR:
-            if fn.__name__ not in _core.cuda_emu.ops_supported():
-                raise DeviceError(f"op {fn.__name__!r} has no CUDA kernel yet, so it cannot run "
-                                  f"on {EMULATOR!r}; ops with kernels: {emulated_ops()}")
-            token = _BACKEND.set(_core.cuda_emu)
-            try:
+            module, where = _core.cuda_emu, EMULATOR
+        else:
+            if check_device(device) == "cpu":
                 return fn(*args, **kwargs)
-            finally:
-                _BACKEND.reset(token)
-        check_device(device)
-        return fn(*args, **kwargs)
+            module, where = _core.cuda, device
+        if fn.__name__ not in module.ops_supported():
+            raise DeviceError(f"op {fn.__name__!r} has no CUDA kernel yet, so it cannot run on "
+                              f"{where!r}; ops with kernels: {list(module.ops_supported())}")
+        token = _BACKEND.set(module)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _BACKEND.reset(token)
 
     return wrapper
 

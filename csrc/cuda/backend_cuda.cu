@@ -1,0 +1,170 @@
+// The GPU backend (ops/backend.h): device memory from cudaMalloc, the CUDA kernels
+// (ops_cuda.cu) on one stream per device, and graphs from stream capture (cudaStreamBeginCapture
+// ... cudaGraphInstantiate), which is how the model replays its decode step.
+// Built only with GEMMA_NATIVE_CUDA; without a driver or a device cuda_backend() returns null
+// with the runtime's reason, and nothing here is touched.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda/ops_cuda.h"
+#include "ops/backend.h"
+
+namespace gemma_native::ops {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(ErrorKind::kDevice, std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+class CudaGraph final : public Graph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t s) : exec_(exec), stream_(s) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  void replay() override { check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch"); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    name_ = "cuda:" + std::to_string(device_);
+  }
+  ~CudaBackend() override { cudaStreamDestroy(stream_); }
+
+  const char* name() const override { return name_.c_str(); }
+  bool host_memory() const override { return false; }
+
+  void* alloc(size_t bytes) override {
+    use();
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes > 0 ? bytes : 1), "cudaMalloc");
+    check(cudaMemsetAsync(p, 0, bytes, stream_), "cudaMemset");
+    return p;
+  }
+  void release(void* p) override {
+    use();
+    cudaStreamSynchronize(stream_);  // no kernel may still use it
+    cudaFree(p);
+  }
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    GN_CHECK(!capturing_, ErrorKind::kDevice, "host-to-device copy inside a graph capture");
+    use();
+    // From pageable memory the call returns once the source has been staged.
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copy to device");
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    GN_CHECK(!capturing_, ErrorKind::kDevice, "device-to-host copy inside a graph capture");
+    use();
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copy to host");
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    use();
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
+  }
+  void synchronize() override {
+    use();
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+
+  void embedding(const EmbeddingArgs& a) override { op("embedding", a); }
+  void rmsnorm(const RmsNormArgs& a) override { op("rmsnorm", a); }
+  void linear(const LinearArgs& a) override { op("linear", a); }
+  void block_diag_linear(const BlockDiagLinearArgs& a) override { op("block_diag_linear", a); }
+  void conv1d(const Conv1dArgs& a) override { op("conv1d", a); }
+  void rglru_scan(const RgLruArgs& a) override { op("rglru_scan", a); }
+  void rope(const RopeArgs& a) override { op("rope", a); }
+  void attention(const AttentionArgs& a) override { op("attention", a); }
+  void geglu(const GegluArgs& a) override { op("geglu", a); }
+  void softcap(float* x, int64_t n, float cap) override {
+    SoftcapArgs a;
+    a.x = x;
+    a.n = n;
+    a.cap = cap;
+    op("softcap", a);
+  }
+
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override {
+    GN_CHECK(!capturing_, ErrorKind::kDevice, "graph capture already under way");
+    use();
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+          "cudaStreamBeginCapture");
+    capturing_ = true;
+  }
+  std::unique_ptr<Graph> end_capture() override {
+    GN_CHECK(capturing_, ErrorKind::kDevice, "end_capture without begin_capture");
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(e, "cudaGraphInstantiate");
+    return std::make_unique<CudaGraph>(exec, stream_);
+  }
+
+ private:
+  void use() { check(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  template <class Args>
+  void op(const char* name, const Args& a) {
+    static const std::vector<std::string> have = cuda::ops_supported();
+    bool ok = false;
+    for (const auto& o : have) ok = ok || o == name;
+    GN_CHECK(ok, ErrorKind::kDevice, std::string("the CUDA backend has no kernel for ") + name +
+                                         " yet");
+    use();
+    cuda::set_stream(stream_);
+    dispatch(a);
+  }
+  template <class Args>
+  static void dispatch(const Args&) {
+    fail(ErrorKind::kDevice, "no CUDA kernel for this op");
+  }
+#define GN_CUDA_DISPATCH(name, Args) \
+  static void dispatch(const Args& a) { cuda::name(a); }
+  GN_CUDA_OPS(GN_CUDA_DISPATCH)
+#undef GN_CUDA_DISPATCH
+
+  int device_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  bool capturing_ = false;
+};
+
+}  // namespace
+
+Backend* cuda_backend(int index, std::string* why) {
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<CudaBackend>> backends;
+  std::lock_guard<std::mutex> lk(mu);
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();  // clear the sticky error of a failed driver query
+    if (why != nullptr)
+      *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present";
+    return nullptr;
+  }
+  if (index < 0 || index >= count) {
+    if (why != nullptr)
+      *why = "device index " + std::to_string(index) + " but " + std::to_string(count) +
+             " device(s) present";
+    return nullptr;
+  }
+  if (backends.size() < static_cast<size_t>(count)) backends.resize(count);
+  if (!backends[index]) backends[index] = std::make_unique<CudaBackend>(index);
+  return backends[index].get();
+}
+
+}  // namespace gemma_native::ops
