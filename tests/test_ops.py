@@ -3,9 +3,9 @@ CPU kernel set this machine can run, plus the argument checks of the bindings.
 
 Conventions:
 * ``isa`` parametrizes over scalar / avx2 / avx512 and skips the ones this CPU lacks; the active
-  kernel set is restored to 'auto' after every test.  Its last value, ``cuda-emu``, runs the
-  op's CUDA kernel on the SIMT emulator instead (ops.use_device): the same shapes and the same
-  tolerances as the CPU kernels.  Tests of an op without a CUDA kernel skip there (the op is
+  kernel set is restored to 'auto' after every test.  Its value ``cuda-emu`` runs the op's
+  CUDA kernel on the SIMT emulator instead (ops.use_device), and ``cuda`` (marked gpu; skipped
+  without a GPU) on a real GPU: the same shapes and the same tolerances as the CPU kernels.  Tests of an op without a CUDA kernel skip there (the op is
   the test name's prefix, test_<op>_...).
 * Tolerances are relative to a magnitude bound of each output (the same op run on absolute
   values), so they stay meaningful for outputs near zero: fp32 math is held to ~1e-5 of that
@@ -31,7 +31,8 @@ from gemma_native.errors import (
     ShapeError,
 )
 
-ALL_ISAS = ["scalar", "avx2", "avx512", ops.EMULATOR]
+ALL_ISAS = ["scalar", "avx2", "avx512", ops.EMULATOR, pytest.param("cuda", marks=pytest.mark.gpu)]
+CUDA_AVAILABLE = bool(gn.backend_info()["cuda"]["available"])
 AVAILABLE_ISAS = list(gn.backend_info()["available_isas"])
 WEIGHT_DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -54,11 +55,13 @@ def _restore_auto_isa():
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     name = request.param
-    if name == ops.EMULATOR:
+    if name in (ops.EMULATOR, "cuda"):
+        if name == "cuda" and not CUDA_AVAILABLE:
+            pytest.skip("no CUDA GPU: " + str(gn.backend_info()["cuda"]["reason"]))
         test = request.node.originalname
         if not any(test.startswith(f"test_{op}_") for op in ops.emulated_ops()):
             pytest.skip(f"{test}: its op has no CUDA kernel yet")
-        with ops.use_device(ops.EMULATOR):
+        with ops.use_device(name):
             yield name
         return
     if name not in AVAILABLE_ISAS:

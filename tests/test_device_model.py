@@ -1,7 +1,8 @@
-"""The device model path on the SIMT emulator: a RecurrentGemma model built with
-device="cuda-emu" copies its weights into backend memory, runs every op through its CUDA
-kernel and replays decode steps from a captured graph.  Its logits must match the CPU model's
-(tests/test_griffin_reference.py ties the CPU model to the official implementation).
+"""The device model path: a RecurrentGemma model built with device="cuda-emu" (the CUDA
+kernels on the SIMT emulator) or device="cuda" (a GPU; marked gpu, skipped without one) copies
+its weights into backend memory, runs every op through its CUDA kernel and replays decode steps
+from a captured graph.  Its logits must match the CPU model's (tests/test_griffin_reference.py
+ties the CPU model to the official implementation).
 
 Skips while an op the model needs has no CUDA kernel (the reason names them)."""
 
@@ -18,11 +19,14 @@ NEEDED = {"embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglr
 EMU = "cuda-emu"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_present():
+@pytest.fixture(params=[EMU, pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
     missing = sorted(NEEDED - set(ops.emulated_ops()))
     if missing:
         pytest.skip(f"ops without a CUDA kernel yet: {missing}")
+    if request.param == "cuda" and not gn.backend_info()["cuda"]["available"]:
+        pytest.skip("no CUDA GPU: " + str(gn.backend_info()["cuda"]["reason"]))
+    return request.param
 
 
 # Small but real structure: recurrent and attention layers, 2 heads, a window of 6 so that the
@@ -31,11 +35,11 @@ SHAPE = dict(num_layers=3, width=64, lru_width=96, mlp_width=160, num_heads=2, h
              attention_window_size=6, vocab_size=300)
 
 
-def _pair(dtype="float32", **kw):
+def _pair(device, dtype="float32", **kw):
     args = {**SHAPE, **kw}
     cpu = gn.random_model("recurrentgemma-tiny", dtype=dtype, seed=3, **args)
-    emu = gn.random_model("recurrentgemma-tiny", dtype=dtype, seed=3, device=EMU, **args)
-    return cpu, emu
+    dev = gn.random_model("recurrentgemma-tiny", dtype=dtype, seed=3, device=device, **args)
+    return cpu, dev
 
 
 def _close(got, want, what):
@@ -45,15 +49,15 @@ def _close(got, want, what):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_prefill_logits_match_cpu(dtype):
-    cpu, emu = _pair(dtype)
-    assert emu._core.device == EMU and cpu._core.device == "cpu"
+def test_prefill_logits_match_cpu(device, dtype):
+    cpu, emu = _pair(device, dtype)
+    assert emu._core.device.startswith(device) and cpu._core.device == "cpu"
     ids = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], 11)
     _close(emu.logits(ids), cpu.logits(ids), f"prefill {dtype}")
 
 
-def test_decode_steps_replay_a_graph_and_match_cpu():
-    cpu, emu = _pair()
+def test_decode_steps_replay_a_graph_and_match_cpu(device):
+    cpu, emu = _pair(device)
     rng = np.random.default_rng(1)
     prompt = rng.integers(0, SHAPE["vocab_size"], 5)
     sc, se = cpu.new_state(), emu.new_state()
@@ -68,8 +72,8 @@ def test_decode_steps_replay_a_graph_and_match_cpu():
     np.testing.assert_allclose(se.to_numpy(), sc.to_numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_batched_decode_with_different_positions_matches_cpu():
-    cpu, emu = _pair()
+def test_batched_decode_with_different_positions_matches_cpu(device):
+    cpu, emu = _pair(device)
     rng = np.random.default_rng(2)
     states_c, states_e = [], []
     for n in (2, 7, 4):  # three sequences at different positions (one past the window)
@@ -87,8 +91,8 @@ def test_batched_decode_with_different_positions_matches_cpu():
     assert emu._core.graph_replays == 5
 
 
-def test_graph_is_recaptured_for_other_states_and_state_round_trip():
-    cpu, emu = _pair()
+def test_graph_is_recaptured_for_other_states_and_state_round_trip(device):
+    cpu, emu = _pair(device)
     rng = np.random.default_rng(3)
     ids = rng.integers(0, SHAPE["vocab_size"], 4)
     a_c, a_e = cpu.new_state(), emu.new_state()
@@ -109,16 +113,16 @@ def test_graph_is_recaptured_for_other_states_and_state_round_trip():
     _close(emu.forward(tok, c_e), emu.forward(tok, a_e), "restored state")
 
 
-def test_greedy_generation_matches_cpu():
-    cpu, emu = _pair("bfloat16")
+def test_greedy_generation_matches_cpu(device):
+    cpu, emu = _pair(device, "bfloat16")
     prompt = [5, 17, 42, 7]
     p = gn.SamplingParams(max_tokens=10, temperature=0.0)
     assert emu.generate(prompt, p).token_ids == cpu.generate(prompt, p).token_ids
 
 
-def test_bad_tokens_and_cpu_only_models_raise_clearly():
-    _, emu = _pair()
+def test_bad_tokens_and_cpu_only_models_raise_clearly(device):
+    _, emu = _pair(device)
     with pytest.raises(gn.InvalidArgumentError, match="outside the vocabulary"):
         emu.logits([1, SHAPE["vocab_size"]])
     with pytest.raises(gn.DeviceError, match="CPU only"):
-        gn.random_model("gemma-tiny", device=EMU)
+        gn.random_model("gemma-tiny", device=device)
