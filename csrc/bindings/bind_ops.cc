@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bindings/arrays.h"
+#include "bindings/devices.h"
 #include "cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/backend.h"
@@ -27,15 +28,7 @@ namespace {
 enum class Dev { kCpu, kEmu, kCuda };
 
 ops::Backend& backend_of(Dev d) {
-  switch (d) {
-    case Dev::kCpu: return ops::cpu_backend();
-    case Dev::kEmu: return ops::emu_backend();
-    case Dev::kCuda: break;
-  }
-  std::string why;
-  ops::Backend* b = ops::cuda_backend(0, &why);
-  GN_CHECK(b != nullptr, ErrorKind::kDevice, "CUDA is not available: " + why);
-  return *b;
+  return backend_for(d == Dev::kCpu ? "cpu" : d == Dev::kEmu ? "cuda-emu" : "cuda");
 }
 
 // One op call's arrays on a backend: host-memory backends use the numpy memory in place; a

@@ -18,6 +18,7 @@ namespace gemma_native::bindings {
 
 void bind_ops(py::module_& m);
 void bind_models(py::module_& m);
+void bind_device_bench(py::module_& m);
 
 namespace {
 
@@ -76,4 +77,5 @@ PYBIND11_MODULE(_core, m) {
 
   bindings::bind_ops(m);
   bindings::bind_models(m);
+  bindings::bind_device_bench(m);
 }
