@@ -132,10 +132,12 @@ def test_fibers_and_threads_modes_agree(monkeypatch):
 
 
 @pytest.mark.slow
-def test_every_cuda_kernel_is_clean_under_tsan(build):
-    exe = build("tsan_driver", [HERE / "tsan_driver.cc", *EMU_SOURCES, *OPS_SOURCES], "thread")
-    r = _run(exe, env=TSAN_ENV)
-    assert "ThreadSanitizer" not in r.stderr, r.stderr[-4000:]
+@pytest.mark.parametrize("sanitizer", ["thread", "address"])
+def test_every_cuda_kernel_is_clean_under_sanitizers(build, sanitizer):
+    """TSan: no data race in any kernel; ASan: no read or write outside any buffer."""
+    exe = build("tsan_driver", [HERE / "tsan_driver.cc", *EMU_SOURCES, *OPS_SOURCES], sanitizer)
+    r = _run(exe, env=TSAN_ENV if sanitizer == "thread" else None)
+    assert "Sanitizer" not in r.stderr, r.stderr[-4000:]
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-3000:])
     ran = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("ran ")}
     assert ran == set(ops.emulated_ops())

@@ -3,4 +3,7 @@
 #pragma once
 
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/block_diag_linear.cuh"
+#include "cuda/kernels/conv1d.cuh"
+#include "cuda/kernels/rglru_scan.cuh"
 #include "cuda/kernels/rmsnorm.cuh"

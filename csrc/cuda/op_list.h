@@ -4,5 +4,8 @@
 // launch/<group>.inl.
 #pragma once
 
-#define GN_CUDA_OPS(X) \
-  X(rmsnorm, RmsNormArgs)
+#define GN_CUDA_OPS(X)                        \
+  X(rmsnorm, RmsNormArgs)                     \
+  X(conv1d, Conv1dArgs)                       \
+  X(block_diag_linear, BlockDiagLinearArgs)   \
+  X(rglru_scan, RgLruArgs)

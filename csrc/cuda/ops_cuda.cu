@@ -7,6 +7,7 @@
 
 #include "cuda/kernels.h"
 #include "cuda/ops_cuda.h"
+#include "gemma_native/quant.h"
 #include "ops/checks.h"
 
 namespace gemma_native::ops::cuda {

@@ -28,3 +28,4 @@ inline unsigned grid_dim(int64_t n, const char* op) {
 }  // namespace
 
 #include "cuda/launch/norm.inl"
+#include "cuda/launch/recurrent.inl"

@@ -1,6 +1,8 @@
 // Runs every CUDA kernel (every op in cuda/op_list.h) on the SIMT emulator over small inputs,
-// for a ThreadSanitizer build: tests/test_cuda_emu_tools.py compiles this with
-// -fsanitize=thread together with cuda/emu/*.cc and ops/checks.cc and requires a clean run.
+// for sanitizer builds: tests/test_cuda_emu_tools.py compiles this with -fsanitize=thread
+// (races, missing barriers) and with -fsanitize=address (out-of-bounds global reads/writes),
+// together with cuda/emu/*.cc and ops/checks.cc, and requires clean runs.  Every buffer is its
+// own heap allocation of exactly its size, so ASan sees a read one past any of them.
 // (What the kernels compute is checked against the CPU ops by tests/test_cuda_emu*.py; here
 // the point is how they synchronise, so the shapes cover the cases that change that: lengths
 // that are not whole warps, several blocks, batch > 1, ring-buffer wrap-around.)
@@ -10,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/ops_cuda.h"
@@ -48,9 +51,66 @@ void case_rmsnorm(Rng& r) {
   }
 }
 
+void case_conv1d(Rng& r) {
+  // widths 1 and 4; T shorter and longer than the carried state; a document start mid-chunk;
+  // channels not a multiple of the block (128) and over it.
+  for (auto [K, B, T, L] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{4, 2, 1, 37},
+                            {4, 1, 6, 130}, {1, 2, 3, 5}}) {
+    auto x = r.vec(B * T * L), w = r.vec(K * L), bias = r.vec(L), state = r.vec(B * (K - 1) * L);
+    std::vector<int32_t> pos(B * T);
+    for (int64_t i = 0; i < B * T; ++i) pos[i] = static_cast<int32_t>(i % T == 2 ? 0 : 5 + i);
+    std::vector<float> y(x.size());
+    ops::Conv1dArgs a;
+    a.x = x.data();
+    a.pos = pos.data();
+    a.w = w.data();
+    a.bias = bias.data();
+    a.state = K > 1 ? state.data() : nullptr;
+    a.batch = B;
+    a.time = T;
+    a.channels = L;
+    a.width = K;
+    a.y = y.data();
+    ops::emu::conv1d(a);
+  }
+}
+
+void case_block_diag_linear(Rng& r) {
+  for (auto [N, H, bs] : {std::tuple<int64_t, int64_t, int64_t>{1, 2, 40}, {5, 3, 33}}) {
+    auto x = r.vec(N * H * bs), w = r.vec(H * bs * bs), b = r.vec(H * bs);
+    std::vector<float> y(x.size());
+    ops::emu::block_diag_linear({x.data(), N, H, bs, w.data(), DType::kF32, b.data(), y.data()});
+  }
+}
+
+void case_rglru_scan(Rng& r) {
+  for (auto [B, T, L] : {std::tuple<int64_t, int64_t, int64_t>{2, 1, 37}, {1, 5, 150}}) {
+    auto x = r.vec(B * T * L), gx = r.vec(B * T * L), ga = r.vec(B * T * L), ap = r.vec(L);
+    auto h = r.vec(B * L);
+    std::vector<int32_t> pos(B * T);
+    for (int64_t i = 0; i < B * T; ++i) pos[i] = static_cast<int32_t>(i == 3 ? 0 : i + 1);
+    std::vector<float> y(x.size());
+    ops::RgLruArgs a;
+    a.x = x.data();
+    a.gate_x = gx.data();
+    a.gate_a = ga.data();
+    a.a_param = ap.data();
+    a.pos = pos.data();
+    a.h = h.data();
+    a.batch = B;
+    a.time = T;
+    a.channels = L;
+    a.y = y.data();
+    ops::emu::rglru_scan(a);
+  }
+}
+
 const std::map<std::string, std::function<void(Rng&)>>& cases() {
   static const std::map<std::string, std::function<void(Rng&)>> m = {
       {"rmsnorm", case_rmsnorm},
+      {"conv1d", case_conv1d},
+      {"block_diag_linear", case_block_diag_linear},
+      {"rglru_scan", case_rglru_scan},
   };
   return m;
 }

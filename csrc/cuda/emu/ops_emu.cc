@@ -6,6 +6,7 @@
 // (simt.h first: the kernels see the emulator's CUDA vocabulary)
 #include "cuda/kernels.h"
 #include "cuda/ops_cuda.h"
+#include "gemma_native/quant.h"
 #include "ops/checks.h"
 
 namespace gemma_native::ops::emu {
