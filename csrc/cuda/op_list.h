@@ -5,7 +5,11 @@
 #pragma once
 
 #define GN_CUDA_OPS(X)                        \
+  X(embedding, EmbeddingArgs)                 \
   X(rmsnorm, RmsNormArgs)                     \
+  X(rope, RopeArgs)                           \
+  X(geglu, GegluArgs)                         \
+  X(softcap, SoftcapArgs)                     \
   X(conv1d, Conv1dArgs)                       \
   X(block_diag_linear, BlockDiagLinearArgs)   \
   X(rglru_scan, RgLruArgs)

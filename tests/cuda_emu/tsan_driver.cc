@@ -105,9 +105,46 @@ void case_rglru_scan(Rng& r) {
   }
 }
 
+void case_embedding(Rng& r) {
+  const int64_t V = 11, D = 37;
+  auto table = r.vec(V * D);
+  std::vector<int32_t> ids = {0, 10, 3, 3, 7};
+  std::vector<float> out(ids.size() * D);
+  ops::emu::embedding({{table.data(), DType::kF32, V, D}, ids.data(),
+                       static_cast<int64_t>(ids.size()), 1.5f, out.data()});
+}
+
+void case_rope(Rng& r) {
+  for (auto [N, H, hd, rot] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{3, 2, 16, 8},
+                               {2, 1, 256, 256}}) {
+    auto x = r.vec(N * H * hd);
+    std::vector<int32_t> pos(N);
+    for (int64_t i = 0; i < N; ++i) pos[i] = static_cast<int32_t>(1000 * i + 1);
+    ops::emu::rope({x.data(), pos.data(), N, H, hd, rot, 10000.0f});
+  }
+}
+
+void case_geglu(Rng& r) {
+  auto g = r.vec(300), u = r.vec(300);
+  ops::emu::geglu({g.data(), u.data(), 300, g.data()});  // out aliases gate, as the model does
+}
+
+void case_softcap(Rng& r) {
+  auto x = r.vec(555, 50.0f);
+  ops::SoftcapArgs a;
+  a.x = x.data();
+  a.n = 555;
+  a.cap = 30.0f;
+  ops::emu::softcap(a);
+}
+
 const std::map<std::string, std::function<void(Rng&)>>& cases() {
   static const std::map<std::string, std::function<void(Rng&)>> m = {
       {"rmsnorm", case_rmsnorm},
+      {"embedding", case_embedding},
+      {"rope", case_rope},
+      {"geglu", case_geglu},
+      {"softcap", case_softcap},
       {"conv1d", case_conv1d},
       {"block_diag_linear", case_block_diag_linear},
       {"rglru_scan", case_rglru_scan},

@@ -1,0 +1,38 @@
+// Rotary embedding, half-split (NeoX) layout over the first rot_dims dims of each head, in
+// place (ops.h RopeArgs).  One block per token; thread d computes the (cos, sin) of its
+// frequency once and rotates pair (d, d + rot_dims/2) of every head of the token.
+// inv_freq as the CPU op forms it: 1 / base^(2d / rot_dims) in fp32 (the power computed in
+// double and rounded once, so it equals a correctly rounded powf), divided by the linear
+// factor; theta = pos * inv_freq in fp32.  Napkin math: N*heads*rot_dims floats read and
+// written once; one sin/cos pair per (token, d).
+#pragma once
+
+#include <math.h>
+
+#include "cuda/simt.h"
+
+namespace GN_KERNELS_NS {
+
+__global__ void __launch_bounds__(128)
+    rope_kernel(float* x, const int32_t* pos, int64_t heads, int64_t head_dim, int64_t rot_dims,
+                float base, float linear_factor) {
+  const int64_t n = blockIdx.x;
+  const int64_t half = rot_dims / 2;
+  const float p = static_cast<float>(pos[n]);
+  for (int64_t d = threadIdx.x; d < half; d += blockDim.x) {
+    const float exponent = static_cast<float>(2 * d) / static_cast<float>(rot_dims);
+    const float power = static_cast<float>(pow(static_cast<double>(base), static_cast<double>(exponent)));
+    float inv_freq = 1.0f / power;
+    if (linear_factor != 1.0f) inv_freq = inv_freq / linear_factor;
+    const float theta = p * inv_freq;
+    const float c = cosf(theta), s = sinf(theta);
+    for (int64_t h = 0; h < heads; ++h) {
+      float* xh = x + (n * heads + h) * head_dim;
+      const float x1 = xh[d], x2 = xh[d + half];
+      xh[d] = x1 * c - x2 * s;
+      xh[d + half] = x2 * c + x1 * s;
+    }
+  }
+}
+
+}  // namespace GN_KERNELS_NS
