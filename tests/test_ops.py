@@ -207,9 +207,19 @@ GEMM_KS = (1, 7, 8, 17, 24, 255, 256, 257, 520, 1031)
 GEMM_NS = (1, 2, 4, 5, 15, 16, 17, 30, 64)
 
 
+def _assert_batch_equals_singles(isa, got, singles, mag, msg):
+    """On the CPU a row's result is bit-identical whether it came alone (GEMV) or in a batch
+    (GEMM): both sum in dot_w's order.  The CUDA GEMV (warp lanes + shuffles) and GEMM (tiles)
+    sum in different orders, so there the rows agree to fp32 rounding, not bit for bit."""
+    if isa in (ops.EMULATOR, "cuda"):
+        assert_close(got, singles, mag, what=msg)
+    else:
+        np.testing.assert_array_equal(got, singles, err_msg=msg)
+
+
 @pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
 def test_linear_gemm_rows_equal_single_rows_and_reference(isa, dtype):
-    """A row's result is bit-identical whether it came alone (GEMV) or in a batch (GEMM)."""
+    """A row's result is the same whether it came alone (GEMV) or in a batch (GEMM)."""
     rng = np.random.default_rng(11)
     for k in GEMM_KS:
         for m in (1, 5, 18):
@@ -222,8 +232,8 @@ def test_linear_gemm_rows_equal_single_rows_and_reference(isa, dtype):
             assert_close(singles, want, mag, what=f"linear singles K={k} M={m} {dtype}")
             for n in GEMM_NS:
                 got = ops.linear(x[:n], w, bias)
-                np.testing.assert_array_equal(
-                    got, singles[:n], err_msg=f"linear N={n} K={k} M={m} {dtype} != singles")
+                _assert_batch_equals_singles(isa, got, singles[:n], mag[:n],
+                                             f"linear N={n} K={k} M={m} {dtype} != singles")
 
 
 def test_linear_gemm_large_shape_matches_reference(isa):
@@ -233,7 +243,8 @@ def test_linear_gemm_large_shape_matches_reference(isa):
     w, wf = make_weight(rnd(rng, 70, 1100), "bfloat16")
     got = ops.linear(x, w)
     assert_close(got, ref.linear(x, w), ref.linear(np.abs(x), np.abs(wf)), what="big linear")
-    np.testing.assert_array_equal(got[40:41], ops.linear(x[40:41], w))
+    _assert_batch_equals_singles(isa, got[40:41], ops.linear(x[40:41], w),
+                                 ref.linear(np.abs(x[40:41]), np.abs(wf)), "row 40 != single")
 
 
 def test_linear_float16_as_uint16_bits_and_fortran_order(isa):

@@ -7,6 +7,7 @@
 #include "cuda/kernels/conv1d.cuh"
 #include "cuda/kernels/elementwise.cuh"
 #include "cuda/kernels/embedding.cuh"
+#include "cuda/kernels/linear.cuh"
 #include "cuda/kernels/rglru_scan.cuh"
 #include "cuda/kernels/rmsnorm.cuh"
 #include "cuda/kernels/rope.cuh"

@@ -7,6 +7,7 @@
 #define GN_CUDA_OPS(X)                        \
   X(embedding, EmbeddingArgs)                 \
   X(rmsnorm, RmsNormArgs)                     \
+  X(linear, LinearArgs)                       \
   X(rope, RopeArgs)                           \
   X(geglu, GegluArgs)                         \
   X(softcap, SoftcapArgs)                     \

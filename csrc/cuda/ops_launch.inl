@@ -28,5 +28,6 @@ inline unsigned grid_dim(int64_t n, const char* op) {
 }  // namespace
 
 #include "cuda/launch/elementwise.inl"
+#include "cuda/launch/linear.inl"
 #include "cuda/launch/norm.inl"
 #include "cuda/launch/recurrent.inl"

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cuda/ops_cuda.h"
+#include "gemma_native/dtype.h"
 
 namespace {
 
@@ -138,9 +139,30 @@ void case_softcap(Rng& r) {
   ops::emu::softcap(a);
 }
 
+void case_linear(Rng& r) {
+  // GEMV (N <= 8) with the 16-byte path (K % 8 == 0) and the scalar one; tiled GEMM (N > 8)
+  // with partial tiles; accumulate and bias.
+  for (auto [N, M, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 19, 64}, {3, 9, 37},
+                         {20, 70, 33}}) {
+    auto x = r.vec(N * K), b = r.vec(M);
+    std::vector<uint16_t> w(M * K);
+    for (auto& v : w) v = f32_to_bf16(r.uniform());
+    std::vector<float> y(N * M, 1.0f);
+    ops::LinearArgs a;
+    a.x = x.data();
+    a.n = N;
+    a.w = {w.data(), DType::kBF16, M, K};
+    a.bias = b.data();
+    a.accumulate = true;
+    a.y = y.data();
+    ops::emu::linear(a);
+  }
+}
+
 const std::map<std::string, std::function<void(Rng&)>>& cases() {
   static const std::map<std::string, std::function<void(Rng&)>> m = {
       {"rmsnorm", case_rmsnorm},
+      {"linear", case_linear},
       {"embedding", case_embedding},
       {"rope", case_rope},
       {"geglu", case_geglu},

@@ -43,6 +43,16 @@
 struct uint3 {
   unsigned x, y, z;
 };
+// CUDA's vector types that the kernels load 8 or 16 bytes at a time with.
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) float2 {
+  float x, y;
+};
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -224,6 +234,11 @@ inline int atomicMin(int* p, int v) {
 // Device intrinsics the kernels use, with the host meaning (the fast-math variants are given
 // their exact counterparts: kernels that need bit-equality with the CPU must not use them).
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline void sincospif(float x, float* s, float* c) {
+  const double a = 3.14159265358979323846 * static_cast<double>(x);
+  *s = static_cast<float>(sin(a));
+  *c = static_cast<float>(cos(a));
+}
 template <class T>
 inline T __ldg(const T* p) {
   return *p;

@@ -3,8 +3,10 @@
 // frequency once and rotates pair (d, d + rot_dims/2) of every head of the token.
 // inv_freq as the CPU op forms it: 1 / base^(2d / rot_dims) in fp32 (the power computed in
 // double and rounded once, so it equals a correctly rounded powf), divided by the linear
-// factor; theta = pos * inv_freq in fp32.  Napkin math: N*heads*rot_dims floats read and
-// written once; one sin/cos pair per (token, d).
+// factor; theta = pos * inv_freq in fp32.  cos/sin: theta / pi reduced to [-1, 1] in double,
+// then sincospif -- no slow-path range reduction (which would put a local-memory array in the
+// kernel), and within ~4e-7 rad of the float theta for any position < 2^31.
+// Napkin math: N*heads*rot_dims floats read and written once; one sin/cos pair per (token, d).
 #pragma once
 
 #include <math.h>
@@ -25,7 +27,10 @@ __global__ void __launch_bounds__(128)
     float inv_freq = 1.0f / power;
     if (linear_factor != 1.0f) inv_freq = inv_freq / linear_factor;
     const float theta = p * inv_freq;
-    const float c = cosf(theta), s = sinf(theta);
+    const double turns = static_cast<double>(theta) * 0.31830988618379067154;  // theta / pi
+    const double reduced = turns - 2.0 * rint(turns * 0.5);                     // in [-1, 1]
+    float s, c;
+    sincospif(static_cast<float>(reduced), &s, &c);
     for (int64_t h = 0; h < heads; ++h) {
       float* xh = x + (n * heads + h) * head_dim;
       const float x1 = xh[d], x2 = xh[d + half];
