@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/attention.cuh"
 #include "cuda/kernels/block_diag_linear.cuh"
 #include "cuda/kernels/conv1d.cuh"
 #include "cuda/kernels/elementwise.cuh"

@@ -13,4 +13,5 @@
   X(softcap, SoftcapArgs)                     \
   X(conv1d, Conv1dArgs)                       \
   X(block_diag_linear, BlockDiagLinearArgs)   \
-  X(rglru_scan, RgLruArgs)
+  X(rglru_scan, RgLruArgs)                    \
+  X(attention, AttentionArgs)

@@ -3,7 +3,11 @@
 // asynchronous.  The same launchers run on the SIMT emulator in emu/ops_emu.cc.
 #include "cuda/simt.h"
 // (simt.h first: the kernels see the CUDA vocabulary)
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "cuda/kernels.h"
 #include "cuda/ops_cuda.h"
@@ -20,6 +24,35 @@ void set_stream(void* s) { tl_stream = static_cast<cudaStream_t>(s); }
 namespace launch {
 namespace {
 inline simt::Stream stream() { return tl_stream; }
+
+// Device scratch for the attention splits, one buffer per stream, grown outside graph
+// captures only (a capture must not allocate); null when it cannot grow, and the launcher
+// then uses one split.  Kept for the life of the process, like the streams.
+float* attention_scratch(size_t floats) {
+  static std::mutex mu;
+  static std::map<cudaStream_t, std::pair<float*, size_t>> buffers;
+  std::lock_guard<std::mutex> lk(mu);
+  auto& [ptr, have] = buffers[tl_stream];
+  if (have >= floats) return ptr;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(tl_stream, &status) != cudaSuccess ||
+      status != cudaStreamCaptureStatusNone) {
+    return nullptr;
+  }
+  const size_t want = floats < (size_t{1} << 20) ? (size_t{1} << 20) : floats;
+  float* p = nullptr;
+  if (cudaMalloc(&p, want * sizeof(float)) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (ptr != nullptr) {
+    cudaStreamSynchronize(tl_stream);
+    cudaFree(ptr);
+  }
+  ptr = p;
+  have = want;
+  return ptr;
+}
 
 inline void after_launch(const char* name) {
   const cudaError_t e = cudaGetLastError();

@@ -4,12 +4,14 @@
 //   stream()               the stream to launch on
 //   GN_AFTER_LAUNCH(name)  the launch error check (cudaGetLastError on the GPU; nothing on the
 //                          emulator, whose launches throw)
+//   attention_scratch(n)   n floats of scratch for the attention splits, or null
 // Each launcher: the shared argument check (ops/checks.h), then grid/block shapes (always whole
 // warps), then GN_LAUNCH.  Not a header: no include guard, no namespace of its own.
 
 namespace {
 
 namespace k = ::GN_KERNELS_NS;
+
 
 // Threads for a block that walks a row of `width` elements: whole warps, at most `max`.
 inline unsigned row_threads(int64_t width, unsigned max = 256) {
@@ -27,6 +29,7 @@ inline unsigned grid_dim(int64_t n, const char* op) {
 
 }  // namespace
 
+#include "cuda/launch/attention.inl"
 #include "cuda/launch/elementwise.inl"
 #include "cuda/launch/linear.inl"
 #include "cuda/launch/norm.inl"

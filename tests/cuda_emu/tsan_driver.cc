@@ -159,9 +159,63 @@ void case_linear(Rng& r) {
   }
 }
 
+void case_attention(Rng& r) {
+  // (a) a fresh prefill chunk with a document start inside, GQA 4 -> 2, soft-cap;
+  // (b) decode steps against a ring that has wrapped, with enough slots for 2 key splits
+  //     (and their combine), MQA 3 -> 1, head_dim 40 (not a multiple of 32), batch 2.
+  {
+    const int64_t B = 1, T = 7, H = 4, KV = 2, hd = 32;
+    auto q = r.vec(B * T * H * hd), k = r.vec(B * T * KV * hd), v = r.vec(B * T * KV * hd);
+    std::vector<int32_t> pos = {0, 1, 2, 0, 1, 2, 3};
+    std::vector<float> out(q.size());
+    ops::AttentionArgs a;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.pos = pos.data();
+    a.batch = B;
+    a.time = T;
+    a.heads = H;
+    a.kv_heads = KV;
+    a.head_dim = hd;
+    a.window = 4;
+    a.scale = 0.2f;
+    a.softcap = 5.0f;
+    a.out = out.data();
+    ops::emu::attention(a);
+  }
+  {
+    const int64_t B = 2, T = 1, H = 3, KV = 1, hd = 40, S = 300;
+    auto q = r.vec(B * T * H * hd), k = r.vec(B * T * KV * hd), v = r.vec(B * T * KV * hd);
+    auto kc = r.vec(B * S * KV * hd), vc = r.vec(B * S * KV * hd);
+    std::vector<int32_t> pos = {700, 12};
+    std::vector<int64_t> count = {700, 12};
+    std::vector<float> out(q.size());
+    ops::AttentionArgs a;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.pos = pos.data();
+    a.k_cache = kc.data();
+    a.v_cache = vc.data();
+    a.count = count.data();
+    a.batch = B;
+    a.time = T;
+    a.heads = H;
+    a.kv_heads = KV;
+    a.head_dim = hd;
+    a.slots = S;
+    a.window = S;
+    a.scale = 0.15f;
+    a.out = out.data();
+    ops::emu::attention(a);
+  }
+}
+
 const std::map<std::string, std::function<void(Rng&)>>& cases() {
   static const std::map<std::string, std::function<void(Rng&)>> m = {
       {"rmsnorm", case_rmsnorm},
+      {"attention", case_attention},
       {"linear", case_linear},
       {"embedding", case_embedding},
       {"rope", case_rope},

@@ -4,6 +4,10 @@
 // device="cuda-emu".
 #include "cuda/simt.h"
 // (simt.h first: the kernels see the emulator's CUDA vocabulary)
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "cuda/kernels.h"
 #include "cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
@@ -13,6 +17,13 @@ namespace gemma_native::ops::emu {
 namespace launch {
 namespace {
 inline simt::Stream stream() { return nullptr; }
+
+// Host memory, kept per thread and grown on demand (graph replays run on the emulator too).
+float* attention_scratch(size_t floats) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < floats) buf.resize(floats);
+  return buf.data();
+}
 }  // namespace
 
 #define GN_AFTER_LAUNCH(name) (void)0
