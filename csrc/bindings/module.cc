@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bindings/arrays.h"
+#include "ops/backend.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/threadpool.h"
 
@@ -44,7 +45,25 @@ py::dict backend_info() {
   d["cpu_features"] = feats;
   d["num_threads"] = ops::cpu::num_threads();
   d["default_num_threads"] = ops::cpu::default_num_threads();
-  d["cuda"] = false;
+  const ops::CudaInfo ci = ops::cuda_info();
+  py::dict cuda;
+  cuda["compiled"] = ci.compiled;
+  cuda["available"] = !ci.devices.empty();
+  cuda["device_count"] = static_cast<int>(ci.devices.size());
+  cuda["architectures"] = ci.architectures;
+  py::list devices;
+  for (const auto& dv : ci.devices) {
+    py::dict x;
+    x["name"] = dv.name;
+    x["compute_capability"] = std::to_string(dv.major) + "." + std::to_string(dv.minor);
+    x["multiprocessors"] = dv.multiprocessors;
+    x["memory_bytes"] = dv.memory_bytes;
+    x["bandwidth_gb_per_s"] = dv.bandwidth_gb_per_s;
+    devices.append(x);
+  }
+  cuda["devices"] = devices;
+  cuda["reason"] = ci.reason;
+  d["cuda"] = cuda;
   return d;
 }
 

@@ -144,6 +144,43 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+CudaInfo cuda_info() {
+  CudaInfo info;
+  info.compiled = true;
+#ifdef GN_CUDA_ARCHS
+  info.architectures = GN_CUDA_ARCHS;
+#endif
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    info.reason = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present";
+    return info;
+  }
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, d) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    CudaDeviceInfo di;
+    di.name = p.name;
+    di.major = p.major;
+    di.minor = p.minor;
+    di.multiprocessors = p.multiProcessorCount;
+    di.memory_bytes = p.totalGlobalMem;
+    int clock_khz = 0, bus_bits = 0;
+    if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, d) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, d) == cudaSuccess) {
+      di.bandwidth_gb_per_s = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+    }
+    cudaGetLastError();
+    info.devices.push_back(di);
+  }
+  if (info.devices.empty()) info.reason = "no CUDA device could be queried";
+  return info;
+}
+
 Backend* cuda_backend(int index, std::string* why) {
   static std::mutex mu;
   static std::vector<std::unique_ptr<CudaBackend>> backends;

@@ -164,6 +164,12 @@ Backend* cuda_backend(int, std::string* why) {
 }
 
 std::vector<std::string> cuda::ops_supported() { return {}; }
+
+CudaInfo cuda_info() {
+  CudaInfo info;
+  info.reason = "this gemma_native build has no CUDA backend compiled in (CPU only)";
+  return info;
+}
 #endif
 
 }  // namespace gemma_native::ops

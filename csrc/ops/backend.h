@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ops/ops.h"
 
@@ -62,6 +63,22 @@ class Backend {
   virtual void begin_capture() {}
   virtual std::unique_ptr<Graph> end_capture() { return nullptr; }
 };
+
+// What this build and machine offer for CUDA (never throws; no driver is not an error).
+struct CudaDeviceInfo {
+  std::string name;
+  int major = 0, minor = 0;      // compute capability
+  int multiprocessors = 0;
+  size_t memory_bytes = 0;
+  double bandwidth_gb_per_s = 0;  // theoretical: 2 x memory clock x bus width
+};
+struct CudaInfo {
+  bool compiled = false;
+  std::string architectures;  // the CMake CUDA_ARCHITECTURES of the build
+  std::vector<CudaDeviceInfo> devices;
+  std::string reason;  // why no device can be used, when none can
+};
+CudaInfo cuda_info();
 
 Backend& cpu_backend();
 Backend& emu_backend();

@@ -13,15 +13,10 @@ from .models import gemma, griffin
 from .tokenizer import Tokenizer
 from .device import check_device
 
-EMULATED_DEVICE = "cuda-emu"
-
 
 def model_device(device) -> str:
     """The device name a model is built for; raises DeviceError for one that is not usable."""
-    if isinstance(device, str) and device.strip().lower() == EMULATED_DEVICE:
-        return EMULATED_DEVICE
-    check_device(device)
-    return device.strip().lower() if isinstance(device, str) else "cpu"
+    return check_device(device)
 
 
 def _cpu_only(device: str, what: str) -> None:

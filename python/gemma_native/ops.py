@@ -24,9 +24,8 @@ import numpy as np
 from . import _core
 from ._dtypes import DTYPE_CODES, QUANT_CODES, split_weight
 from .errors import DeviceError, InvalidArgumentError, ShapeError
-from .device import check_device
+from .device import EMULATOR, check_device
 
-EMULATOR = "cuda-emu"
 _BACKEND = contextvars.ContextVar("gemma_native_ops_backend", default=_core)
 _DEFAULT_DEVICE = contextvars.ContextVar("gemma_native_ops_device", default="cpu")
 
@@ -44,9 +43,7 @@ def emulated_ops():
 @contextlib.contextmanager
 def use_device(device):
     """Within the block, ops called without ``device=`` run on ``device``."""
-    if not (isinstance(device, str) and device.strip().lower() == EMULATOR):
-        check_device(device)
-    token = _DEFAULT_DEVICE.set(device)
+    token = _DEFAULT_DEVICE.set(check_device(device))
     try:
         yield
     finally:
@@ -59,14 +56,15 @@ def with_device(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, device=None, **kwargs):
-        if device is None:
-            device = _DEFAULT_DEVICE.get()
-        if isinstance(device, str) and device.strip().lower() == EMULATOR:
+        name = check_device(_DEFAULT_DEVICE.get() if device is None else device)
+        if name == "cpu":
+            return fn(*args, **kwargs)
+        if name == EMULATOR:
             module, where = _core.cuda_emu, EMULATOR
         else:
-            if check_device(device) == "cpu":
-                return fn(*args, **kwargs)
-            module, where = _core.cuda, device
+            if name != "cuda:0":
+                raise DeviceError(f"ops run on the first GPU only for now, not {name!r}")
+            module, where = _core.cuda, name
         if fn.__name__ not in module.ops_supported():
             raise DeviceError(f"op {fn.__name__!r} has no CUDA kernel yet, so it cannot run on "
                               f"{where!r}; ops with kernels: {list(module.ops_supported())}")
