@@ -91,7 +91,7 @@ def test_no_kernel_spills_or_uses_local_memory(arch, tmp_path):
         pytest.skip("the C++ sources are not next to the tests")
     r = subprocess.run([nvcc, "-std=c++17", f"-arch={arch}", "--resource-usage",
                         f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}", "-c",
-                        str(ROOT / "csrc" / "cuda" / "ops_cuda.cu"), "-o",
+                        str(ROOT / "csrc" / "ops" / "cuda" / "ops_cuda.cu"), "-o",
                         str(tmp_path / "ops_cuda.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     # "Function properties for <name>" then "<a> bytes stack frame, <b> bytes spill stores,

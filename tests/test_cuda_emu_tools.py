@@ -3,7 +3,7 @@ it under ThreadSanitizer (DESIGN.md §4).
 
 The C++ programs in tests/cuda_emu/ are compiled here with g++ from the checkout's sources:
 planted.cc holds kernels with planted bugs (a missing __syncthreads, an out-of-bounds shared and
-global index, a partial-warp shuffle); tsan_driver.cc runs every op of csrc/cuda/op_list.h.
+global index, a partial-warp shuffle); tsan_driver.cc runs every op of csrc/ops/cuda/op_list.h.
 Without g++ or the sanitizer runtimes these tests skip, unless GEMMA_NATIVE_REQUIRE_SANITIZERS=1
 (set by CI), which turns the skip into a failure.
 """
@@ -23,8 +23,8 @@ from gemma_native import ops
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 HERE = Path(__file__).resolve().parent / "cuda_emu"
-EMU_SOURCES = [CSRC / "cuda/emu/simt_emu.cc"]
-OPS_SOURCES = [CSRC / "cuda/emu/ops_emu.cc", CSRC / "ops/checks.cc"]
+EMU_SOURCES = [CSRC / "ops/cuda/emu/simt_emu.cc"]
+OPS_SOURCES = [CSRC / "ops/cuda/emu/ops_emu.cc", CSRC / "ops/checks.cc"]
 REQUIRED = os.environ.get("GEMMA_NATIVE_REQUIRE_SANITIZERS") == "1"
 TSAN_ENV = {**os.environ, "TSAN_OPTIONS": "halt_on_error=1 exitcode=66 second_deadlock_stack=1"}
 

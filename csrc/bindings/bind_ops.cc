@@ -3,7 +3,7 @@
 // no call can read or write out of bounds; outputs are new arrays.
 // Each op binding is a template over the device it runs on (Dev): the CPU ones are
 // _core.<op>, the CUDA kernels on the SIMT emulator _core.cuda_emu.<op>, on a GPU
-// _core.cuda.<op> (only the ops of cuda/op_list.h).  Arrays reach the device through a Stage:
+// _core.cuda.<op> (only the ops of ops/cuda/op_list.h).  Arrays reach the device through a Stage:
 // used in place on host-memory backends, copied in and out on a GPU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -16,7 +16,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/devices.h"
-#include "cuda/ops_cuda.h"
+#include "ops/cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/backend.h"
 #include "ops/ops.h"
@@ -398,7 +398,7 @@ py::array sample(py::array logits, py::array temperature, py::array top_k, py::a
 }
 
 // Registers the op bindings of device D in module m: every op on the CPU, the ops of
-// cuda/op_list.h on the CUDA devices.
+// ops/cuda/op_list.h on the CUDA devices.
 template <Dev D>
 void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
   using py::arg;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/ops_cuda.h"
+#include "ops/cuda/ops_cuda.h"
 
 namespace gemma_native::ops {
 namespace {

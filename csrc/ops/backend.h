@@ -2,7 +2,7 @@
 // and for device backends the weights) and runs the ops on it.  The models (csrc/model/) are
 // written once against this interface:
 //   cpu_backend()   host memory, the CPU kernels (ops/ops.h)
-//   emu_backend()   host memory, the CUDA kernels on the SIMT emulator (cuda/ops_cuda.h):
+//   emu_backend()   host memory, the CUDA kernels on the SIMT emulator (ops/cuda/ops_cuda.h):
 //                   slow, for checking the device model path on machines without a GPU
 //   cuda_backend()  device memory, the CUDA kernels on a GPU (builds with GEMMA_NATIVE_CUDA)
 // Pointers in the args structs are the backend's memory; on a device backend the argument

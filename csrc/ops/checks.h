@@ -1,5 +1,5 @@
 // Argument checks for every op, shared by the backends (the CPU front in ops.cc, the CUDA and
-// emulated-CUDA fronts in csrc/cuda/).  Each throws gemma_native::Error on bad arguments and
+// emulated-CUDA fronts in csrc/ops/cuda/).  Each throws gemma_native::Error on bad arguments and
 // returns whether there is anything to compute (false for empty shapes).  They read only the
 // args and, where noted, small host arrays of ids or counts.
 #pragma once

@@ -1,5 +1,5 @@
 // Planted kernel bugs, to show that the SIMT emulator catches them (tests/test_cuda_emu_tools.py).
-// Built with g++ against cuda/emu; run as `planted <case>`:
+// Built with g++ against ops/cuda/emu; run as `planted <case>`:
 //   sync_ok        block sum through shared memory, with the __syncthreads it needs
 //   sync_missing   the same without it: ThreadSanitizer reports a data race
 //   shared_oob     writes one element past a shared array: the emulator faults
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 
 namespace GN_KERNELS_NS {
 

@@ -4,7 +4,7 @@
 // Napkin math: N*D weight elements read once; trivial next to the linears.
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 #include "gemma_native/dtype.h"
 
 namespace GN_KERNELS_NS {

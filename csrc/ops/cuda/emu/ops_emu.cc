@@ -2,14 +2,14 @@
 // host memory.  The tests check every kernel against the CPU ops through it without a GPU
 // (tests/test_cuda_emu*.py, and tests/cuda_emu/ under ThreadSanitizer); Python reaches it as
 // device="cuda-emu".
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 // (simt.h first: the kernels see the emulator's CUDA vocabulary)
 #include <algorithm>
 #include <string>
 #include <vector>
 
-#include "cuda/kernels.h"
-#include "cuda/ops_cuda.h"
+#include "ops/cuda/kernels.h"
+#include "ops/cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/checks.h"
 
@@ -27,7 +27,7 @@ float* attention_scratch(size_t floats) {
 }  // namespace
 
 #define GN_AFTER_LAUNCH(name) (void)0
-#include "cuda/ops_launch.inl"
+#include "ops/cuda/ops_launch.inl"
 #undef GN_AFTER_LAUNCH
 }  // namespace launch
 

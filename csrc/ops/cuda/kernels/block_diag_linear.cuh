@@ -8,7 +8,7 @@
 // bandwidth bound at decode, 2*N*H*bs*bs FLOPs at prefill.
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 #include "gemma_native/dtype.h"
 
 namespace GN_KERNELS_NS {

@@ -33,7 +33,7 @@ using Stream = cudaStream_t;
 
 #else  // g++: the emulator
 
-#include "cuda/emu/simt_emu.h"
+#include "ops/cuda/emu/simt_emu.h"
 
 #define GN_SHARED(T, name, N) \
   ::gn_emu::SharedArray<T, (N)>& name = ::gn_emu::shared_array<T, (N)>(#name)

@@ -1,7 +1,7 @@
 // gemma_native::ops::cuda: the CUDA kernels on a GPU (nvcc).  Every pointer in the args is
 // device memory; launches go on the calling thread's current stream (set_stream) and are
 // asynchronous.  The same launchers run on the SIMT emulator in emu/ops_emu.cc.
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 // (simt.h first: the kernels see the CUDA vocabulary)
 #include <algorithm>
 #include <map>
@@ -9,8 +9,8 @@
 #include <string>
 #include <utility>
 
-#include "cuda/kernels.h"
-#include "cuda/ops_cuda.h"
+#include "ops/cuda/kernels.h"
+#include "ops/cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/checks.h"
 
@@ -62,7 +62,7 @@ inline void after_launch(const char* name) {
 }  // namespace
 
 #define GN_AFTER_LAUNCH(name) after_launch(name)
-#include "cuda/ops_launch.inl"
+#include "ops/cuda/ops_launch.inl"
 #undef GN_AFTER_LAUNCH
 }  // namespace launch
 

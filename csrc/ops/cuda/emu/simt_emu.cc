@@ -9,7 +9,7 @@
 //   deterministic, and it detects a deadlock (threads waiting at barriers nobody else will
 //   reach) at once instead of by a timeout.
 // The same kernel results come out of both (tests/test_cuda_emu_tools.py checks it).
-#include "cuda/emu/simt_emu.h"
+#include "ops/cuda/emu/simt_emu.h"
 
 #include <sys/mman.h>
 #include <ucontext.h>

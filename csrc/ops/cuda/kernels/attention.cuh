@@ -23,7 +23,7 @@
 
 #include <math.h>
 
-#include "cuda/kernels/reduce.cuh"
+#include "ops/cuda/kernels/reduce.cuh"
 #include "gemma_native/math.h"
 
 namespace GN_KERNELS_NS {

@@ -3,7 +3,7 @@
 // the same thread, and the sum is complete before any write).
 #pragma once
 
-#include "cuda/kernels/reduce.cuh"
+#include "ops/cuda/kernels/reduce.cuh"
 
 namespace GN_KERNELS_NS {
 

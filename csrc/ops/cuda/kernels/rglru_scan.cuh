@@ -10,7 +10,7 @@
 // scan (chunk products + carries) would fix that and is not written yet.
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 #include "gemma_native/math.h"
 
 namespace GN_KERNELS_NS {

@@ -11,7 +11,7 @@
 
 #include <math.h>
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 
 namespace GN_KERNELS_NS {
 

@@ -8,7 +8,7 @@
 // bandwidth-bound elementwise pass.
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 
 namespace GN_KERNELS_NS {
 

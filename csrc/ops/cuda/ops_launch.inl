@@ -29,8 +29,8 @@ inline unsigned grid_dim(int64_t n, const char* op) {
 
 }  // namespace
 
-#include "cuda/launch/attention.inl"
-#include "cuda/launch/elementwise.inl"
-#include "cuda/launch/linear.inl"
-#include "cuda/launch/norm.inl"
-#include "cuda/launch/recurrent.inl"
+#include "ops/cuda/launch/attention.inl"
+#include "ops/cuda/launch/elementwise.inl"
+#include "ops/cuda/launch/linear.inl"
+#include "ops/cuda/launch/norm.inl"
+#include "ops/cuda/launch/recurrent.inl"

@@ -2,7 +2,7 @@
 // threads): the launchers guarantee it, and the emulator faults on a partial-warp shuffle.
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 
 namespace GN_KERNELS_NS {
 

@@ -15,7 +15,7 @@
 // not written yet.
 #pragma once
 
-#include "cuda/kernels/reduce.cuh"
+#include "ops/cuda/kernels/reduce.cuh"
 #include "gemma_native/dtype.h"
 
 namespace GN_KERNELS_NS {

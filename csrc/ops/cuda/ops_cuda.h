@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/op_list.h"
+#include "ops/cuda/op_list.h"
 #include "ops/ops.h"
 
 namespace gemma_native::ops {

@@ -4,7 +4,7 @@
 // 15360 elements, nothing); soft-cap reads and writes the logits once (256000 floats = 1 MB).
 #pragma once
 
-#include "cuda/simt.h"
+#include "ops/cuda/simt.h"
 #include "gemma_native/math.h"
 
 namespace GN_KERNELS_NS {
