@@ -28,7 +28,7 @@ from .tokenizer import Tokenizer
 
 from .device import cuda_info
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def backend_info() -> dict:
