@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cuda/kernel_backend.h"
 #include "ops/cuda/ops_cuda.h"
 
 namespace gemma_native::ops {
@@ -57,13 +58,14 @@ class RecordedGraph final : public Graph {
   std::vector<std::function<void()>> calls_;
 };
 
-// Ops go to ops::emu when it has a kernel for them; an op without one is a DeviceError (the
-// device model must not silently fall back to the CPU kernels).
-class EmuBackend final : public HostBackend {
+// The CUDA kernels on the SIMT emulator, over host memory; graphs are recorded calls.
+class EmuBackend final : public KernelBackend<EmuBackend> {
  public:
   const char* name() const override { return "cuda-emu"; }
+  bool host_memory() const override { return true; }
   bool copies_weights() const override { return true; }
-
+  void* alloc(size_t bytes) override { return host_.alloc(bytes); }
+  void release(void* p) override { host_.release(p); }
   void copy(void* dst, const void* src, size_t bytes) override {
     run([=] { std::memmove(dst, src, bytes); });
   }
@@ -74,23 +76,6 @@ class EmuBackend final : public HostBackend {
   void to_host(void* dst, const void* src, size_t bytes) override {
     GN_CHECK(!capturing_, ErrorKind::kDevice, "device-to-host copy inside a graph capture");
     std::memcpy(dst, src, bytes);
-  }
-
-  void embedding(const EmbeddingArgs& a) override { op("embedding", a); }
-  void rmsnorm(const RmsNormArgs& a) override { op("rmsnorm", a); }
-  void linear(const LinearArgs& a) override { op("linear", a); }
-  void block_diag_linear(const BlockDiagLinearArgs& a) override { op("block_diag_linear", a); }
-  void conv1d(const Conv1dArgs& a) override { op("conv1d", a); }
-  void rglru_scan(const RgLruArgs& a) override { op("rglru_scan", a); }
-  void rope(const RopeArgs& a) override { op("rope", a); }
-  void attention(const AttentionArgs& a) override { op("attention", a); }
-  void geglu(const GegluArgs& a) override { op("geglu", a); }
-  void softcap(float* x, int64_t n, float cap) override {
-    SoftcapArgs a;
-    a.x = x;
-    a.n = n;
-    a.cap = cap;
-    op("softcap", a);
   }
 
   bool supports_graphs() const override { return true; }
@@ -105,7 +90,18 @@ class EmuBackend final : public HostBackend {
     return std::make_unique<RecordedGraph>(std::move(recorded_));
   }
 
+  const std::vector<std::string>& kernel_names() const {
+    static const std::vector<std::string> names = emu::ops_supported();
+    return names;
+  }
+  template <class Args>
+  void launch(const Args& a) {
+    run([a] { call(a); });  // the arguments are recorded by value, as a CUDA graph does
+  }
+
  private:
+  GN_KERNEL_BACKEND_CALLS(emu)
+
   template <class F>
   void run(F&& f) {
     if (capturing_) {
@@ -115,31 +111,7 @@ class EmuBackend final : public HostBackend {
     }
   }
 
-  template <class Args>
-  void op(const char* name, const Args& a) {
-    GN_CHECK(has_kernel(name), ErrorKind::kDevice,
-             std::string("the CUDA backend has no kernel for ") + name + " yet");
-    run([a] { dispatch(a); });
-  }
-
-  static bool has_kernel(const char* name) {
-    static const std::vector<std::string> ops = emu::ops_supported();
-    for (const auto& o : ops)
-      if (o == name) return true;
-    return false;
-  }
-
-  // dispatch(args) -> the emulated op taking those args; a template catches the ops that have
-  // no kernel (never called: op() checks has_kernel first).
-  template <class Args>
-  static void dispatch(const Args&) {
-    fail(ErrorKind::kDevice, "no CUDA kernel for this op");
-  }
-#define GN_EMU_DISPATCH(name, Args) \
-  static void dispatch(const Args& a) { emu::name(a); }
-  GN_CUDA_OPS(GN_EMU_DISPATCH)
-#undef GN_EMU_DISPATCH
-
+  CpuBackend host_;  // for its host memory
   bool capturing_ = false;
   std::vector<std::function<void()>> recorded_;
 };

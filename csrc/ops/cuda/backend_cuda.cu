@@ -12,6 +12,7 @@
 
 #include "ops/cuda/ops_cuda.h"
 #include "ops/backend.h"
+#include "ops/cuda/kernel_backend.h"
 
 namespace gemma_native::ops {
 namespace {
@@ -31,7 +32,7 @@ class CudaGraph final : public Graph {
   cudaStream_t stream_;
 };
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public KernelBackend<CudaBackend> {
  public:
   explicit CudaBackend(int device) : device_(device) {
     check(cudaSetDevice(device_), "cudaSetDevice");
@@ -76,23 +77,6 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
 
-  void embedding(const EmbeddingArgs& a) override { op("embedding", a); }
-  void rmsnorm(const RmsNormArgs& a) override { op("rmsnorm", a); }
-  void linear(const LinearArgs& a) override { op("linear", a); }
-  void block_diag_linear(const BlockDiagLinearArgs& a) override { op("block_diag_linear", a); }
-  void conv1d(const Conv1dArgs& a) override { op("conv1d", a); }
-  void rglru_scan(const RgLruArgs& a) override { op("rglru_scan", a); }
-  void rope(const RopeArgs& a) override { op("rope", a); }
-  void attention(const AttentionArgs& a) override { op("attention", a); }
-  void geglu(const GegluArgs& a) override { op("geglu", a); }
-  void softcap(float* x, int64_t n, float cap) override {
-    SoftcapArgs a;
-    a.x = x;
-    a.n = n;
-    a.cap = cap;
-    op("softcap", a);
-  }
-
   bool supports_graphs() const override { return true; }
   void begin_capture() override {
     GN_CHECK(!capturing_, ErrorKind::kDevice, "graph capture already under way");
@@ -101,6 +85,17 @@ class CudaBackend final : public Backend {
           "cudaStreamBeginCapture");
     capturing_ = true;
   }
+  const std::vector<std::string>& kernel_names() const {
+    static const std::vector<std::string> names = cuda::ops_supported();
+    return names;
+  }
+  template <class Args>
+  void launch(const Args& a) {
+    use();
+    cuda::set_stream(stream_);
+    call(a);
+  }
+
   std::unique_ptr<Graph> end_capture() override {
     GN_CHECK(capturing_, ErrorKind::kDevice, "end_capture without begin_capture");
     capturing_ = false;
@@ -116,25 +111,7 @@ class CudaBackend final : public Backend {
  private:
   void use() { check(cudaSetDevice(device_), "cudaSetDevice"); }
 
-  template <class Args>
-  void op(const char* name, const Args& a) {
-    static const std::vector<std::string> have = cuda::ops_supported();
-    bool ok = false;
-    for (const auto& o : have) ok = ok || o == name;
-    GN_CHECK(ok, ErrorKind::kDevice, std::string("the CUDA backend has no kernel for ") + name +
-                                         " yet");
-    use();
-    cuda::set_stream(stream_);
-    dispatch(a);
-  }
-  template <class Args>
-  static void dispatch(const Args&) {
-    fail(ErrorKind::kDevice, "no CUDA kernel for this op");
-  }
-#define GN_CUDA_DISPATCH(name, Args) \
-  static void dispatch(const Args& a) { cuda::name(a); }
-  GN_CUDA_OPS(GN_CUDA_DISPATCH)
-#undef GN_CUDA_DISPATCH
+  GN_KERNEL_BACKEND_CALLS(cuda)
 
   int device_;
   std::string name_;

@@ -12,11 +12,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(simt::kFullMask, v, o));
-  return v;
-}
-
 // Sum over the block, returned to every thread.  `red` is shared scratch of >= 32 floats; it is
 // free again when this returns.  Each warp sums the per-warp partials itself, so no broadcast
 // step is needed and every thread holds the identical value.
@@ -29,19 +24,6 @@ __device__ __forceinline__ float block_sum(float v, Shared& red) {
   __syncthreads();
   float t = lane < warps ? red[lane] : 0.0f;
   t = warp_sum(t);
-  __syncthreads();
-  return t;
-}
-
-template <class Shared>
-__device__ __forceinline__ float block_max(float v, Shared& red) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int warps = (blockDim.x + 31) / 32;
-  v = warp_max(v);
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < warps ? red[lane] : -INFINITY;
-  t = warp_max(t);
   __syncthreads();
   return t;
 }
