@@ -17,7 +17,6 @@ import json
 import sys
 import time
 
-import numpy as np
 
 import gemma_native as gn
 from gemma_native import _core
