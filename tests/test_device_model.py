@@ -126,3 +126,17 @@ def test_bad_tokens_and_cpu_only_models_raise_clearly(device):
         emu.logits([1, SHAPE["vocab_size"]])
     with pytest.raises(gn.DeviceError, match="CPU only"):
         gn.random_model("gemma-tiny", device=device)
+
+
+def test_loaded_checkpoint_runs_on_the_device(device, tmp_path):
+    """gn.load(folder, device=...) of a real Hugging Face-style folder (bfloat16 safetensors)
+    gives the CPU's logits; the tokenizer path works the same on the device."""
+    import tinyckpt
+
+    path = tinyckpt.write_tiny_checkpoint(tmp_path / "ckpt", dtype="bfloat16", tokenizer=True)
+    cpu = gn.load(path)
+    dev = gn.load(path, device=device)
+    ids = cpu.encode("hello world, hello device")
+    _close(dev.logits(ids), cpu.logits(ids), "loaded checkpoint")
+    p = gn.SamplingParams(max_tokens=6, temperature=0.0, stop_token_ids=())
+    assert dev.generate("hello", p).token_ids == cpu.generate("hello", p).token_ids
