@@ -9,8 +9,9 @@ The kernels run on the CPU ISA chosen at import (``gemma_native.backend_info()``
 
 Every op takes a keyword ``device``: ``"cpu"`` (the default), ``"cuda"`` (see docs/cuda.md), or
 ``"cuda-emu"``: the op's CUDA kernel compiled for the CPU and run on the project's SIMT emulator
-(one OS thread per CUDA thread; slow, meant for verification: see docs/cuda.md).  An op that has
-no CUDA kernel yet raises :class:`gemma_native.DeviceError` on the CUDA devices.
+(every CUDA thread a fiber on the calling thread; slow, meant for verification: see
+docs/cuda.md).  An op that has no CUDA kernel yet raises :class:`gemma_native.DeviceError` on
+the CUDA devices; ``with use_device(...)`` sets the device for ops called without one.
 """
 
 from __future__ import annotations
