@@ -52,3 +52,15 @@ def test_cuda_ops_benchmark_on_gpu(tmp_path):
     r = json.loads(out.read_text())
     assert all("error" not in o for o in r["ops"]), r["ops"]
     assert "error" not in r["model"]
+
+
+@pytest.mark.parametrize("op,params", [("linear", {"rows": -1}), ("linear", {"cols": 0}),
+                                       ("attention_decode", {"slots": -1}),
+                                       ("rmsnorm", {"d": 2**40})])
+def test_device_bench_rejects_silly_sizes(op, params):
+    from gemma_native import _core
+
+    with pytest.raises(gn.InvalidArgumentError, match="must be in"):
+        _core.device_bench("cpu", op, params, 1)
+    with pytest.raises(gn.InvalidArgumentError, match="unknown op"):
+        _core.device_bench("cpu", "nope", {}, 1)

@@ -21,8 +21,13 @@ namespace py = pybind11;
 
 namespace {
 
+// A size parameter: an integer in [1, 2^31), `fallback` when absent.
 int64_t get(const py::dict& p, const char* key, int64_t fallback) {
-  return p.contains(key) ? p[key].cast<int64_t>() : fallback;
+  const int64_t v = p.contains(key) ? p[key].cast<int64_t>() : fallback;
+  GN_CHECK(v >= 1 && v < (int64_t{1} << 31), ErrorKind::kInvalidArgument,
+           std::string("device_bench: '") + key + "' must be in [1, 2^31), got " +
+               std::to_string(v));
+  return v;
 }
 
 // A buffer of n random values in the backend's memory.
