@@ -85,7 +85,8 @@ void case_block_diag_linear(Rng& r) {
 }
 
 void case_rglru_scan(Rng& r) {
-  for (auto [B, T, L] : {std::tuple<int64_t, int64_t, int64_t>{2, 1, 37}, {1, 5, 150}}) {
+  for (auto [B, T, L] : {std::tuple<int64_t, int64_t, int64_t>{2, 1, 37}, {1, 5, 150},
+                        {2, 130, 40}}) {  // the last: the chunked path (3 chunks)
     auto x = r.vec(B * T * L), gx = r.vec(B * T * L), ga = r.vec(B * T * L), ap = r.vec(L);
     auto h = r.vec(B * L);
     std::vector<int32_t> pos(B * T);

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/ops_cuda.h"
@@ -25,33 +26,37 @@ namespace launch {
 namespace {
 inline simt::Stream stream() { return tl_stream; }
 
-// Device scratch for the attention splits, one buffer per stream, grown outside graph
-// captures only (a capture must not allocate); null when it cannot grow, and the launcher
-// then uses one split.  Kept for the life of the process, like the streams.
-float* attention_scratch(size_t floats) {
+// Device scratch for the kernels that need it (attention splits, chunked scan): one buffer per
+// stream, grown outside graph captures only (a capture must not allocate; null then, and the
+// launcher takes its no-scratch path).  A buffer that is outgrown is never freed: a captured
+// graph may still hold its address.  Growth doubles, so that costs at most the largest size.
+float* device_scratch(size_t floats) {
+  struct Scratch {
+    float* ptr = nullptr;
+    size_t size = 0;
+    std::vector<float*> retired;
+  };
   static std::mutex mu;
-  static std::map<cudaStream_t, std::pair<float*, size_t>> buffers;
+  static std::map<cudaStream_t, Scratch> buffers;
   std::lock_guard<std::mutex> lk(mu);
-  auto& [ptr, have] = buffers[tl_stream];
-  if (have >= floats) return ptr;
+  Scratch& sc = buffers[tl_stream];
+  if (sc.size >= floats) return sc.ptr;
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(tl_stream, &status) != cudaSuccess ||
       status != cudaStreamCaptureStatusNone) {
     return nullptr;
   }
-  const size_t want = floats < (size_t{1} << 20) ? (size_t{1} << 20) : floats;
+  size_t want = sc.size > 0 ? 2 * sc.size : (size_t{1} << 20);
+  while (want < floats) want *= 2;
   float* p = nullptr;
   if (cudaMalloc(&p, want * sizeof(float)) != cudaSuccess) {
     cudaGetLastError();
     return nullptr;
   }
-  if (ptr != nullptr) {
-    cudaStreamSynchronize(tl_stream);
-    cudaFree(ptr);
-  }
-  ptr = p;
-  have = want;
-  return ptr;
+  if (sc.ptr != nullptr) sc.retired.push_back(sc.ptr);
+  sc.ptr = p;
+  sc.size = want;
+  return sc.ptr;
 }
 
 inline void after_launch(const char* name) {

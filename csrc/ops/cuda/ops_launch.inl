@@ -4,7 +4,8 @@
 //   stream()               the stream to launch on
 //   GN_AFTER_LAUNCH(name)  the launch error check (cudaGetLastError on the GPU; nothing on the
 //                          emulator, whose launches throw)
-//   attention_scratch(n)   n floats of scratch for the attention splits, or null
+//   device_scratch(n)      n floats of scratch (attention splits, chunked scan), or null;
+//                          one buffer per stream, reused by every launcher in turn
 // Each launcher: the shared argument check (ops/checks.h), then grid/block shapes (always whole
 // warps), then GN_LAUNCH.  Not a header: no include guard, no namespace of its own.
 

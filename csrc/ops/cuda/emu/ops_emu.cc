@@ -19,7 +19,7 @@ namespace {
 inline simt::Stream stream() { return nullptr; }
 
 // Host memory, kept per thread and grown on demand (graph replays run on the emulator too).
-float* attention_scratch(size_t floats) {
+float* device_scratch(size_t floats) {
   thread_local std::vector<float> buf;
   if (buf.size() < floats) buf.resize(floats);
   return buf.data();

@@ -1,5 +1,5 @@
 // Launchers: attention (split kernel, combine for decode splits, ring write).
-// (Included by cuda/ops_launch.inl; the front provides attention_scratch(floats), which may
+// (Included by cuda/ops_launch.inl; the front provides device_scratch(floats), which may
 // return null -- e.g. while a GPU graph is being captured and the buffer is too small -- and
 // then one split is used.)
 
@@ -32,7 +32,7 @@ void attention(const AttentionArgs& a) {
   }
   float* partial = nullptr;
   if (s.splits > 1) {
-    partial = attention_scratch(static_cast<size_t>(a.batch * a.time * a.heads * s.splits *
+    partial = device_scratch(static_cast<size_t>(a.batch * a.time * a.heads * s.splits *
                                                     (a.head_dim + 2)));
     if (partial == nullptr) s.splits = 1;
   }

@@ -5,10 +5,33 @@ void rglru_scan(const RgLruArgs& a) {
   if (!check::rglru_scan(a)) return;
   GN_CHECK(a.batch <= 65535, ErrorKind::kShape, "rglru_scan: batch > 65535 on CUDA");
   const unsigned threads = 128;
-  const dim3 grid(grid_dim((a.channels + threads - 1) / threads, "rglru_scan"),
-                  static_cast<unsigned>(a.batch));
+  const unsigned cblocks = grid_dim((a.channels + threads - 1) / threads, "rglru_scan");
+  const int64_t chunks = (a.time + k::kScanChunk - 1) / k::kScanChunk;
+  // Long chunks: split over time (summaries, carries, then the scan from each chunk's start).
+  float* scratch = nullptr;
+  if (chunks > 1 && chunks <= 65535) {
+    scratch = device_scratch(static_cast<size_t>(3 * a.batch * chunks * a.channels));
+  }
+  if (scratch == nullptr) {  // decode, short chunks, or no scratch: one thread per channel
+    GN_LAUNCH(k::rglru_scan_kernel, dim3(cblocks, 1, static_cast<unsigned>(a.batch)),
+              dim3(threads), 0, stream())
+    (a.x, a.gate_x, a.gate_a, a.a_param, a.pos, a.h, a.time, a.channels, a.time, nullptr, a.y);
+    GN_AFTER_LAUNCH("rglru_scan");
+    return;
+  }
+  float* summary = scratch;                                // [B, chunks, 2, L]
+  float* h_start = scratch + 2 * a.batch * chunks * a.channels;  // [B, chunks, L]
+  const dim3 grid(cblocks, static_cast<unsigned>(chunks), static_cast<unsigned>(a.batch));
+  GN_LAUNCH(k::rglru_chunk_summary_kernel, grid, dim3(threads), 0, stream())
+  (a.x, a.gate_x, a.gate_a, a.a_param, a.pos, a.time, a.channels, k::kScanChunk, summary);
+  GN_AFTER_LAUNCH("rglru_scan summaries");
+  GN_LAUNCH(k::rglru_chunk_carry_kernel, dim3(cblocks, 1, static_cast<unsigned>(a.batch)),
+            dim3(threads), 0, stream())
+  (summary, a.time, a.channels, k::kScanChunk, a.h, h_start);
+  GN_AFTER_LAUNCH("rglru_scan carries");
   GN_LAUNCH(k::rglru_scan_kernel, grid, dim3(threads), 0, stream())
-  (a.x, a.gate_x, a.gate_a, a.a_param, a.pos, a.h, a.time, a.channels, a.y);
+  (a.x, a.gate_x, a.gate_a, a.a_param, a.pos, a.h, a.time, a.channels, k::kScanChunk, h_start,
+   a.y);
   GN_AFTER_LAUNCH("rglru_scan");
 }
 
