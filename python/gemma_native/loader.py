@@ -6,23 +6,12 @@ import os
 
 from . import _core
 from ._dtypes import DTYPE_CODES, canonical_dtype
-from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
+from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .model import Model
 from .models import gemma, griffin
 from .tokenizer import Tokenizer
-from .device import check_device
-
-
-def model_device(device) -> str:
-    """The device name a model is built for; raises DeviceError for one that is not usable."""
-    return check_device(device)
-
-
-def _cpu_only(device: str, what: str) -> None:
-    if device != "cpu":
-        raise DeviceError(f"{what} run on the CPU only in this version (device={device!r}); "
-                          f"the CUDA backend covers RecurrentGemma so far")
+from .device import check_device, require_cpu
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
@@ -46,7 +35,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     memory, the CUDA kernels, decode steps replayed as a graph -- on the CPU's SIMT emulator
     (very slow; for checking the device path on machines without a GPU).
     """
-    device = model_device(device)
+    device = check_device(device)
     if n_threads is not None:
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
@@ -59,14 +48,14 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
-        _cpu_only(device, "GGUF models")
+        require_cpu(device, "GGUF models")
         return _load_gguf(p, want, float_act)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
     if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
         emb = ckpt.tensors.get("model.embed_tokens.weight")
         cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
-        _cpu_only(device, "Gemma models")
+        require_cpu(device, "Gemma models")
         weights = gemma.engine_weights(cfg, ckpt.tensors, want)
         core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
     else:

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import canonical_dtype
+from .device import check_device, require_cpu
 from .errors import InvalidArgumentError
 from .loading.safetensors import Tensor
 from .model import Model
@@ -181,9 +182,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     It has no tokenizer: generate from token ids.  dtype: float32, bfloat16 or float16 for
     the large matrices (norms and biases are always float32).  device: as for
     :func:`gemma_native.load` (RecurrentGemma presets only off the CPU)."""
-    from .loader import _cpu_only, model_device
-
-    device = model_device(device)
+    device = check_device(device)
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -207,7 +206,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
         weights = griffin.engine_weights(cfg, tensors, want)
         core = _core.GriffinModel(cfg.engine_dict(), weights, device)
     else:
-        _cpu_only(device, "Gemma models")
+        require_cpu(device, "Gemma models")
         add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
         add("model.norm.weight", (cfg.width,), "small")
         for i in range(cfg.num_layers):

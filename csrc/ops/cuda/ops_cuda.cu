@@ -76,10 +76,6 @@ inline void after_launch(const char* name) {
 GN_CUDA_OPS(GN_CUDA_OP)
 #undef GN_CUDA_OP
 
-std::vector<std::string> ops_supported() {
-#define GN_OP_NAME(name, Args) #name,
-  return {GN_CUDA_OPS(GN_OP_NAME)};
-#undef GN_OP_NAME
-}
+std::vector<std::string> ops_supported() { return kernel_op_names(); }
 
 }  // namespace gemma_native::ops::cuda

@@ -24,6 +24,13 @@ struct SoftcapArgs {
   float cap = 0.0f;
 };
 
+// The names of the ops of op_list.h (what both fronts support when they are built).
+inline std::vector<std::string> kernel_op_names() {
+#define GN_OP_NAME(name, Args) #name,
+  return {GN_CUDA_OPS(GN_OP_NAME)};
+#undef GN_OP_NAME
+}
+
 #define GN_CUDA_DECLARE_OP(name, Args) void name(const Args& a);
 
 namespace emu {

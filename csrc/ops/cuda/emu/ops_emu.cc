@@ -48,10 +48,6 @@ void guarded(F&& f) {
 GN_CUDA_OPS(GN_EMU_OP)
 #undef GN_EMU_OP
 
-std::vector<std::string> ops_supported() {
-#define GN_OP_NAME(name, Args) #name,
-  return {GN_CUDA_OPS(GN_OP_NAME)};
-#undef GN_OP_NAME
-}
+std::vector<std::string> ops_supported() { return kernel_op_names(); }
 
 }  // namespace gemma_native::ops::emu
