@@ -1,13 +1,11 @@
 // Packed, cache-blocked, register-blocked GEMM for linear at large N (prefill):
 //   y[n, m] = sum_k x[n, k] * W[m, k] + bias[m]   (W [M, K] f32/bf16/f16, fp32 accumulation)
 //
-// The order of every sum is the one dot_w() in simd.h uses, so a row's result is the same bit
-// for bit whether it went through this GEMM or the GEMV path (batch == singles, chunked prefill
-// == token by token).  dot_w keeps two vector accumulators: c0 sums the even-numbered kLanes
-// vectors of K (including a leftover last vector), c1 the odd ones, each in increasing k; then
-// hsum(c0 + c1) and a scalar tail.  Here both inputs are packed with the even vectors of each K
-// block first and the odd ones after, so one register per output suffices per parity pass and
-// the partial vectors c0/c1 live in a small accumulator buffer between passes and K blocks.
+// The order of every sum is linear's one order (linear.cc): a single vector accumulator over
+// the whole kLanes vectors of K in increasing k, hsum, then the scalar tail; so a row's result
+// is the same bit for bit whether it went through this GEMM or the GEMV path (batch == singles,
+// chunked prefill == token by token).  The partial vectors live in a small accumulator buffer
+// between K blocks.
 //
 // Blocking (AVX2 sizes; 32 KiB L1d, 512 KiB L2 per core):
 //   microkernel  3 x-rows x 4 W-rows: 12 accumulators + 3 x vectors + 1 W vector = 16 ymm;
@@ -32,21 +30,21 @@ namespace gemm {
 constexpr int kR = 3;                  // x rows per microkernel
 constexpr int kC = 4;                  // W rows per microkernel
 // Sizes picked by timing on the 2-core EPYC (noisy; 256/4/4 was ~10-20% ahead of 1024/8/8): the
-// x block's K piece (12 KiB), one W sliver piece (4 KiB) and the block's accumulators (24 KiB)
+// x block's K piece (12 KiB), one W sliver piece (4 KiB) and the block's accumulators (12 KiB)
 // mostly stay in L1, as loading a full x vector per 4 FMAs from L2 was the bottleneck.
 #ifndef GN_GEMM_KC
 #define GN_GEMM_KC 256
 #define GN_GEMM_NX 4
 #define GN_GEMM_MW 4
 #endif
-constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of 2 * kLanes
+constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of kLanes
 constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
 constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
 constexpr int64_t kNb = 84 * kR;          // x rows per call chunk (2.5 MB packed at K = 2560)
-static_assert(kKc % (2 * kLanes) == 0, "K block must hold whole vector pairs");
+static_assert(kKc % kLanes == 0, "K block must hold whole vectors");
 
 // Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
-// nv*kLanes columns: for each K block, the even vectors [j][row][lane] then the odd ones.  K
+// nv*kLanes columns: for each K block, its vectors [j][row][lane].  K
 // block b of this sliver lands at dst + b * kKc * block_stride + index * ROWS * vb, where vb is
 // the block's width in elements: with block_stride = ROWS * slivers, the slivers of one K block
 // sit next to each other, so a pass over an x block is one sequential stream.
@@ -57,16 +55,10 @@ static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64
   for (int64_t v0 = 0; v0 < nv; v0 += kv) {
     const int64_t v1 = min64(nv, v0 + kv);
     float* dst = dst0 + v0 * kLanes * block_stride + index * ROWS * (v1 - v0) * kLanes;
-    for (int p = 0; p < 2; ++p) {
-      for (int64_t v = v0 + p; v < v1; v += 2) {
-        for (int r = 0; r < ROWS; ++r) {
-          if (r < valid) {
-            store(dst, load_w<DT>(src, r * ld + v * kLanes));
-          } else {
-            store(dst, zero());
-          }
-          dst += kLanes;
-        }
+    for (int64_t v = v0; v < v1; ++v) {
+      for (int r = 0; r < ROWS; ++r) {
+        store(dst, r < valid ? load_w<DT>(src, r * ld + v * kLanes) : zero());
+        dst += kLanes;
       }
     }
   }
@@ -132,7 +124,7 @@ void run_chunk(const LinearArgs& a) {
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     constexpr int64_t kWs = kMw / kC;  // W slivers per super block
     constexpr int64_t kXs = kNx / kR;  // x slivers per x block
-    constexpr int64_t kAcc = 2 * kR * kC * kLanes;  // floats per (x sliver, W sliver) pair
+    constexpr int64_t kAcc = kR * kC * kLanes;  // floats per (x sliver, W sliver) pair
     thread_local std::vector<float> wpack, acc;
     const int64_t ws_size = kC * nv * kLanes;
     wpack.resize(static_cast<size_t>(kWs * ws_size) + 1);
@@ -151,21 +143,16 @@ void run_chunk(const LinearArgs& a) {
         std::memset(acc.data(), 0, acc.size() * sizeof(float));
         for (int64_t v0 = 0; v0 < nv; v0 += kv) {
           const int64_t vb = min64(kv, nv - v0);
-          const int64_t c0 = (vb + 1) / 2, c1 = vb / 2;
           for (int64_t ws = 0; ws < nws; ++ws) {
             const float* wp = wpack.data() + v0 * kLanes * kC * kWs + ws * kC * vb * kLanes;
             for (int64_t i = 0; i < nxs; ++i) {
               const float* xp = xpack.data() + v0 * kLanes * kR * xs + (xb + i) * kR * vb * kLanes;
               float* ac = acc.data() + (i * kWs + ws) * kAcc;
-              microkernel(xp, wp, c0, ac);
-              if (c1 > 0) {
-                microkernel(xp + c0 * kR * kLanes, wp + c0 * kC * kLanes, c1,
-                            ac + kR * kC * kLanes);
-              }
+              microkernel(xp, wp, vb, ac);
             }
           }
         }
-        // Finish each output exactly as dot_w does: hsum(c0 + c1), then the scalar tail.
+        // Finish each output in linear's order: hsum, then the scalar tail.
         for (int64_t i = 0; i < nxs; ++i) {
           for (int r = 0; r < kR; ++r) {
             const int64_t n = (xb + i) * kR + r;
@@ -178,7 +165,7 @@ void run_chunk(const LinearArgs& a) {
                 const int64_t m = m0 + ws * kC + c;
                 if (m >= m1) break;
                 const int q = r * kC + c;
-                float s = hsum(add(load(ac + q * kLanes), load(ac + (kR * kC + q) * kLanes)));
+                float s = hsum(load(ac + q * kLanes));
                 const void* w = wbase + static_cast<size_t>(m) * row_bytes;
                 for (int64_t j = nv * kLanes; j < k; ++j) s += load_w1<DT>(w, j) * x[j];
                 const float bias = a.bias ? a.bias[m] : 0.0f;

@@ -3,8 +3,8 @@
 // Napkin math: decode (N = 1) reads every weight byte once: M*K*sizeof(w) bytes per call, so it
 // is bound by memory bandwidth (e.g. 2560x2560 bf16 = 13 MB -> ~0.6 ms at 22 GB/s).  Prefill is
 // 2*N*M*K FLOPs: from kGemmMinRows rows on it goes to the packed GEMM in gemm.h; below that,
-// rows of x are processed in blocks of 4 that share each weight load and in panels of 32 that
-// stay in L2 while a thread walks its weight rows.  Both sum every output in dot_w's order.
+// rows of x are processed in blocks of 4 that share each weight load (and with software prefetch
+// of the next weight rows).  Both sum every output in one order (dot_linear in simd.h).
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
@@ -15,55 +15,48 @@ namespace {
 constexpr int64_t kPanel = 32;        // rows of x kept hot in cache per pass over a weight range
 constexpr int64_t kGemmMinRows = 16;  // N from which packing the GEMM operands pays for itself
 
-// G weight rows (starting at w, row stride row_bytes) times R rows of x (row stride k): 2*G*R
-// independent FMA chains share every load.  Each output is summed exactly as dot_w() does (c0
-// over even vectors, c1 over odd ones, hsum(c0 + c1), then the scalar tail), so the result does
-// not depend on G, R or which path computed it.
+// G weight rows (starting at w, row stride row_bytes) times R rows of x (row stride k): G*R
+// independent FMA chains share every load.  Every output is summed in linear's one order: a
+// single vector accumulator over the whole kLanes vectors of K in increasing k, hsum, then the
+// scalar tail (gemm.h sums the same way), so the result does not depend on G, R or the path.
+// pf, when not null, is the next group of G weight rows: it is prefetched into L2 a cache line
+// per row at a time while this group runs, so the weight stream keeps enough loads in flight
+// (a couple of hardware prefetch streams per core leave DRAM latency-bound at small G).
 template <DType DT, int G, int R>
 static inline void gemv_block(const char* w, size_t row_bytes, const float* x, int64_t k,
-                              const float* bias, bool accumulate, float* y, int64_t ldy) {
-  Vec c0[G][R], c1[G][R];
-#pragma GCC unroll 4
+                              const float* bias, bool accumulate, float* y, int64_t ldy,
+                              const char* pf) {
+  Vec c[G][R];
+#pragma GCC unroll 8
   for (int g = 0; g < G; ++g) {
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) c0[g][r] = c1[g][r] = zero();
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) c[g][r] = zero();
   }
-  int64_t i = 0;
-  for (; i + 2 * kLanes <= k; i += 2 * kLanes) {
-    Vec xa[R], xb[R];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      xa[r] = load(x + r * k + i);
-      xb[r] = load(x + r * k + i + kLanes);
+  const int64_t kv = k / kLanes * kLanes;
+  constexpr int64_t kLineElems = 64 / (DT == DType::kF32 ? 4 : 2);
+  for (int64_t i = 0; i < kv; i += kLanes) {
+    if (pf != nullptr && i % kLineElems == 0) {
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) prefetch_l2(pf + g * row_bytes + i * dtype_size(DT));
     }
-#pragma GCC unroll 4
+    Vec xv[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) xv[r] = load(x + r * k + i);
+#pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
-      const void* wg = w + g * row_bytes;
-      const Vec wa = load_w<DT>(wg, i), wb = load_w<DT>(wg, i + kLanes);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        c0[g][r] = fma(wa, xa[r], c0[g][r]);
-        c1[g][r] = fma(wb, xb[r], c1[g][r]);
-      }
+      const Vec wv = load_w<DT>(w + g * row_bytes, i);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) c[g][r] = fma(wv, xv[r], c[g][r]);
     }
   }
-  if (i + kLanes <= k) {
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) {
-      const Vec wa = load_w<DT>(w + g * row_bytes, i);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) c0[g][r] = fma(wa, load(x + r * k + i), c0[g][r]);
-    }
-    i += kLanes;
-  }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int g = 0; g < G; ++g) {
     const void* wg = w + g * row_bytes;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      float s = hsum(add(c0[g][r], c1[g][r]));
+      float s = hsum(c[g][r]);
       const float* xr = x + r * k;
-      for (int64_t j = i; j < k; ++j) s += load_w1<DT>(wg, j) * xr[j];
+      for (int64_t j = kv; j < k; ++j) s += load_w1<DT>(wg, j) * xr[j];
       const float b = bias ? bias[g] : 0.0f;
       float* yo = y + r * ldy + g;
       *yo = accumulate ? *yo + (s + b) : s + b;
@@ -81,25 +74,51 @@ static inline void gemv_rows(const LinearArgs& a, int64_t m0, int64_t m1, int64_
   float* y = a.y + n * m_total;
   int64_t m = m0;
   for (; m + G <= m1; m += G) {
+    const char* next = m + 2 * G <= m_total ? wbase + (m + G) * row_bytes : nullptr;
     gemv_block<DT, G, R>(wbase + m * row_bytes, row_bytes, x, k, a.bias ? a.bias + m : nullptr,
-                         a.accumulate, y + m, m_total);
+                         a.accumulate, y + m, m_total, next);
   }
   for (; m < m1; ++m) {
     gemv_block<DT, 1, R>(wbase + m * row_bytes, row_bytes, x, k, a.bias ? a.bias + m : nullptr,
-                         a.accumulate, y + m, m_total);
+                         a.accumulate, y + m, m_total, nullptr);
   }
 }
 
 // Decode / small batches: every weight byte of [m0, m1) is read from memory once; groups of
 // kRowChunk weight rows stay in L2 while all the x rows pass over them.
 constexpr int64_t kRowChunk = 16;
+#ifndef GN_GEMV_ROWS
+#define GN_GEMV_ROWS 4
+#endif
 
 template <DType DT>
 void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1);
 
 template <DType DT>
 void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
+  if (a.n <= GN_GEMV_ROWS) {  // one block of x rows: nothing to keep in L2, walk the range
+    linear_rows<DT>(a, m0, m1);
+    return;
+  }
   for (int64_t m = m0; m < m1; m += kRowChunk) linear_rows<DT>(a, m, min64(m1, m + kRowChunk));
+}
+
+// Weight rows per group for R rows of x: G*R accumulators plus the widened weight vector and one
+// spare fill the vector registers (x comes from L1 as an FMA memory operand), at most 8.  On the
+// EPYC this took batch-4 bf16 GEMV from ~55 to ~95 GFLOP/s (7680x2560; G=2 held x in registers).
+#if defined(__AVX512F__)
+constexpr int kVecRegs = 32;
+#else
+constexpr int kVecRegs = 16;
+#endif
+constexpr int group_for(int r) {
+  const int g = (kVecRegs - 2) / r;
+  return g > 8 ? 8 : (g < 1 ? 1 : g);
+}
+
+template <DType DT, int R>
+static inline void gemv_rows_r(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n) {
+  gemv_rows<DT, group_for(R), R>(a, m0, m1, n);
 }
 
 template <DType DT>
@@ -107,19 +126,12 @@ void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1) {
   for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
     const int64_t n1 = min64(a.n, n0 + kPanel);
     int64_t n = n0;
-    // Blocks of 4 rows can't share more weight rows without running out of registers; the
-    // rest share each weight load across 2 (3 rows) or 4 (1-2 rows) weight rows.
-    switch (n1 - n0) {
-      case 1: gemv_rows<DT, 4, 1>(a, m0, m1, n); continue;
-      case 2: gemv_rows<DT, 2, 2>(a, m0, m1, n); continue;
-      case 3: gemv_rows<DT, 2, 3>(a, m0, m1, n); continue;
-      default: break;
-    }
-    for (; n + 4 <= n1; n += 4) gemv_rows<DT, 1, 4>(a, m0, m1, n);
+    for (; n + GN_GEMV_ROWS <= n1; n += GN_GEMV_ROWS) gemv_rows_r<DT, GN_GEMV_ROWS>(a, m0, m1, n);
     switch (n1 - n) {
-      case 1: gemv_rows<DT, 4, 1>(a, m0, m1, n); break;
-      case 2: gemv_rows<DT, 2, 2>(a, m0, m1, n); break;
-      case 3: gemv_rows<DT, 2, 3>(a, m0, m1, n); break;
+      case 1: gemv_rows_r<DT, 1>(a, m0, m1, n); break;
+      case 2: gemv_rows_r<DT, 2>(a, m0, m1, n); break;
+      case 3: gemv_rows_r<DT, 3>(a, m0, m1, n); break;
+      case 4: gemv_rows_r<DT, 4>(a, m0, m1, n); break;
       default: break;
     }
   }

@@ -116,8 +116,30 @@ static inline float dot_w(const void* w, const float* x, int64_t k) {
   return s;
 }
 
+// linear's order (linear.cc, gemm.h): one vector accumulator over the whole kLanes vectors in
+// increasing k, hsum, then the scalar tail.  Any kernel whose results must equal linear's bit
+// for bit (the float path of qlinear) sums this way.
+template <DType DT>
+static inline float dot_linear(const void* w, const float* x, int64_t k) {
+  Vec c = zero();
+  int64_t i = 0;
+  for (; i + kLanes <= k; i += kLanes) c = fma(load_w<DT>(w, i), load(x + i), c);
+  float s = hsum(c);
+  for (; i < k; ++i) s += load_w1<DT>(w, i) * x[i];
+  return s;
+}
+
 static inline float dot_f32(const float* a, const float* b, int64_t k) {
   return dot_w<DType::kF32>(a, b, k);
+}
+
+// Hint that the cache line at p will be read soon (into L2); a no-op without x86 SIMD.
+static inline void prefetch_l2(const void* p) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+    _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#else
+  (void)p;
+#endif
 }
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
