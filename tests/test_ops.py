@@ -209,7 +209,7 @@ GEMM_NS = (1, 2, 4, 5, 15, 16, 17, 30, 64)
 
 def _assert_batch_equals_singles(isa, got, singles, mag, msg):
     """On the CPU a row's result is bit-identical whether it came alone (GEMV) or in a batch
-    (GEMM): both sum in dot_w's order.  The CUDA GEMV (warp lanes + shuffles) and GEMM (tiles)
+    (GEMM): both sum in linear's one order (dot_linear).  The CUDA GEMV (warp lanes + shuffles) and GEMM (tiles)
     sum in different orders, so there the rows agree to fp32 rounding, not bit for bit."""
     if isa in (ops.EMULATOR, "cuda"):
         assert_close(got, singles, mag, what=msg)
