@@ -87,16 +87,14 @@ static inline void gemv_rows(const LinearArgs& a, int64_t m0, int64_t m1, int64_
 // Decode / small batches: every weight byte of [m0, m1) is read from memory once; groups of
 // kRowChunk weight rows stay in L2 while all the x rows pass over them.
 constexpr int64_t kRowChunk = 16;
-#ifndef GN_GEMV_ROWS
-#define GN_GEMV_ROWS 4
-#endif
+constexpr int kGemvRows = 4;  // x rows per register tile (then 1-3 for the rest)
 
 template <DType DT>
 void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1);
 
 template <DType DT>
 void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
-  if (a.n <= GN_GEMV_ROWS) {  // one block of x rows: nothing to keep in L2, walk the range
+  if (a.n <= kGemvRows) {  // one block of x rows: nothing to keep in L2, walk the range
     linear_rows<DT>(a, m0, m1);
     return;
   }
@@ -126,12 +124,11 @@ void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1) {
   for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
     const int64_t n1 = min64(a.n, n0 + kPanel);
     int64_t n = n0;
-    for (; n + GN_GEMV_ROWS <= n1; n += GN_GEMV_ROWS) gemv_rows_r<DT, GN_GEMV_ROWS>(a, m0, m1, n);
+    for (; n + kGemvRows <= n1; n += kGemvRows) gemv_rows_r<DT, kGemvRows>(a, m0, m1, n);
     switch (n1 - n) {
       case 1: gemv_rows_r<DT, 1>(a, m0, m1, n); break;
       case 2: gemv_rows_r<DT, 2>(a, m0, m1, n); break;
       case 3: gemv_rows_r<DT, 3>(a, m0, m1, n); break;
-      case 4: gemv_rows_r<DT, 4>(a, m0, m1, n); break;
       default: break;
     }
   }

@@ -368,7 +368,9 @@ void qlinear_f32(const LinearArgs& a) {
     float* buf = new float[K];
     for (int64_t m = m0; m < m1; ++m) {
       dequantize_row(wbase + m * wrow, t, K, buf);
-      for (int64_t n = 0; n < a.n; ++n) store(a, n, m, dot_linear<DType::kF32>(buf, a.x + n * K, K));
+      for (int64_t n = 0; n < a.n; ++n) {
+        store(a, n, m, dot_linear<DType::kF32>(buf, a.x + n * K, K));
+      }
     }
     delete[] buf;
   });
