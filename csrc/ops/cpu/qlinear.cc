@@ -146,15 +146,19 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
 #endif
 }
 
+#if defined(__AVX2__)
+// sum of 16 int16 products a[g] * b[g] (exact: |products| < 2^31 / 16 for these operands).
+static inline int32_t dot16_i16(__m256i a, __m256i b) { return hsum_i32(_mm256_madd_epi16(a, b)); }
+static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums); }
+#endif
+
 // Q4_K weights x q8_K activations: per super-block d*dA*sum_j sc_j*dot_j - dmin*dA*sum_j m_j*bsum_j.
-template <int R>
-void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+// Each super-block is decoded once for all `rows` activation rows (act + r * act_row, r < rows),
+// which are summed one after another in the same order whatever `rows` is (batch == singles).
+void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows, int64_t nb,
+                   float* out) {
   const BlockQ4_K* w = static_cast<const BlockQ4_K*>(wrow);
-  const ActBlock256* a[R];
-  for (int r = 0; r < R; ++r) {
-    a[r] = reinterpret_cast<const ActBlock256*>(act + r * act_row);
-    out[r] = 0.0f;
-  }
+  for (int r = 0; r < rows; ++r) out[r] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ4_K& b = w[i];
     int sc[8], mn[8];
@@ -168,16 +172,18 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t n
       q[2 * c] = _mm256_and_si256(raw, m4);
       q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     }
+    // the mins against the activation's 16-value sums: m_j pairs with bsums 2j and 2j + 1
+    const __m256i mins = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3],
+                                           mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
 #else
     const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
     uint8_t u[256];
     unpack_q4_k(b, u);
 #endif
-    for (int r = 0; r < R; ++r) {
-      const ActBlock256& ar = a[r][i];
-      int32_t msum = 0;
-      for (int j = 0; j < 8; ++j) msum += mn[j] * (ar.bsums[2 * j] + ar.bsums[2 * j + 1]);
+    for (int r = 0; r < rows; ++r) {
+      const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
 #if defined(__AVX2__)
+      const int32_t msum = dot16_i16(load_bsums(ar), mins);
       __m256i s32 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
         const __m256i p = _mm256_maddubs_epi16(q[j], load32(ar.qs + 32 * j));
@@ -185,6 +191,8 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t n
       }
       const int32_t isum = hsum_i32(s32);
 #else
+      int32_t msum = 0;
+      for (int j = 0; j < 8; ++j) msum += mn[j] * (ar.bsums[2 * j] + ar.bsums[2 * j + 1]);
       int32_t isum = 0;
       for (int j = 0; j < 8; ++j) {
         int32_t s = 0;
@@ -199,14 +207,11 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int64_t n
 
 // Q6_K weights x q8_K activations: d*dA*sum_g scale_g * sum (q - 32) * a over 16-value groups.
 // The -32 offset is taken out with the activation block sums: sum (q-32) a = sum q a - 32 bsum.
-template <int R>
-void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t nb, float* out) {
+// Rows as in dot_rows_q4_k.
+void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows, int64_t nb,
+                   float* out) {
   const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
-  const ActBlock256* a[R];
-  for (int r = 0; r < R; ++r) {
-    a[r] = reinterpret_cast<const ActBlock256*>(act + r * act_row);
-    out[r] = 0.0f;
-  }
+  for (int r = 0; r < rows; ++r) out[r] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ6_K& b = w[i];
 #if defined(__AVX2__)
@@ -229,16 +234,18 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t n
     for (int k = 0; k < 8; ++k) {
       scl[k] = _mm256_set_m128i(_mm_set1_epi16(b.scales[2 * k + 1]), _mm_set1_epi16(b.scales[2 * k]));
     }
+    // the 16 group scales as int16, against the activation's 16-value sums (the -32 offset)
+    const __m256i scales16 = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
 #else
     const float d = f16_to_f32(b.d);
     int8_t q[256];
     unpack_q6_k(b, q);  // already q - 32
 #endif
-    for (int r = 0; r < R; ++r) {
-      const ActBlock256& ar = a[r][i];
+    for (int r = 0; r < rows; ++r) {
+      const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
 #if defined(__AVX2__)
-      int32_t off = 0;
-      for (int g = 0; g < 16; ++g) off += b.scales[g] * ar.bsums[g];
+      const int32_t off = dot16_i16(load_bsums(ar), scales16);
       __m256i s32 = _mm256_setzero_si256();
       for (int k = 0; k < 8; ++k) {
         const __m256i p = _mm256_maddubs_epi16(q[k], load32(ar.qs + 32 * k));
@@ -258,12 +265,11 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int64_t n
   }
 }
 
-template <int R>
-void dot_rows(DType t, const void* wrow, const char* act, int64_t act_row, int64_t nb,
+void dot_rows(DType t, const void* wrow, const char* act, int64_t act_row, int rows, int64_t nb,
               float* out) {  // the k-quants (256-value blocks)
   switch (t) {
-    case DType::kQ4_K: return dot_rows_q4_k<R>(wrow, act, act_row, nb, out);
-    default: return dot_rows_q6_k<R>(wrow, act, act_row, nb, out);
+    case DType::kQ4_K: return dot_rows_q4_k(wrow, act, act_row, rows, nb, out);
+    default: return dot_rows_q6_k(wrow, act, act_row, rows, nb, out);
   }
 }
 
@@ -340,19 +346,12 @@ void qlinear_int8(const LinearArgs& a) {
       }
       return;
     }
+    float outk[kPanel];
     for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
-      const int64_t n1 = min64(a.n, n0 + kPanel);
+      const int rows = static_cast<int>(min64(a.n, n0 + kPanel) - n0);
       for (int64_t m = m0; m < m1; ++m) {
-        const void* w = wbase + m * wrow;
-        int64_t n = n0;
-        for (; n + 4 <= n1; n += 4) {
-          dot_rows<4>(t, w, act + n * act_row, act_row, nb, out);
-          for (int r = 0; r < 4; ++r) store(a, n + r, m, out[r]);
-        }
-        for (; n < n1; ++n) {
-          dot_rows<1>(t, w, act + n * act_row, act_row, nb, out);
-          store(a, n, m, out[0]);
-        }
+        dot_rows(t, wbase + m * wrow, act + n0 * act_row, act_row, rows, nb, outk);
+        for (int r = 0; r < rows; ++r) store(a, n0 + r, m, outk[r]);
       }
     }
   });
