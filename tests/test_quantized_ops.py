@@ -110,6 +110,59 @@ def test_activation_quantization_matches_its_definition():
     assert np.all(d32 == (np.abs(x).reshape(3, 8, 32).max(axis=2) / np.float32(127)).astype(np.float16))
 
 
+def _tricky_activations(rng, rows, k):
+    """Rows that exercise the 8-bit activation rules: exact .5 ties (the scale is exactly 1 when
+    the block's largest magnitude is 127), equal magnitudes of both signs (the first one is
+    the q8_K pivot), all-zero blocks, tiny and huge values."""
+    x = (rng.normal(size=(rows, k)) * rng.uniform(0.01, 100, size=(rows, 1))).astype(np.float32)
+    x[0, :] = rng.integers(-254, 255, size=k) / np.float32(2)  # multiples of 0.5
+    x[0, ::32] = 127.0
+    x[0, 1::256] = -127.0  # same magnitude as the first, other sign: q8_K keeps the first
+    x[1, :256] = 0.0
+    x[2, 300] = 3e38
+    x[3, 7] = -1e-30
+    return x
+
+
+@pytest.mark.parametrize("block", [32, 256])
+def test_activation_kernels_equal_the_definition_bit_for_bit(isa, block):
+    """The SIMD activation quantizers (what every int8 product starts from, and what must be
+    byte-identical to llama.cpp's) against reference.quantize_activations on finite rows, and
+    against the scalar build (quant.h's loops) on rows with NaN / inf too."""
+    from gemma_native import _core
+    x = _tricky_activations(np.random.default_rng(block), 6, 1024)
+    d, q, bsums = _core.quantize_activations(x, block)
+    with np.errstate(over="ignore"):  # the 3e38 block: its q8_0 scale overflows float16
+        rd, rq = reference.quantize_activations(x, block)
+    np.testing.assert_array_equal(q, rq)
+    np.testing.assert_array_equal(d, rd)
+    if block == 256:
+        np.testing.assert_array_equal(bsums, rq.reshape(6, 4, 16, 16).astype(np.int64).sum(axis=3))
+    else:
+        assert bsums is None
+    bad = x.copy()
+    bad[0, 3] = np.nan
+    bad[1, 600] = np.inf
+    bad[2, 40] = -np.inf
+    bad[3, 5:40] = np.nan
+    got = _core.quantize_activations(bad, block)
+    gn.set_cpu_isa("scalar")
+    want = _core.quantize_activations(bad, block)
+    gn.set_cpu_isa(isa)
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_array_equal(g, w)
+    assert np.all(np.abs(got[1]) <= 127)
+
+
+def test_activation_quantizer_rejects_bad_blocks():
+    from gemma_native import _core
+    with pytest.raises(gn.GemmaNativeError, match="block must be 32 or 256"):
+        _core.quantize_activations(np.ones((1, 64), np.float32), 64)
+    with pytest.raises(gn.GemmaNativeError, match="multiple of 256"):
+        _core.quantize_activations(np.ones((1, 320), np.float32), 256)
+
+
 def test_nonfinite_activations_do_not_break_the_kernel(isa):
     raw = random_blocks("Q8_0", 8, 64, seed=1)
     x = np.ones((2, 64), np.float32)

@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>  // std::optional<py::array> arguments
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -170,6 +171,47 @@ py::array quantize_q8_0(py::array x) {
   py::gil_scoped_release nogil;
   for (int64_t r = 0; r < rows; ++r) quantize_row_q8_0(src + r * cols, cols, dst + r * (cols / 32));
   return out;
+}
+
+// The quantized linear's 8-bit activations of x [rows, k] on the active CPU ISA: (d float32
+// [rows, k / block], q int8 [rows, k / block, block], bsums int16 [rows, k / 256, 16] for block
+// 256, else None), the layout of reference.quantize_activations.
+py::tuple quantize_activations(py::array x, int block) {
+  check_ndim(x, 2, "x");
+  const int64_t rows = x.shape(0), k = x.shape(1);
+  GN_CHECK(block == 32 || block == 256, ErrorKind::kInvalidArgument,
+           "quantize_activations: block must be 32 or 256, got " + std::to_string(block));
+  GN_CHECK(k % block == 0, ErrorKind::kShape,
+           "quantize_activations: the row length must be a multiple of " + std::to_string(block) +
+               ", got " + std::to_string(k));
+  const float* src = typed<float>(x, "x");
+  const int64_t nb = k / block;
+  py::array_t<float> d({rows, nb});
+  py::array_t<int8_t> q({rows, nb, static_cast<int64_t>(block)});
+  py::object bsums = py::none();
+  if (block == 256) {
+    py::array_t<int16_t> bs({rows, nb, static_cast<int64_t>(16)});
+    std::vector<ActBlock256> blocks(static_cast<size_t>(nb));
+    for (int64_t r = 0; r < rows; ++r) {
+      ops::quantize_activations(src + r * k, k, block, blocks.data());
+      for (int64_t i = 0; i < nb; ++i) {
+        d.mutable_at(r, i) = blocks[i].d;
+        std::memcpy(q.mutable_data(r, i, 0), blocks[i].qs, 256);
+        std::memcpy(bs.mutable_data(r, i, 0), blocks[i].bsums, sizeof(blocks[i].bsums));
+      }
+    }
+    bsums = bs;
+  } else {
+    std::vector<ActBlock32> blocks(static_cast<size_t>(nb));
+    for (int64_t r = 0; r < rows; ++r) {
+      ops::quantize_activations(src + r * k, k, block, blocks.data());
+      for (int64_t i = 0; i < nb; ++i) {
+        d.mutable_at(r, i) = blocks[i].d;
+        std::memcpy(q.mutable_data(r, i, 0), blocks[i].qs, 32);
+      }
+    }
+  }
+  return py::make_tuple(d, q, bsums);
 }
 
 template <Dev D>
@@ -438,6 +480,7 @@ void bind_ops(py::module_& m) {
   using py::arg;
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
+  m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));
   m.def("sample_uniform", &ops::sample_uniform, arg("seed"), arg("counter"));

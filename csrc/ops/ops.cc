@@ -25,6 +25,14 @@ void linear(const LinearArgs& a) {
   }
 }
 
+void quantize_activations(const float* x, int64_t k, int block, void* out) {
+  GN_CHECK(block == 32 || block == 256, ErrorKind::kInvalidArgument,
+           "quantize_activations: block must be 32 or 256, got " + std::to_string(block));
+  GN_CHECK(k >= 0 && k % block == 0, ErrorKind::kShape,
+           "quantize_activations: the row length must be a multiple of " + std::to_string(block));
+  cpu::active().quantize_act(x, k, block, out);
+}
+
 void block_diag_linear(const BlockDiagLinearArgs& a) {
   if (check::block_diag_linear(a)) cpu::active().block_diag_linear(a);
 }

@@ -62,6 +62,11 @@ struct LinearArgs {
 };
 void linear(const LinearArgs& a);
 
+// The 8-bit activations the quantized linear computes from one row x[k] (CPU, active ISA): for
+// block == 32 quant.h's ActBlock32 (q8_0) blocks, for block == 256 its ActBlock256 (q8_K)
+// blocks, k / block of them at out.  Exposed so tests can hold every ISA to quant.h's definition.
+void quantize_activations(const float* x, int64_t k, int block, void* out);
+
 // Block-diagonal linear with input-major blocks (RG-LRU gates):
 // y[n, h*bs + j] = sum_i x[n, h*bs + i] * w[h, i, j] + b[h, j].
 // x, y [N, H*bs] fp32 (must not alias); w [H, bs, bs] in `w_dtype`; b [H, bs] fp32 or null.

@@ -13,6 +13,7 @@ struct KernelTable {
   void (*rmsnorm)(const RmsNormArgs&);
   void (*linear)(const LinearArgs&);
   void (*qlinear)(const LinearArgs&);
+  void (*quantize_act)(const float* x, int64_t k, int block, void* out);
   void (*block_diag_linear)(const BlockDiagLinearArgs&);
   void (*conv1d)(const Conv1dArgs&);
   void (*rglru_scan)(const RgLruArgs&);
@@ -34,6 +35,7 @@ void embedding(const EmbeddingArgs& a);
 void rmsnorm(const RmsNormArgs& a);
 void linear(const LinearArgs& a);
 void qlinear(const LinearArgs& a);
+void quantize_act(const float* x, int64_t k, int block, void* out);
 void block_diag_linear(const BlockDiagLinearArgs& a);
 void conv1d(const Conv1dArgs& a);
 void rglru_scan(const RgLruArgs& a);

@@ -94,6 +94,89 @@ static inline __m256 fma_block(__m256i w, float dw, const ActBlock32& a, __m256 
 }
 #endif
 
+#if defined(__AVX2__)
+// ---- activation quantization, 8 lanes at a time, bit for bit quant.h's scalar definitions ----
+static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+// max |v| over 32 floats, NaN ignored (max_ps returns its second operand, the running max, when
+// the first is NaN), as quant.h's fmaxf loop.
+static inline __m256 absmax32(const float* v, __m256 m) {
+  for (int j = 0; j < 32; j += 8) m = _mm256_max_ps(abs8(_mm256_loadu_ps(v + j)), m);
+  return m;
+}
+static inline float hmax8(__m256 m) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// round_q8 of v * scale on 8 lanes: NaN -> 0, clamp to +-127, half to even by the same
+// 1.5 * 2^23 addition (no rounding-mode dependence), as an exact int32.
+static inline __m256i round_q8_x8(__m256 v, __m256 scale) {
+  v = _mm256_mul_ps(v, scale);
+  v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  return _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
+}
+// 32 values -> 32 int8 at q.
+static inline void quantize32(const float* v, __m256 scale, int8_t* q) {
+  const __m256i i0 = round_q8_x8(_mm256_loadu_ps(v), scale);
+  const __m256i i1 = round_q8_x8(_mm256_loadu_ps(v + 8), scale);
+  const __m256i i2 = round_q8_x8(_mm256_loadu_ps(v + 16), scale);
+  const __m256i i3 = round_q8_x8(_mm256_loadu_ps(v + 24), scale);
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+#endif
+
+// quant.h's quantize_act_q8_0 / quantize_act_q8_k (the definitions; the scalar build uses them).
+void act_q8_0(const float* x, int64_t k, ActBlock32* out) {
+#if defined(__AVX2__)
+  for (int64_t i = 0; i < k / 32; ++i) {
+    const float* v = x + 32 * i;
+    const float amax = hmax8(absmax32(v, _mm256_setzero_ps()));
+    out[i].d = f16_to_f32(f32_to_f16(amax / 127.0f));
+    quantize32(v, _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f), out[i].qs);
+  }
+#else
+  quantize_act_q8_0(x, k, out);
+#endif
+}
+
+void act_q8_k(const float* x, int64_t k, ActBlock256* out) {
+#if defined(__AVX2__)
+  for (int64_t i = 0; i < k / 256; ++i) {
+    const float* v = x + 256 * i;
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < 256; j += 32) m = absmax32(v + j, m);
+    const float amax = hmax8(m);
+    float xm = 0.0f;  // the first value of largest magnitude, as the scalar scan keeps it
+    if (amax != 0.0f) {
+      const __m256 target = _mm256_set1_ps(amax);
+      for (int j = 0; j < 256; j += 8) {
+        const int hit = _mm256_movemask_ps(
+            _mm256_cmp_ps(abs8(_mm256_loadu_ps(v + j)), target, _CMP_EQ_OQ));
+        if (hit) {
+          xm = v[j + __builtin_ctz(static_cast<unsigned>(hit))];
+          break;
+        }
+      }
+    }
+    const float iscale = amax != 0.0f ? -127.0f / xm : 0.0f;
+    out[i].d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+    for (int j = 0; j < 256; j += 32) quantize32(v + j, _mm256_set1_ps(iscale), out[i].qs + j);
+    for (int g = 0; g < 16; ++g) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(out[i].qs + 16 * g));
+      const __m256i w = _mm256_madd_epi16(_mm256_cvtepi8_epi16(b), _mm256_set1_epi16(1));
+      out[i].bsums[g] = static_cast<int16_t>(hsum_i32(w));
+    }
+  }
+#else
+  quantize_act_q8_k(x, k, out);
+#endif
+}
+
 // ---- one weight row . R quantized activation rows (R = 1..4) ----
 // Each weight block is decoded once and used for all R rows; every row is summed in the same
 // order whatever R is, so a row's result never depends on the batch it came in.
@@ -316,9 +399,9 @@ void qlinear_int8(const LinearArgs& a) {
   par_for(a.n, 1, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       if (k_quant) {
-        quantize_act_q8_k(a.x + n * K, K, reinterpret_cast<ActBlock256*>(act + n * act_row));
+        act_q8_k(a.x + n * K, K, reinterpret_cast<ActBlock256*>(act + n * act_row));
       } else {
-        quantize_act_q8_0(a.x + n * K, K, reinterpret_cast<ActBlock32*>(act + n * act_row));
+        act_q8_0(a.x + n * K, K, reinterpret_cast<ActBlock32*>(act + n * act_row));
       }
     }
   });
@@ -376,6 +459,14 @@ void qlinear_f32(const LinearArgs& a) {
 }
 
 }  // namespace
+
+void quantize_act(const float* x, int64_t k, int block, void* out) {
+  if (block == 256) {
+    act_q8_k(x, k, static_cast<ActBlock256*>(out));
+  } else {
+    act_q8_0(x, k, static_cast<ActBlock32*>(out));
+  }
+}
 
 void qlinear(const LinearArgs& a) {
   if (a.w.float_activations) {
