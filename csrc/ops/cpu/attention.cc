@@ -5,8 +5,9 @@
 //   Keys p < count[b] live in cache slot p % S.  softmax in fp32; scores = (q.k) * scale,
 //   soft-capped when softcap > 0.  The chunk's keys/values are written to the ring afterwards.
 // Napkin math (decode, Griffin 2B): per layer reads W*hd*2 cached floats (2048*256*2*4 = 4 MB)
-// once for all 10 query heads in the ideal kernel; this version walks them per head (the
-// shared-K/V decode kernel is a later tuning step).  Prefill: 4*T*min(T, W)*hd*H FLOPs.
+// once for all 10 query heads when they run as one work item (prefill); decode, with too few
+// positions for the threads, splits the heads and reads the cache once per head.
+// Prefill: 4*T*min(T, W)*hd*H FLOPs.
 #include <math.h>
 
 #include "ops/cpu/kernels.h"
@@ -31,11 +32,22 @@ void attention(const AttentionArgs& a) {
   // Longest key list one query can have: the visible cache part plus the chunk part.
   const int64_t max_keys = (cached ? min64(S, a.window) : 0) + min64(T, a.window + 1);
 
-  par_for(a.batch * T * H, 1, [&](int64_t w0, int64_t w1) {
-    float* scores = new float[max_keys > 0 ? max_keys : 1];
+  // A work item is one query position and a run of query heads sharing one K/V head: each key
+  // and value row is then loaded once for all of them (1 KB at head_dim 256, so it stays in L1
+  // while the heads take their turn) instead of once per head.  Prefill runs whole groups;
+  // when there are too few positions to keep every thread busy (decode), single heads.
+  // Every (query, head) is still summed exactly as alone, so results do not depend on this.
+  const int threads = num_threads();
+  const int64_t parts = a.batch * T * KV >= 4 * threads ? 1 : group;
+  const int64_t heads_per = group / parts;
+  par_for(a.batch * T * KV * parts, 1, [&](int64_t w0, int64_t w1) {
+    float* scores = new float[(max_keys > 0 ? max_keys : 1) * heads_per];
     for (int64_t w = w0; w < w1; ++w) {
-      const int64_t b = w / (T * H), t = (w / H) % T, h = w % H;
-      const int64_t kvh = h / group;
+      const int64_t part = w % parts;
+      const int64_t kvh = (w / parts) % KV;
+      const int64_t t = (w / (parts * KV)) % T;
+      const int64_t b = w / (parts * KV * T);
+      const int64_t h0 = kvh * group + part * heads_per;
       const int64_t count = cached ? a.count[b] : 0;
       const int64_t n = count + t;
       const int32_t* pos = a.pos + b * T;
@@ -47,42 +59,42 @@ void attention(const AttentionArgs& a) {
           break;
         }
       }
-      const float* q = a.q + ((b * T + t) * H + h) * hd;
+      const float* q0 = a.q + ((b * T + t) * H + h0) * hd;
       // Chunk keys j in [j0, t]; cache keys p in [p0, count) when no document start intervenes.
       const int64_t j0 = max64(start >= 0 ? start : 0, t - a.window);
       int64_t p0 = count;
-      if (cached && start < 0) p0 = max64(0, n - a.window);
-      int64_t nk = 0;
-      float mx = -INFINITY;
-      for (int64_t p = p0; p < count; ++p) {
-        const float* k = a.k_cache + ((b * S + p % S) * KV + kvh) * hd;
-        float s = dot_f32(q, k, hd) * a.scale;
-        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        scores[nk++] = s;
-        mx = s > mx ? s : mx;
-      }
-      for (int64_t j = j0; j <= t; ++j) {
-        const float* k = a.k + ((b * T + j) * KV + kvh) * hd;
-        float s = dot_f32(q, k, hd) * a.scale;
-        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        scores[nk++] = s;
-        mx = s > mx ? s : mx;
-      }
-      float sum = 0.0f;
-      for (int64_t i = 0; i < nk; ++i) {
-        scores[i] = expf(scores[i] - mx);
-        sum += scores[i];
-      }
-      const float inv = 1.0f / sum;
-      float* o = a.out + ((b * T + t) * H + h) * hd;
-      for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
+      if (cached && start < 0) p0 = min64(count, max64(0, n - a.window));
+      const int64_t nk = (count - p0) + (t - j0 + 1);
+      const auto score = [&](const float* k, int64_t i) {
+        for (int64_t g = 0; g < heads_per; ++g) {
+          float s = dot_f32(q0 + g * hd, k, hd) * a.scale;
+          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+          scores[g * nk + i] = s;
+        }
+      };
       int64_t i = 0;
-      for (int64_t p = p0; p < count; ++p, ++i) {
-        axpy(scores[i] * inv, a.v_cache + ((b * S + p % S) * KV + kvh) * hd, o, hd);
+      for (int64_t p = p0; p < count; ++p) score(a.k_cache + ((b * S + p % S) * KV + kvh) * hd, i++);
+      for (int64_t j = j0; j <= t; ++j) score(a.k + ((b * T + j) * KV + kvh) * hd, i++);
+      float* o0 = a.out + ((b * T + t) * H + h0) * hd;
+      for (int64_t g = 0; g < heads_per; ++g) {
+        float* sc = scores + g * nk;
+        float mx = -INFINITY;
+        for (int64_t k = 0; k < nk; ++k) mx = sc[k] > mx ? sc[k] : mx;
+        float sum = 0.0f;
+        for (int64_t k = 0; k < nk; ++k) {
+          sc[k] = expf(sc[k] - mx);
+          sum += sc[k];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t k = 0; k < nk; ++k) sc[k] *= inv;
+        for (int64_t d = 0; d < hd; ++d) o0[g * hd + d] = 0.0f;
       }
-      for (int64_t j = j0; j <= t; ++j, ++i) {
-        axpy(scores[i] * inv, a.v + ((b * T + j) * KV + kvh) * hd, o, hd);
-      }
+      const auto mix = [&](const float* v, int64_t i) {
+        for (int64_t g = 0; g < heads_per; ++g) axpy(scores[g * nk + i], v, o0 + g * hd, hd);
+      };
+      i = 0;
+      for (int64_t p = p0; p < count; ++p) mix(a.v_cache + ((b * S + p % S) * KV + kvh) * hd, i++);
+      for (int64_t j = j0; j <= t; ++j) mix(a.v + ((b * T + j) * KV + kvh) * hd, i++);
     }
     delete[] scores;
   });
