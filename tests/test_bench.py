@@ -67,6 +67,7 @@ def test_quick_json_structure(tmp_path, preset, griffin):
     assert rep["versions"]["gemma_native"] and rep["machine"]["python"]
     lim = rep["limits"]
     assert pos(lim["bandwidth_bytes_per_s"]) and pos(lim["bandwidth_1thread_bytes_per_s"])
+    assert pos(lim["read_bandwidth_bytes_per_s"])
     assert pos(lim["gemm_flops_per_s"]["numpy_fp32"])
     ours = rep["ours"]
     check_engine(ours, s, griffin)
@@ -83,6 +84,9 @@ def test_quick_json_structure(tmp_path, preset, griffin):
     for d in ours["decode"]:
         assert math.isclose(r[f"decode_b{d['batch']}_vs_bandwidth_ceiling"],
                             d["steps_per_s"] * ours["weights_bytes"] / bw)
+        assert math.isclose(r[f"decode_b{d['batch']}_vs_read_ceiling"],
+                            d["steps_per_s"] * ours["weights_bytes"] /
+                            lim["read_bandwidth_bytes_per_s"])
     for n in s["prefill"]:
         assert pos(r[f"prefill_{n}_vs_gemm_peak"])
     p0, p1 = ours["position"]
@@ -91,7 +95,8 @@ def test_quick_json_structure(tmp_path, preset, griffin):
     assert rep["peers"] == {}
     # the printed summary names every measured row
     for row in ("ttft", "prefill", "decode batch 1", "decode batch 4", "decode @pos",
-                "peak RSS", "decode ceiling", "linear decode GEMV"):
+                "peak RSS", "decode ceiling", "decode read ceiling", "read bandwidth",
+                "linear decode GEMV"):
         assert row in text
 
 

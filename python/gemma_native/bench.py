@@ -10,7 +10,8 @@ MODEL is a Hugging Face folder, a .gguf file, or random:PRESET (gn.random_model 
 
 Parts (``--only``, comma separated; default all):
   limits    memory bandwidth (STREAM-like numpy copy on 2 Python threads over halves of a
-            1 GiB array, 128 MiB with --quick; read + write bytes/s) and GEMM peak (numpy fp32
+            1 GiB array, 128 MiB with --quick; read + write bytes/s), read bandwidth (an int64
+            sum over the same array size: what decode does to its weights) and GEMM peak (numpy fp32
             n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
             bf16 hardware run it at ~1 GFLOP/s), measured in this process
   prefill   prompt tokens/s at 128, 512, 2048 tokens
@@ -141,6 +142,31 @@ def copy_bandwidth(nbytes, threads=2, reps=5):
     return 2 * a.nbytes / best
 
 
+def read_bandwidth(nbytes, threads=2, reps=5):
+    """Read-only streaming: an int64 sum over `threads` slices of one big array (numpy releases
+    the GIL in reductions).  Decode only reads its weights, so this is its ceiling; a copy also
+    writes.  Returns bytes read per second (best of reps)."""
+    a = np.ones(nbytes // 8, dtype=np.int64)
+    cuts = np.linspace(0, a.size, threads + 1).astype(int)
+    best = math.inf
+    for _ in range(reps):
+        barrier = threading.Barrier(threads + 1)
+
+        def work(lo, hi):
+            barrier.wait()
+            a[lo:hi].sum()
+
+        ts = [threading.Thread(target=work, args=(cuts[i], cuts[i + 1])) for i in range(threads)]
+        for t in ts:
+            t.start()
+        t0 = _now()
+        barrier.wait()
+        for t in ts:
+            t.join()
+        best = min(best, _now() - t0)
+    return a.nbytes / best
+
+
 def gemm_peak(n, threads):
     """FLOP/s of square matmuls: numpy fp32, and torch fp32 / bf16 when torch is installed."""
     out = {}
@@ -181,7 +207,9 @@ def gemm_peak(n, threads):
 def measure_limits(cfg, threads):
     bw = copy_bandwidth(cfg["bw_bytes"], threads=2)
     bw1 = copy_bandwidth(cfg["bw_bytes"], threads=1, reps=3)
+    rbw = read_bandwidth(cfg["bw_bytes"], threads=2)
     return {"bandwidth_bytes_per_s": bw, "bandwidth_1thread_bytes_per_s": bw1,
+            "read_bandwidth_bytes_per_s": rbw,
             "bandwidth_array_bytes": cfg["bw_bytes"], "gemm_n": cfg["gemm_n"],
             "gemm_flops_per_s": gemm_peak(cfg["gemm_n"], threads)}
 
@@ -709,6 +737,11 @@ def _ratios(report):
         r["decode_ceiling_tokens_per_s"] = bw / wb
         for d in ours.get("decode", []):
             r[f"decode_b{d['batch']}_vs_bandwidth_ceiling"] = d["steps_per_s"] * wb / bw
+    rbw = lim.get("read_bandwidth_bytes_per_s")
+    if rbw and wb:
+        r["decode_read_ceiling_tokens_per_s"] = rbw / wb
+        for d in ours.get("decode", []):
+            r[f"decode_b{d['batch']}_vs_read_ceiling"] = d["steps_per_s"] * wb / rbw
     if peak and ours.get("config"):
         fl = 2 * _matmul_params(ours["config"])
         r["prefill_flops_per_token"] = fl
@@ -762,8 +795,10 @@ def print_summary(rep, file=sys.stdout):
     lim = rep.get("limits")
     if lim:
         g = lim["gemm_flops_per_s"]
+        rbw = lim.get("read_bandwidth_bytes_per_s")
         p(f"machine: copy bandwidth {lim['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (2 threads; "
-          f"1 thread {lim['bandwidth_1thread_bytes_per_s'] / 1e9:.1f}); GEMM peak " +
+          f"1 thread {lim['bandwidth_1thread_bytes_per_s'] / 1e9:.1f})" +
+          (f", read bandwidth {rbw / 1e9:.1f} GB/s (2 threads)" if rbw else "") + "; GEMM peak " +
           ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s (n={g.get(k + '_n', lim['gemm_n'])})"
                     for k, v in g.items() if not k.endswith("_n")) +
           "")
@@ -798,6 +833,11 @@ def print_summary(rep, file=sys.stdout):
               f"{r['decode_ceiling_tokens_per_s']:.2f} steps/s; reached: " +
               ", ".join(f"{k.split('_')[1]} {v:.0%}" for k, v in r.items()
                         if k.endswith("_vs_bandwidth_ceiling")))
+        if "decode_read_ceiling_tokens_per_s" in r:
+            p(f"decode read ceiling (read bandwidth / weight bytes): "
+              f"{r['decode_read_ceiling_tokens_per_s']:.2f} steps/s; reached: " +
+              ", ".join(f"{k.split('_')[1]} {v:.0%}" for k, v in r.items()
+                        if k.endswith("_vs_read_ceiling")))
         pre = [(k, v) for k, v in r.items() if k.endswith("_vs_gemm_peak")]
         if pre:
             p("prefill FLOP/s vs numpy fp32 GEMM peak: " +
