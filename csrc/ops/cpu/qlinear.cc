@@ -244,10 +244,24 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
   for (int r = 0; r < rows; ++r) out[r] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ4_K& b = w[i];
-    int sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) q4k_scale_min(j, b.scales, &sc[j], &mn[j]);
 #if defined(__AVX2__)
     const float d = half_to_f32(b.d), dmin = half_to_f32(b.dmin);
+    // q4k_scale_min's unpacking, four sub-blocks per 32-bit word: bytes 0-3 hold scales 0-3 and
+    // 4-7 mins 0-3 (6 bits each); bytes 8-11 the low 4 bits of scales / mins 4-7, whose top two
+    // bits are bits 6-7 of bytes 0-3 / 4-7.
+    uint32_t s0, s1, s2;
+    std::memcpy(&s0, b.scales, 4);
+    std::memcpy(&s1, b.scales + 4, 4);
+    std::memcpy(&s2, b.scales + 8, 4);
+    const uint64_t sc8 = (s0 & 0x3F3F3F3Fu) |
+                         static_cast<uint64_t>((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u)) << 32;
+    const uint64_t mn8 = (s1 & 0x3F3F3F3Fu) |
+                         static_cast<uint64_t>(((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u))
+                             << 32;
+    const __m128i mnb = _mm_cvtsi64_si128(static_cast<long long>(mn8));
+    // int16 scales 0-7 in both lanes; scale j is broadcast with a shuffle of bytes 2j, 2j + 1
+    const __m256i scales = _mm256_broadcastsi128_si256(
+        _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256i q[8];  // sub-block j: 32 unsigned nibbles
     for (int c = 0; c < 4; ++c) {
@@ -256,9 +270,10 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
       q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     }
     // the mins against the activation's 16-value sums: m_j pairs with bsums 2j and 2j + 1
-    const __m256i mins = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3],
-                                           mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));  // m0 m0 m1 m1 ...
 #else
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) q4k_scale_min(j, b.scales, &sc[j], &mn[j]);
     const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
     uint8_t u[256];
     unpack_q4_k(b, u);
@@ -270,7 +285,9 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
       __m256i s32 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
         const __m256i p = _mm256_maddubs_epi16(q[j], load32(ar.qs + 32 * j));
-        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, _mm256_set1_epi16(sc[j])));
+        const __m256i sj = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(
+                                                   static_cast<int16_t>(0x0100 + 0x0202 * j)));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, sj));
       }
       const int32_t isum = hsum_i32(s32);
 #else
@@ -314,12 +331,16 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
       q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hi2(4));
       q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hi2(6));
     }
-    for (int k = 0; k < 8; ++k) {
-      scl[k] = _mm256_set_m128i(_mm_set1_epi16(b.scales[2 * k + 1]), _mm_set1_epi16(b.scales[2 * k]));
-    }
     // the 16 group scales as int16, against the activation's 16-value sums (the -32 offset)
-    const __m256i scales16 = _mm256_cvtepi8_epi16(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m256i scales16 = _mm256_cvtepi8_epi16(s8);
+    // run k's two groups: scale 2k in the low lane, 2k + 1 in the high one, from the even
+    // scales (low lane) and odd scales (high lane) as int16 and one in-lane byte shuffle
+    const __m256i eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
+        s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+    for (int k = 0; k < 8; ++k) {
+      scl[k] = _mm256_shuffle_epi8(eo, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
+    }
 #else
     const float d = f16_to_f32(b.d);
     int8_t q[256];
