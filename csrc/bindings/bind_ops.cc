@@ -176,6 +176,23 @@ py::array quantize_q8_0(py::array x) {
 // The quantized linear's 8-bit activations of x [rows, k] on the active CPU ISA: (d float32
 // [rows, k / block], q int8 [rows, k / block, block], bsums int16 [rows, k / 256, 16] for block
 // 256, else None), the layout of reference.quantize_activations.
+// Every row of x [rows, k] quantized into Block-typed activation blocks; d and q get each block's
+// scale and values, and more(r, i, block) sees the block too (q8_K's bsums).
+template <class Block, class More>
+void quantize_rows(const float* x, int64_t rows, int64_t k, int block, py::array_t<float>& d,
+                   py::array_t<int8_t>& q, More more) {
+  const int64_t nb = k / block;
+  std::vector<Block> blocks(static_cast<size_t>(nb));
+  for (int64_t r = 0; r < rows; ++r) {
+    ops::quantize_activations(x + r * k, k, block, blocks.data());
+    for (int64_t i = 0; i < nb; ++i) {
+      d.mutable_at(r, i) = blocks[i].d;
+      std::memcpy(q.mutable_data(r, i, 0), blocks[i].qs, sizeof(blocks[i].qs));
+      more(r, i, blocks[i]);
+    }
+  }
+}
+
 py::tuple quantize_activations(py::array x, int block) {
   check_ndim(x, 2, "x");
   const int64_t rows = x.shape(0), k = x.shape(1);
@@ -188,29 +205,15 @@ py::tuple quantize_activations(py::array x, int block) {
   const int64_t nb = k / block;
   py::array_t<float> d({rows, nb});
   py::array_t<int8_t> q({rows, nb, static_cast<int64_t>(block)});
-  py::object bsums = py::none();
-  if (block == 256) {
-    py::array_t<int16_t> bs({rows, nb, static_cast<int64_t>(16)});
-    std::vector<ActBlock256> blocks(static_cast<size_t>(nb));
-    for (int64_t r = 0; r < rows; ++r) {
-      ops::quantize_activations(src + r * k, k, block, blocks.data());
-      for (int64_t i = 0; i < nb; ++i) {
-        d.mutable_at(r, i) = blocks[i].d;
-        std::memcpy(q.mutable_data(r, i, 0), blocks[i].qs, 256);
-        std::memcpy(bs.mutable_data(r, i, 0), blocks[i].bsums, sizeof(blocks[i].bsums));
-      }
-    }
-    bsums = bs;
-  } else {
-    std::vector<ActBlock32> blocks(static_cast<size_t>(nb));
-    for (int64_t r = 0; r < rows; ++r) {
-      ops::quantize_activations(src + r * k, k, block, blocks.data());
-      for (int64_t i = 0; i < nb; ++i) {
-        d.mutable_at(r, i) = blocks[i].d;
-        std::memcpy(q.mutable_data(r, i, 0), blocks[i].qs, 32);
-      }
-    }
+  if (block == 32) {
+    quantize_rows<ActBlock32>(src, rows, k, block, d, q, [](int64_t, int64_t, const ActBlock32&) {});
+    return py::make_tuple(d, q, py::none());
   }
+  py::array_t<int16_t> bsums({rows, nb, static_cast<int64_t>(16)});
+  quantize_rows<ActBlock256>(src, rows, k, block, d, q,
+                             [&](int64_t r, int64_t i, const ActBlock256& b) {
+                               std::memcpy(bsums.mutable_data(r, i, 0), b.bsums, sizeof(b.bsums));
+                             });
   return py::make_tuple(d, q, bsums);
 }
 

@@ -117,19 +117,17 @@ def _machine():
 
 
 # ------------------------------------------------------------------------------------ limits
-def copy_bandwidth(nbytes, threads=2, reps=5):
-    """STREAM-like copy: np.copyto over `threads` slices of one big array (numpy releases the
-    GIL while copying).  Returns bytes read + written per second (best of reps)."""
-    a = np.ones(nbytes // 8)
-    b = np.zeros_like(a)
-    cuts = np.linspace(0, a.size, threads + 1).astype(int)
+def _best_sliced(size, threads, reps, fn):
+    """Best wall time of fn(lo, hi) run at once on `threads` Python threads over equal slices of
+    [0, size) (numpy releases the GIL inside fn, so the slices run in parallel)."""
+    cuts = np.linspace(0, size, threads + 1).astype(int)
     best = math.inf
     for _ in range(reps):
         barrier = threading.Barrier(threads + 1)
 
         def work(lo, hi):
             barrier.wait()
-            np.copyto(b[lo:hi], a[lo:hi])
+            fn(lo, hi)
 
         ts = [threading.Thread(target=work, args=(cuts[i], cuts[i + 1])) for i in range(threads)]
         for t in ts:
@@ -139,31 +137,24 @@ def copy_bandwidth(nbytes, threads=2, reps=5):
         for t in ts:
             t.join()
         best = min(best, _now() - t0)
+    return best
+
+
+def copy_bandwidth(nbytes, threads=2, reps=5):
+    """STREAM-like copy: np.copyto over `threads` slices of one big array.  Returns bytes read +
+    written per second (best of reps)."""
+    a = np.ones(nbytes // 8)
+    b = np.zeros_like(a)
+    best = _best_sliced(a.size, threads, reps, lambda lo, hi: np.copyto(b[lo:hi], a[lo:hi]))
     return 2 * a.nbytes / best
 
 
 def read_bandwidth(nbytes, threads=2, reps=5):
-    """Read-only streaming: an int64 sum over `threads` slices of one big array (numpy releases
-    the GIL in reductions).  Decode only reads its weights, so this is its ceiling; a copy also
-    writes.  Returns bytes read per second (best of reps)."""
+    """Read-only streaming: an int64 sum over `threads` slices of one big array.  Decode only
+    reads its weights, so this is its ceiling; a copy also writes.  Returns bytes read per
+    second (best of reps)."""
     a = np.ones(nbytes // 8, dtype=np.int64)
-    cuts = np.linspace(0, a.size, threads + 1).astype(int)
-    best = math.inf
-    for _ in range(reps):
-        barrier = threading.Barrier(threads + 1)
-
-        def work(lo, hi):
-            barrier.wait()
-            a[lo:hi].sum()
-
-        ts = [threading.Thread(target=work, args=(cuts[i], cuts[i + 1])) for i in range(threads)]
-        for t in ts:
-            t.start()
-        t0 = _now()
-        barrier.wait()
-        for t in ts:
-            t.join()
-        best = min(best, _now() - t0)
+    best = _best_sliced(a.size, threads, reps, lambda lo, hi: a[lo:hi].sum())
     return a.nbytes / best
 
 
