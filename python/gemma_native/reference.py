@@ -190,11 +190,19 @@ def rope(x, pos, rot_dims, base=10000.0, linear_factor=1.0):
     half = rot_dims // 2
     if half == 0:
         return x
-    d = np.arange(half, dtype=np.float32)
-    inv_freq = (1.0 / (np.float32(base) ** (2.0 * d / np.float32(rot_dims)))).astype(np.float32)
-    inv_freq = (inv_freq / np.float32(linear_factor)).astype(np.float32)
-    theta = np.asarray(pos, np.float32)[:, None] * inv_freq[None]  # [N, half]
-    cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    # The exponent 2d / rot_dims in float32 (as the kernels and Hugging Face form it); the power
+    # in float64 with Python's scalar math and rounded once to float32.  numpy's own float32
+    # power is vectorised per CPU (AVX-512 builds are 1 ulp off the correctly rounded value on
+    # some inputs), and at positions near 2**31 one ulp of the frequency moves the angle by
+    # radians, so the reference must not depend on it.
+    exps = (np.arange(half, dtype=np.float32) * np.float32(2)) / np.float32(rot_dims)
+    power = np.array([float(base) ** float(e) for e in exps], np.float64).astype(np.float32)
+    inv_freq = (np.float32(1) / power).astype(np.float32)
+    if linear_factor != 1.0:
+        inv_freq = (inv_freq / np.float32(linear_factor)).astype(np.float32)
+    theta = np.asarray(pos, np.float32)[:, None] * inv_freq[None]  # [N, half], float32
+    t64 = theta.astype(np.float64)  # cos/sin of the float32 angle, in float64
+    cos, sin = np.cos(t64)[:, None], np.sin(t64)[:, None]
     x1 = x[..., :half].copy()
     x2 = x[..., half:rot_dims].copy()
     x[..., :half] = x1 * cos - x2 * sin
