@@ -10,6 +10,7 @@
 // Prefill: 4*T*min(T, W)*hd*H FLOPs.
 #include <math.h>
 
+#include "gemma_native/math.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
@@ -41,7 +42,7 @@ void attention(const AttentionArgs& a) {
   const int64_t parts = a.batch * T * KV >= 4 * threads ? 1 : group;
   const int64_t heads_per = group / parts;
   par_for(a.batch * T * KV * parts, 1, [&](int64_t w0, int64_t w1) {
-    float* scores = new float[(max_keys > 0 ? max_keys : 1) * heads_per];
+    Buf<float> scores((max_keys > 0 ? max_keys : 1) * heads_per);
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t part = w % parts;
       const int64_t kvh = (w / parts) % KV;
@@ -68,7 +69,7 @@ void attention(const AttentionArgs& a) {
       const auto score = [&](const float* k, int64_t i) {
         for (int64_t g = 0; g < heads_per; ++g) {
           float s = dot_f32(q0 + g * hd, k, hd) * a.scale;
-          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+          if (a.softcap > 0.0f) s = soft_cap(s, a.softcap);
           scores[g * nk + i] = s;
         }
       };
@@ -77,14 +78,12 @@ void attention(const AttentionArgs& a) {
       for (int64_t j = j0; j <= t; ++j) score(a.k + ((b * T + j) * KV + kvh) * hd, i++);
       float* o0 = a.out + ((b * T + t) * H + h0) * hd;
       for (int64_t g = 0; g < heads_per; ++g) {
-        float* sc = scores + g * nk;
+        float* sc = scores.data() + g * nk;
         float mx = -INFINITY;
         for (int64_t k = 0; k < nk; ++k) mx = sc[k] > mx ? sc[k] : mx;
+        for (int64_t k = 0; k < nk; ++k) sc[k] = exp_f(sc[k] - mx);  // vectorizes
         float sum = 0.0f;
-        for (int64_t k = 0; k < nk; ++k) {
-          sc[k] = expf(sc[k] - mx);
-          sum += sc[k];
-        }
+        for (int64_t k = 0; k < nk; ++k) sum += sc[k];  // in key order
         const float inv = 1.0f / sum;
         for (int64_t k = 0; k < nk; ++k) sc[k] *= inv;
         for (int64_t d = 0; d < hd; ++d) o0[g * hd + d] = 0.0f;
@@ -96,7 +95,6 @@ void attention(const AttentionArgs& a) {
       for (int64_t p = p0; p < count; ++p) mix(a.v_cache + ((b * S + p % S) * KV + kvh) * hd, i++);
       for (int64_t j = j0; j <= t; ++j) mix(a.v + ((b * T + j) * KV + kvh) * hd, i++);
     }
-    delete[] scores;
   });
 
   if (cached) {

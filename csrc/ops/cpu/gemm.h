@@ -18,7 +18,6 @@
 #pragma once
 
 #include <cstring>
-#include <vector>
 
 #include "ops/ops.h"
 
@@ -101,6 +100,22 @@ static inline void microkernel(const float* xp, const float* wp, int64_t steps, 
   store(acc + 10 * kLanes, a22), store(acc + 11 * kLanes, a23);
 }
 
+// A per-thread buffer kept between calls (per-ISA type: no STL in kernel objects, simd.h Buf).
+struct Scratch {
+  float* p = nullptr;
+  int64_t n = 0;
+  ~Scratch() { delete[] p; }
+  void reserve(int64_t m) {
+    if (m <= n) return;
+    delete[] p;
+    p = nullptr;
+    n = 0;
+    p = new float[m];
+    n = m;
+  }
+  float* data() { return p; }
+};
+
 // One chunk of at most kNb rows of x (packed x stays in L3 while every task walks it).
 template <DType DT>
 void run_chunk(const LinearArgs& a) {
@@ -112,7 +127,7 @@ void run_chunk(const LinearArgs& a) {
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
 
   // x packed once (both parities of every K block), shared by all tasks.
-  std::vector<float> xpack(static_cast<size_t>(xs * xs_size) + 1);
+  Buf<float> xpack(xs * xs_size + 1);
   par_for(xs, 8, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       pack_sliver<DType::kF32, kR>(a.x + s * kR * k, k, n_rows - s * kR, nv, kR * xs, s,
@@ -125,10 +140,10 @@ void run_chunk(const LinearArgs& a) {
     constexpr int64_t kWs = kMw / kC;  // W slivers per super block
     constexpr int64_t kXs = kNx / kR;  // x slivers per x block
     constexpr int64_t kAcc = kR * kC * kLanes;  // floats per (x sliver, W sliver) pair
-    thread_local std::vector<float> wpack, acc;
+    thread_local Scratch wpack, acc;
     const int64_t ws_size = kC * nv * kLanes;
-    wpack.resize(static_cast<size_t>(kWs * ws_size) + 1);
-    acc.resize(static_cast<size_t>(kXs * kWs * kAcc));
+    wpack.reserve(kWs * ws_size + 1);
+    acc.reserve(kXs * kWs * kAcc);
     const char* wbase = static_cast<const char*>(a.w.data);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m0 = t * kMw, m1 = min64(m_rows, m0 + kMw);
@@ -140,7 +155,7 @@ void run_chunk(const LinearArgs& a) {
       }
       for (int64_t xb = 0; xb < xs; xb += kXs) {
         const int64_t nxs = min64(kXs, xs - xb);
-        std::memset(acc.data(), 0, acc.size() * sizeof(float));
+        std::memset(acc.data(), 0, kXs * kWs * kAcc * sizeof(float));
         for (int64_t v0 = 0; v0 < nv; v0 += kv) {
           const int64_t vb = min64(kv, nv - v0);
           for (int64_t ws = 0; ws < nws; ++ws) {

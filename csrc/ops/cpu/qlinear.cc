@@ -214,17 +214,30 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
     for (int r = 0; r < R; ++r) out[k * R + r] = hsum_f32(acc[k][r]);
   }
 #else
+  // The AVX2 arithmetic lane by lane: lane l of a block holds the exact integer sum of products
+  // 4l..4l+3 (what maddubs + madd leave there), each lane accumulates its fp32 chain with one
+  // rounding per block (fmaf), and hsum adds the lanes in the same tree.
   int8_t q[32];
-  for (int j = 0; j < MW * R; ++j) out[j] = 0.0f;
+  Vec acc[MW][R];
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) acc[k][r] = zero();
+  }
   for (int64_t i = 0; i < nb; ++i) {
     for (int k = 0; k < MW; ++k) {
       const float dw = block32_int(w + k * wstride, DT, i, q);
       for (int r = 0; r < R; ++r) {
-        int32_t s = 0;
-        for (int j = 0; j < 32; ++j) s += q[j] * a[r][i].qs[j];
-        out[k * R + r] += (dw * a[r][i].d) * static_cast<float>(s);
+        Vec s;
+        for (int l = 0; l < 8; ++l) {
+          int32_t v = 0;
+          for (int j = 4 * l; j < 4 * l + 4; ++j) v += q[j] * a[r][i].qs[j];
+          s.l[l] = static_cast<float>(v);
+        }
+        acc[k][r] = fma(splat(dw * a[r][i].d), s, acc[k][r]);
       }
     }
+  }
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) out[k * R + r] = hsum(acc[k][r]);
   }
 #endif
 }
@@ -416,7 +429,8 @@ void qlinear_int8(const LinearArgs& a) {
   const int64_t nb = K / block_values(t);
   const bool k_quant = block_values(t) == 256;
   const int64_t act_row = nb * (k_quant ? sizeof(ActBlock256) : sizeof(ActBlock32));
-  char* act = new char[static_cast<size_t>(a.n * act_row)];
+  Buf<char> act_buf(a.n * act_row);
+  char* act = act_buf.data();
   par_for(a.n, 1, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       if (k_quant) {
@@ -459,7 +473,6 @@ void qlinear_int8(const LinearArgs& a) {
       }
     }
   });
-  delete[] act;
 }
 
 void qlinear_f32(const LinearArgs& a) {
@@ -468,14 +481,13 @@ void qlinear_f32(const LinearArgs& a) {
   const int64_t wrow = row_bytes(t, K);
   const uint8_t* wbase = static_cast<const uint8_t*>(a.w.data);
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
-    float* buf = new float[K];
+    Buf<float> buf(K);
     for (int64_t m = m0; m < m1; ++m) {
-      dequantize_row(wbase + m * wrow, t, K, buf);
+      dequantize_row(wbase + m * wrow, t, K, buf.data());
       for (int64_t n = 0; n < a.n; ++n) {
-        store(a, n, m, dot_linear<DType::kF32>(buf, a.x + n * K, K));
+        store(a, n, m, dot_linear<DType::kF32>(buf.data(), a.x + n * K, K));
       }
     }
-    delete[] buf;
   });
 }
 

@@ -24,22 +24,29 @@ void rglru_scan(const RgLruArgs& a) {
       for (int64_t c = c0; c < c1; ++c) sp[c - c0] = softplus(a.a_param[c]);
       for (int64_t t = 0; t < T; ++t) {
         const int64_t row = (b * T + t) * L;
-        const bool reset = a.pos[b * T + t] == 0;
-        for (int64_t c = c0; c < c1; ++c) {
-          const float gx = sigmoid(a.gate_x[row + c]);
-          const float ga = sigmoid(a.gate_a[row + c]);
-          const float log_a = -8.0f * ga * sp[c - c0];
-          const float xn = a.x[row + c] * gx;
-          float hn;
-          if (reset) {
-            hn = xn;
-          } else {
-            const float decay = expf(log_a);
-            const float mult = sqrtf(1.0f - expf(2.0f * log_a));
-            hn = decay * h[c] + xn * mult;
+        const float* xr = a.x + row;
+        const float* gxr = a.gate_x + row;
+        const float* gar = a.gate_a + row;
+        float* yr = a.y + row;
+        if (a.pos[b * T + t] == 0) {  // a document starts: h = x gx
+          for (int64_t c = c0; c < c1; ++c) {
+            const float hn = xr[c] * sigmoid(gxr[c]);
+            h[c] = hn;
+            yr[c] = hn;
           }
+          continue;
+        }
+        // Channels are independent: this loop has no branches and vectorizes.
+        for (int64_t c = c0; c < c1; ++c) {
+          const float gx = sigmoid(gxr[c]);
+          const float ga = sigmoid(gar[c]);
+          const float log_a = -8.0f * ga * sp[c - c0];
+          const float xn = xr[c] * gx;
+          const float decay = exp_f(log_a);
+          const float mult = sqrtf(1.0f - exp_f(2.0f * log_a));
+          const float hn = decay * h[c] + xn * mult;
           h[c] = hn;
-          a.y[row + c] = hn;
+          yr[c] = hn;
         }
       }
     }

@@ -2,12 +2,20 @@
 // kernel files, which are compiled once per ISA with GN_ISA naming the namespace; everything
 // here lives in that namespace (or is static) so the copies never meet at link time.
 //
-//   Vec          one register of fp32 lanes (kLanes: 16 AVX-512, 8 AVX2, 1 scalar)
-//   load/store   fp32; load_w<DT>(p, i) widens kLanes weights of dtype DT starting at index i
-//   fma(a,b,c)   a*b + c;  hsum(v) sums the lanes
+// One arithmetic for every kernel set.  A Vec is kLanes = 8 fp32 lanes in *every* set: a
+// __m256 on AVX2 and on AVX-512 (which brings ymm16-31 and its integer instructions, not wider
+// reductions) and a struct of 8 floats on the scalar baseline.  Every float reduction runs over
+// these 8 lanes in the same order, fma rounds once everywhere (fmaf on the baseline), and hsum
+// adds the lanes in one fixed tree, so the scalar, AVX2 and AVX-512 kernels give bit-identical
+// results.  (A wider register may hold the lanes of several outputs, never more lanes of one.)
+// Plain float code outside Vec must not be contracted into FMAs either: the build passes
+// -ffp-contract=off to every C++ file.
+//
+//   Vec          8 fp32 lanes; load/store fp32; load_w<DT>(p, i) widens 8 weights of dtype DT
+//   fma(a,b,c)   a*b + c rounded once;  hsum(v) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
 #pragma once
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -23,26 +31,9 @@
 
 namespace gemma_native::ops::cpu::GN_ISA {
 
-#if defined(__AVX512F__)
-constexpr int kLanes = 16;
-using Vec = __m512;
-static inline Vec zero() { return _mm512_setzero_ps(); }
-static inline Vec splat(float x) { return _mm512_set1_ps(x); }
-static inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
-static inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
-static inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
-static inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-static inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
-static inline Vec load_bf16(const uint16_t* p) {
-  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
-static inline Vec load_f16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-#elif defined(__AVX2__)
 constexpr int kLanes = 8;
+
+#if defined(__AVX2__)  // the AVX2 and AVX-512 sets
 using Vec = __m256;
 static inline Vec zero() { return _mm256_setzero_ps(); }
 static inline Vec splat(float x) { return _mm256_set1_ps(x); }
@@ -52,8 +43,8 @@ static inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 static inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 static inline float hsum(Vec v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // l_i + l_i+4
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));  // s0 + s2, s1 + s3
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
@@ -64,19 +55,50 @@ static inline Vec load_bf16(const uint16_t* p) {
 static inline Vec load_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-#else
-constexpr int kLanes = 1;
-using Vec = float;
-static inline Vec zero() { return 0.0f; }
-static inline Vec splat(float x) { return x; }
-static inline Vec load(const float* p) { return *p; }
-static inline void store(float* p, Vec v) { *p = v; }
-static inline Vec fma(Vec a, Vec b, Vec c) { return a * b + c; }
-static inline Vec mul(Vec a, Vec b) { return a * b; }
-static inline Vec add(Vec a, Vec b) { return a + b; }
-static inline float hsum(Vec v) { return v; }
-static inline Vec load_bf16(const uint16_t* p) { return bf16_to_f32(*p); }
-static inline Vec load_f16(const uint16_t* p) { return f16_to_f32(*p); }
+#else  // the scalar baseline: the same 8 lanes, one after another
+struct Vec {
+  float l[8];
+};
+static inline Vec zero() { return Vec{}; }
+static inline Vec splat(float x) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = x;
+  return v;
+}
+static inline Vec load(const float* p) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = p[i];
+  return v;
+}
+static inline void store(float* p, Vec v) {
+  for (int i = 0; i < 8; ++i) p[i] = v.l[i];
+}
+static inline Vec fma(Vec a, Vec b, Vec c) {
+  for (int i = 0; i < 8; ++i) c.l[i] = __builtin_fmaf(a.l[i], b.l[i], c.l[i]);
+  return c;
+}
+static inline Vec mul(Vec a, Vec b) {
+  for (int i = 0; i < 8; ++i) a.l[i] *= b.l[i];
+  return a;
+}
+static inline Vec add(Vec a, Vec b) {
+  for (int i = 0; i < 8; ++i) a.l[i] += b.l[i];
+  return a;
+}
+static inline float hsum(Vec v) {
+  const float* l = v.l;
+  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+static inline Vec load_bf16(const uint16_t* p) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = bf16_to_f32(p[i]);
+  return v;
+}
+static inline Vec load_f16(const uint16_t* p) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = f16_to_f32(p[i]);
+  return v;
+}
 #endif
 
 // kLanes weights of dtype DT starting at element i of w, widened to fp32.
@@ -135,12 +157,27 @@ static inline float dot_f32(const float* a, const float* b, int64_t k) {
 
 // Hint that the cache line at p will be read soon (into L2); a no-op without x86 SIMD.
 static inline void prefetch_l2(const void* p) {
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX2__)
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
 #else
   (void)p;
 #endif
 }
+
+// A heap array freed when it goes out of scope (an interrupted parallel_for throws).  Kernel
+// files use this instead of std::vector: the STL's out-of-line template code is shared by every
+// ISA's object at link time, so an AVX-512 copy of it could end up on the baseline path; this
+// type lives in the per-ISA namespace.
+template <class T>
+struct Buf {
+  T* p;
+  explicit Buf(int64_t n) : p(new T[n > 0 ? n : 1]) {}
+  ~Buf() { delete[] p; }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  T& operator[](int64_t i) { return p[i]; }
+  T* data() { return p; }
+};
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
