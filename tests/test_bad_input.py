@@ -873,3 +873,34 @@ def test_set_cpu_isa_bad_names():
         with expect(gn.DeviceError, isa):
             gn.set_cpu_isa(isa)
     assert gn.backend_info()["cpu_isa"] == info["cpu_isa"]  # unchanged by the failures
+
+
+# ------------------------------------------- arguments that used to escape as raw TypeErrors
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, np.array([True])], ids=repr)
+def test_forward_all_positions_must_be_a_bool(model, value):
+    with expect(gn.InvalidArgumentError, "all_positions"):
+        model.forward([1, 2], model.new_state(), all_positions=value)
+
+
+@pytest.mark.parametrize("path", [None, 5, b"", "", "a\0b", ["x"]], ids=repr)
+def test_load_needs_a_path(path):
+    with expect(gn.GemmaNativeError):
+        gn.load(path)
+
+
+@pytest.mark.parametrize("n", [2**31, 2**70, -1, 1025, 1.5, True, "3"], ids=repr)
+def test_thread_counts_out_of_range(n):
+    with expect(gn.InvalidArgumentError, "threads", repr(n)):
+        gn.set_num_threads(n)
+    with expect(gn.InvalidArgumentError, "n_threads"):
+        gn.load("nowhere", n_threads=n)
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ok \udfff tail", "\udc80"], ids=repr)
+def test_lone_surrogates_are_invalid_text(tok_model, text):
+    with expect(gn.InvalidArgumentError, "surrogate"):
+        tok_model.encode(text)
+    with expect(gn.InvalidArgumentError, "surrogate"):
+        tok_model.generate(text, max_tokens=1)

@@ -10,6 +10,7 @@
 #include "bindings/devices.h"
 #include "model/gemma.h"
 #include "model/griffin.h"
+#include "ops/interrupt.h"
 
 namespace gemma_native::bindings {
 
@@ -142,6 +143,14 @@ std::unique_ptr<PyGemma> make_gemma(const py::dict& cfg, const py::dict& weights
   return g;
 }
 
+// The poll a forward runs every ~50 ms on the calling thread (ops/interrupt.h): Python's
+// signal handlers, so Ctrl-C stops a long prefill.  PyErr_CheckSignals does nothing outside
+// the main thread.  The exception it leaves (KeyboardInterrupt) is raised by forward().
+bool poll_python_signals() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
 template <class M, class S>
 py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states,
                   bool all_positions) {
@@ -156,9 +165,13 @@ py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states
                                                  : std::vector<py::ssize_t>{B, V};
   py::array_t<float> logits(shape);
   float* out = logits.mutable_data();
-  {
+  try {
     py::gil_scoped_release nogil;
+    ops::PollScope poll(&poll_python_signals);
     g.model->forward(tok, B, T, states.data(), all_positions, out);
+  } catch (const ops::Interrupted&) {  // the states are as before the call (model forward)
+    if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
   }
   return logits;
 }
@@ -167,34 +180,33 @@ py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states
 
 void bind_models(py::module_& m) {
   py::class_<GriffinState>(m, "GriffinState",
-                           "Fixed-size per-sequence state of a Griffin model (not thread-safe).")
+                           "Fixed-size per-sequence state of a Griffin model (one call at a time).")
       .def_property_readonly("pos", [](const GriffinState& s) { return s.pos; },
                              "Tokens consumed so far (the position of the next token).")
       .def_property_readonly("nbytes", [](const GriffinState& s) {
         return static_cast<int64_t>(s.data.bytes());
       })
-      .def("clone", [](const GriffinState& s) { return s.clone(); })
-      .def("numpy", [](py::object self) {
-        auto& s = self.cast<GriffinState&>();
-        GN_CHECK(s.data.backend()->host_memory(), ErrorKind::kDevice,
-                 "this state is in GPU memory: use download()/upload() to copy it");
-        return py::array_t<float>({static_cast<py::ssize_t>(s.data.size())}, {sizeof(float)},
-                                  s.data.data(), self);
-      }, "A float32 view of the state's memory (writes go into the state; host backends).")
+      .def("clone", [](const GriffinState& s) {
+        py::gil_scoped_release nogil;
+        return s.clone();
+      })
       .def("download", [](const GriffinState& s) {
-        py::array_t<float> out(s.data.size());
-        s.data.backend()->to_host(out.mutable_data(), s.data.data(), s.data.bytes());
+        std::vector<float> v;
+        {
+          py::gil_scoped_release nogil;
+          v = s.download();
+        }
+        py::array_t<float> out(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), out.mutable_data());
         return out;
       }, "A float32 copy of the state's memory, wherever it lives.")
-      .def("upload", [](GriffinState& s, py::array_t<float, py::array::c_style> a) {
+      .def("load", [](GriffinState& s, py::array_t<float, py::array::c_style> a, int64_t pos) {
         GN_CHECK(a.ndim() == 1 && a.shape(0) == s.data.size(), ErrorKind::kShape,
                  "state data must be float32 of shape (" + std::to_string(s.data.size()) + ",)");
-        s.data.backend()->to_device(s.data.data(), a.data(), s.data.bytes());
-      }, "Overwrites the state's memory with a float32 array from download().")
-      .def("_set_pos", [](GriffinState& s, int64_t p) {
-        GN_CHECK(p >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
-        s.pos = p;
-      });
+        const float* p = a.data();
+        py::gil_scoped_release nogil;
+        s.upload(p, pos);
+      }, "Overwrites the state with a float32 array from download() and sets its position.");
 
   py::class_<PyGriffin>(m, "GriffinModel")
       .def(py::init(&make_griffin), py::arg("config"), py::arg("weights"),
@@ -206,6 +218,8 @@ void bind_models(py::module_& m) {
         return g.model->graph_replays();
       }, "Decode steps run from a captured graph (device backends with graphs).")
       .def("new_state", [](const PyGriffin& g) { return g.model->new_state(); })
+      .def_property_readonly("max_context", [](const PyGriffin&) { return int64_t{INT32_MAX}; },
+                             "Positions a sequence may reach (int32 positions; no other limit).")
       .def_property_readonly("state_floats", [](const PyGriffin& g) {
         return g.model->state_floats();
       })
@@ -216,21 +230,33 @@ void bind_models(py::module_& m) {
   py::class_<GemmaState>(m, "GemmaState", "KV cache of one sequence of a Gemma model.")
       .def_property_readonly("pos", [](const GemmaState& s) { return s.pos; })
       .def_property_readonly("nbytes", &GemmaState::nbytes)
-      .def("clone", [](const GemmaState& s) { return std::make_unique<GemmaState>(s); });
+      .def("clone", [](const GemmaState& s) {
+        py::gil_scoped_release nogil;
+        return s.clone();
+      });
 
   py::class_<PyGemma>(m, "GemmaModel")
       .def(py::init(&make_gemma), py::arg("config"), py::arg("weights"))
       .def("new_state", [](const PyGemma& g) { return g.model->new_state(); })
+      .def_property_readonly("max_context", [](const PyGemma& g) {
+        return g.model->config().max_context;
+      }, "Positions a sequence may reach (the model's max_position_embeddings).")
       .def("state_floats", [](const PyGemma& g, int64_t pos) {
         GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
         return g.model->state_floats(pos);
       })
       .def("export_state", [](const PyGemma& g, const GemmaState& s) {
-        py::array_t<float> out(g.model->state_floats(s.pos));
-        g.model->export_state(s, out.mutable_data());
+        std::vector<float> v;
+        {
+          py::gil_scoped_release nogil;
+          v = g.model->export_state(s);
+        }
+        py::array_t<float> out(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), out.mutable_data());
         return out;
       })
-      .def("import_state", [](const PyGemma& g, GemmaState& s, py::array_t<float> data,
+      .def("import_state", [](const PyGemma& g, GemmaState& s,
+                              py::array_t<float, py::array::c_style | py::array::forcecast> data,
                               int64_t pos) {
         GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
         GN_CHECK(data.ndim() == 1 && data.shape(0) == g.model->state_floats(pos),
@@ -238,7 +264,9 @@ void bind_models(py::module_& m) {
                  "state data must be float32 of shape (" +
                      std::to_string(g.model->state_floats(pos)) + ",) for position " +
                      std::to_string(pos));
-        g.model->import_state(&s, data.data(), pos);
+        const float* p = data.data();
+        py::gil_scoped_release nogil;
+        g.model->import_state(&s, p, pos);
       })
       .def("forward", &forward<GemmaModel, GemmaState>, py::arg("tokens"), py::arg("states"),
            py::arg("all_positions") = false,

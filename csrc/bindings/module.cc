@@ -10,8 +10,10 @@
 
 #include "bindings/arrays.h"
 #include "ops/backend.h"
+#include "ops/cpu/cpu_limits.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/threadpool.h"
+#include "ops/interrupt.h"
 
 namespace py = pybind11;
 
@@ -44,7 +46,15 @@ py::dict backend_info() {
   for (const auto& f : ops::cpu::cpu_features()) feats[py::str(f.first)] = f.second;
   d["cpu_features"] = feats;
   d["num_threads"] = ops::cpu::num_threads();
-  d["default_num_threads"] = ops::cpu::default_num_threads();
+  const ops::cpu::CpuLimits lim = ops::cpu::cpu_limits();
+  d["default_num_threads"] = lim.usable();
+  py::dict cpus;
+  cpus["affinity"] = lim.affinity;
+  cpus["physical_cores"] = lim.physical_cores;
+  cpus["cgroup_quota"] = lim.cgroup_cpus > 0 ? py::object(py::float_(lim.cgroup_cpus))
+                                             : py::object(py::none());
+  cpus["usable"] = lim.usable();
+  d["cpus"] = cpus;
   const ops::CudaInfo ci = ops::cuda_info();
   py::dict cuda;
   cuda["compiled"] = ci.compiled;
@@ -83,6 +93,8 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(cls.ptr(), e.what());
     } catch (const std::bad_alloc&) {
       PyErr_SetString(PyExc_MemoryError, "gemma_native: out of memory");
+    } catch (const ops::Interrupted&) {  // normally raised by the forward binding itself
+      if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
     }
   });
 
@@ -90,8 +102,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", &ops::cpu::set_isa, py::arg("name"),
         "Force a CPU kernel set: 'auto', 'scalar', 'avx2' or 'avx512'.");
   m.def("cpu_isa", &ops::cpu::active_isa);
-  m.def("set_num_threads", &ops::cpu::set_num_threads, py::arg("n"),
-        "Threads used by the kernels; n <= 0 restores the default (physical cores).");
+  m.def("set_num_threads", [](int n) {
+          py::gil_scoped_release nogil;  // waits for running computations
+          ops::cpu::set_num_threads(n);
+        }, py::arg("n"),
+        "Threads used by the kernels (1..1024); 0 restores the default (the usable CPUs: "
+        "physical cores in the affinity mask, capped by the cgroup CPU quota).");
+  m.def("_cgroup_cpu_limit", &ops::cpu::cgroup_cpu_limit, py::arg("proc_cgroup"),
+        py::arg("mountinfo"), py::arg("root"),
+        "The cgroup CPU quota (CPUs, 0 = none) from /proc/self/cgroup and mountinfo texts, "
+        "reading files under root (tests).");
   m.def("num_threads", &ops::cpu::num_threads);
 
   bindings::bind_ops(m);

@@ -30,4 +30,23 @@ void lm_head(ops::Backend& be, const HeadArgs& h, float* x, float* normed, int64
   if (h.softcap > 0.0f) be.softcap(logits, rows * V, h.softcap);
 }
 
+StateClaim::StateClaim(const std::vector<InUse*>& flags, const char* what) {
+  held_.reserve(flags.size());
+  for (size_t i = 0; i < flags.size(); ++i) {
+    if (!flags[i]->try_acquire()) {
+      for (InUse* f : held_) f->release();
+      held_.clear();
+      fail(ErrorKind::kInvalidArgument,
+           std::string(what) + ": state " + std::to_string(i) +
+               " is in use by another call (a state serves one call at a time; clone() it to "
+               "continue it elsewhere, or wait for the other call to finish)");
+    }
+    held_.push_back(flags[i]);
+  }
+}
+
+StateClaim::~StateClaim() {
+  for (InUse* f : held_) f->release();
+}
+
 }  // namespace gemma_native::model

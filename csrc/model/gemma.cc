@@ -6,12 +6,15 @@
 #include <string>
 
 #include "model/common.h"
+#include "ops/interrupt.h"
 
 namespace gemma_native::model {
 namespace {
 
 std::atomic<uint64_t> g_next_layout{1u << 30};  // distinct from Griffin's ids
 constexpr int64_t kGlobalWindow = int64_t{1} << 40;  // "no window" for global layers
+constexpr int64_t kMaxContext = int64_t{1} << 24;
+constexpr int64_t kMinSlots = 16;  // a cache's first allocation
 
 std::string lname(size_t i, const char* s) { return "layers." + std::to_string(i) + "." + s; }
 
@@ -35,9 +38,14 @@ void GemmaConfig::validate() const {
   for (bool s : sliding) {
     if (s) positive(window, "sliding window");
   }
-  // Bounds that keep every cache size computation far from overflow (positions are int32).
-  GN_CHECK(max_context <= (int64_t{1} << 31) && window <= max_context, ErrorKind::kModelFormat,
-           "config: the sliding window must not exceed the context length (<= 2^31)");
+  // Absurd sizes are refused at load (caches grow with use, so legitimate large ones cost
+  // nothing until a sequence gets that long; the largest Gemma context is 131072).
+  GN_CHECK(max_context <= kMaxContext, ErrorKind::kModelFormat,
+           "config: a context length of " + std::to_string(max_context) +
+               " positions is absurd (this engine accepts up to 2^24)");
+  GN_CHECK(window <= max_context, ErrorKind::kModelFormat,
+           "config: the sliding window (" + std::to_string(window) +
+               ") must not exceed the context length (" + std::to_string(max_context) + ")");
   GN_CHECK(kv_heads * head_dim <= (int64_t{1} << 20) && width <= (int64_t{1} << 20) &&
                mlp_width <= (int64_t{1} << 24),
            ErrorKind::kModelFormat, "config: implausibly large dimensions");
@@ -50,6 +58,11 @@ int64_t GemmaState::nbytes() const {
   int64_t n = 0;
   for (size_t i = 0; i < k.size(); ++i) n += (k[i].size() + v[i].size()) * sizeof(float);
   return n;
+}
+
+std::unique_ptr<GemmaState> GemmaState::clone() const {
+  StateClaim claim({&in_use}, "clone");
+  return std::make_unique<GemmaState>(*this);
 }
 
 GemmaModel::GemmaModel(GemmaConfig cfg, const TensorMap& w) : cfg_(std::move(cfg)) {
@@ -91,36 +104,49 @@ std::unique_ptr<GemmaState> GemmaModel::new_state() const {
   const size_t n = layers_.size();
   s->k.resize(n);
   s->v.resize(n);
-  s->slots.assign(n, 0);
-  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
-  for (size_t i = 0; i < n; ++i) {
-    if (cfg_.sliding[i]) {  // fixed ring of W slots
-      s->slots[i] = cfg_.window;
-      s->k[i].assign(cfg_.window * row, 0.0f);
-      s->v[i].assign(cfg_.window * row, 0.0f);
-    }
-  }
+  s->slots.assign(n, 0);  // nothing allocated until the first call (reserve)
   s->layout_id = layout_id_;
   return s;
+}
+
+void GemmaModel::reserve(GemmaState& s, int64_t end) const {
+  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t limit = cfg_.sliding[i] ? cfg_.window : cfg_.max_context;
+    const int64_t need = std::min(limit, end);
+    if (s.slots[i] >= need) continue;
+    // A sliding layer below W slots has not wrapped (slot p holds position p), so growing keeps
+    // every position where it is.
+    const int64_t cap = std::min(limit, std::max({need, 2 * s.slots[i], kMinSlots}));
+    s.k[i].resize(cap * row, 0.0f);
+    s.v[i].resize(cap * row, 0.0f);
+    s.slots[i] = cap;
+  }
 }
 
 int64_t GemmaModel::state_floats(int64_t pos) const {
   const int64_t row = cfg_.kv_heads * cfg_.head_dim;
   int64_t n = 0;
-  for (size_t i = 0; i < layers_.size(); ++i) n += 2 * row * (cfg_.sliding[i] ? cfg_.window : pos);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    n += 2 * row * (cfg_.sliding[i] ? std::min(pos, cfg_.window) : pos);
+  }
   return n;
 }
 
-void GemmaModel::export_state(const GemmaState& s, float* out) const {
+std::vector<float> GemmaModel::export_state(const GemmaState& s) const {
   GN_CHECK(s.layout_id == layout_id_, ErrorKind::kInvalidArgument,
            "state was not made by this model");
+  StateClaim claim({&s.in_use}, "save");
+  std::vector<float> all(state_floats(s.pos));
+  float* out = all.data();
   const int64_t row = cfg_.kv_heads * cfg_.head_dim;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const int64_t n = row * (cfg_.sliding[i] ? cfg_.window : s.pos);
+    const int64_t n = row * (cfg_.sliding[i] ? std::min(s.pos, cfg_.window) : s.pos);
     std::copy(s.k[i].begin(), s.k[i].begin() + n, out);
     std::copy(s.v[i].begin(), s.v[i].begin() + n, out + n);
     out += 2 * n;
   }
+  return all;
 }
 
 void GemmaModel::import_state(GemmaState* s, const float* data, int64_t pos) const {
@@ -128,9 +154,10 @@ void GemmaModel::import_state(GemmaState* s, const float* data, int64_t pos) con
            "state was not made by this model");
   GN_CHECK(pos >= 0 && pos <= cfg_.max_context, ErrorKind::kInvalidArgument,
            "position must be in [0, " + std::to_string(cfg_.max_context) + "]");
+  StateClaim claim({&s->in_use}, "restore");
   const int64_t row = cfg_.kv_heads * cfg_.head_dim;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const int64_t slots = cfg_.sliding[i] ? cfg_.window : pos;
+    const int64_t slots = cfg_.sliding[i] ? std::min(pos, cfg_.window) : pos;
     const int64_t n = row * slots;
     s->k[i].assign(data, data + n);
     s->v[i].assign(data + n, data + 2 * n);
@@ -165,16 +192,6 @@ void GemmaModel::attention(size_t li, const float* h, int64_t B, int64_t T, cons
   const int64_t row = KV * hd;
   for (int64_t b = 0; b < B; ++b) {
     GemmaState& st = *states[b];
-    if (!sliding && st.pos + T > st.slots[li]) {  // grow the global cache (positions kept)
-      const int64_t need = st.pos + T;
-      GN_CHECK(need <= cfg_.max_context, ErrorKind::kInvalidArgument,
-               "context length exceeded: " + std::to_string(need) + " tokens > " +
-                   std::to_string(cfg_.max_context) + " (the model's max_position_embeddings)");
-      const int64_t cap = std::min(cfg_.max_context, std::max(need, 2 * st.slots[li] + 64));
-      st.k[li].resize(cap * row, 0.0f);
-      st.v[li].resize(cap * row, 0.0f);
-      st.slots[li] = cap;
-    }
     ops::AttentionArgs a;
     a.q = q + b * T * H * hd;
     a.k = k + b * T * row;
@@ -207,7 +224,7 @@ void GemmaModel::attention(size_t li, const float* h, int64_t B, int64_t T, cons
 void GemmaModel::forward(const int32_t* tokens, int64_t B, int64_t T, GemmaState* const* states,
                          bool all_positions, float* logits) const {
   GN_CHECK(B > 0 && T > 0, ErrorKind::kShape, "forward: need at least one token per sequence");
-  std::vector<int64_t> start(B);
+  std::vector<InUse*> flags(B);
   for (int64_t b = 0; b < B; ++b) {
     GN_CHECK(states[b] != nullptr && states[b]->layout_id == layout_id_,
              ErrorKind::kInvalidArgument,
@@ -216,19 +233,80 @@ void GemmaModel::forward(const int32_t* tokens, int64_t B, int64_t T, GemmaState
       GN_CHECK(states[c] != states[b], ErrorKind::kInvalidArgument,
                "forward: the same state appears twice in one batch");
     }
+    flags[b] = &states[b]->in_use;
+  }
+  StateClaim claim(flags, "forward");
+  for (int64_t b = 0; b < B; ++b) {
     GN_CHECK(states[b]->pos + T <= cfg_.max_context, ErrorKind::kInvalidArgument,
              "context length exceeded: " + std::to_string(states[b]->pos + T) + " tokens > " +
                  std::to_string(cfg_.max_context) + " (the model's max_position_embeddings)");
-    start[b] = states[b]->pos;
   }
+  for (int64_t i = 0; i < B * T; ++i) {
+    GN_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, ErrorKind::kInvalidArgument,
+             "token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                 " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
+  }
+  // Atomic: pos and the ring slots a call overwrites (a sliding layer that has reached W slots;
+  // below that, and in a global layer, a call only writes past pos) are saved first and put
+  // back if anything throws -- an interrupt (ops/interrupt.h), running out of memory.
+  const int64_t row = cfg_.kv_heads * cfg_.head_dim;
+  struct Saved {
+    size_t layer;
+    int64_t first, count;  // ring slots first, first + 1, ... (mod W)
+    std::vector<float> k, v;
+  };
+  std::vector<int64_t> start(B);
+  std::vector<std::vector<Saved>> saved(B);
+  for (int64_t b = 0; b < B; ++b) {
+    GemmaState& st = *states[b];
+    start[b] = st.pos;
+    reserve(st, st.pos + T);  // growing keeps every position where it is
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (!cfg_.sliding[i] || st.slots[i] < cfg_.window) continue;
+      const int64_t W = cfg_.window, count = std::min(T, W);
+      Saved sv{i, (st.pos + T - count) % W, count, std::vector<float>(count * row),
+               std::vector<float>(count * row)};
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t slot = (sv.first + j) % W;
+        std::copy_n(st.k[i].data() + slot * row, row, sv.k.data() + j * row);
+        std::copy_n(st.v[i].data() + slot * row, row, sv.v.data() + j * row);
+      }
+      saved[b].push_back(std::move(sv));
+    }
+  }
+  try {
+    ops::InterruptibleScope interruptible(true);
+    run(tokens, B, T, states, all_positions, logits);
+  } catch (...) {
+    for (int64_t b = 0; b < B; ++b) {
+      GemmaState& st = *states[b];
+      st.pos = start[b];
+      for (const Saved& sv : saved[b]) {
+        for (int64_t j = 0; j < sv.count; ++j) {
+          const int64_t slot = (sv.first + j) % cfg_.window;
+          std::copy_n(sv.k.data() + j * row, row, st.k[sv.layer].data() + slot * row);
+          std::copy_n(sv.v.data() + j * row, row, st.v[sv.layer].data() + slot * row);
+        }
+      }
+    }
+    throw;
+  }
+}
+
+void GemmaModel::run(const int32_t* tokens, int64_t B, int64_t T, GemmaState* const* states,
+                     bool all_positions, float* logits) const {
+  std::vector<int64_t> start(B);
+  for (int64_t b = 0; b < B; ++b) start[b] = states[b]->pos;
   const std::vector<int32_t> pos = batch_positions(start, T);
   const int64_t N = B * T, D = cfg_.width, F = cfg_.mlp_width;
   const int64_t Hhd = cfg_.num_heads * cfg_.head_dim, KVhd = cfg_.kv_heads * cfg_.head_dim;
   std::vector<float> x(N * D), h(N * D), f(2 * N * F);
   std::vector<float> scratch(N * (2 * Hhd + 2 * KVhd + D));
+  std::vector<float> normed((all_positions ? B * T : B) * cfg_.width);
 
   ops::embedding({embed_, tokens, N, cfg_.embed_scale, x.data()});
   for (size_t li = 0; li < layers_.size(); ++li) {
+    ops::check_interrupt();
     const Layer& l = layers_[li];
     ops::rmsnorm({x.data(), l.attn_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, h.data()});
     attention(li, h.data(), B, T, pos.data(), states, x.data(), scratch.data());
@@ -246,11 +324,10 @@ void GemmaModel::forward(const int32_t* tokens, int64_t B, int64_t T, GemmaState
       ops::linear({g, N, l.down, nullptr, true, x.data()});
     }
   }
-  for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
-  std::vector<float> normed((all_positions ? B * T : B) * cfg_.width);
   lm_head(ops::cpu_backend(),
           {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.final_softcap}, x.data(),
           normed.data(), B, T, all_positions, logits);
+  for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
 }
 
 }  // namespace gemma_native::model

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/common.h"
 #include "model/tensor.h"
 
 namespace gemma_native::model {
@@ -38,14 +39,19 @@ struct GemmaConfig {
   void validate() const;
 };
 
-// Per-sequence KV cache: a ring of W slots for sliding layers, a growing buffer (up to
-// max_context) for global layers.
+// Per-sequence KV cache.  Its memory grows with use, so a short sequence costs little whatever
+// the configured window or context: each layer's buffer holds `slots` positions, grown (at
+// least doubling, from 16) when a call needs more -- up to the window W for a sliding layer,
+// which is then a ring (position p in slot p % W), up to max_context for a global layer.
+// While a sliding layer has fewer than W slots no position has wrapped (slot p holds p).
 struct GemmaState {
   int64_t pos = 0;
   std::vector<std::vector<float>> k, v;  // per layer, [slots, kv_heads, head_dim]
   std::vector<int64_t> slots;            // per layer
   uint64_t layout_id = 0;
+  mutable InUse in_use;  // one call at a time (model/common.h)
   int64_t nbytes() const;
+  std::unique_ptr<GemmaState> clone() const;
 };
 
 class GemmaModel {
@@ -53,12 +59,16 @@ class GemmaModel {
   GemmaModel(GemmaConfig cfg, const TensorMap& weights);
   const GemmaConfig& config() const { return cfg_; }
   std::unique_ptr<GemmaState> new_state() const;
-  // A state as one flat float32 vector: per layer K then V, the W ring slots of a sliding layer
-  // or the first `pos` positions of a global one (so its length depends only on pos).
+  // A state as one flat float32 vector: per layer K then V, the first min(pos, W) ring slots of
+  // a sliding layer and the first `pos` positions of a global one (so its length depends only
+  // on pos).
   int64_t state_floats(int64_t pos) const;
-  void export_state(const GemmaState& s, float* out) const;
+  std::vector<float> export_state(const GemmaState& s) const;
   // The inverse; `data` holds state_floats(pos) floats.
   void import_state(GemmaState* s, const float* data, int64_t pos) const;
+  // Runs T new tokens for each of B sequences (tokens [B, T], row b continues states[b]).
+  // Atomic per call: if it throws (bad input, out of memory, an interrupt), every state is as it
+  // was before.  Calls on different states may run concurrently.
   void forward(const int32_t* tokens, int64_t batch, int64_t time, GemmaState* const* states,
                bool all_positions, float* logits) const;
 
@@ -69,6 +79,10 @@ class GemmaModel {
   };
   void attention(size_t li, const float* h, int64_t B, int64_t T, const int32_t* pos,
                  GemmaState* const* states, float* out, float* scratch) const;
+  // Grows every layer of s to hold the positions a call ending at position `end` needs.
+  void reserve(GemmaState& s, int64_t end) const;
+  void run(const int32_t* tokens, int64_t B, int64_t T, GemmaState* const* states,
+           bool all_positions, float* logits) const;
 
   GemmaConfig cfg_;
   ops::WeightMatrix embed_;

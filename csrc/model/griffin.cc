@@ -3,6 +3,7 @@
 #include "model/common.h"
 
 #include "gemma_native/quant.h"
+#include "ops/interrupt.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,7 @@ namespace gemma_native::model {
 namespace {
 
 std::atomic<uint64_t> g_next_layout{1};
+constexpr int64_t kMaxStateBytes = int64_t{1} << 30;
 
 std::string layer_name(size_t i, const char* suffix) {
   return "layers." + std::to_string(i) + "." + suffix;
@@ -46,6 +48,17 @@ void GriffinConfig::validate() const {
   GN_CHECK(std::isfinite(embed_scale) && std::isfinite(logits_soft_cap) && logits_soft_cap >= 0 &&
                norm_eps >= 0 && rope_base > 0,
            ErrorKind::kModelFormat, "config: bad float parameter");
+  // The state is allocated whole for every sequence (its size is the point: fixed, known in
+  // advance), so a window that makes it absurd is refused here rather than at new_state().
+  int64_t floats = 0;
+  for (BlockType b : blocks) {
+    floats += b == BlockType::kRecurrent ? conv_width * lru_width : 2 * window * kv_heads * head_dim;
+  }
+  const double mib = static_cast<double>(floats) * 4.0 / (1 << 20);
+  GN_CHECK(floats * 4 <= kMaxStateBytes, ErrorKind::kModelFormat,
+           "config: one sequence's state would take " + std::to_string(mib) +
+               " MiB (attention window " + std::to_string(window) +
+               "); this engine refuses more than 1 GiB (RecurrentGemma 2B: 32.7 MiB)");
 }
 
 GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& backend)
@@ -138,12 +151,36 @@ const void* GriffinModel::resident(const void* p, DType t, int64_t n) {
 }
 
 std::unique_ptr<GriffinState> GriffinState::clone() const {
+  StateClaim claim({&in_use}, "clone");
+  ops::Backend& be = *data.backend();
+  ops::SerialScope serial(be);
   auto s = std::make_unique<GriffinState>();
   s->pos = pos;
   s->layout_id = layout_id;
-  s->data = ops::Buffer<float>(*data.backend(), data.size());
-  data.backend()->copy(s->data.data(), data.data(), data.bytes());
+  s->data = ops::Buffer<float>(be, data.size());
+  be.copy(s->data.data(), data.data(), data.bytes());
+  be.synchronize();
   return s;
+}
+
+std::vector<float> GriffinState::download() const {
+  StateClaim claim({&in_use}, "save");
+  ops::Backend& be = *data.backend();
+  ops::SerialScope serial(be);
+  std::vector<float> out(data.size());
+  be.to_host(out.data(), data.data(), data.bytes());
+  return out;
+}
+
+void GriffinState::upload(const float* host, int64_t pos_now) {
+  GN_CHECK(pos_now >= 0 && pos_now < INT32_MAX, ErrorKind::kInvalidArgument,
+           "position must be in [0, 2^31 - 1)");
+  StateClaim claim({&in_use}, "restore");
+  ops::Backend& be = *data.backend();
+  ops::SerialScope serial(be);
+  be.to_device(data.data(), host, data.bytes());
+  be.synchronize();
+  pos = pos_now;
 }
 
 std::unique_ptr<GriffinState> GriffinModel::new_state() const {
@@ -305,6 +342,7 @@ void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* 
   ea.host_ids = w.host_tokens;
   be.embedding(ea);
   for (const Layer& l : layers_) {
+    ops::check_interrupt();
     be.rmsnorm({w.x.data(), l.pre_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, w.h.data()});
     if (l.type == BlockType::kRecurrent) {
       recurrent_block(l, w, B, T, states);
@@ -326,6 +364,7 @@ void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* 
 void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
                            GriffinState* const* states, bool all_positions, float* logits) {
   GN_CHECK(B > 0 && T > 0, ErrorKind::kShape, "forward: need at least one token per sequence");
+  std::vector<InUse*> flags(B);
   for (int64_t b = 0; b < B; ++b) {
     GN_CHECK(states[b] != nullptr && states[b]->layout_id == layout_id_, ErrorKind::kInvalidArgument,
              "forward: state " + std::to_string(b) + " was not made by this model");
@@ -333,12 +372,76 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
       GN_CHECK(states[c] != states[b], ErrorKind::kInvalidArgument,
                "forward: the same state appears twice in one batch");
     }
+    flags[b] = &states[b]->in_use;
   }
+  StateClaim claim(flags, "forward");
   for (int64_t i = 0; i < B * T; ++i) {
     GN_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, ErrorKind::kInvalidArgument,
              "token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                  " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
   }
+  ops::Backend& be = *backend_;
+  ops::SerialScope serial(be);
+  // Atomic: what a call overwrites -- each recurrent layer's h and conv taps, and the ring
+  // slots of each attention layer that the new tokens land in -- is copied aside first (in the
+  // backend's memory) and put back if anything throws, with pos.
+  struct Piece {
+    int64_t offset, floats;  // into the state
+  };
+  std::vector<Piece> pieces;
+  const int64_t W = cfg_.window, row = cfg_.kv_heads * cfg_.head_dim;
+  auto ring_pieces = [&](int64_t pos0) {
+    std::vector<Piece> p;
+    for (const Layer& l : layers_) {
+      if (l.type == BlockType::kRecurrent) {
+        p.push_back({l.state_offset, cfg_.conv_width * cfg_.lru_width});  // h, then the taps
+        continue;
+      }
+      const int64_t count = std::min(T, W), first = (pos0 + T - count) % W;
+      const int64_t run1 = std::min(count, W - first);  // slots first.. then wrapped to 0..
+      for (int64_t kv = 0; kv < 2; ++kv) {
+        const int64_t base = l.state_offset + kv * W * row;
+        p.push_back({base + first * row, run1 * row});
+        if (count > run1) p.push_back({base, (count - run1) * row});
+      }
+    }
+    return p;
+  };
+  std::vector<std::vector<Piece>> where(B);
+  int64_t total = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    where[b] = ring_pieces(states[b]->pos);
+    for (const Piece& p : where[b]) total += p.floats;
+  }
+  ops::Buffer<float> saved(be, total);
+  std::vector<int64_t> start(B);
+  int64_t at = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    start[b] = states[b]->pos;
+    for (const Piece& p : where[b]) {
+      be.copy(saved.data() + at, states[b]->data.data() + p.offset, p.floats * sizeof(float));
+      at += p.floats;
+    }
+  }
+  try {
+    ops::InterruptibleScope interruptible(true);
+    run(tokens, B, T, states, all_positions, logits);
+  } catch (...) {
+    at = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      states[b]->pos = start[b];
+      for (const Piece& p : where[b]) {
+        be.copy(states[b]->data.data() + p.offset, saved.data() + at, p.floats * sizeof(float));
+        at += p.floats;
+      }
+    }
+    be.synchronize();
+    throw;
+  }
+}
+
+void GriffinModel::run(const int32_t* tokens, int64_t B, int64_t T, GriffinState* const* states,
+                       bool all_positions, float* logits) {
   std::vector<int64_t> start(B);
   for (int64_t b = 0; b < B; ++b) start[b] = states[b]->pos;
   const std::vector<int32_t> pos = batch_positions(start, T);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model/common.h"
 #include "model/tensor.h"
 #include "ops/backend.h"
 
@@ -45,8 +46,12 @@ struct GriffinState {
   int64_t pos = 0;
   ops::Buffer<float> data;
   uint64_t layout_id = 0;  // which model layout `data` follows
+  mutable InUse in_use;    // one call at a time (model/common.h)
 
   std::unique_ptr<GriffinState> clone() const;
+  // A float32 copy of `data` (host memory), and its inverse with the position that goes with it.
+  std::vector<float> download() const;
+  void upload(const float* host, int64_t pos_now);
 };
 
 // Runs on a Backend (ops/backend.h): the CPU by default; on a device backend the weights are
@@ -65,7 +70,9 @@ class GriffinModel {
 
   // Runs T new tokens for each of B sequences (tokens [B, T], row b continues states[b]).
   // Writes logits [B, T, V] when all_positions, else [B, V] for each row's last token.
-  // Not thread-safe for one model (it keeps per-shape buffers and graphs).
+  // Atomic per call: if it throws (bad input, out of memory, an interrupt), every state is as
+  // it was.  On the CPU, calls on different states run concurrently; on a device backend they
+  // take turns (its serial() lock: the decode graph and the stream are shared).
   void forward(const int32_t* tokens, int64_t batch, int64_t time, GriffinState* const* states,
                bool all_positions, float* logits);
   // Graph replays so far (decode steps that ran from a captured graph).
@@ -95,6 +102,8 @@ class GriffinModel {
 
   void run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* const* states,
                   bool all_positions);
+  void run(const int32_t* tokens, int64_t B, int64_t T, GriffinState* const* states,
+           bool all_positions, float* logits);
   void recurrent_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
                        GriffinState* const* states);
   void attention_block(const Layer& l, Workspace& w, int64_t B, int64_t T,

@@ -96,11 +96,25 @@ class EmuBackend final : public KernelBackend<EmuBackend> {
   }
   template <class Args>
   void launch(const Args& a) {
-    run([a] { call(a); });  // the arguments are recorded by value, as a CUDA graph does
+    if (!capturing_) {
+      call(a);
+      return;
+    }
+    // Recorded by value, as a CUDA graph records a launch.  A replay runs the op's argument
+    // checks again (a GPU replay does not); they must read the backend memory the replay
+    // reads, never the host copies given at capture time, which may be gone by then.
+    Args r = a;
+    forget_host_copies(r);
+    recorded_.emplace_back([r] { call(r); });
   }
 
  private:
   GN_KERNEL_BACKEND_CALLS(emu)
+
+  template <class Args>
+  static void forget_host_copies(Args&) {}
+  static void forget_host_copies(EmbeddingArgs& a) { a.host_ids = nullptr; }
+  static void forget_host_copies(AttentionArgs& a) { a.host_count = nullptr; }
 
   template <class F>
   void run(F&& f) {

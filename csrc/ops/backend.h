@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,27 @@ class Backend {
   virtual bool supports_graphs() const { return false; }
   virtual void begin_capture() {}
   virtual std::unique_ptr<Graph> end_capture() { return nullptr; }
+
+  // A device backend's stream, graph capture and recorded calls are shared by every model on
+  // it, so the models run one call at a time there: they hold this lock around forwards and
+  // state copies.  nullptr (the CPU): calls may run concurrently.
+  virtual std::mutex* serial() { return nullptr; }
+};
+
+// Holds a backend's serial() lock, if it has one, for the scope.
+class SerialScope {
+ public:
+  explicit SerialScope(Backend& b) : m_(b.serial()) {
+    if (m_ != nullptr) m_->lock();
+  }
+  ~SerialScope() {
+    if (m_ != nullptr) m_->unlock();
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  std::mutex* m_;
 };
 
 // What this build and machine offer for CUDA (never throws; no driver is not an error).

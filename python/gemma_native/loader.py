@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from . import _core
 from ._dtypes import DTYPE_CODES, canonical_dtype
 from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
@@ -15,7 +17,7 @@ from .device import check_device, require_cpu
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
-         activations: str = "int8", device: str = "cpu") -> Model:
+         activations: str = "int8", device: str = "cpu", mmap: bool = True) -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
@@ -34,33 +36,48 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     only; otherwise DeviceError); "cuda-emu": the CUDA path -- weights copied into backend
     memory, the CUDA kernels, decode steps replayed as a graph -- on the CPU's SIMT emulator
     (very slow; for checking the device path on machines without a GPU).
+    mmap: True (default) uses the weights in place in a read-only memory map of the file: no
+    copy, pages read on demand and shared with other processes.  The file must then stay as it
+    is while the model lives: truncating it (``cp new.gguf model.gguf``) makes the next read of
+    a lost page kill the process with SIGBUS, and overwriting it in place changes the weights
+    under the model.  Replace model files with a rename (``mv``), which leaves the mapped file
+    intact, or load with mmap=False, which reads every weight into memory first (the file can
+    then change freely; costs the weights' size in RAM and the time to read them).
     """
     device = check_device(device)
+    if not isinstance(mmap, (bool,)):
+        raise InvalidArgumentError(f"mmap must be True or False, got {mmap!r}")
     if n_threads is not None:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
-            raise InvalidArgumentError(f"n_threads must be an integer >= 0, got {n_threads!r}")
-        _core.set_num_threads(n_threads)  # 0: the default (physical cores)
+        from . import _set_threads
+
+        _set_threads(n_threads, "n_threads")  # 0: the default (the usable CPUs)
     want = canonical_dtype(dtype) if dtype is not None else None
     if activations not in ("int8", "float32"):
         raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
     float_act = activations == "float32"
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     p = os.fspath(path)
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not p or "\0" in p:
+        raise InvalidArgumentError(f"not a usable model path: {p!r}")
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
         require_cpu(device, "GGUF models")
-        return _load_gguf(p, want, float_act)
+        return _load_gguf(p, want, float_act, mmap)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
     if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
         emb = ckpt.tensors.get("model.embed_tokens.weight")
         cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
         require_cpu(device, "Gemma models")
-        weights = gemma.engine_weights(cfg, ckpt.tensors, want)
+        weights = _in_memory(gemma.engine_weights(cfg, ckpt.tensors, want), mmap)
         core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
     else:
         cfg = griffin.parse_config(ckpt.config)
-        weights = griffin.engine_weights(cfg, ckpt.tensors, want)
+        weights = _in_memory(griffin.engine_weights(cfg, ckpt.tensors, want), mmap)
         core = _core.GriffinModel({**cfg.engine_dict(), "float_activations": float_act},
                                   weights, device)
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
@@ -73,13 +90,24 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     return model
 
 
-def _load_gguf(path: str, want: str | None, float_act: bool = False) -> Model:
+def _in_memory(weights: dict, use_mmap: bool) -> dict:
+    """With mmap=False: every weight that is a view of a file mapping becomes a copy in memory
+    (arrays converted at load are in memory already), so nothing refers to the file after
+    loading."""
+    if use_mmap:
+        return weights
+    return {name: (arr if arr.base is None else np.array(arr, order="C"), code)
+            for name, (arr, code) in weights.items()}
+
+
+def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
     from .models import gemma_gguf
 
     gf = read_gguf(path)
     cfg, weights = gemma_gguf.load_gguf_model(gf, want)
+    weights = _in_memory(weights, use_mmap)
     core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from . import _core
 from .errors import InvalidArgumentError, TokenizerError
 from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
 
@@ -118,30 +119,31 @@ class State:
 
     def to_numpy(self) -> np.ndarray:
         """A copy of the state's memory as one float32 vector, e.g. to save it with its
-        ``pos``.  RecurrentGemma: fixed size.  Gemma: per layer K then V, the window's ring
-        slots for sliding layers and the first ``pos`` positions for global ones."""
-        if hasattr(self._core, "download"):  # RecurrentGemma, on any device
+        ``pos``.  RecurrentGemma: fixed size.  Gemma: per layer K then V, the first
+        ``min(pos, window)`` ring slots of sliding layers and the first ``pos`` positions of
+        global ones."""
+        if self._model._griffin:
             return self._core.download()
         return self._model._core.export_state(self._core)
 
     def load_numpy(self, data: np.ndarray, pos: int):
         """Restores memory saved by to_numpy() together with its position."""
         if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not \
-                0 <= pos < 2**31:
-            raise InvalidArgumentError(f"pos must be an integer in [0, 2**31), got {pos!r}")
+                0 <= pos < 2**31 - 1:
+            raise InvalidArgumentError(f"pos must be an integer in [0, 2**31 - 1), got {pos!r}")
         data = np.asarray(data)
-        if not hasattr(self._core, "upload"):  # Gemma: the length depends on pos
+        if self._model._griffin:
+            want = (self._core.nbytes // 4,)
+        else:  # Gemma: the length depends on pos
             want = (self._model._core.state_floats(int(pos)),)
-            if data.dtype != np.float32 or data.shape != want:
-                raise InvalidArgumentError(f"state data must be float32 of shape {want} for "
-                                           f"pos {pos}, got {data.dtype} {data.shape}")
-            self._model._core.import_state(self._core, np.ascontiguousarray(data), int(pos))
-            return
-        want = (self._core.nbytes // 4,)
         if data.dtype != np.float32 or data.shape != want:
-            raise InvalidArgumentError(f"state data must be float32 of shape {want}")
-        self._core.upload(np.ascontiguousarray(data))
-        self._core._set_pos(int(pos))
+            raise InvalidArgumentError(f"state data must be float32 of shape {want} for pos "
+                                       f"{pos}, got {data.dtype} {data.shape}")
+        data = np.ascontiguousarray(data)
+        if self._model._griffin:
+            self._core.load(data, int(pos))
+        else:
+            self._model._core.import_state(self._core, data, int(pos))
 
     def __repr__(self):
         return f"State(pos={self.pos}, nbytes={self.nbytes})"
@@ -158,6 +160,7 @@ class Model:
         self.weight_dtype = weight_dtype
         self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
         self._core = core
+        self._griffin = isinstance(core, _core.GriffinModel)  # fixed-size state
 
     def __repr__(self):
         return (f"Model({self.config.architecture}, layers={self.config.num_layers}, "
@@ -207,6 +210,9 @@ class Model:
         """Feeds ids [T] to a state; returns the logits of the last token [V] (or [T, V])."""
         if not isinstance(state, State) or state._model is not self:
             raise InvalidArgumentError("state must come from this model's new_state()")
+        if not isinstance(all_positions, (bool, np.bool_)):
+            raise InvalidArgumentError(f"all_positions must be True or False, got "
+                                       f"{all_positions!r}")
         arr = self._ids_array(ids)
         if arr.ndim != 1:
             raise InvalidArgumentError(f"forward takes one sequence of ids [T], got {arr.shape}")
@@ -253,7 +259,7 @@ class Model:
                                        f"{type(prompt).__name__}")
         if isinstance(prompt, str):
             if not prompt and not add_bos:
-                raise InvalidArgumentError("empty prompt")
+                raise InvalidArgumentError("empty prompt: no text and no BOS (add_bos=False)")
             ids = self.encode(prompt, add_bos=add_bos)
         else:
             ids = [int(i) for i in self._ids_array(prompt, "prompt").reshape(-1)]
@@ -261,7 +267,14 @@ class Model:
                 raise InvalidArgumentError("a prompt of ids must be a flat list of integers")
         if not ids:
             raise InvalidArgumentError("empty prompt: need at least one token")
+        self._check_fits(ids)
         return ids
+
+    def _check_fits(self, ids):
+        if len(ids) > self._core.max_context:
+            raise InvalidArgumentError(
+                f"the prompt has {len(ids)} tokens but the model's context length is "
+                f"{self._core.max_context}")
 
     def _stop_ids(self, p: SamplingParams) -> set:
         if p.stop_token_ids is not None:
@@ -277,14 +290,15 @@ class Model:
     def _run(self, prompts: list, p: SamplingParams) -> Iterator[tuple]:
         """Core loop: yields (row, token_id) as tokens are chosen.  The consumer answers each
         with True when that row is finished (stop token or string); rows also finish at
-        max_tokens.  Prompts are prefilled one by one (their lengths differ), then all live
-        rows share one batched decode step per token."""
-        from . import _core
-
+        max_tokens, and when their sequence reaches the model's context length (the token
+        chosen from the last position's logits is kept: finish_reason "length").  Prompts are
+        prefilled one by one (their lengths differ), then all live rows share one batched
+        decode step per token."""
         seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(8), "little")
         n = len(prompts)
         if p.max_tokens == 0:
             return
+        max_context = self._core.max_context
         states = [self._core.new_state() for _ in range(n)]
         last = np.zeros((n, self.config.vocab_size), np.float32)
         for b, ids in enumerate(prompts):
@@ -302,7 +316,7 @@ class Model:
             still = []
             for b, tok in zip(active, chosen.tolist()):
                 finished = yield (b, tok)
-                if not finished and counts[b] < p.max_tokens:
+                if not finished and counts[b] < p.max_tokens and states[b].pos < max_context:
                     still.append((b, tok))
             active = [b for b, _ in still]
             if active:
@@ -394,6 +408,7 @@ class Model:
             raise TokenizerError("chat needs a tokenizer (tokenizer.model)")
         text = format_chat(list(messages), add_generation_prompt=True)
         ids = self.encode(text, add_bos=True)
+        self._check_fits(ids)
         p = self._params(params, kw)
         if stream:
             return self._stream_ids(ids, p)

@@ -272,6 +272,12 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise InvalidArgumentError(f"text must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates ("\ud800") have no UTF-8 form
+            raise InvalidArgumentError(
+                f"text is not valid Unicode: {text[e.start:e.end]!r} at index {e.start} "
+                f"(a lone surrogate) cannot be encoded as UTF-8") from None
         ids: list[int] = []
         if add_bos:
             if self.bos_id < 0:

@@ -1,19 +1,20 @@
 #include "ops/cpu/threadpool.h"
 
-#include <sched.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
-#include <fstream>
 #include <mutex>
-#include <set>
-#include <string>
+#include <new>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "ops/cpu/cpu_limits.h"
+#include "ops/interrupt.h"
 
 namespace gemma_native::ops::cpu {
 namespace {
@@ -47,7 +48,7 @@ class Pool {
       generation_.fetch_add(1);
     }
     cv_work_.notify_all();
-    work();
+    work(true);
     // Decode issues hundreds of short calls per token: wait for the workers by spinning a
     // little before sleeping (a futex round trip costs about as much as a small matrix).
     spin_until([&] { return pending_.load() == 0; });
@@ -73,13 +74,17 @@ class Pool {
     workers_.clear();
   }
 
-  void work() {
+  // The calling thread also polls for an interrupt between its chunks (ops/interrupt.h): an
+  // Interrupted thrown there is handled like a kernel's exception -- no more chunks are handed
+  // out, the workers finish theirs, run() rethrows.
+  void work(bool caller) {
     t_inside_pool = true;
     try {
       for (;;) {
         const int64_t b = next_.fetch_add(chunk_);
         if (b >= n_) break;
         fn_(ctx_, b, std::min(n_, b + chunk_));
+        if (caller) check_interrupt();
       }
     } catch (...) {
       std::lock_guard<std::mutex> lk(m_);
@@ -118,7 +123,7 @@ class Pool {
         seen = generation_.load();
         if (quit_) return;
       }
-      work();
+      work(false);
       if (pending_.fetch_sub(1) == 1) {
         std::lock_guard<std::mutex> lk(m_);  // pairs with the caller's predicate check
         cv_done_.notify_one();
@@ -140,30 +145,21 @@ class Pool {
   std::exception_ptr error_;
 };
 
-int detect_physical_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
-    return std::max(1u, std::thread::hardware_concurrency());
-  }
-  std::set<std::pair<std::string, std::string>> cores;
-  int logical = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (!CPU_ISSET(cpu, &set)) continue;
-    ++logical;
-    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-    std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
-    std::string p, c;
-    if (!(pkg >> p) || !(core >> c)) return std::max(1, logical);  // no topology: count logical
-    cores.emplace(p, c);
-  }
-  return std::max<int>(1, static_cast<int>(cores.empty() ? logical : cores.size()));
-}
-
 std::mutex g_pool_mutex;
 Pool* g_pool = nullptr;  // created on first use; lives until process exit
 
+// fork() copies only the calling thread: in the child the pool's workers do not exist and its
+// mutexes may be held by threads that are gone, so the child forgets the pool (leaking it on
+// purpose: its destructor would join threads that are not there) and builds a new one on first
+// use.
+void forget_pool_after_fork() {
+  g_pool = nullptr;
+  new (&g_pool_mutex) std::mutex();
+}
+
 Pool& pool() {
+  static std::once_flag registered;
+  std::call_once(registered, [] { pthread_atfork(nullptr, nullptr, forget_pool_after_fork); });
   std::lock_guard<std::mutex> lk(g_pool_mutex);
   if (!g_pool) g_pool = new Pool(default_num_threads());
   return *g_pool;
@@ -171,10 +167,7 @@ Pool& pool() {
 
 }  // namespace
 
-int default_num_threads() {
-  static const int n = detect_physical_cores();
-  return n;
-}
+int default_num_threads() { return cpu_limits().usable(); }
 
 void set_num_threads(int n) {
   if (n <= 0) n = default_num_threads();
@@ -190,7 +183,16 @@ void parallel_for(int64_t n, int64_t min_chunk, RangeFn fn, void* ctx) {
   Pool& p = pool();
   const int threads = p.threads();
   if (t_inside_pool || threads == 1 || n <= min_chunk) {
-    fn(ctx, 0, n);
+    if (t_inside_pool || !interrupt_polling()) {
+      fn(ctx, 0, n);
+      return;
+    }
+    // One thread, interruptible: in slices, polling between them.
+    const int64_t slice = std::max(min_chunk, (n + 15) / 16);
+    for (int64_t b = 0; b < n; b += slice) {
+      fn(ctx, b, std::min(n, b + slice));
+      check_interrupt();
+    }
     return;
   }
   // About four chunks per thread balances uneven work without much scheduling overhead.

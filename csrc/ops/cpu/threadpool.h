@@ -12,8 +12,10 @@ using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
 // Splits [0, n) into chunks of at least min_chunk items.
 void parallel_for(int64_t n, int64_t min_chunk, RangeFn fn, void* ctx);
 
-// Number of threads used by parallel_for (workers + caller).  n <= 0 restores the default
-// (physical cores available to this process).
+// Number of threads used by parallel_for (workers + caller), at most 1024.  n <= 0 restores
+// the default: the CPUs this process may use (cpu_limits.h).  The pool is rebuilt in a child
+// after fork(), and the calling thread polls for interrupts between its chunks
+// (ops/interrupt.h).
 void set_num_threads(int n);
 int num_threads();
 int default_num_threads();

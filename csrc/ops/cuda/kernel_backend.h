@@ -32,8 +32,11 @@ class KernelBackend : public Backend {
     a.cap = cap;
     op("softcap", a);
   }
+  std::mutex* serial() override { return &serial_; }
 
  private:
+  std::mutex serial_;
+
   template <class Args>
   void op(const char* name, const Args& a) {
     bool have = false;
