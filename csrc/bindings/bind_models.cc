@@ -105,6 +105,7 @@ GemmaConfig gemma_config_from_dict(const py::dict& d) {
   c.norm_eps = get<float>(d, "norm_eps");
   c.norm_offset = get<float>(d, "norm_offset");
   c.float_activations = get_or<bool>(d, "float_activations", false);
+  c.gelu_f16_table = get_or<bool>(d, "gelu_f16_table", false);
   return c;
 }
 

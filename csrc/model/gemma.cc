@@ -315,7 +315,9 @@ void GemmaModel::run(const int32_t* tokens, int64_t B, int64_t T, GemmaState* co
     float* u = g + N * F;
     ops::linear({h.data(), N, l.gate, nullptr, false, g});
     ops::linear({h.data(), N, l.up, nullptr, false, u});
-    ops::geglu({g, u, N * F, g});
+    ops::GegluArgs ga{g, u, N * F, g};
+    ga.f16_table = cfg_.gelu_f16_table;
+    ops::geglu(ga);
     if (cfg_.post_norms) {
       ops::linear({g, N, l.down, nullptr, false, h.data()});
       ops::rmsnorm({h.data(), l.post_mlp_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, h.data()});

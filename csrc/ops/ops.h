@@ -165,6 +165,10 @@ struct GegluArgs {
   const float* up = nullptr;
   int64_t n = 0;
   float* out = nullptr;
+  // ggml's GELU (llama.cpp's CPU backend looks it up in a float16 table): for -10 < gate < 10,
+  // gelu of the gate rounded to float16, rounded to float16; gate <= -10 gives 0, gate >= 10
+  // the gate itself.
+  bool f16_table = false;
 };
 void geglu(const GegluArgs& a);
 

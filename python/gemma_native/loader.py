@@ -28,7 +28,8 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     load to 8-bit blocks of 32 with one scale each: GGML's Q8_0).
     activations: how activations meet *quantized* weights (GGUF blocks or dtype="int8"):
     "int8" (default) quantizes each activation row to 8 bits per block and multiplies exactly in
-    integers, as llama.cpp does (fastest; llama.cpp's numerics); "float32" widens the weights and
+    integers, as llama.cpp does (fastest; llama.cpp's numerics, for GGUF files including its
+    float16-table GELU); "float32" widens the weights and
     multiplies with float32 activations (the dequantized model's math, slower).  Float weights
     always meet float32 activations.
     n_threads: kernel threads (process-wide); None keeps the current setting.
@@ -108,7 +109,10 @@ def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool) -> 
     gf = read_gguf(path)
     cfg, weights = gemma_gguf.load_gguf_model(gf, want)
     weights = _in_memory(weights, use_mmap)
-    core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
+    # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
+    # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
+    core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act,
+                             "gelu_f16_table": not float_act}, weights)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)

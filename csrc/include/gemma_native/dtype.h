@@ -94,6 +94,9 @@ GN_HD uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (m >> 13));
 }
 
+// x rounded to the nearest float16 value (ties to even), as a float.
+GN_HD float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
+
 GN_HD float load_as_f32(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);

@@ -1,4 +1,5 @@
-// geglu: out = gelu_tanh(gate) * up, elementwise (Gemma MLPs; Griffin's y-branch gating).
+// geglu: out = gelu_tanh(gate) * up, elementwise (Gemma MLPs; Griffin's y-branch gating), or
+// with ggml's float16-table GELU (GegluArgs::f16_table, GGUF models in llama.cpp's arithmetic).
 // Napkin math: one tanh per element; bandwidth bound, tiny next to the linears.
 #include "gemma_native/math.h"
 #include "ops/cpu/kernels.h"
@@ -7,6 +8,16 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 
 void geglu(const GegluArgs& a) {
+  if (a.f16_table) {
+    par_for(a.n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = a.gate[i];
+        const float act = g <= -10.0f ? 0.0f : (g >= 10.0f ? g : round_f16(gelu_tanh(round_f16(g))));
+        a.out[i] = act * a.up[i];
+      }
+    });
+    return;
+  }
   par_for(a.n, 4096, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) a.out[i] = gelu_tanh(a.gate[i]) * a.up[i];
   });

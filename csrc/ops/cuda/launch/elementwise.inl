@@ -28,6 +28,8 @@ void rope(const RopeArgs& a) {
 }
 
 void geglu(const GegluArgs& a) {
+  GN_CHECK(!a.f16_table, ErrorKind::kDevice,
+           "geglu: the float16-table GELU (llama.cpp arithmetic) has no CUDA kernel yet");
   if (!check::geglu(a)) return;
   GN_LAUNCH(k::geglu_kernel, dim3(elementwise_blocks(a.n)), dim3(256), 0, stream())
   (a.gate, a.up, a.n, a.out);
