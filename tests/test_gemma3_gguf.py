@@ -1,19 +1,28 @@
 """The real Gemma 3 270M (GGUF, Q4_K_M, from the PyPI package of the `demo` extra) against
-llama.cpp: greedy continuations, the whole last-position logit vector, and text.
+llama.cpp: tokenization, the whole last-position logit vector, next-token choices teacher-forced
+on llama.cpp's greedy path, and text.
 
 llama.cpp's outputs were recorded by tests/make_llamacpp_fixtures.py (llama-cpp-python, same
-file, temperature 0) into tests/fixtures/; when llama-cpp-python is installed, the logits are
-also compared live.  Like llama.cpp we multiply quantized weights with activations quantized to
-8 bits per block, and every such product is bit-identical to ggml's (test_quantized_ops.py); the
+file, argmax of the raw logits) into tests/fixtures/; when llama-cpp-python is installed, the
+logits are also compared live.  Like llama.cpp we multiply quantized weights with activations
+quantized to 8 bits per block, and every such product is bit-identical to ggml's
+(test_quantized_ops.py); in that mode we also take the GELU from ggml's float16 table.  The
 engines still differ in float rounding elsewhere (llama.cpp's float16 KV cache and attention
-probabilities, its float16 GELU table), and the 8-bit rounding of the next product turns those
-last-bit differences into visible ones.  The fixture also records how far llama.cpp moves
-from *itself* when only such rounding changes (flash attention on; a float32 KV cache): its
-greedy paths then leave its default ones on 6 of the 10 prompts.  The tests hold us to that
-standard: we agree with llama.cpp at least as well as llama.cpp agrees with itself, and only
-diverge at the model's own near-ties.
-"""
+probabilities, its summation orders), and the 8-bit rounding of the next product turns those
+last-bit differences into visible ones.  llama.cpp shows the same
+effect against itself (recorded in the fixture): its batched and its token-by-token computation
+of the same positions differ by up to ~0.8 in a top-1/top-2 logit margin on these prompts, and
+with flash attention on, or a float32 KV cache, its greedy path leaves its default one on most
+prompts.  A free-running greedy continuation flips at the first such near-tie and then follows a
+different text, so counting identical continuations measures rounding luck, not the engine.
 
+The criterion here (issue 12; it supersedes issue 3's "9 of 10 identical continuations") is
+teacher-forced: for every prompt, prompt + llama.cpp's 32 greedy tokens go through our model in
+one all-position call, and our top-1 at every generated step is compared with llama.cpp's token
+there.  It must be the same (1) at the prompt end, (2) at every step where llama.cpp's own
+teacher-forced logits put its token ahead of every other by >= 0.5, and (3) at >= 95% of all
+steps pooled over the prompts.  Prompt tokenization must be identical.
+"""
 import json
 import os
 
@@ -35,12 +44,25 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def ours(model):
-    """name -> (our greedy ids, our last-prompt-position logits)."""
+def last_logits(model):
+    """name -> our logits at the last prompt position."""
+    return {name: model.logits(p["prompt_ids"])[-1] for name, p in PROMPTS.items()}
+
+
+@pytest.fixture(scope="module")
+def teacher_forced(model):
+    """name -> (our top-1 id, our logit of our top-1 minus our logit of llama.cpp's token) per
+    generated step, from one all-position call on prompt + llama.cpp's greedy tokens."""
     out = {}
     for name, p in PROMPTS.items():
-        res = model.generate(p["prompt_ids"], max_tokens=len(p["greedy_ids"]), stop_token_ids=())
-        out[name] = (res.token_ids, model.logits(p["prompt_ids"])[-1])
+        theirs = p["greedy_ids"]
+        n = len(p["prompt_ids"])
+        logits = model.logits(p["prompt_ids"] + theirs[:-1])[n - 1:]
+        assert logits.shape[0] == len(theirs)
+        top = logits.argmax(axis=1)
+        rows = np.arange(len(theirs))
+        gap = logits[rows, top] - logits[rows, theirs]
+        out[name] = ([int(t) for t in top], [float(g) for g in gap])
     return out
 
 
@@ -69,9 +91,9 @@ def _first_diff(a, b):
 
 
 @pytest.mark.parametrize("name", list(PROMPTS))
-def test_last_position_logits_agree_with_llamacpp(ours, name):
+def test_last_position_logits_agree_with_llamacpp(last_logits, name):
     ref = np.load(os.path.join(FIX, PROMPTS[name]["logits_npy"])).astype(np.float32)
-    got = ours[name][1]
+    got = last_logits[name]
     cos = float(got @ ref / (np.linalg.norm(got) * np.linalg.norm(ref)))
     # llama.cpp against itself on the same prompt (worst of its variants), measured 0.991-0.9999
     own = min(v[name]["last_logits_cosine_to_default"] for v in VARIANTS.values())
@@ -88,34 +110,57 @@ def _margin(ref_logits, our_logits):
     return float(our_logits[a] - our_logits[b])
 
 
-def test_greedy_continuations_agree_with_llamacpp_as_well_as_llamacpp_with_itself(model, ours):
-    """Issue 3 asked for 9 of 10 identical 32-token continuations on the Q4_K_M file.  llama.cpp
-    itself does not reach that against its own default when only float rounding changes
-    (fixture: flash attention on, or a float32 KV cache), so the bar here is llama.cpp's own:
-    - at least as many identical continuations as llama.cpp's best variant has;
-    - every prompt where we leave llama.cpp's path is one where llama.cpp leaves it too under
-      one of its variants, at or before that token (the model is at a near-tie there);
-    - at our first difference (same prefix in both engines) our logits for the two candidates
-      are within 1.0 of each other, about the engines' largest logit difference."""
-    exact, flips = 0, []
-    own_exact = {v: sum(rec[n]["greedy_ids"] == p["greedy_ids"] for n, p in PROMPTS.items())
-                 for v, rec in VARIANTS.items()}
+CONFIDENT_MARGIN = 0.5  # llama.cpp's own teacher-forced lead of its token over every other
+MIN_AGREEMENT = 0.95  # of all generated steps, pooled over the prompts
+
+
+def _llama_margin(steps, k, token):
+    """llama.cpp's teacher-forced lead of ``token`` at step ``k`` over every other token.  Where
+    its teacher-forced top-1 is another token, -(top-1 minus top-2): ``token`` is at least that
+    far behind (exactly that far when it is the top-2)."""
+    m = steps["margin"][k]
+    return m if steps["top1"][k] == token else -m
+
+
+def test_teacher_forced_top1_agrees_with_llamacpp(model, teacher_forced):
+    """Issue 12: teacher-forced on llama.cpp's greedy path (see the module docstring).  Our top-1
+    at each generated step must be llama.cpp's greedy token at the prompt end, wherever
+    llama.cpp's own teacher-forced logits put that token >= 0.5 ahead of every other, and at
+    >= 95% of all steps.  A step where llama.cpp's teacher-forced top-1 is not its own greedy
+    token (its batched and token-by-token computations disagree) is never a confident one."""
+    agree = total = conf_agree = conf_total = 0
+    per_prompt, disagreements, first_step_misses, tokenization = {}, [], [], []
     for name, p in PROMPTS.items():
-        mine, theirs = ours[name][0], p["greedy_ids"]
-        k = _first_diff(mine, theirs)
-        if k is None:
-            exact += 1
-            continue
-        logits = model.logits(p["prompt_ids"] + theirs[:k])[-1]
-        gap = float(logits[mine[k]] - logits[theirs[k]])
-        own = [_first_diff(rec[name]["greedy_ids"], theirs) for rec in VARIANTS.values()]
-        flips.append((name, k, round(gap, 3), own))
-    print(f"greedy: {exact}/{len(PROMPTS)} identical (llama.cpp vs itself: {own_exact}); "
-          f"flips (prompt, index, our gap, llama.cpp's own first differences): {flips}")
-    assert exact >= min(own_exact.values()), (exact, own_exact, flips)
-    for name, k, gap, own in flips:
-        assert any(j is not None and j <= k for j in own), (name, k, own)
-        assert 0 <= gap < 1.0, (name, k, gap)
+        if model.encode(p["text"]) != p["prompt_ids"]:
+            tokenization.append(name)
+        theirs, steps = p["greedy_ids"], p["steps"]
+        assert len(theirs) == len(steps["top1"]) == len(steps["margin"]) > 0, name
+        top, gap = teacher_forced[name]
+        n_ok = 0
+        for k, token in enumerate(theirs):
+            ok = top[k] == token
+            llama_margin = _llama_margin(steps, k, token)
+            confident = llama_margin >= CONFIDENT_MARGIN
+            n_ok += ok
+            conf_total += confident
+            conf_agree += confident and ok
+            if not ok:
+                disagreements.append((name, k, llama_margin, round(gap[k], 4)))
+                if k == 0:
+                    first_step_misses.append(name)
+        per_prompt[name] = n_ok
+        agree += n_ok
+        total += len(theirs)
+    summary = (f"teacher-forced: {agree}/{total} steps agree ({agree / total:.2%}); "
+               f"llama.cpp margin >= {CONFIDENT_MARGIN}: {conf_agree}/{conf_total}; per prompt "
+               f"{per_prompt}; disagreements (prompt, step, llama.cpp margin, our gap): "
+               f"{disagreements}")
+    print(summary)
+    assert not tokenization, ("prompt tokenization differs from llama.cpp's", tokenization)
+    assert not first_step_misses, ("top-1 at the prompt end differs", first_step_misses,
+                                   summary)
+    assert conf_agree == conf_total, summary
+    assert agree >= MIN_AGREEMENT * total, summary
 
 
 def test_text_and_stream(model):
