@@ -323,6 +323,26 @@ def official_logits(model, tokens) -> np.ndarray:
     return logits.float().numpy()
 
 
+def assert_greedy_agrees(ours, ref, prompt, ref_last_logits, atol):
+    """Our greedy continuation ``ours`` against the reference's ``ref`` (both after ``prompt``),
+    with a verdict that cannot depend on rounding: the two engines' fp32 logits differ by at
+    most ``atol`` (checked by the logit tests), so wherever the reference's top-1 leads every
+    other token by >= 2 * atol we must pick the same token.  At the first step where the two
+    differ (same prefix in both), the reference's lead of its token over ours must be below
+    2 * atol -- a near-tie either engine may resolve either way; after it the continuations
+    are not compared (their prefixes differ).  ``ref_last_logits(ids)`` gives the reference's
+    logits at the last position of ``ids``."""
+    ours, ref = list(ours), list(ref)
+    assert len(ours) == len(ref), (len(ours), len(ref))
+    k = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), None)
+    if k is None:
+        return
+    logits = np.asarray(ref_last_logits(list(prompt) + ref[:k]), np.float64)
+    lead = float(logits[ref[k]] - logits[ours[k]])
+    assert lead < 2 * atol, (f"step {k}: we chose {ours[k]}, the reference {ref[k]}, which its "
+                             f"logits put {lead:.3g} ahead (>= 2 * atol = {2 * atol})")
+
+
 def official_greedy(model, prompt_ids, n) -> list[int]:
     """Greedy continuation of ``n`` tokens by re-running the full (cache-free) forward pass.
 
