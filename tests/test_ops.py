@@ -964,49 +964,6 @@ def test_sample_bad_values_raise():
 
 
 # ---------------------------------------------------------------------------------------------
-# every ISA agrees with every other one
-# ---------------------------------------------------------------------------------------------
-
-
-def _on_each_isa(fn):
-    out = {}
-    for name in AVAILABLE_ISAS:
-        gn.set_cpu_isa(name)
-        out[name] = fn()
-    gn.set_cpu_isa("auto")
-    return out
-
-
-def _assert_isas_agree(results, what):
-    """Bit for bit: the kernel sets share one arithmetic (tests/test_kernel_sets.py checks every
-    op and model the same way)."""
-    names = list(results)
-    for other in names[1:]:
-        np.testing.assert_array_equal(results[other], results[names[0]],
-                                      err_msg=f"{what}: {other} vs {names[0]}")
-
-
-def test_isas_agree():
-    if len(AVAILABLE_ISAS) < 2:
-        pytest.skip(f"only one CPU kernel set runs here: {AVAILABLE_ISAS}")
-    rng = np.random.default_rng(32)
-    x = rnd(rng, 37, 100)
-    bias = rnd(rng, 45)
-    for dtype in WEIGHT_DTYPES:
-        w, _ = make_weight(rnd(rng, 45, 100), dtype)
-        res = _on_each_isa(lambda: ops.linear(x, w, bias))
-        _assert_isas_agree(res, f"linear {dtype}")
-    xr = rnd(rng, 5, 100, scale=4.0)
-    wr = rnd(rng, 100)
-    res = _on_each_isa(lambda: ops.rmsnorm(xr, wr))
-    _assert_isas_agree(res, "rmsnorm")
-    q, k, v = _attn_inputs(rng, 2, 13, 4, 2, 33)
-    pos = np.tile(np.arange(13, dtype=np.int32), (2, 1))
-    res = _on_each_isa(lambda: ops.attention(q, k, v, pos, 5, 33 ** -0.5, 0.0))
-    _assert_isas_agree(res, "attention")
-
-
-# ---------------------------------------------------------------------------------------------
 # bad inputs: each raises the matching GemmaNativeError subclass, never crashes
 # ---------------------------------------------------------------------------------------------
 
