@@ -388,9 +388,8 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
   struct Piece {
     int64_t offset, floats;  // into the state
   };
-  std::vector<Piece> pieces;
   const int64_t W = cfg_.window, row = cfg_.kv_heads * cfg_.head_dim;
-  auto ring_pieces = [&](int64_t pos0) {
+  auto overwritten = [&](int64_t pos0) {
     std::vector<Piece> p;
     for (const Layer& l : layers_) {
       if (l.type == BlockType::kRecurrent) {
@@ -410,16 +409,25 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
   std::vector<std::vector<Piece>> where(B);
   int64_t total = 0;
   for (int64_t b = 0; b < B; ++b) {
-    where[b] = ring_pieces(states[b]->pos);
+    where[b] = overwritten(states[b]->pos);
     for (const Piece& p : where[b]) total += p.floats;
   }
-  ops::Buffer<float> saved(be, total);
+  // A device backend runs one call at a time (serial()): reuse one buffer there rather than
+  // allocate device memory per decode step; CPU calls may overlap, so each has its own.
+  ops::Buffer<float> local;
+  ops::Buffer<float>* saved = &local;
+  if (be.serial() != nullptr) {
+    if (rollback_.size() < total) rollback_ = ops::Buffer<float>(be, total);
+    saved = &rollback_;
+  } else {
+    local = ops::Buffer<float>(be, total);
+  }
   std::vector<int64_t> start(B);
   int64_t at = 0;
   for (int64_t b = 0; b < B; ++b) {
     start[b] = states[b]->pos;
     for (const Piece& p : where[b]) {
-      be.copy(saved.data() + at, states[b]->data.data() + p.offset, p.floats * sizeof(float));
+      be.copy(saved->data() + at, states[b]->data.data() + p.offset, p.floats * sizeof(float));
       at += p.floats;
     }
   }
@@ -431,7 +439,7 @@ void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
     for (int64_t b = 0; b < B; ++b) {
       states[b]->pos = start[b];
       for (const Piece& p : where[b]) {
-        be.copy(states[b]->data.data() + p.offset, saved.data() + at, p.floats * sizeof(float));
+        be.copy(states[b]->data.data() + p.offset, saved->data() + at, p.floats * sizeof(float));
         at += p.floats;
       }
     }

@@ -115,6 +115,7 @@ class GriffinModel {
   ops::Backend* backend_;
   std::vector<ops::Buffer<unsigned char>> device_weights_;  // device backends only
   std::unique_ptr<DecodeGraph> graph_;
+  ops::Buffer<float> rollback_;  // forward's saved state pieces (device backends: reused)
   int64_t graph_replays_ = 0;
   GriffinConfig cfg_;
   ops::WeightMatrix embed_;
