@@ -144,6 +144,13 @@ std::unique_ptr<PyGemma> make_gemma(const py::dict& cfg, const py::dict& weights
   return g;
 }
 
+// A float32 numpy copy of v, made after a GIL-free call filled v.
+py::array_t<float> to_array(const std::vector<float>& v) {
+  py::array_t<float> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
 // The poll a forward runs every ~50 ms on the calling thread (ops/interrupt.h): Python's
 // signal handlers, so Ctrl-C stops a long prefill.  PyErr_CheckSignals does nothing outside
 // the main thread.  The exception it leaves (KeyboardInterrupt) is raised by forward().
@@ -197,9 +204,7 @@ void bind_models(py::module_& m) {
           py::gil_scoped_release nogil;
           v = s.download();
         }
-        py::array_t<float> out(static_cast<py::ssize_t>(v.size()));
-        std::copy(v.begin(), v.end(), out.mutable_data());
-        return out;
+        return to_array(v);
       }, "A float32 copy of the state's memory, wherever it lives.")
       .def("load", [](GriffinState& s, py::array_t<float, py::array::c_style> a, int64_t pos) {
         GN_CHECK(a.ndim() == 1 && a.shape(0) == s.data.size(), ErrorKind::kShape,
@@ -252,9 +257,7 @@ void bind_models(py::module_& m) {
           py::gil_scoped_release nogil;
           v = g.model->export_state(s);
         }
-        py::array_t<float> out(static_cast<py::ssize_t>(v.size()));
-        std::copy(v.begin(), v.end(), out.mutable_data());
-        return out;
+        return to_array(v);
       })
       .def("import_state", [](const PyGemma& g, GemmaState& s,
                               py::array_t<float, py::array::c_style | py::array::forcecast> data,
