@@ -201,3 +201,27 @@ def test_perplexity_is_the_mean_nll_and_chunk_independent(model):
         model.perplexity([5])
     with pytest.raises(gn.InvalidArgumentError):
         model.perplexity(ids, chunk=0)
+
+
+@pytest.mark.parametrize("preset", ["recurrentgemma-tiny", "gemma3-tiny"])
+def test_forward_batch_equals_forward_per_state(preset):
+    m = gn.random_model(preset, dtype="float32", seed=4)
+    ids = np.stack([_ids(7, seed=s, vocab=m.config.vocab_size) for s in range(3)])
+    states = [m.new_state() for _ in range(3)]
+    singles = [m.new_state() for _ in range(3)]
+    first = m.forward_batch(ids, states)
+    assert first.shape == (3, m.config.vocab_size)
+    for b in range(3):
+        np.testing.assert_array_equal(m.forward(ids[b], singles[b]), first[b])  # bit for bit
+    nxt = ids[:, :2][:, ::-1].copy()
+    every = m.forward_batch(nxt, states, all_positions=True)
+    assert every.shape == (3, 2, m.config.vocab_size) and all(s.pos == 9 for s in states)
+    for b in range(3):
+        np.testing.assert_array_equal(m.forward(nxt[b], singles[b], all_positions=True), every[b])
+    with pytest.raises(gn.InvalidArgumentError):
+        m.forward_batch(ids[:2], states)  # rows != states
+    with pytest.raises(gn.InvalidArgumentError):
+        m.forward_batch(ids, states[0])  # not a list
+    with pytest.raises(gn.InvalidArgumentError):
+        m.forward_batch(ids, [states[0], states[0], states[1]])  # one state twice
+    assert all(s.pos == 9 for s in states)  # refused calls change nothing

@@ -219,6 +219,25 @@ class Model:
         out = self._core.forward(np.ascontiguousarray(arr[None]), [state._core], all_positions)
         return out[0]
 
+    def forward_batch(self, ids, states: Sequence[State], all_positions: bool = False) -> np.ndarray:
+        """Feeds row b of ids [B, T] to states[b], all in one call (one pass over the weights);
+        returns the logits of each row's last token [B, V] (or [B, T, V]).  The states must be
+        distinct and come from this model; a row gives the same logits as forward() on it alone."""
+        if isinstance(states, State) or not isinstance(states, (list, tuple)):
+            raise InvalidArgumentError("states must be a list of State objects")
+        for s in states:
+            if not isinstance(s, State) or s._model is not self:
+                raise InvalidArgumentError("every state must come from this model's new_state()")
+        if not isinstance(all_positions, (bool, np.bool_)):
+            raise InvalidArgumentError(f"all_positions must be True or False, got "
+                                       f"{all_positions!r}")
+        arr = self._ids_array(ids)
+        if arr.ndim != 2 or arr.shape[0] != len(states):
+            raise InvalidArgumentError(f"ids must be [B, T] with B = len(states) = {len(states)}, "
+                                       f"got shape {arr.shape}")
+        return self._core.forward(np.ascontiguousarray(arr), [s._core for s in states],
+                                  bool(all_positions))
+
     def perplexity(self, text_or_ids, *, add_bos: bool = True, chunk: int = 64) -> float:
         """exp(mean negative log-likelihood) of every token after the first, each predicted
         from all the tokens before it (fed through one state, ``chunk`` tokens at a time so
