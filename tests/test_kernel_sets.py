@@ -226,6 +226,7 @@ def test_elementwise_ops_on_special_values():
     assert_identical(on_each_set(lambda: ops.geglu(x, up)), "geglu")
     for cap in (1.0, 30.0, 50.0):
         assert_identical(on_each_set(lambda: ops.softcap(x, cap)), f"softcap {cap}")
+    assert_identical(on_each_set(lambda: ops.add(x, up)), "add")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -772,7 +772,7 @@ def test_attention_cache_too_small(isa):
 
 
 # ---------------------------------------------------------------------------------------------
-# geglu, softcap
+# geglu, softcap, add
 # ---------------------------------------------------------------------------------------------
 
 
@@ -800,6 +800,16 @@ def test_softcap_matches_reference(isa):
             np.testing.assert_array_equal(x, x_before)
             assert got.shape == x.shape and np.all(np.abs(got) <= cap)
             assert_close(got, want, np.abs(want), what=f"softcap {shape} cap={cap}")
+
+
+def test_add_matches_reference(isa):
+    rng = np.random.default_rng(28)
+    for shape in [(1,), (7,), (33,), (3, 100), (40000,)]:  # 40000: several threads / blocks
+        x, y = rnd(rng, *shape, scale=5.0), rnd(rng, *shape, scale=5.0)
+        x_before = x.copy()
+        got = ops.add(x, y)
+        np.testing.assert_array_equal(x, x_before)  # the binding returns a new array
+        np.testing.assert_array_equal(got, ref.add(x, y))  # one fp32 rounding: exact
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1168,6 +1178,8 @@ BAD_INPUTS = {
     "softcap zero": (lambda: ops.softcap(np.ones(4, _F), 0.0), InvalidArgumentError),
     "softcap negative": (lambda: ops.softcap(np.ones(4, _F), -1.0), InvalidArgumentError),
     "softcap NaN": (lambda: ops.softcap(np.ones(4, _F), np.nan), InvalidArgumentError),
+    "add shapes": (lambda: ops.add(np.ones(4, _F), np.ones(5, _F)), ShapeError),
+    "add shapes 2-D": (lambda: ops.add(np.ones((2, 3), _F), np.ones((3, 2), _F)), ShapeError),
     # sample
     "sample logits 1-D": (lambda: ops.sample(np.ones(5, _F), 1.0, 0, 1.0, 0, 0), ShapeError),
     "sample logits 3-D": (lambda: ops.sample(np.ones((1, 1, 5), _F), 1.0, 0, 1.0, 0, 0),

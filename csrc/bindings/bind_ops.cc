@@ -3,7 +3,7 @@
 // no call can read or write out of bounds; outputs are new arrays.
 // Each op binding is a template over the device it runs on (Dev): the CPU ones are
 // _core.<op>, the CUDA kernels on the SIMT emulator _core.cuda_emu.<op>, on a GPU
-// _core.cuda.<op> (only the ops of ops/cuda/op_list.h).  Arrays reach the device through a Stage:
+// _core.cuda.<op> (only the ops of ops/op_list.h with CUDA kernels).  Arrays reach the device through a Stage:
 // used in place on host-memory backends, copied in and out on a GPU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -20,6 +20,7 @@
 #include "ops/cuda/ops_cuda.h"
 #include "gemma_native/quant.h"
 #include "ops/backend.h"
+#include "ops/op_list.h"
 #include "ops/ops.h"
 
 namespace gemma_native::bindings {
@@ -414,7 +415,7 @@ py::array softcap(py::array x, float cap) {
   Stage st(D);
   float* p = st.out(out.mutable_data(), out.size(), true);
   py::gil_scoped_release nogil;
-  st.backend().softcap(p, n, cap);
+  st.backend().softcap({p, n, cap});
   st.finish();
   return out;
 }
@@ -442,45 +443,93 @@ py::array sample(py::array logits, py::array temperature, py::array top_k, py::a
   return out;
 }
 
-// Registers the op bindings of device D in module m: every op on the CPU, the ops of
-// ops/cuda/op_list.h on the CUDA devices.
+template <Dev D>
+py::array add(py::array x, py::array y) {
+  GN_CHECK(shape_of(x) == shape_of(y), ErrorKind::kShape, "x and y must have one shape");
+  const float* src = typed<float>(x, "x");
+  auto out = new_f32(shape_of(x));
+  std::copy(src, src + x.size(), out.mutable_data());
+  Stage st(D);
+  ops::AddArgs a;
+  a.y = st.in(typed<float>(y, "y"), y.size());
+  a.n = x.size();
+  a.x = st.out(out.mutable_data(), out.size(), true);
+  py::gil_scoped_release nogil;
+  st.backend().add(a);
+  st.finish();
+  return out;
+}
+
+// def_<op><D>(m): the Python signature of each op (one per line of ops/op_list.h).
+using py::arg;
+template <Dev D>
+void def_embedding(py::module_& m) {
+  m.def("embedding", &embedding<D>, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
+}
+template <Dev D>
+void def_rmsnorm(py::module_& m) {
+  m.def("rmsnorm", &rmsnorm<D>, arg("x"), arg("w"), arg("eps"), arg("offset"));
+}
+template <Dev D>
+void def_linear(py::module_& m) {
+  m.def("linear", &linear<D>, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
+        arg("float_activations") = false);
+}
+template <Dev D>
+void def_block_diag_linear(py::module_& m) {
+  m.def("block_diag_linear", &block_diag_linear<D>, arg("x"), arg("w"), arg("dtype"),
+        arg("b") = py::none());
+}
+template <Dev D>
+void def_conv1d(py::module_& m) {
+  m.def("conv1d", &conv1d<D>, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),
+        arg("state") = py::none());
+}
+template <Dev D>
+void def_rglru_scan(py::module_& m) {
+  m.def("rglru_scan", &rglru_scan<D>, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
+        arg("pos"), arg("h"));
+}
+template <Dev D>
+void def_rope(py::module_& m) {
+  m.def("rope", &rope<D>, arg("x"), arg("pos"), arg("rot_dims"), arg("base"),
+        arg("linear_factor") = 1.0f);
+}
+template <Dev D>
+void def_attention(py::module_& m) {
+  m.def("attention", &attention<D>, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
+        arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
+        arg("v_cache") = py::none(), arg("count") = py::none());
+}
+template <Dev D>
+void def_geglu(py::module_& m) {
+  m.def("geglu", &geglu<D>, arg("gate"), arg("up"));
+}
+template <Dev D>
+void def_softcap(py::module_& m) {
+  m.def("softcap", &softcap<D>, arg("x"), arg("cap"));
+}
+template <Dev D>
+void def_add(py::module_& m) {
+  m.def("add", &add<D>, arg("x"), arg("y"));
+}
+
+// Registers the op bindings of device D in module m: every op of ops/op_list.h on the CPU,
+// those with kernels (`only`) on the CUDA devices.
 template <Dev D>
 void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
-  using py::arg;
   auto want = [&](const char* op) {
     return D == Dev::kCpu || std::find(only.begin(), only.end(), op) != only.end();
   };
-  if (want("embedding"))
-    m.def("embedding", &embedding<D>, arg("table"), arg("dtype"), arg("ids"), arg("scale"));
-  if (want("rmsnorm"))
-    m.def("rmsnorm", &rmsnorm<D>, arg("x"), arg("w"), arg("eps"), arg("offset"));
-  if (want("linear"))
-    m.def("linear", &linear<D>, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
-          arg("float_activations") = false);
-  if (want("block_diag_linear"))
-    m.def("block_diag_linear", &block_diag_linear<D>, arg("x"), arg("w"), arg("dtype"),
-          arg("b") = py::none());
-  if (want("conv1d"))
-    m.def("conv1d", &conv1d<D>, arg("x"), arg("pos"), arg("w"), arg("bias") = py::none(),
-          arg("state") = py::none());
-  if (want("rglru_scan"))
-    m.def("rglru_scan", &rglru_scan<D>, arg("x"), arg("gate_x"), arg("gate_a"), arg("a_param"),
-          arg("pos"), arg("h"));
-  if (want("rope"))
-    m.def("rope", &rope<D>, arg("x"), arg("pos"), arg("rot_dims"), arg("base"),
-          arg("linear_factor") = 1.0f);
-  if (want("attention"))
-    m.def("attention", &attention<D>, arg("q"), arg("k"), arg("v"), arg("pos"), arg("window"),
-          arg("scale"), arg("softcap") = 0.0f, arg("k_cache") = py::none(),
-          arg("v_cache") = py::none(), arg("count") = py::none());
-  if (want("geglu")) m.def("geglu", &geglu<D>, arg("gate"), arg("up"));
-  if (want("softcap")) m.def("softcap", &softcap<D>, arg("x"), arg("cap"));
+#define GN_BIND_OP(name, Args) \
+  if (want(#name)) def_##name<D>(m);
+  GN_ALL_OPS(GN_BIND_OP)
+#undef GN_BIND_OP
 }
 
 }  // namespace
 
 void bind_ops(py::module_& m) {
-  using py::arg;
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
   m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));

@@ -27,7 +27,7 @@ void lm_head(ops::Backend& be, const HeadArgs& h, float* x, float* normed, int64
   }
   be.rmsnorm({x, h.norm, rows, D, h.eps, h.offset, normed});
   be.linear({normed, rows, *h.embed, nullptr, false, logits});
-  if (h.softcap > 0.0f) be.softcap(logits, rows * V, h.softcap);
+  if (h.softcap > 0.0f) be.softcap({logits, rows * V, h.softcap});
 }
 
 StateClaim::StateClaim(const std::vector<InUse*>& flags, const char* what) {

@@ -35,16 +35,10 @@ class HostBackend : public Backend {
 class CpuBackend final : public HostBackend {
  public:
   const char* name() const override { return "cpu"; }
-  void embedding(const EmbeddingArgs& a) override { ops::embedding(a); }
-  void rmsnorm(const RmsNormArgs& a) override { ops::rmsnorm(a); }
-  void linear(const LinearArgs& a) override { ops::linear(a); }
-  void block_diag_linear(const BlockDiagLinearArgs& a) override { ops::block_diag_linear(a); }
-  void conv1d(const Conv1dArgs& a) override { ops::conv1d(a); }
-  void rglru_scan(const RgLruArgs& a) override { ops::rglru_scan(a); }
-  void rope(const RopeArgs& a) override { ops::rope(a); }
-  void attention(const AttentionArgs& a) override { ops::attention(a); }
-  void geglu(const GegluArgs& a) override { ops::geglu(a); }
-  void softcap(float* x, int64_t n, float cap) override { ops::softcap(x, n, cap); }
+#define GN_CPU_BACKEND_OP(name, Args) \
+  void name(const Args& a) override { ops::name(a); }
+  GN_ALL_OPS(GN_CPU_BACKEND_OP)
+#undef GN_CPU_BACKEND_OP
 };
 
 class RecordedGraph final : public Graph {

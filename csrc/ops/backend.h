@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/op_list.h"
 #include "ops/ops.h"
 
 namespace gemma_native::ops {
@@ -49,16 +50,10 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within the backend
   virtual void synchronize() {}
 
-  virtual void embedding(const EmbeddingArgs& a) = 0;
-  virtual void rmsnorm(const RmsNormArgs& a) = 0;
-  virtual void linear(const LinearArgs& a) = 0;
-  virtual void block_diag_linear(const BlockDiagLinearArgs& a) = 0;
-  virtual void conv1d(const Conv1dArgs& a) = 0;
-  virtual void rglru_scan(const RgLruArgs& a) = 0;
-  virtual void rope(const RopeArgs& a) = 0;
-  virtual void attention(const AttentionArgs& a) = 0;
-  virtual void geglu(const GegluArgs& a) = 0;
-  virtual void softcap(float* x, int64_t n, float cap) = 0;
+  // One virtual per op of ops/op_list.h: `void name(const Args&)`.
+#define GN_BACKEND_OP(name, Args) virtual void name(const Args& a) = 0;
+  GN_ALL_OPS(GN_BACKEND_OP)
+#undef GN_BACKEND_OP
 
   virtual bool supports_graphs() const { return false; }
   virtual void begin_capture() {}

@@ -89,9 +89,15 @@ bool attention(const AttentionArgs& a) {
 
 bool geglu(const GegluArgs& a) { return a.n > 0; }
 
-bool softcap(int64_t n, float cap) {
-  GN_CHECK(cap > 0.0f, ErrorKind::kInvalidArgument, "softcap: cap must be > 0");
-  return n > 0;
+bool softcap(const SoftcapArgs& a) {
+  GN_CHECK(a.cap > 0.0f, ErrorKind::kInvalidArgument, "softcap: cap must be > 0");
+  GN_CHECK(a.n >= 0, ErrorKind::kShape, "softcap: negative length");
+  return a.n > 0;
+}
+
+bool add(const AddArgs& a) {
+  GN_CHECK(a.n >= 0, ErrorKind::kShape, "add: negative length");
+  return a.n > 0;
 }
 
 }  // namespace check

@@ -17,6 +17,7 @@ bool rglru_scan(const RgLruArgs& a);
 bool rope(const RopeArgs& a);
 bool attention(const AttentionArgs& a);  // reads a.host_count, or a.count, given a cache
 bool geglu(const GegluArgs& a);
-bool softcap(int64_t n, float cap);
+bool softcap(const SoftcapArgs& a);
+bool add(const AddArgs& a);
 
 }  // namespace gemma_native::ops::check

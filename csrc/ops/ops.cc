@@ -57,12 +57,12 @@ void geglu(const GegluArgs& a) {
   if (check::geglu(a)) cpu::active().geglu(a);
 }
 
-void softcap(float* x, int64_t n, float cap) {
-  if (check::softcap(n, cap)) cpu::active().softcap(x, n, cap);
+void softcap(const SoftcapArgs& a) {
+  if (check::softcap(a)) cpu::active().softcap(a);
 }
 
-void add(float* x, const float* y, int64_t n) {
-  if (n > 0) cpu::active().add(x, y, n);
+void add(const AddArgs& a) {
+  if (check::add(a)) cpu::active().add(a);
 }
 
 }  // namespace gemma_native::ops

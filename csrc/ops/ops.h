@@ -172,11 +172,21 @@ struct GegluArgs {
 };
 void geglu(const GegluArgs& a);
 
-// x[i] = cap * tanh(x[i] / cap), in place.  cap > 0.
-void softcap(float* x, int64_t n, float cap);
+// x[i] = cap * tanh(x[i] / cap), in place (the logit soft-cap).  cap > 0.
+struct SoftcapArgs {
+  float* x = nullptr;
+  int64_t n = 0;
+  float cap = 0.0f;
+};
+void softcap(const SoftcapArgs& a);
 
-// x[i] += y[i].
-void add(float* x, const float* y, int64_t n);
+// x[i] += y[i] (residual connections).  x [n] fp32 in/out; y [n] fp32 (may alias x).
+struct AddArgs {
+  float* x = nullptr;
+  const float* y = nullptr;
+  int64_t n = 0;
+};
+void add(const AddArgs& a);
 
 // Sampling from logits [B, V] (one row per sequence), per-row parameters.
 //   temperature <= 0 -> greedy (argmax, lowest index on ties).  Otherwise the logits are divided

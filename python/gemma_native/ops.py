@@ -79,7 +79,7 @@ def with_device(fn):
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
-    "attention", "geglu", "softcap", "sample", "sample_uniform", "emulated_ops",
+    "attention", "geglu", "softcap", "add", "sample", "sample_uniform", "emulated_ops",
     "use_device",
 ]
 
@@ -170,6 +170,11 @@ def geglu(gate, up):
 @with_device
 def softcap(x, cap):
     return _be().softcap(_f32(x), float(cap))
+
+
+@with_device
+def add(x, y):
+    return _be().add(_f32(x), _f32(y))
 
 
 @with_device

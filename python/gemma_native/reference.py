@@ -14,7 +14,7 @@ from ._dtypes import QUANT_CODES, split_weight, weight_to_f32
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "quantize_activations", "block_diag_linear", "conv1d", "rglru_scan", "rope",
-    "attention", "gelu_tanh", "geglu", "softcap", "sample", "sample_uniform",
+    "attention", "gelu_tanh", "geglu", "softcap", "add", "sample", "sample_uniform",
 ]
 
 
@@ -264,6 +264,11 @@ def geglu(gate, up):
 def softcap(x, cap):
     x = np.asarray(x, np.float64)
     return (cap * np.tanh(x / cap)).astype(np.float32)
+
+
+def add(x, y):
+    """x + y (the residual connection), float32."""
+    return (np.asarray(x, np.float32) + np.asarray(y, np.float32)).astype(np.float32)
 
 
 _M64 = (1 << 64) - 1

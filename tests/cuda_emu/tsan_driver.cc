@@ -1,5 +1,5 @@
-// Runs every CUDA kernel (every op in ops/cuda/op_list.h) on the SIMT emulator over small inputs,
-// for sanitizer builds: tests/test_cuda_emu_tools.py compiles this with -fsanitize=thread
+// Runs every CUDA kernel (every op of ops/op_list.h with a CUDA kernel) on the SIMT emulator
+// over small inputs, for sanitizer builds: tests/test_cuda_emu_tools.py compiles this with -fsanitize=thread
 // (races, missing barriers) and with -fsanitize=address (out-of-bounds global reads/writes),
 // together with ops/cuda/emu/*.cc and ops/checks.cc, and requires clean runs.  Every buffer is its
 // own heap allocation of exactly its size, so ASan sees a read one past any of them.
@@ -140,6 +140,12 @@ void case_softcap(Rng& r) {
   ops::emu::softcap(a);
 }
 
+void case_add(Rng& r) {
+  auto x = r.vec(1000), y = r.vec(1000);
+  ops::emu::add({x.data(), y.data(), 1000});
+  ops::emu::add({x.data(), x.data(), 77});  // y aliasing x
+}
+
 void case_linear(Rng& r) {
   // GEMV (N <= 8) with the 16-byte path (K % 8 == 0) and the scalar one; tiled GEMM (N > 8)
   // with partial tiles; accumulate and bias.
@@ -211,6 +217,36 @@ void case_attention(Rng& r) {
     a.out = out.data();
     ops::emu::attention(a);
   }
+  {
+    // (c) a Gemma global layer: a cache that has not filled (count + T <= slots, no wrap), a
+    //     window as long as the context, head_dim 256 (the kernel's limit), 4 query heads per
+    //     kv head, soft-cap, two decode splits.
+    const int64_t B = 1, T = 1, H = 4, KV = 1, hd = 256, S = 512;
+    auto q = r.vec(B * T * H * hd), k = r.vec(B * T * KV * hd), v = r.vec(B * T * KV * hd);
+    auto kc = r.vec(B * S * KV * hd), vc = r.vec(B * S * KV * hd);
+    std::vector<int32_t> pos = {300};
+    std::vector<int64_t> count = {300};
+    std::vector<float> out(q.size());
+    ops::AttentionArgs a;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.pos = pos.data();
+    a.k_cache = kc.data();
+    a.v_cache = vc.data();
+    a.count = count.data();
+    a.batch = B;
+    a.time = T;
+    a.heads = H;
+    a.kv_heads = KV;
+    a.head_dim = hd;
+    a.slots = S;
+    a.window = int64_t{1} << 24;
+    a.scale = 0.0625f;
+    a.softcap = 50.0f;
+    a.out = out.data();
+    ops::emu::attention(a);
+  }
 }
 
 const std::map<std::string, std::function<void(Rng&)>>& cases() {
@@ -222,6 +258,7 @@ const std::map<std::string, std::function<void(Rng&)>>& cases() {
       {"rope", case_rope},
       {"geglu", case_geglu},
       {"softcap", case_softcap},
+      {"add", case_add},
       {"conv1d", case_conv1d},
       {"block_diag_linear", case_block_diag_linear},
       {"rglru_scan", case_rglru_scan},

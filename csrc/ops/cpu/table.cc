@@ -9,11 +9,11 @@
 namespace gemma_native::ops::cpu {
 
 const KernelTable* GN_CAT(kernel_table_, GN_ISA)() {
+#define GN_KERNEL_ENTRY(name, Args) GN_ISA::name,
   static const KernelTable table = {
-      GN_STR(GN_ISA),       GN_ISA::embedding, GN_ISA::rmsnorm,   GN_ISA::linear, GN_ISA::qlinear,
-      GN_ISA::quantize_act,      GN_ISA::block_diag_linear, GN_ISA::conv1d, GN_ISA::rglru_scan, GN_ISA::rope,
-      GN_ISA::attention,    GN_ISA::geglu,     GN_ISA::softcap,   GN_ISA::add,
+      GN_STR(GN_ISA), GN_ALL_OPS(GN_KERNEL_ENTRY) GN_ISA::qlinear, GN_ISA::quantize_act,
   };
+#undef GN_KERNEL_ENTRY
   return &table;
 }
 

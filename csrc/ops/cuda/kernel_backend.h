@@ -16,22 +16,10 @@ namespace gemma_native::ops {
 template <class Derived>
 class KernelBackend : public Backend {
  public:
-  void embedding(const EmbeddingArgs& a) override { op("embedding", a); }
-  void rmsnorm(const RmsNormArgs& a) override { op("rmsnorm", a); }
-  void linear(const LinearArgs& a) override { op("linear", a); }
-  void block_diag_linear(const BlockDiagLinearArgs& a) override { op("block_diag_linear", a); }
-  void conv1d(const Conv1dArgs& a) override { op("conv1d", a); }
-  void rglru_scan(const RgLruArgs& a) override { op("rglru_scan", a); }
-  void rope(const RopeArgs& a) override { op("rope", a); }
-  void attention(const AttentionArgs& a) override { op("attention", a); }
-  void geglu(const GegluArgs& a) override { op("geglu", a); }
-  void softcap(float* x, int64_t n, float cap) override {
-    SoftcapArgs a;
-    a.x = x;
-    a.n = n;
-    a.cap = cap;
-    op("softcap", a);
-  }
+#define GN_KERNEL_BACKEND_OP(name, Args) \
+  void name(const Args& a) override { op(#name, a); }
+  GN_ALL_OPS(GN_KERNEL_BACKEND_OP)
+#undef GN_KERNEL_BACKEND_OP
   std::mutex* serial() override { return &serial_; }
 
  private:

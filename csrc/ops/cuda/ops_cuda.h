@@ -6,25 +6,18 @@
 // Both take the CPU ops' argument structs (ops/ops.h), run the same argument checks
 // (ops/checks.h) and compute what the CPU op computes, up to fp32 rounding order.  A kernel
 // fault found by the emulator raises gemma_native::Error(kDevice).
-// The list of ops is cuda/op_list.h; ops_supported() returns their names.
+// The ops are those of ops/op_list.h with CUDA kernels; ops_supported() returns their names.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "ops/cuda/op_list.h"
+#include "ops/op_list.h"
 #include "ops/ops.h"
 
 namespace gemma_native::ops {
 
-// x[i] = cap * tanh(x[i] / cap) in place (ops::softcap's arguments as a struct).
-struct SoftcapArgs {
-  float* x = nullptr;
-  int64_t n = 0;
-  float cap = 0.0f;
-};
-
-// The names of the ops of op_list.h (what both fronts support when they are built).
+// The names of the ops with CUDA kernels (what both fronts support when they are built).
 inline std::vector<std::string> kernel_op_names() {
 #define GN_OP_NAME(name, Args) #name,
   return {GN_CUDA_OPS(GN_OP_NAME)};

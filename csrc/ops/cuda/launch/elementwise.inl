@@ -1,4 +1,4 @@
-// Launchers: embedding, rope, geglu, softcap.  (Included by cuda/ops_launch.inl.)
+// Launchers: embedding, rope, geglu, softcap, add.  (Included by cuda/ops_launch.inl.)
 
 namespace {
 // Enough blocks of 256 to fill a large GPU, but no more than the elements need.
@@ -37,8 +37,15 @@ void geglu(const GegluArgs& a) {
 }
 
 void softcap(const SoftcapArgs& a) {
-  if (!check::softcap(a.n, a.cap)) return;
+  if (!check::softcap(a)) return;
   GN_LAUNCH(k::softcap_kernel, dim3(elementwise_blocks(a.n)), dim3(256), 0, stream())
   (a.x, a.n, a.cap);
   GN_AFTER_LAUNCH("softcap");
+}
+
+void add(const AddArgs& a) {
+  if (!check::add(a)) return;
+  GN_LAUNCH(k::add_kernel, dim3(elementwise_blocks(a.n)), dim3(256), 0, stream())
+  (a.x, a.y, a.n);
+  GN_AFTER_LAUNCH("add");
 }
