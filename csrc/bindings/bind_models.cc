@@ -18,10 +18,9 @@ namespace {
 
 using model::GemmaConfig;
 using model::GemmaModel;
-using model::GemmaState;
 using model::GriffinConfig;
 using model::GriffinModel;
-using model::GriffinState;
+using model::State;
 
 // A native model plus the weight arrays it points into (kept alive as long as it lives).
 template <class M>
@@ -48,7 +47,7 @@ T get_or(const py::dict& d, const char* key, T fallback) {
   return d.contains(key) ? get<T>(d, key) : fallback;
 }
 
-GriffinConfig config_from_dict(const py::dict& d) {
+GriffinConfig griffin_config_from_dict(const py::dict& d) {
   GriffinConfig c;
   c.vocab_size = get<int64_t>(d, "vocab_size");
   c.width = get<int64_t>(d, "width");
@@ -127,20 +126,15 @@ model::TensorMap tensor_map(const py::dict& weights, py::dict& keep) {
   return map;
 }
 
-std::unique_ptr<PyGriffin> make_griffin(const py::dict& cfg, const py::dict& weights,
-                                        const std::string& device) {
-  auto g = std::make_unique<PyGriffin>();
+// A model on `device` ("cpu", "cuda-emu", "cuda[:N]") over the weight arrays.
+template <class M, auto config_from>
+std::unique_ptr<PyModel<M>> make_model(const py::dict& cfg, const py::dict& weights,
+                                       const std::string& device) {
+  auto g = std::make_unique<PyModel<M>>();
   const model::TensorMap map = tensor_map(weights, g->keep_alive);
   ops::Backend& be = backend_for(device);
-  g->model = std::make_unique<GriffinModel>(config_from_dict(cfg), map, be);
+  g->model = std::make_unique<M>(config_from(cfg), map, be);
   if (be.copies_weights()) g->keep_alive = py::dict();  // the backend holds its own copy
-  return g;
-}
-
-std::unique_ptr<PyGemma> make_gemma(const py::dict& cfg, const py::dict& weights) {
-  auto g = std::make_unique<PyGemma>();
-  const model::TensorMap map = tensor_map(weights, g->keep_alive);
-  g->model = std::make_unique<GemmaModel>(gemma_config_from_dict(cfg), map);
   return g;
 }
 
@@ -159,8 +153,8 @@ bool poll_python_signals() {
   return PyErr_CheckSignals() != 0;
 }
 
-template <class M, class S>
-py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states,
+template <class M>
+py::array forward(PyModel<M>& g, py::array tokens, const std::vector<State*>& states,
                   bool all_positions) {
   check_ndim(tokens, 2, "tokens");
   const int64_t B = tokens.shape(0), T = tokens.shape(1);
@@ -168,7 +162,7 @@ py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states
            "need one state per row of tokens (" + std::to_string(B) + "), got " +
                std::to_string(states.size()));
   const int32_t* tok = typed<int32_t>(tokens, "tokens");
-  const int64_t V = g.model->config().vocab_size;
+  const int64_t V = g.model->vocab_size();
   std::vector<py::ssize_t> shape = all_positions ? std::vector<py::ssize_t>{B, T, V}
                                                  : std::vector<py::ssize_t>{B, V};
   py::array_t<float> logits(shape);
@@ -184,97 +178,68 @@ py::array forward(PyModel<M>& g, py::array tokens, const std::vector<S*>& states
   return logits;
 }
 
+template <class M>
+void bind_model_class(py::class_<PyModel<M>>& c) {
+  using P = PyModel<M>;
+  c.def_property_readonly("device",
+                          [](const P& g) { return std::string(g.model->backend().name()); })
+      .def_property_readonly("graph_replays", [](const P& g) { return g.model->graph_replays(); },
+                             "Decode steps run from a captured graph (device backends with graphs).")
+      .def("new_state", [](const P& g) { return g.model->new_state(); })
+      .def_property_readonly("max_context", [](const P& g) { return g.model->max_context(); },
+                             "Positions a sequence may reach.")
+      .def("forward", &forward<M>, py::arg("tokens"), py::arg("states"),
+           py::arg("all_positions") = false,
+           "tokens int32 [B, T]; states: B State of this model; returns logits [B, T, V] or "
+           "[B, V].");
+}
+
 }  // namespace
 
 void bind_models(py::module_& m) {
-  py::class_<GriffinState>(m, "GriffinState",
-                           "Fixed-size per-sequence state of a Griffin model (one call at a time).")
-      .def_property_readonly("pos", [](const GriffinState& s) { return s.pos; },
+  py::class_<State>(m, "State",
+                    "What one sequence carries between calls, in the model's backend memory (one "
+                    "call at a time).")
+      .def_property_readonly("pos", [](const State& s) { return s.pos; },
                              "Tokens consumed so far (the position of the next token).")
-      .def_property_readonly("nbytes", [](const GriffinState& s) {
-        return static_cast<int64_t>(s.data.bytes());
-      })
-      .def("clone", [](const GriffinState& s) {
+      .def_property_readonly("nbytes", &State::nbytes, "Bytes of memory the state holds now.")
+      .def("clone", [](const State& s) {
         py::gil_scoped_release nogil;
         return s.clone();
       })
-      .def("download", [](const GriffinState& s) {
+      .def("saved_floats", [](const State& s, int64_t pos) {
+        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
+        return s.saved_floats(pos);
+      }, py::arg("pos"), "Length of save() for a state at position pos.")
+      .def("save", [](const State& s) {
         std::vector<float> v;
         {
           py::gil_scoped_release nogil;
-          v = s.download();
+          v = s.save();
         }
         return to_array(v);
-      }, "A float32 copy of the state's memory, wherever it lives.")
-      .def("load", [](GriffinState& s, py::array_t<float, py::array::c_style> a, int64_t pos) {
-        GN_CHECK(a.ndim() == 1 && a.shape(0) == s.data.size(), ErrorKind::kShape,
-                 "state data must be float32 of shape (" + std::to_string(s.data.size()) + ",)");
+      }, "A float32 copy of the state (its length depends only on pos), wherever it lives.")
+      .def("restore", [](State& s, py::array_t<float, py::array::c_style | py::array::forcecast> a,
+                         int64_t pos) {
+        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
+        const int64_t want = s.saved_floats(pos);
+        GN_CHECK(a.ndim() == 1 && a.shape(0) == want, ErrorKind::kInvalidArgument,
+                 "state data must be float32 of shape (" + std::to_string(want) +
+                     ",) for position " + std::to_string(pos));
         const float* p = a.data();
         py::gil_scoped_release nogil;
-        s.upload(p, pos);
-      }, "Overwrites the state with a float32 array from download() and sets its position.");
+        s.restore(p, pos);
+      }, py::arg("data"), py::arg("pos"),
+         "Overwrites the state with data from save() and sets its position.");
 
-  py::class_<PyGriffin>(m, "GriffinModel")
-      .def(py::init(&make_griffin), py::arg("config"), py::arg("weights"),
-           py::arg("device") = "cpu")
-      .def_property_readonly("device", [](const PyGriffin& g) {
-        return std::string(g.model->backend().name());
-      })
-      .def_property_readonly("graph_replays", [](const PyGriffin& g) {
-        return g.model->graph_replays();
-      }, "Decode steps run from a captured graph (device backends with graphs).")
-      .def("new_state", [](const PyGriffin& g) { return g.model->new_state(); })
-      .def_property_readonly("max_context", [](const PyGriffin&) { return int64_t{INT32_MAX}; },
-                             "Positions a sequence may reach (int32 positions; no other limit).")
-      .def_property_readonly("state_floats", [](const PyGriffin& g) {
-        return g.model->state_floats();
-      })
-      .def("forward", &forward<GriffinModel, GriffinState>, py::arg("tokens"), py::arg("states"),
-           py::arg("all_positions") = false,
-           "tokens int32 [B, T]; states: B GriffinState; returns logits [B, T, V] or [B, V].");
-
-  py::class_<GemmaState>(m, "GemmaState", "KV cache of one sequence of a Gemma model.")
-      .def_property_readonly("pos", [](const GemmaState& s) { return s.pos; })
-      .def_property_readonly("nbytes", &GemmaState::nbytes)
-      .def("clone", [](const GemmaState& s) {
-        py::gil_scoped_release nogil;
-        return s.clone();
-      });
-
-  py::class_<PyGemma>(m, "GemmaModel")
-      .def(py::init(&make_gemma), py::arg("config"), py::arg("weights"))
-      .def("new_state", [](const PyGemma& g) { return g.model->new_state(); })
-      .def_property_readonly("max_context", [](const PyGemma& g) {
-        return g.model->config().max_context;
-      }, "Positions a sequence may reach (the model's max_position_embeddings).")
-      .def("state_floats", [](const PyGemma& g, int64_t pos) {
-        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
-        return g.model->state_floats(pos);
-      })
-      .def("export_state", [](const PyGemma& g, const GemmaState& s) {
-        std::vector<float> v;
-        {
-          py::gil_scoped_release nogil;
-          v = g.model->export_state(s);
-        }
-        return to_array(v);
-      })
-      .def("import_state", [](const PyGemma& g, GemmaState& s,
-                              py::array_t<float, py::array::c_style | py::array::forcecast> data,
-                              int64_t pos) {
-        GN_CHECK(pos >= 0, ErrorKind::kInvalidArgument, "position must be >= 0");
-        GN_CHECK(data.ndim() == 1 && data.shape(0) == g.model->state_floats(pos),
-                 ErrorKind::kInvalidArgument,
-                 "state data must be float32 of shape (" +
-                     std::to_string(g.model->state_floats(pos)) + ",) for position " +
-                     std::to_string(pos));
-        const float* p = data.data();
-        py::gil_scoped_release nogil;
-        g.model->import_state(&s, p, pos);
-      })
-      .def("forward", &forward<GemmaModel, GemmaState>, py::arg("tokens"), py::arg("states"),
-           py::arg("all_positions") = false,
-           "tokens int32 [B, T]; states: B GemmaState; returns logits [B, T, V] or [B, V].");
+  py::class_<PyGriffin> griffin(m, "GriffinModel");
+  griffin.def(py::init(&make_model<GriffinModel, &griffin_config_from_dict>), py::arg("config"),
+              py::arg("weights"), py::arg("device") = "cpu");
+  bind_model_class(griffin);
+  py::class_<PyGemma> gemma(m, "GemmaModel");
+  gemma.def(py::init(&make_model<GemmaModel, &gemma_config_from_dict>), py::arg("config"),
+            py::arg("weights"), py::arg("device") = "cpu");
+  bind_model_class(gemma);
 }
 
 }  // namespace gemma_native::bindings

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/common.h"
+#include "model/runtime.h"
 #include "model/tensor.h"
 
 namespace gemma_native::model {
@@ -40,56 +41,68 @@ struct GemmaConfig {
   void validate() const;
 };
 
-// Per-sequence KV cache.  Its memory grows with use, so a short sequence costs little whatever
-// the configured window or context: each layer's buffer holds `slots` positions, grown (at
-// least doubling, from 16) when a call needs more -- up to the window W for a sliding layer,
-// which is then a ring (position p in slot p % W), up to max_context for a global layer.
-// While a sliding layer has fewer than W slots no position has wrapped (slot p holds p).
-struct GemmaState {
-  int64_t pos = 0;
-  std::vector<std::vector<float>> k, v;  // per layer, [slots, kv_heads, head_dim]
-  std::vector<int64_t> slots;            // per layer
-  uint64_t layout_id = 0;
-  mutable InUse in_use;  // one call at a time (model/common.h)
-  int64_t nbytes() const;
-  std::unique_ptr<GemmaState> clone() const;
+// The shape of a Gemma model's KV caches, shared by the model and its states.
+struct GemmaCacheShape {
+  int64_t row = 0;             // kv_heads * head_dim floats per position
+  int64_t window = 0;          // W of the sliding layers
+  int64_t max_context = 0;     // the most positions of a global layer
+  std::vector<bool> sliding;   // per layer
+  // The slots a layer holds for a sequence at position `at`: min(at, W) or at.
+  int64_t slots_at(size_t layer, int64_t at) const;
 };
 
-class GemmaModel {
+// Per-sequence KV cache, in the model's backend memory.  Its memory grows with use, so a short
+// sequence costs little whatever the configured window or context: each layer's buffers hold
+// `slots` positions, grown (at least doubling, from 16) when a call needs more -- up to the
+// window W for a sliding layer, which is then a ring (position p in slot p % W), up to
+// max_context for a global layer.  While a sliding layer has fewer than W slots no position has
+// wrapped (slot p holds p), so growing keeps every position where it is.
+struct GemmaState final : State {
+  std::shared_ptr<const GemmaCacheShape> shape;
+  ops::Backend* backend = nullptr;
+  std::vector<ops::Buffer<float>> k, v;  // per layer, [slots, kv_heads, head_dim]
+  std::vector<int64_t> slots;            // per layer
+
+  int64_t nbytes() const override;
+  std::unique_ptr<State> clone() const override;
+  // Per layer K then V: the first min(pos, W) ring slots of a sliding layer and the first pos
+  // positions of a global one (so the length depends only on pos).
+  int64_t saved_floats(int64_t at) const override;
+  std::vector<float> save() const override;
+  void restore(const float* data, int64_t at) override;
+  // Grows every layer to hold the positions a call ending at position `end` needs.
+  void reserve(int64_t end);
+};
+
+// Runs on a Backend like GriffinModel: the CPU by default; on a device backend the weights are
+// copied into its memory (float weights only) and decode steps are captured as graphs -- a
+// cache that grows gets new memory, so its key changes and the step is captured again (at most
+// about log2(context) times per sequence).
+class GemmaModel final : public Decoder {
  public:
-  GemmaModel(GemmaConfig cfg, const TensorMap& weights);
+  GemmaModel(GemmaConfig cfg, const TensorMap& weights,
+             ops::Backend& backend = ops::cpu_backend());
   const GemmaConfig& config() const { return cfg_; }
-  std::unique_ptr<GemmaState> new_state() const;
-  // A state as one flat float32 vector: per layer K then V, the first min(pos, W) ring slots of
-  // a sliding layer and the first `pos` positions of a global one (so its length depends only
-  // on pos).
-  int64_t state_floats(int64_t pos) const;
-  std::vector<float> export_state(const GemmaState& s) const;
-  // The inverse; `data` holds state_floats(pos) floats.
-  void import_state(GemmaState* s, const float* data, int64_t pos) const;
-  // Runs T new tokens for each of B sequences (tokens [B, T], row b continues states[b]).
-  // Atomic per call: if it throws (bad input, out of memory, an interrupt), every state is as it
-  // was before.  Calls on different states may run concurrently.
-  void forward(const int32_t* tokens, int64_t batch, int64_t time, GemmaState* const* states,
-               bool all_positions, float* logits) const;
+  int64_t max_context() const override { return cfg_.max_context; }
+  std::unique_ptr<State> new_state() const override;
 
  private:
   struct Layer {
     const float *attn_norm, *mlp_norm, *post_attn_norm, *post_mlp_norm, *q_norm, *k_norm;
     ops::WeightMatrix q, k, v, o, gate, up, down;
   };
-  void attention(size_t li, const float* h, int64_t B, int64_t T, const int32_t* pos,
-                 GemmaState* const* states, float* out, float* scratch) const;
-  // Grows every layer of s to hold the positions a call ending at position `end` needs.
-  void reserve(GemmaState& s, int64_t end) const;
-  void run(const int32_t* tokens, int64_t B, int64_t T, GemmaState* const* states,
-           bool all_positions, float* logits) const;
+  int64_t scratch_floats(int64_t n) const override;
+  void prepare(State& s, int64_t end) const override;
+  void overwritten(const State& s, int64_t time, std::vector<Piece>* out) const override;
+  void graph_key(const State& s, std::vector<uintptr_t>* key) const override;
+  void run_layers(Workspace& w, State* const* states) override;
+  void attention(size_t li, Workspace& w, State* const* states);
 
   GemmaConfig cfg_;
+  std::shared_ptr<const GemmaCacheShape> shape_;
   ops::WeightMatrix embed_;
   const float* final_norm_ = nullptr;
   std::vector<Layer> layers_;
-  uint64_t layout_id_ = 0;
 };
 
 }  // namespace gemma_native::model

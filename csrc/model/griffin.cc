@@ -13,7 +13,6 @@
 namespace gemma_native::model {
 namespace {
 
-std::atomic<uint64_t> g_next_layout{1};
 constexpr int64_t kMaxStateBytes = int64_t{1} << 30;
 
 std::string layer_name(size_t i, const char* suffix) {
@@ -61,9 +60,16 @@ void GriffinConfig::validate() const {
                "); this engine refuses more than 1 GiB (RecurrentGemma 2B: 32.7 MiB)");
 }
 
+namespace {
+const GriffinConfig& validated(const GriffinConfig& c) {
+  c.validate();
+  return c;
+}
+}  // namespace
+
 GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& backend)
-    : backend_(&backend), cfg_(std::move(cfg)) {
-  cfg_.validate();
+    : Decoder(backend, {validated(cfg).vocab_size, cfg.width, cfg.mlp_width}),
+      cfg_(std::move(cfg)) {
   const int64_t D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width, H = cfg_.num_heads;
   const int64_t hd = cfg_.head_dim, KV = cfg_.kv_heads, K = cfg_.conv_width, bs = L / H;
   embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations));
@@ -120,37 +126,10 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& 
     layers_.push_back(l);
   }
   state_floats_ = offset;
-  layout_id_ = g_next_layout.fetch_add(1);
+  layout_id_ = next_layout_id();
 }
 
-GriffinModel::~GriffinModel() = default;
-
-ops::WeightMatrix GriffinModel::resident(ops::WeightMatrix m) {
-  if (!backend_->copies_weights()) return m;
-  GN_CHECK(!is_quantized(m.dtype), ErrorKind::kDevice,
-           std::string("the ") + backend_->name() + " backend has no kernels for " +
-               dtype_name(m.dtype) + " weights yet; load with dtype='bfloat16' or on the CPU");
-  m.data = resident(m.data, m.dtype, m.rows * m.cols);
-  return m;
-}
-
-const float* GriffinModel::resident(const float* p, int64_t n) {
-  return static_cast<const float*>(resident(static_cast<const void*>(p), DType::kF32, n));
-}
-
-const void* GriffinModel::resident(const void* p, DType t, int64_t n) {
-  if (!backend_->copies_weights()) return p;
-  GN_CHECK(!is_quantized(t), ErrorKind::kDevice,
-           std::string("the ") + backend_->name() + " backend has no kernels for " +
-               dtype_name(t) + " weights yet");
-  ops::Buffer<unsigned char> b(*backend_, n * dtype_size(t));
-  backend_->to_device(b.data(), p, b.bytes());
-  const void* q = b.data();
-  device_weights_.push_back(std::move(b));
-  return q;
-}
-
-std::unique_ptr<GriffinState> GriffinState::clone() const {
+std::unique_ptr<State> GriffinState::clone() const {
   StateClaim claim({&in_use}, "clone");
   ops::Backend& be = *data.backend();
   ops::SerialScope serial(be);
@@ -163,7 +142,7 @@ std::unique_ptr<GriffinState> GriffinState::clone() const {
   return s;
 }
 
-std::vector<float> GriffinState::download() const {
+std::vector<float> GriffinState::save() const {
   StateClaim claim({&in_use}, "save");
   ops::Backend& be = *data.backend();
   ops::SerialScope serial(be);
@@ -172,81 +151,60 @@ std::vector<float> GriffinState::download() const {
   return out;
 }
 
-void GriffinState::upload(const float* host, int64_t pos_now) {
-  GN_CHECK(pos_now >= 0 && pos_now < INT32_MAX, ErrorKind::kInvalidArgument,
+void GriffinState::restore(const float* host, int64_t at) {
+  GN_CHECK(at >= 0 && at < INT32_MAX, ErrorKind::kInvalidArgument,
            "position must be in [0, 2^31 - 1)");
   StateClaim claim({&in_use}, "restore");
   ops::Backend& be = *data.backend();
   ops::SerialScope serial(be);
   be.to_device(data.data(), host, data.bytes());
   be.synchronize();
-  pos = pos_now;
+  pos = at;
 }
 
-std::unique_ptr<GriffinState> GriffinModel::new_state() const {
+std::unique_ptr<State> GriffinModel::new_state() const {
   auto s = std::make_unique<GriffinState>();
-  s->data = ops::Buffer<float>(*backend_, state_floats_);  // zero-filled
+  s->data = ops::Buffer<float>(backend(), state_floats_);  // zero-filled
   s->layout_id = layout_id_;
   return s;
 }
 
-// Backend memory for one forward of B sequences x T tokens.  Inputs (tokens, positions, the
-// attention counts) are copied in before the layers run, so a captured graph reads the values
-// of each replay.
-struct GriffinModel::Workspace {
-  int64_t B = 0, T = 0;
-  bool all_positions = false;
-  ops::Buffer<int32_t> tokens, pos;
-  ops::Buffer<int64_t> counts;  // each sequence's position before this forward
-  ops::Buffer<float> x, h, f, scratch, logits;
-  const int32_t* host_tokens = nullptr;  // for the argument checks
-  float* logits_out = nullptr;           // where the head writes: `logits` or the caller's
+int64_t GriffinModel::scratch_floats(int64_t n) const {
+  const int64_t Hhd = cfg_.num_heads * cfg_.head_dim, KVhd = cfg_.kv_heads * cfg_.head_dim;
+  return std::max(5 * n * cfg_.lru_width, n * (2 * Hhd + 2 * KVhd));
+}
 
-  Workspace(ops::Backend& be, const GriffinConfig& c, int64_t b, int64_t t, bool all,
-            float* caller_logits)
-      : B(b), T(t), all_positions(all) {
-    const int64_t N = B * T, D = c.width, L = c.lru_width, F = c.mlp_width;
-    const int64_t Hhd = c.num_heads * c.head_dim, KVhd = c.kv_heads * c.head_dim;
-    tokens = ops::Buffer<int32_t>(be, N);
-    pos = ops::Buffer<int32_t>(be, N);
-    counts = ops::Buffer<int64_t>(be, B);
-    x = ops::Buffer<float>(be, N * D);
-    h = ops::Buffer<float>(be, N * D);
-    f = ops::Buffer<float>(be, 2 * N * F);
-    scratch = ops::Buffer<float>(be, std::max(5 * N * L, N * (2 * Hhd + 2 * KVhd)));
-    const int64_t rows = all ? N : B;
-    if (caller_logits != nullptr && be.host_memory()) {
-      logits_out = caller_logits;  // the CPU writes straight into the caller's array
-    } else {
-      logits = ops::Buffer<float>(be, rows * c.vocab_size);
-      logits_out = logits.data();
+namespace {
+float* state_data(State* s) { return static_cast<GriffinState*>(s)->data.data(); }
+}  // namespace
+
+void GriffinModel::overwritten(const State& st, int64_t T, std::vector<Piece>* out) const {
+  // Each recurrent layer's h and conv taps, and the ring slots of each attention layer that the
+  // new tokens land in.
+  float* base = static_cast<const GriffinState&>(st).data.data();
+  const int64_t W = cfg_.window, row = cfg_.kv_heads * cfg_.head_dim;
+  for (const Layer& l : layers_) {
+    if (l.type == BlockType::kRecurrent) {
+      out->push_back({base + l.state_offset, cfg_.conv_width * cfg_.lru_width});  // h, taps
+      continue;
+    }
+    const int64_t count = std::min(T, W), first = (st.pos + T - count) % W;
+    const int64_t run1 = std::min(count, W - first);  // slots first.. then wrapped to 0..
+    for (int64_t kv = 0; kv < 2; ++kv) {
+      float* ring = base + l.state_offset + kv * W * row;
+      out->push_back({ring + first * row, run1 * row});
+      if (count > run1) out->push_back({ring, (count - run1) * row});
     }
   }
+}
 
-  void load_inputs(ops::Backend& be, const int32_t* tok, const std::vector<int32_t>& p,
-                   GriffinState* const* states) {
-    be.to_device(tokens.data(), tok, tokens.bytes());
-    be.to_device(pos.data(), p.data(), pos.bytes());
-    std::vector<int64_t> c(B);
-    for (int64_t b = 0; b < B; ++b) c[b] = states[b]->pos;
-    be.to_device(counts.data(), c.data(), counts.bytes());
-    host_tokens = tok;
-  }
-};
+void GriffinModel::graph_key(const State& s, std::vector<uintptr_t>* key) const {
+  key->push_back(reinterpret_cast<uintptr_t>(static_cast<const GriffinState&>(s).data.data()));
+}
 
-// A captured decode step (T = 1) for one batch of states; replayed while the same states (the
-// same memory) come back in the same order.
-struct GriffinModel::DecodeGraph {
-  std::vector<const float*> key;
-  Workspace ws;
-  std::unique_ptr<ops::Graph> graph;
-  DecodeGraph(ops::Backend& be, const GriffinConfig& c, std::vector<const float*> k)
-      : key(std::move(k)), ws(be, c, static_cast<int64_t>(key.size()), 1, false, nullptr) {}
-};
-
-void GriffinModel::recurrent_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
-                                   GriffinState* const* states) {
-  ops::Backend& be = *backend_;
+void GriffinModel::recurrent_block(const Layer& l, Workspace& w, State* const* states) {
+  ops::Backend& be = backend();
+  const int64_t B = w.B, T = w.T;
   const int64_t N = B * T, L = cfg_.lru_width, K = cfg_.conv_width;
   const float* h = w.h.data();
   const int32_t* pos = w.pos.data();
@@ -258,7 +216,7 @@ void GriffinModel::recurrent_block(const Layer& l, Workspace& w, int64_t B, int6
   be.linear({h, N, l.lin_y, l.lin_y_b, false, y});
   be.linear({h, N, l.lin_x, l.lin_x_b, false, u});
   for (int64_t b = 0; b < B; ++b) {
-    float* st = states[b]->data.data() + l.state_offset;
+    float* st = state_data(states[b]) + l.state_offset;
     ops::Conv1dArgs ca;
     ca.x = u + b * T * L;
     ca.pos = pos + b * T;
@@ -282,7 +240,7 @@ void GriffinModel::recurrent_block(const Layer& l, Workspace& w, int64_t B, int6
     ra.gate_a = ga + b * T * L;
     ra.a_param = l.a_param;
     ra.pos = pos + b * T;
-    ra.h = states[b]->data.data() + l.state_offset;
+    ra.h = state_data(states[b]) + l.state_offset;
     ra.batch = 1;
     ra.time = T;
     ra.channels = L;
@@ -293,9 +251,9 @@ void GriffinModel::recurrent_block(const Layer& l, Workspace& w, int64_t B, int6
   be.linear({u, N, l.lin_out, l.lin_out_b, true, w.x.data()});
 }
 
-void GriffinModel::attention_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
-                                   GriffinState* const* states) {
-  ops::Backend& be = *backend_;
+void GriffinModel::attention_block(const Layer& l, Workspace& w, State* const* states) {
+  ops::Backend& be = backend();
+  const int64_t B = w.B, T = w.T;
   const int64_t N = B * T, H = cfg_.num_heads, KV = cfg_.kv_heads, hd = cfg_.head_dim;
   const int64_t W = cfg_.window;
   const float* h = w.h.data();
@@ -310,7 +268,7 @@ void GriffinModel::attention_block(const Layer& l, Workspace& w, int64_t B, int6
   be.rope({q, pos, N, H, hd, cfg_.rot_dims, cfg_.rope_base});
   be.rope({k, pos, N, KV, hd, cfg_.rot_dims, cfg_.rope_base});
   for (int64_t b = 0; b < B; ++b) {
-    float* st = states[b]->data.data() + l.state_offset;
+    float* st = state_data(states[b]) + l.state_offset;
     ops::AttentionArgs aa;
     aa.q = q + b * T * H * hd;
     aa.k = k + b * T * KV * hd;
@@ -334,10 +292,9 @@ void GriffinModel::attention_block(const Layer& l, Workspace& w, int64_t B, int6
   be.linear({o, N, l.o, l.o_b, true, w.x.data()});
 }
 
-void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* const* states,
-                              bool all_positions) {
-  ops::Backend& be = *backend_;
-  const int64_t N = B * T, D = cfg_.width, F = cfg_.mlp_width;
+void GriffinModel::run_layers(Workspace& w, State* const* states) {
+  ops::Backend& be = backend();
+  const int64_t B = w.B, T = w.T, N = B * T, D = cfg_.width, F = cfg_.mlp_width;
   ops::EmbeddingArgs ea{embed_, w.tokens.data(), N, cfg_.embed_scale, w.x.data()};
   ea.host_ids = w.host_tokens;
   be.embedding(ea);
@@ -345,9 +302,9 @@ void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* 
     ops::check_interrupt();
     be.rmsnorm({w.x.data(), l.pre_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, w.h.data()});
     if (l.type == BlockType::kRecurrent) {
-      recurrent_block(l, w, B, T, states);
+      recurrent_block(l, w, states);
     } else {
-      attention_block(l, w, B, T, states);
+      attention_block(l, w, states);
     }
     be.rmsnorm({w.x.data(), l.mlp_norm, N, D, cfg_.norm_eps, cfg_.norm_offset, w.h.data()});
     float* g = w.f.data();
@@ -358,137 +315,7 @@ void GriffinModel::run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* 
     be.linear({g, N, l.down, l.down_b, true, w.x.data()});
   }
   lm_head(be, {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.logits_soft_cap},
-          w.x.data(), w.h.data(), B, T, all_positions, w.logits_out);
-}
-
-void GriffinModel::forward(const int32_t* tokens, int64_t B, int64_t T,
-                           GriffinState* const* states, bool all_positions, float* logits) {
-  GN_CHECK(B > 0 && T > 0, ErrorKind::kShape, "forward: need at least one token per sequence");
-  std::vector<InUse*> flags(B);
-  for (int64_t b = 0; b < B; ++b) {
-    GN_CHECK(states[b] != nullptr && states[b]->layout_id == layout_id_, ErrorKind::kInvalidArgument,
-             "forward: state " + std::to_string(b) + " was not made by this model");
-    for (int64_t c = 0; c < b; ++c) {
-      GN_CHECK(states[c] != states[b], ErrorKind::kInvalidArgument,
-               "forward: the same state appears twice in one batch");
-    }
-    flags[b] = &states[b]->in_use;
-  }
-  StateClaim claim(flags, "forward");
-  for (int64_t i = 0; i < B * T; ++i) {
-    GN_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, ErrorKind::kInvalidArgument,
-             "token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                 " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
-  }
-  ops::Backend& be = *backend_;
-  ops::SerialScope serial(be);
-  // Atomic: what a call overwrites -- each recurrent layer's h and conv taps, and the ring
-  // slots of each attention layer that the new tokens land in -- is copied aside first (in the
-  // backend's memory) and put back if anything throws, with pos.
-  struct Piece {
-    int64_t offset, floats;  // into the state
-  };
-  const int64_t W = cfg_.window, row = cfg_.kv_heads * cfg_.head_dim;
-  auto overwritten = [&](int64_t pos0) {
-    std::vector<Piece> p;
-    for (const Layer& l : layers_) {
-      if (l.type == BlockType::kRecurrent) {
-        p.push_back({l.state_offset, cfg_.conv_width * cfg_.lru_width});  // h, then the taps
-        continue;
-      }
-      const int64_t count = std::min(T, W), first = (pos0 + T - count) % W;
-      const int64_t run1 = std::min(count, W - first);  // slots first.. then wrapped to 0..
-      for (int64_t kv = 0; kv < 2; ++kv) {
-        const int64_t base = l.state_offset + kv * W * row;
-        p.push_back({base + first * row, run1 * row});
-        if (count > run1) p.push_back({base, (count - run1) * row});
-      }
-    }
-    return p;
-  };
-  std::vector<std::vector<Piece>> where(B);
-  int64_t total = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    where[b] = overwritten(states[b]->pos);
-    for (const Piece& p : where[b]) total += p.floats;
-  }
-  // A device backend runs one call at a time (serial()): reuse one buffer there rather than
-  // allocate device memory per decode step; CPU calls may overlap, so each has its own.
-  ops::Buffer<float> local;
-  ops::Buffer<float>* saved = &local;
-  if (be.serial() != nullptr) {
-    if (rollback_.size() < total) rollback_ = ops::Buffer<float>(be, total);
-    saved = &rollback_;
-  } else {
-    local = ops::Buffer<float>(be, total);
-  }
-  std::vector<int64_t> start(B);
-  int64_t at = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    start[b] = states[b]->pos;
-    for (const Piece& p : where[b]) {
-      be.copy(saved->data() + at, states[b]->data.data() + p.offset, p.floats * sizeof(float));
-      at += p.floats;
-    }
-  }
-  try {
-    ops::InterruptibleScope interruptible(true);
-    run(tokens, B, T, states, all_positions, logits);
-  } catch (...) {
-    at = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      states[b]->pos = start[b];
-      for (const Piece& p : where[b]) {
-        be.copy(states[b]->data.data() + p.offset, saved->data() + at, p.floats * sizeof(float));
-        at += p.floats;
-      }
-    }
-    be.synchronize();
-    throw;
-  }
-}
-
-void GriffinModel::run(const int32_t* tokens, int64_t B, int64_t T, GriffinState* const* states,
-                       bool all_positions, float* logits) {
-  std::vector<int64_t> start(B);
-  for (int64_t b = 0; b < B; ++b) start[b] = states[b]->pos;
-  const std::vector<int32_t> pos = batch_positions(start, T);
-  const int64_t V = cfg_.vocab_size;
-  ops::Backend& be = *backend_;
-
-  if (be.supports_graphs() && T == 1 && !all_positions) {
-    std::vector<const float*> key(B);
-    for (int64_t b = 0; b < B; ++b) key[b] = states[b]->data.data();
-    if (!graph_ || graph_->key != key) {
-      graph_.reset();
-      auto g = std::make_unique<DecodeGraph>(be, cfg_, key);
-      g->ws.load_inputs(be, tokens, pos, states);  // values for the capture-time checks
-      be.begin_capture();
-      try {
-        run_layers(g->ws, B, 1, states, false);
-      } catch (...) {
-        be.end_capture();
-        throw;
-      }
-      g->graph = be.end_capture();
-      graph_ = std::move(g);
-    }
-    Workspace& w = graph_->ws;
-    w.load_inputs(be, tokens, pos, states);
-    graph_->graph->replay();
-    ++graph_replays_;
-    be.to_host(logits, w.logits_out, static_cast<size_t>(B * V) * sizeof(float));
-  } else {
-    Workspace w(be, cfg_, B, T, all_positions, logits);
-    w.load_inputs(be, tokens, pos, states);
-    run_layers(w, B, T, states, all_positions);
-    if (w.logits_out != logits) {
-      const int64_t rows = all_positions ? B * T : B;
-      be.to_host(logits, w.logits_out, static_cast<size_t>(rows * V) * sizeof(float));
-    }
-  }
-  be.synchronize();
-  for (int64_t b = 0; b < B; ++b) states[b]->pos += T;
+          w.x.data(), w.h.data(), B, T, w.all_positions, w.logits_out);
 }
 
 }  // namespace gemma_native::model

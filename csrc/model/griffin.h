@@ -4,12 +4,14 @@
 // everything a sequence carries between calls, at a fixed size whatever its length.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "model/common.h"
+#include "model/runtime.h"
 #include "model/tensor.h"
 #include "ops/backend.h"
 
@@ -42,41 +44,28 @@ struct GriffinConfig {
 // Per-sequence state: RG-LRU h and conv taps per recurrent layer, a K/V ring of W slots per
 // attention layer, and the number of tokens consumed (the next position).  The floats live in
 // the model's backend memory (host memory for the CPU and the emulator, GPU memory for CUDA).
-struct GriffinState {
-  int64_t pos = 0;
+struct GriffinState final : State {
   ops::Buffer<float> data;
-  uint64_t layout_id = 0;  // which model layout `data` follows
-  mutable InUse in_use;    // one call at a time (model/common.h)
 
-  std::unique_ptr<GriffinState> clone() const;
-  // A float32 copy of `data` (host memory), and its inverse with the position that goes with it.
-  std::vector<float> download() const;
-  void upload(const float* host, int64_t pos_now);
+  int64_t nbytes() const override { return static_cast<int64_t>(data.bytes()); }
+  std::unique_ptr<State> clone() const override;
+  int64_t saved_floats(int64_t) const override { return data.size(); }
+  std::vector<float> save() const override;
+  void restore(const float* host, int64_t at) override;
 };
 
 // Runs on a Backend (ops/backend.h): the CPU by default; on a device backend the weights are
 // copied into its memory once, and decode steps (T = 1) are captured as a graph and replayed
-// when the backend supports graphs.
-class GriffinModel {
+// when the backend supports graphs (model/runtime.h).
+class GriffinModel final : public Decoder {
  public:
   GriffinModel(GriffinConfig cfg, const TensorMap& weights,
                ops::Backend& backend = ops::cpu_backend());
-  ~GriffinModel();
 
   const GriffinConfig& config() const { return cfg_; }
-  ops::Backend& backend() const { return *backend_; }
-  std::unique_ptr<GriffinState> new_state() const;
+  int64_t max_context() const override { return INT32_MAX; }  // int32 positions, no other limit
+  std::unique_ptr<State> new_state() const override;
   int64_t state_floats() const { return state_floats_; }
-
-  // Runs T new tokens for each of B sequences (tokens [B, T], row b continues states[b]).
-  // Writes logits [B, T, V] when all_positions, else [B, V] for each row's last token.
-  // Atomic per call: if it throws (bad input, out of memory, an interrupt), every state is as
-  // it was.  On the CPU, calls on different states run concurrently; on a device backend they
-  // take turns (its serial() lock: the decode graph and the stream are shared).
-  void forward(const int32_t* tokens, int64_t batch, int64_t time, GriffinState* const* states,
-               bool all_positions, float* logits);
-  // Graph replays so far (decode steps that ran from a captured graph).
-  int64_t graph_replays() const { return graph_replays_; }
 
  private:
   struct Layer {
@@ -96,33 +85,18 @@ class GriffinModel {
     int64_t state_offset;  // floats into GriffinState::data
   };
 
-  // Everything one forward of shape (B, T) works in, in backend memory.
-  struct Workspace;
-  struct DecodeGraph;
+  int64_t scratch_floats(int64_t n) const override;
+  void overwritten(const State& s, int64_t time, std::vector<Piece>* out) const override;
+  void graph_key(const State& s, std::vector<uintptr_t>* key) const override;
+  void run_layers(Workspace& w, State* const* states) override;
+  void recurrent_block(const Layer& l, Workspace& w, State* const* states);
+  void attention_block(const Layer& l, Workspace& w, State* const* states);
 
-  void run_layers(Workspace& w, int64_t B, int64_t T, GriffinState* const* states,
-                  bool all_positions);
-  void run(const int32_t* tokens, int64_t B, int64_t T, GriffinState* const* states,
-           bool all_positions, float* logits);
-  void recurrent_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
-                       GriffinState* const* states);
-  void attention_block(const Layer& l, Workspace& w, int64_t B, int64_t T,
-                       GriffinState* const* states);
-  ops::WeightMatrix resident(ops::WeightMatrix m);
-  const float* resident(const float* p, int64_t n);
-  const void* resident(const void* p, DType t, int64_t n);
-
-  ops::Backend* backend_;
-  std::vector<ops::Buffer<unsigned char>> device_weights_;  // device backends only
-  std::unique_ptr<DecodeGraph> graph_;
-  ops::Buffer<float> rollback_;  // forward's saved state pieces (device backends: reused)
-  int64_t graph_replays_ = 0;
   GriffinConfig cfg_;
   ops::WeightMatrix embed_;
   const float* final_norm_ = nullptr;
   std::vector<Layer> layers_;
   int64_t state_floats_ = 0;
-  uint64_t layout_id_ = 0;
 };
 
 }  // namespace gemma_native::model

@@ -41,10 +41,3 @@ def check_device(device) -> str:
                               f"CUDA device(s) present")
         return f"cuda:{int(index)}"
     raise DeviceError(f"unknown device {device!r}; expected 'cpu', 'cuda' or '{EMULATOR}'")
-
-
-def require_cpu(device: str, what: str) -> None:
-    """Raises DeviceError unless `device` (a check_device() name) is the CPU."""
-    if device != "cpu":
-        raise DeviceError(f"{what} run on the CPU only in this version (device={device!r}); "
-                          f"the CUDA backend covers RecurrentGemma so far")

@@ -13,7 +13,7 @@ from .loading.hf import load_hf_folder
 from .model import Model
 from .models import gemma, griffin
 from .tokenizer import Tokenizer
-from .device import check_device, require_cpu
+from .device import check_device
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
@@ -33,8 +33,8 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     multiplies with float32 activations (the dequantized model's math, slower).  Float weights
     always meet float32 activations.
     n_threads: kernel threads (process-wide); None keeps the current setting.
-    device: "cpu" (default); "cuda" / "cuda:N" (builds with the CUDA backend, RecurrentGemma
-    only; otherwise DeviceError); "cuda-emu": the CUDA path -- weights copied into backend
+    device: "cpu" (default); "cuda" / "cuda:N" (builds with the CUDA backend; float weights --
+    quantized ones raise DeviceError); "cuda-emu": the CUDA path -- weights copied into backend
     memory, the CUDA kernels, decode steps replayed as a graph -- on the CPU's SIMT emulator
     (very slow; for checking the device path on machines without a GPU).
     mmap: True (default) uses the weights in place in a read-only memory map of the file: no
@@ -66,16 +66,15 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
-        require_cpu(device, "GGUF models")
-        return _load_gguf(p, want, float_act, mmap)
+        return _load_gguf(p, want, float_act, mmap, device)
     ckpt = load_hf_folder(p)
     mt = ckpt.config.get("model_type")
     if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
         emb = ckpt.tensors.get("model.embed_tokens.weight")
         cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
-        require_cpu(device, "Gemma models")
         weights = _in_memory(gemma.engine_weights(cfg, ckpt.tensors, want), mmap)
-        core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
+        core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights,
+                                device)
     else:
         cfg = griffin.parse_config(ckpt.config)
         weights = _in_memory(griffin.engine_weights(cfg, ckpt.tensors, want), mmap)
@@ -101,7 +100,8 @@ def _in_memory(weights: dict, use_mmap: bool) -> dict:
             for name, (arr, code) in weights.items()}
 
 
-def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool) -> Model:
+def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool,
+               device: str) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
     from .models import gemma_gguf
@@ -112,7 +112,7 @@ def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool) -> 
     # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
     # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
     core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act,
-                             "gelu_f16_table": not float_act}, weights)
+                             "gelu_f16_table": not float_act}, weights, device)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)

@@ -122,9 +122,7 @@ class State:
         ``pos``.  RecurrentGemma: fixed size.  Gemma: per layer K then V, the first
         ``min(pos, window)`` ring slots of sliding layers and the first ``pos`` positions of
         global ones."""
-        if self._model._griffin:
-            return self._core.download()
-        return self._model._core.export_state(self._core)
+        return self._core.save()
 
     def load_numpy(self, data: np.ndarray, pos: int):
         """Restores memory saved by to_numpy() together with its position."""
@@ -132,18 +130,11 @@ class State:
                 0 <= pos < 2**31 - 1:
             raise InvalidArgumentError(f"pos must be an integer in [0, 2**31 - 1), got {pos!r}")
         data = np.asarray(data)
-        if self._model._griffin:
-            want = (self._core.nbytes // 4,)
-        else:  # Gemma: the length depends on pos
-            want = (self._model._core.state_floats(int(pos)),)
+        want = (self._core.saved_floats(int(pos)),)  # Gemma: the length depends on pos
         if data.dtype != np.float32 or data.shape != want:
             raise InvalidArgumentError(f"state data must be float32 of shape {want} for pos "
                                        f"{pos}, got {data.dtype} {data.shape}")
-        data = np.ascontiguousarray(data)
-        if self._model._griffin:
-            self._core.load(data, int(pos))
-        else:
-            self._model._core.import_state(self._core, data, int(pos))
+        self._core.restore(np.ascontiguousarray(data), int(pos))
 
     def __repr__(self):
         return f"State(pos={self.pos}, nbytes={self.nbytes})"
@@ -160,7 +151,6 @@ class Model:
         self.weight_dtype = weight_dtype
         self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
         self._core = core
-        self._griffin = isinstance(core, _core.GriffinModel)  # fixed-size state
 
     def __repr__(self):
         return (f"Model({self.config.architecture}, layers={self.config.num_layers}, "

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import canonical_dtype
-from .device import check_device, require_cpu
+from .device import check_device
 from .errors import InvalidArgumentError
 from .loading.safetensors import Tensor
 from .model import Model
@@ -206,7 +206,6 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
         weights = griffin.engine_weights(cfg, tensors, want)
         core = _core.GriffinModel(cfg.engine_dict(), weights, device)
     else:
-        require_cpu(device, "Gemma models")
         add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
         add("model.norm.weight", (cfg.width,), "small")
         for i in range(cfg.num_layers):
@@ -219,7 +218,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                         ("post_attention", "post_feedforward")) else "small"
                 add(f"model.layers.{i}.{hf}", shape, kind)
         weights = gemma.engine_weights(cfg, tensors, want)
-        core = _core.GemmaModel(cfg.engine_dict(), weights)
+        core = _core.GemmaModel(cfg.engine_dict(), weights, device)
     model = Model(cfg, core, None, path=f"random:{preset}", weight_dtype=want)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
