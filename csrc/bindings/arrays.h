@@ -84,8 +84,8 @@ inline const void* weight_ptr(const py::array& a, DType dtype, const char* name)
 }
 
 inline DType dtype_from_code(int code) {
-  GN_CHECK(code >= 0 && code <= static_cast<int>(DType::kQ6_K), ErrorKind::kDType,
-           "unknown weight dtype code");
+  GN_CHECK(code >= 0 && code < kNumDTypes, ErrorKind::kDType,
+           "unknown weight dtype code " + std::to_string(code));
   return static_cast<DType>(code);
 }
 

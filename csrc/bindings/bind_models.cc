@@ -4,7 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
+#include <type_traits>
+#include <variant>
 
 #include "bindings/arrays.h"
 #include "bindings/devices.h"
@@ -31,9 +34,19 @@ struct PyModel {
 using PyGriffin = PyModel<GriffinModel>;
 using PyGemma = PyModel<GemmaModel>;
 
+// The config dict the Python loaders build, key by key: each key names a member of the
+// config struct (model/griffin.h, model/gemma.h).  These tables are the one definition of the
+// keys; _core.GriffinModel.config_keys / GemmaModel.config_keys export them (required or
+// optional), and _core.check_config validates a dict without building a model.
+template <class C>
+struct ConfigField {
+  const char* key;
+  std::variant<int64_t C::*, float C::*, bool C::*> member;
+  bool required = true;
+};
+
 template <class T>
 T get(const py::dict& d, const char* key) {
-  GN_CHECK(d.contains(key), ErrorKind::kModelFormat, std::string("config is missing '") + key + "'");
   try {
     return d[key].cast<T>();
   } catch (const py::cast_error&) {
@@ -41,31 +54,83 @@ T get(const py::dict& d, const char* key) {
   }
 }
 
-// An optional key: `fallback` when absent.
-template <class T>
-T get_or(const py::dict& d, const char* key, T fallback) {
-  return d.contains(key) ? get<T>(d, key) : fallback;
+// Sets every field of c from d; a missing required key is an error, unknown keys too (a
+// misspelt key must not be silently ignored).
+template <class C>
+void read_fields(const py::dict& d, const std::vector<ConfigField<C>>& fields,
+                 const std::vector<const char*>& also_known, C* c) {
+  for (const ConfigField<C>& f : fields) {
+    if (!d.contains(f.key)) {
+      GN_CHECK(!f.required, ErrorKind::kModelFormat,
+               std::string("config is missing '") + f.key + "'");
+      continue;
+    }
+    std::visit([&](auto member) {
+      using T = std::remove_reference_t<decltype(c->*member)>;
+      c->*member = get<T>(d, f.key);
+    }, f.member);
+  }
+  for (auto item : d) {
+    const std::string k = item.first.cast<std::string>();
+    bool known = std::any_of(fields.begin(), fields.end(), [&](const ConfigField<C>& f) {
+      return k == f.key;
+    });
+    for (const char* a : also_known) known = known || k == a;
+    GN_CHECK(known, ErrorKind::kModelFormat, "unknown config key '" + k + "'");
+  }
 }
+
+const std::vector<ConfigField<GriffinConfig>>& griffin_fields() {
+  using C = GriffinConfig;
+  static const std::vector<ConfigField<C>> f = {
+      {"vocab_size", &C::vocab_size},   {"width", &C::width},
+      {"num_heads", &C::num_heads},     {"head_dim", &C::head_dim},
+      {"kv_heads", &C::kv_heads},       {"lru_width", &C::lru_width},
+      {"mlp_width", &C::mlp_width},     {"window", &C::window},
+      {"conv_width", &C::conv_width},   {"rot_dims", &C::rot_dims},
+      {"rope_base", &C::rope_base},     {"logits_soft_cap", &C::logits_soft_cap},
+      {"embed_scale", &C::embed_scale}, {"norm_eps", &C::norm_eps},
+      {"norm_offset", &C::norm_offset}, {"float_activations", &C::float_activations, false},
+  };
+  return f;
+}
+constexpr const char* kGriffinListKey = "blocks";  // list of "recurrent" / "attention"
+
+const std::vector<ConfigField<GemmaConfig>>& gemma_fields() {
+  using C = GemmaConfig;
+  static const std::vector<ConfigField<C>> f = {
+      {"vocab_size", &C::vocab_size},
+      {"width", &C::width},
+      {"num_heads", &C::num_heads},
+      {"kv_heads", &C::kv_heads},
+      {"head_dim", &C::head_dim},
+      {"mlp_width", &C::mlp_width},
+      {"window", &C::window},
+      {"max_context", &C::max_context},
+      {"rope_base_local", &C::rope_base_local},
+      {"rope_base_global", &C::rope_base_global},
+      {"rope_factor_global", &C::rope_factor_global, false},
+      {"query_scale", &C::query_scale},
+      {"attn_softcap", &C::attn_softcap},
+      {"final_softcap", &C::final_softcap},
+      {"post_norms", &C::post_norms},
+      {"qk_norm", &C::qk_norm},
+      {"embed_scale", &C::embed_scale},
+      {"norm_eps", &C::norm_eps},
+      {"norm_offset", &C::norm_offset},
+      {"float_activations", &C::float_activations, false},
+      {"gelu_f16_table", &C::gelu_f16_table, false},
+  };
+  return f;
+}
+constexpr const char* kGemmaListKey = "layer_types";  // list of "sliding" / "global"
 
 GriffinConfig griffin_config_from_dict(const py::dict& d) {
   GriffinConfig c;
-  c.vocab_size = get<int64_t>(d, "vocab_size");
-  c.width = get<int64_t>(d, "width");
-  c.num_heads = get<int64_t>(d, "num_heads");
-  c.head_dim = get<int64_t>(d, "head_dim");
-  c.kv_heads = get<int64_t>(d, "kv_heads");
-  c.lru_width = get<int64_t>(d, "lru_width");
-  c.mlp_width = get<int64_t>(d, "mlp_width");
-  c.window = get<int64_t>(d, "window");
-  c.conv_width = get<int64_t>(d, "conv_width");
-  c.rot_dims = get<int64_t>(d, "rot_dims");
-  c.rope_base = get<float>(d, "rope_base");
-  c.logits_soft_cap = get<float>(d, "logits_soft_cap");
-  c.embed_scale = get<float>(d, "embed_scale");
-  c.norm_eps = get<float>(d, "norm_eps");
-  c.norm_offset = get<float>(d, "norm_offset");
-  c.float_activations = get_or<bool>(d, "float_activations", false);
-  for (const auto& b : get<std::vector<std::string>>(d, "blocks")) {
+  read_fields(d, griffin_fields(), {kGriffinListKey}, &c);
+  GN_CHECK(d.contains(kGriffinListKey), ErrorKind::kModelFormat,
+           std::string("config is missing '") + kGriffinListKey + "'");
+  for (const auto& b : get<std::vector<std::string>>(d, kGriffinListKey)) {
     if (b == "recurrent") {
       c.blocks.push_back(model::BlockType::kRecurrent);
     } else if (b == "attention") {
@@ -79,33 +144,24 @@ GriffinConfig griffin_config_from_dict(const py::dict& d) {
 
 GemmaConfig gemma_config_from_dict(const py::dict& d) {
   GemmaConfig c;
-  c.vocab_size = get<int64_t>(d, "vocab_size");
-  c.width = get<int64_t>(d, "width");
-  c.num_heads = get<int64_t>(d, "num_heads");
-  c.kv_heads = get<int64_t>(d, "kv_heads");
-  c.head_dim = get<int64_t>(d, "head_dim");
-  c.mlp_width = get<int64_t>(d, "mlp_width");
-  c.window = get<int64_t>(d, "window");
-  c.max_context = get<int64_t>(d, "max_context");
-  for (const auto& t : get<std::vector<std::string>>(d, "layer_types")) {
+  read_fields(d, gemma_fields(), {kGemmaListKey}, &c);
+  GN_CHECK(d.contains(kGemmaListKey), ErrorKind::kModelFormat,
+           std::string("config is missing '") + kGemmaListKey + "'");
+  for (const auto& t : get<std::vector<std::string>>(d, kGemmaListKey)) {
     GN_CHECK(t == "sliding" || t == "global", ErrorKind::kUnsupported,
              "unknown attention layer type '" + t + "'");
     c.sliding.push_back(t == "sliding");
   }
-  c.rope_base_local = get<float>(d, "rope_base_local");
-  c.rope_base_global = get<float>(d, "rope_base_global");
-  c.rope_factor_global = get_or<float>(d, "rope_factor_global", 1.0f);
-  c.query_scale = get<float>(d, "query_scale");
-  c.attn_softcap = get<float>(d, "attn_softcap");
-  c.final_softcap = get<float>(d, "final_softcap");
-  c.post_norms = get<bool>(d, "post_norms");
-  c.qk_norm = get<bool>(d, "qk_norm");
-  c.embed_scale = get<float>(d, "embed_scale");
-  c.norm_eps = get<float>(d, "norm_eps");
-  c.norm_offset = get<float>(d, "norm_offset");
-  c.float_activations = get_or<bool>(d, "float_activations", false);
-  c.gelu_f16_table = get_or<bool>(d, "gelu_f16_table", false);
   return c;
+}
+
+// {key: "required" | "optional"} of a config table (the list key is required).
+template <class C>
+py::dict config_keys(const std::vector<ConfigField<C>>& fields, const char* list_key) {
+  py::dict out;
+  for (const ConfigField<C>& f : fields) out[f.key] = f.required ? "required" : "optional";
+  out[list_key] = "required";
+  return out;
 }
 
 // weights: engine name -> (array, dtype code).  Fills `map` and keeps the arrays in `keep`.
@@ -232,14 +288,28 @@ void bind_models(py::module_& m) {
       }, py::arg("data"), py::arg("pos"),
          "Overwrites the state with data from save() and sets its position.");
 
+  m.def("check_config", [](const std::string& family, const py::dict& d) {
+    if (family == "griffin") {
+      griffin_config_from_dict(d).validate();
+    } else if (family == "gemma") {
+      gemma_config_from_dict(d).validate();
+    } else {
+      fail(ErrorKind::kInvalidArgument, "unknown model family '" + family + "'");
+    }
+  }, py::arg("family"), py::arg("config"),
+     "Validates an engine config dict ('griffin' or 'gemma') as the model constructor does; "
+     "raises ModelFormatError / UnsupportedModelError.");
+
   py::class_<PyGriffin> griffin(m, "GriffinModel");
   griffin.def(py::init(&make_model<GriffinModel, &griffin_config_from_dict>), py::arg("config"),
               py::arg("weights"), py::arg("device") = "cpu");
   bind_model_class(griffin);
+  griffin.attr("config_keys") = config_keys(griffin_fields(), kGriffinListKey);
   py::class_<PyGemma> gemma(m, "GemmaModel");
   gemma.def(py::init(&make_model<GemmaModel, &gemma_config_from_dict>), py::arg("config"),
             py::arg("weights"), py::arg("device") = "cpu");
   bind_model_class(gemma);
+  gemma.attr("config_keys") = config_keys(gemma_fields(), kGemmaListKey);
 }
 
 }  // namespace gemma_native::bindings

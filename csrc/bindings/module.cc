@@ -27,12 +27,11 @@ namespace {
 
 const char* exception_name(ErrorKind k) {
   switch (k) {
-    case ErrorKind::kInvalidArgument: return "InvalidArgumentError";
-    case ErrorKind::kShape: return "ShapeError";
-    case ErrorKind::kDType: return "DTypeError";
-    case ErrorKind::kModelFormat: return "ModelFormatError";
-    case ErrorKind::kUnsupported: return "UnsupportedModelError";
-    case ErrorKind::kDevice: return "DeviceError";
+#define GN_ERROR_KIND_CASE(kind, exception) \
+  case ErrorKind::kind:                     \
+    return #exception;
+    GN_ERROR_KINDS(GN_ERROR_KIND_CASE)
+#undef GN_ERROR_KIND_CASE
   }
   return "GemmaNativeError";
 }
@@ -99,6 +98,21 @@ PYBIND11_MODULE(_core, m) {
   });
 
   m.def("backend_info", &bindings::backend_info, "Which CPU kernels run and what the CPU has.");
+  // The lists the Python side reads instead of keeping copies: weight dtype codes (with the
+  // GGML block geometry of the quantized ones) and the exception class of each error kind.
+  py::dict codes, blocks;
+  for (int c = 0; c < kNumDTypes; ++c) {
+    const DType t = static_cast<DType>(c);
+    codes[dtype_name(t)] = c;
+    if (is_quantized(t)) blocks[dtype_name(t)] = py::make_tuple(block_values(t), block_bytes(t));
+  }
+  m.attr("DTYPE_CODES") = codes;
+  m.attr("QUANT_BLOCKS") = blocks;
+  py::dict kinds;
+#define GN_ERROR_KIND_ITEM(kind, exception) kinds[#kind] = #exception;
+  GN_ERROR_KINDS(GN_ERROR_KIND_ITEM)
+#undef GN_ERROR_KIND_ITEM
+  m.attr("ERROR_KINDS") = kinds;
   m.def("set_cpu_isa", &ops::cpu::set_isa, py::arg("name"),
         "Force a CPU kernel set: 'auto', 'scalar', 'avx2' or 'avx512'.");
   m.def("cpu_isa", &ops::cpu::active_isa);

@@ -18,13 +18,26 @@
 
 namespace gemma_native {
 
+// The kinds of error, each with the Python exception class it is raised as
+// (python/gemma_native/errors.py; _core.ERROR_KINDS exports this list):
+//   kInvalidArgument  bad value from the caller (token id out of range, bad sampling value)
+//   kShape            array shape mismatch
+//   kDType            unsupported / mismatched dtype
+//   kModelFormat      corrupt or inconsistent model file
+//   kUnsupported      architecture or feature not supported
+//   kDevice           requested device / ISA not available
+#define GN_ERROR_KINDS(X)                     \
+  X(kInvalidArgument, InvalidArgumentError)   \
+  X(kShape, ShapeError)                       \
+  X(kDType, DTypeError)                       \
+  X(kModelFormat, ModelFormatError)           \
+  X(kUnsupported, UnsupportedModelError)      \
+  X(kDevice, DeviceError)
+
 enum class ErrorKind : int {
-  kInvalidArgument = 0,  // bad value from the caller (token id out of range, bad sampling value)
-  kShape = 1,            // array shape mismatch
-  kDType = 2,            // unsupported / mismatched dtype
-  kModelFormat = 3,      // corrupt or inconsistent model file
-  kUnsupported = 4,      // architecture or feature not supported
-  kDevice = 5,           // requested device / ISA not available
+#define GN_ERROR_KIND_ENUM(kind, exception) kind,
+  GN_ERROR_KINDS(GN_ERROR_KIND_ENUM)
+#undef GN_ERROR_KIND_ENUM
 };
 
 class Error : public std::runtime_error {

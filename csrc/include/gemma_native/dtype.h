@@ -11,31 +11,40 @@
 
 namespace gemma_native {
 
-// Float storage dtypes, then GGML block-quantized ones (gemma_native/quant.h).
+// Float storage dtypes, then GGML block-quantized ones (gemma_native/quant.h), in code order:
+// X(enumerator, name).  The code of a dtype is its position; Python passes weights as
+// (array, code) and reads the codes from _core.DTYPE_CODES, generated from this list.
+#define GN_DTYPES(X)     \
+  X(kF32, "float32")     \
+  X(kBF16, "bfloat16")   \
+  X(kF16, "float16")     \
+  X(kQ8_0, "Q8_0")       \
+  X(kQ4_0, "Q4_0")       \
+  X(kQ5_0, "Q5_0")       \
+  X(kQ4_K, "Q4_K")       \
+  X(kQ6_K, "Q6_K")
+
 enum class DType : int {
-  kF32 = 0,
-  kBF16 = 1,
-  kF16 = 2,
-  kQ8_0 = 3,
-  kQ4_0 = 4,
-  kQ5_0 = 5,
-  kQ4_K = 6,
-  kQ6_K = 7,
+#define GN_DTYPE_ENUM(e, name) e,
+  GN_DTYPES(GN_DTYPE_ENUM)
+#undef GN_DTYPE_ENUM
 };
+
+// Number of dtypes (codes are 0 .. kNumDTypes - 1).
+#define GN_DTYPE_COUNT(e, name) +1
+constexpr int kNumDTypes = 0 GN_DTYPES(GN_DTYPE_COUNT);
+#undef GN_DTYPE_COUNT
 
 // Bytes per element of a float dtype (quantized ones: see block_bytes in quant.h).
 GN_HD int dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
 
 static inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "float32";
-    case DType::kBF16: return "bfloat16";
-    case DType::kF16: return "float16";
-    case DType::kQ8_0: return "Q8_0";
-    case DType::kQ4_0: return "Q4_0";
-    case DType::kQ5_0: return "Q5_0";
-    case DType::kQ4_K: return "Q4_K";
-    case DType::kQ6_K: return "Q6_K";
+#define GN_DTYPE_CASE(e, name) \
+  case DType::e:               \
+    return name;
+    GN_DTYPES(GN_DTYPE_CASE)
+#undef GN_DTYPE_CASE
   }
   return "?";
 }
