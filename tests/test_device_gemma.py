@@ -128,7 +128,23 @@ def test_greedy_generation_matches_cpu(device):
     assert dev.generate([5, 17, 42, 7], p).token_ids == cpu.generate([5, 17, 42, 7], p).token_ids
 
 
-def test_quantized_weights_say_the_device_has_no_kernels(device):
-    with pytest.raises(gn.DeviceError, match="no kernels for"):
+@pytest.mark.parametrize("preset", ["gemma-tiny", "gemma3-tiny"])
+def test_q8_0_weights_with_float_activations_match_cpu(device, preset):
+    """dtype="int8" (Q8_0 blocks) runs on the device with float activations: the dequantized
+    model's math, as on the CPU with activations="float32"."""
+    kw = {**SHAPE, **PRESETS[preset]}
+    cpu = gn.random_model(preset, dtype="int8", activations="float32", seed=6, **kw)
+    dev = gn.random_model(preset, dtype="int8", activations="float32", seed=6, device=device,
+                          **kw)
+    ids = np.random.default_rng(7).integers(0, SHAPE["vocab_size"], 9)
+    _close(dev.logits(ids), cpu.logits(ids), f"{preset} Q8_0 prefill")
+    sc, sd = cpu.new_state(), dev.new_state()
+    for step, tok in enumerate(ids):
+        _close(dev.forward([tok], sd), cpu.forward([tok], sc), f"{preset} Q8_0 decode {step}")
+    assert dev._core.graph_replays == len(ids)
+
+
+def test_quantized_weights_with_8_bit_activations_say_the_device_has_no_kernels(device):
+    with pytest.raises(gn.DeviceError, match="8-bit activations"):
         gn.random_model("gemma3-tiny", dtype="int8", device=device, **SHAPE,
                         **PRESETS["gemma3-tiny"])

@@ -236,3 +236,28 @@ def test_ggml_dot_products_live(kind):
     y, _ = ggml_dots(lib, raw, kind, x)
     np.testing.assert_allclose(ops.linear(x, (raw, kind)), y, rtol=2e-6,
                                atol=2e-6 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])  # the GEMV kernel (n <= 8) and the tiled GEMM
+def test_q8_0_on_the_cuda_emulator_equals_the_cpu(n):
+    """The CUDA kernels widen Q8_0 blocks per element: linear with float activations and the
+    embedding lookup match the CPU to fp32 rounding; 8-bit activations and other GGML types
+    have no CUDA kernel and say so."""
+    rows, cols = 37, 256
+    raw = random_blocks("Q8_0", rows, cols, seed=30 + n)
+    x = np.random.default_rng(n).normal(size=(n, cols)).astype(np.float32)
+    bias = np.random.default_rng(2).normal(size=rows).astype(np.float32)
+    want = ops.linear(x, (raw, "Q8_0"), bias, float_activations=True)
+    got = ops.linear(x, (raw, "Q8_0"), bias, float_activations=True, device=ops.EMULATOR)
+    w = reference.linear(np.eye(cols, dtype=np.float32), (raw, "Q8_0"),
+                         float_activations=True).T
+    scale = np.abs(x).astype(np.float64) @ np.abs(w).T.astype(np.float64) + 1
+    assert np.all(np.abs(got - want) <= 1e-5 * scale)
+    ids = np.array([0, 36, 5][:n], np.int32)
+    np.testing.assert_array_equal(ops.embedding((raw, "Q8_0"), ids, 0.5, device=ops.EMULATOR),
+                                  ops.embedding((raw, "Q8_0"), ids, 0.5))
+    with pytest.raises(gn.DTypeError, match="8-bit activations"):
+        ops.linear(x, (raw, "Q8_0"), bias, device=ops.EMULATOR)
+    with pytest.raises(gn.DTypeError, match="no CUDA kernel"):
+        ops.linear(x, (random_blocks("Q4_K", rows, cols, 1), "Q4_K"), float_activations=True,
+                   device=ops.EMULATOR)

@@ -28,9 +28,22 @@ uint64_t Decoder::next_layout_id() {
 
 ops::WeightMatrix Decoder::resident(ops::WeightMatrix m) {
   if (!backend_->copies_weights()) return m;
+  if (m.dtype == DType::kQ8_0) {  // the device kernels widen Q8_0 blocks for float activations
+    GN_CHECK(m.float_activations, ErrorKind::kDevice,
+             std::string("the ") + backend_->name() +
+                 " backend has no kernels for Q8_0 weights with 8-bit activations; load with "
+                 "activations='float32' (or dtype='bfloat16')");
+    const int64_t bytes = m.rows * row_bytes(m.dtype, m.cols);
+    ops::Buffer<unsigned char> b(*backend_, bytes);
+    backend_->to_device(b.data(), m.data, b.bytes());
+    m.data = b.data();
+    device_weights_.push_back(std::move(b));
+    return m;
+  }
   GN_CHECK(!is_quantized(m.dtype), ErrorKind::kDevice,
            std::string("the ") + backend_->name() + " backend has no kernels for " +
-               dtype_name(m.dtype) + " weights yet; load with dtype='bfloat16' or on the CPU");
+               dtype_name(m.dtype) + " weights yet; load with dtype='bfloat16' (or 'int8' with "
+               "activations='float32'), or on the CPU");
   m.data = resident(m.data, m.dtype, m.rows * m.cols);
   return m;
 }

@@ -176,13 +176,16 @@ def _tensor(rng, name, shape, kind):
 
 
 def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", seed: int = 0,
-                 device: str = "cpu", **overrides) -> Model:
+                 device: str = "cpu", activations: str = "int8", **overrides) -> Model:
     """A Model with random weights at a named shape (see PRESETS); config fields may be
     overridden (e.g. num_layers=2, vocab_size=1024).  Same seed and arguments -> same weights.
     It has no tokenizer: generate from token ids.  dtype: float32, bfloat16 or float16 for
-    the large matrices (norms and biases are always float32).  device: as for
-    :func:`gemma_native.load` (RecurrentGemma presets only off the CPU)."""
+    the large matrices (norms and biases are always float32), or int8 (Q8_0 blocks).  device
+    and activations: as for :func:`gemma_native.load`."""
     device = check_device(device)
+    if activations not in ("int8", "float32"):
+        raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
+    float_act = {"float_activations": activations == "float32"}
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -204,7 +207,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                     k = "a_param" if hf.endswith("recurrent_param") else "small"
                 add(f"model.layers.{i}.{hf}", shape, k)
         weights = griffin.engine_weights(cfg, tensors, want)
-        core = _core.GriffinModel(cfg.engine_dict(), weights, device)
+        core = _core.GriffinModel({**cfg.engine_dict(), **float_act}, weights, device)
     else:
         add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
         add("model.norm.weight", (cfg.width,), "small")
@@ -218,7 +221,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                         ("post_attention", "post_feedforward")) else "small"
                 add(f"model.layers.{i}.{hf}", shape, kind)
         weights = gemma.engine_weights(cfg, tensors, want)
-        core = _core.GemmaModel(cfg.engine_dict(), weights, device)
+        core = _core.GemmaModel({**cfg.engine_dict(), **float_act}, weights, device)
     model = Model(cfg, core, None, path=f"random:{preset}", weight_dtype=want)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model

@@ -106,10 +106,19 @@ GN_HD uint16_t f32_to_f16(float f) {
 // x rounded to the nearest float16 value (ties to even), as a float.
 GN_HD float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
+// Element i of an array of dtype t, widened to fp32: float dtypes, and Q8_0 blocks (32 int8
+// values after their float16 scale, 34 bytes; element i is value i % 32 of block i / 32, so a
+// row-major [rows, cols] matrix with cols % 32 == 0 is indexed like a float one).  Other GGML
+// dtypes have no per-element form here.
 GN_HD float load_as_f32(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
     case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kQ8_0: {
+      const uint8_t* b = static_cast<const uint8_t*>(p) + (i / 32) * 34;
+      const uint16_t d = static_cast<uint16_t>(b[0] | (b[1] << 8));  // little-endian
+      return f16_to_f32(d) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
+    }
     default: return static_cast<const float*>(p)[i];
   }
 }

@@ -1,4 +1,4 @@
-// Embedding lookup: out[n, :] = table[ids[n], :] * scale for f32 / bf16 / f16 tables.
+// Embedding lookup: out[n, :] = table[ids[n], :] * scale for f32 / bf16 / f16 / Q8_0 tables.
 // One block per token; the threads walk the row (coalesced).  An id outside the table (which
 // the host-side checks already reject) writes zeros instead of reading past the table.
 // Napkin math: N*D weight elements read once; trivial next to the linears.

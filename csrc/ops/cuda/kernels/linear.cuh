@@ -1,5 +1,6 @@
 // linear: y[n, m] = sum_k x[n, k] * W[m, k] + bias[m] (+ y if accumulate), W [M, K] in
-// f32 / bf16 / f16, x and y fp32 (ops.h LinearArgs).
+// f32 / bf16 / f16, or Q8_0 blocks widened per element (float activations), x and y fp32
+// (ops.h LinearArgs).
 //
 // linear_gemv_kernel<NR> (decode, N = NR <= 8 rows of x): one warp per weight row m, eight
 // rows per block.  The lanes walk the row with 16-byte loads (8 bf16/f16 values) when the row

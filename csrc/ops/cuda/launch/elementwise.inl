@@ -10,7 +10,7 @@ inline unsigned elementwise_blocks(int64_t n) {
 
 void embedding(const EmbeddingArgs& a) {
   if (!check::embedding(a)) return;
-  GN_CHECK(!is_quantized(a.table.dtype), ErrorKind::kDType,
+  GN_CHECK(!is_quantized(a.table.dtype) || a.table.dtype == DType::kQ8_0, ErrorKind::kDType,
            std::string("embedding: ") + dtype_name(a.table.dtype) +
                " tables have no CUDA kernel yet");
   GN_LAUNCH(k::embedding_kernel, dim3(grid_dim(a.n, "embedding")), dim3(row_threads(a.table.cols)),

@@ -15,9 +15,16 @@ void launch_gemv(const LinearArgs& a, bool vec16) {
 
 void linear(const LinearArgs& a) {
   if (!check::linear(a)) return;
-  GN_CHECK(!is_quantized(a.w.dtype), ErrorKind::kDType,
+  // Q8_0 weights: widened per element (the dequantized model's math, what the CPU computes
+  // with float activations); the 8-bit-activation arithmetic has no CUDA kernel.
+  GN_CHECK(!is_quantized(a.w.dtype) || (a.w.dtype == DType::kQ8_0 && a.w.float_activations),
+           ErrorKind::kDType,
            std::string("linear: ") + dtype_name(a.w.dtype) +
-               " weights have no CUDA kernel yet (use float32/bfloat16/float16 weights)");
+               (a.w.dtype == DType::kQ8_0
+                    ? " weights with 8-bit activations have no CUDA kernel yet (use float "
+                      "activations)"
+                    : " weights have no CUDA kernel yet (use float32/bfloat16/float16 or Q8_0 "
+                      "weights)"));
   const int64_t K = a.w.cols;
   if (a.n <= k::kGemvMaxRows) {
     const bool two_byte = a.w.dtype == DType::kBF16 || a.w.dtype == DType::kF16;
