@@ -185,8 +185,8 @@ GemmaModel::GemmaModel(GemmaConfig cfg, const TensorMap& w, ops::Backend& backen
   if (backend.copies_weights()) {
     GN_CHECK(!cfg_.gelu_f16_table, ErrorKind::kDevice,
              std::string("the ") + backend.name() +
-                 " backend has no kernel for llama.cpp's float16-table GELU; load the model "
-                 "with float activations or on the CPU");
+                 " backend has no kernel for llama.cpp's float16-table GELU (GGUF files with "
+                 "8-bit activations); load with activations='float32', or on the CPU");
   }
   layout_id_ = next_layout_id();
 }
