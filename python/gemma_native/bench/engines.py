@@ -47,7 +47,7 @@ class Ours:
         self.far_note = ("state placed: largest prefill, position relabelled" if self.griffin
                          else "prefilled for real (chunks of 1024)")
         self.far_from_largest = self.griffin
-        self.version = dist_version("gemma_native")
+        self.version = gn.__version__  # of the code imported, installed or not
         self.threads = gn.backend_info()["num_threads"]
 
     def prefill(self, ids):

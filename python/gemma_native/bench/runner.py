@@ -141,9 +141,9 @@ def run(args) -> dict:
         _preset_config(model)  # an unknown preset is a clear error now, not in a child
     rep = {"model": model, "quick": bool(args.quick), "parts": list(parts), "threads": threads,
            "settings": settings, "machine": machine(), "backend": gn.backend_info(),
-           "versions": {k: dist_version(k) for k in ("gemma_native", "numpy", "torch",
-                                                      "transformers", "recurrentgemma",
-                                                      "llama_cpp_python")},
+           "versions": {"gemma_native": gn.__version__,  # the imported code's, installed or not
+                        **{k: dist_version(k) for k in ("numpy", "torch", "transformers",
+                                                        "recurrentgemma", "llama_cpp_python")}},
            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.progress else \
         (lambda *a: None)
