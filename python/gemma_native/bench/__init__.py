@@ -47,6 +47,10 @@ import argparse
 import os
 import sys
 
+import gemma_native as gn
+
+from .harness import WORKER_FLAG, worker
+from .report import print_summary, write_json
 from .runner import PARTS, PEERS, run
 
 __all__ = ["add_arguments", "parser_options", "cmd_bench", "run", "main"]
@@ -98,8 +102,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_bench(args) -> int:
     """Runs the bench for parsed options: prints the summary, writes --json; 1 if our model
     failed, else 0."""
-    from .report import print_summary, write_json
-
     rep = run(args)
     print_summary(rep)
     if args.json:
@@ -112,13 +114,9 @@ def main(argv=None) -> int:
     """``python -m gemma_native.bench [options]``: the same options, output and exit codes as
     ``gemma-native bench``.  (``--_worker SPEC`` is the child-process side of a run.)"""
     argv = sys.argv[1:] if argv is None else list(argv)
-    from .harness import WORKER_FLAG, worker
-
     if argv[:1] == [WORKER_FLAG]:
         worker(argv[1])
         return 0
-    import gemma_native as gn
-
     ap = argparse.ArgumentParser(prog="gemma-native bench", **parser_options())
     add_arguments(ap)
     args = ap.parse_args(argv)
