@@ -15,9 +15,13 @@ import pytest
 TIMEOUT = 120
 
 
-def bench(*args, cwd=None):
+# the two ways to start it: the gemma-native command, and the bench package as a module
+ENTRY_POINTS = {"cli": ["-m", "gemma_native.cli", "bench"], "module": ["-m", "gemma_native.bench"]}
+
+
+def bench(*args, cwd=None, entry="cli"):
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
-    return subprocess.run([sys.executable, "-m", "gemma_native.cli", "bench", *map(str, args)],
+    return subprocess.run([sys.executable, *ENTRY_POINTS[entry], *map(str, args)],
                           capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
 
 
@@ -135,14 +139,15 @@ def test_llama_peer_needs_a_gguf(tmp_path):
     assert rep["peers"] == {}
 
 
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 @pytest.mark.parametrize("args,needle", [
     (["random:gemma9-giant", "--quick"], "gemma9-giant"),
     (["random:gemma-tiny", "--quick", "--only", "prefil"], "prefil"),
     (["/no/such/model", "--quick"], "/no/such/model"),
     (["random:gemma-tiny", "--quick", "--prefill", "0"], ">= 1"),
 ])
-def test_bad_arguments_are_clean_errors(args, needle):
-    r = bench(*args)
+def test_bad_arguments_are_clean_errors(args, needle, entry):
+    r = bench(*args, entry=entry)
     assert r.returncode == 1
     assert "gemma-native: error:" in r.stderr and needle in r.stderr
     assert "Traceback" not in r.stderr
@@ -154,3 +159,57 @@ def test_help_documents_parts_and_peers():
     for word in ("--quick", "--only", "--peers", "--json", "limits", "position", "official",
                  "transformers", "llama.cpp", "relabelling"):
         assert word in r.stdout, word
+
+
+def test_module_entry_point_has_the_same_options():
+    """python -m gemma_native.bench is gemma-native bench: the same help, hence options."""
+    by_module, by_cli = bench("--help", entry="module"), bench("--help")
+    assert by_module.returncode == 0 and by_module.stdout == by_cli.stdout
+
+
+def test_module_entry_point_runs(tmp_path):
+    out = tmp_path / "out.json"
+    r = bench("random:gemma-tiny", "--quick", "--only", "decode", "--peers", "none", "--json",
+              out, "--no-progress", entry="module")
+    assert r.returncode == 0, r.stderr + r.stdout
+    rep = json.loads(out.read_text())
+    assert [d["batch"] for d in rep["ours"]["decode"]] == [1, 4]
+    assert "decode batch 4" in r.stdout and r.stderr == ""
+
+
+def test_bf16_rounding_matches_the_package():
+    """The bench rounds its bf16 test weights itself (it uses public names only); it must give
+    the bits the package's own converter gives, ties to even included."""
+    import numpy as np
+
+    from gemma_native._dtypes import f32_to_bf16_bits
+    from gemma_native.bench.opbench import bf16_bits
+
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal(10000) * 10.0 ** rng.integers(-30, 30, 10000)
+    x = np.concatenate([spread.astype(np.float32),
+                        np.float32([0.0, -0.0, 1.0, -1.5, 3.0e38, -3.0e38, 1e-40])])
+    u = x.view(np.uint32)
+    ties = ((u & np.uint32(0xFFFF0000)) | np.uint32(0x8000)).view(np.float32)  # exactly halfway
+    for v in (x, ties):
+        assert np.array_equal(bf16_bits(v), f32_to_bf16_bits(v))
+
+
+@pytest.mark.parametrize("preset,griffin", [("recurrentgemma-tiny", True), ("gemma-tiny", False)])
+def test_ours_engine_steps_and_places_states(preset, griffin):
+    """Our engine (public API only: forward_batch, new_state, to_numpy/load_numpy) advances
+    every row one position per decode step and puts a state at the far position."""
+    from gemma_native.bench.engines import Ours
+    from gemma_native.bench.harness import tokens
+
+    eng = Ours({"model": f"random:{preset}", "dtype": None, "threads": None})
+    assert eng.griffin == griffin and eng.weights_bytes > 0 and eng.threads >= 1
+    states = eng.prefill(tokens(3 * 5, eng.vocab, 0).reshape(3, 5))
+    assert [s.pos for s in states] == [5, 5, 5]
+    eng.decode(states, tokens(3, eng.vocab, 1))
+    assert [s.pos for s in states] == [6, 6, 6]
+    source = tokens(300, eng.vocab, 2)
+    far = eng.place(eng.prefill(source[None, :40]), 300, source)
+    assert len(far) == 1 and far[0].pos == 300
+    eng.decode(far, source[:1])
+    assert far[0].pos == 301

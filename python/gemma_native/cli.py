@@ -1,4 +1,4 @@
-"""The gemma-native command: generate, chat, info, env."""
+"""The gemma-native command: generate, chat, info, env, bench."""
 
 from __future__ import annotations
 
@@ -178,12 +178,10 @@ def main(argv=None):
     i.set_defaults(fn=cmd_info)
     e = sub.add_parser("env", help="print the backend (CPU ISA, threads)")
     e.set_defaults(fn=cmd_env)
-    from . import bench
+    from . import bench  # the bench is a client of the package; it never imports this module
 
     b = sub.add_parser("bench", help="speed of a model vs this machine's limits and the peers",
-                       description=bench.__doc__.split("\n\n", 1)[0],
-                       epilog=bench.__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       **bench.parser_options())
     bench.add_arguments(b)
     b.set_defaults(fn=bench.cmd_bench)
     args = ap.parse_args(argv)
