@@ -1,14 +1,17 @@
-"""RecurrentGemma on a GPU: our CUDA backend against Hugging Face transformers' model on the
-same GPU, with the same random weights: logit agreement, prefill and decode tokens/s.
+"""RecurrentGemma and Gemma 3 on a GPU: our CUDA backend against Hugging Face transformers'
+model on the same GPU, with the same random weights: logit agreement, prefill and decode
+tokens/s.
 
-    python benchmarks/gpu_vs_transformers.py                        # 2B shape on cuda
+    python benchmarks/gpu_vs_transformers.py                        # RecurrentGemma 2B shape
+    python benchmarks/gpu_vs_transformers.py --model gemma3         # Gemma 3 270M shape
     python benchmarks/gpu_vs_transformers.py --json out.json
     python benchmarks/gpu_vs_transformers.py --device cpu --preset tiny   # dry run, no GPU
 
 The weights are drawn by transformers (seeded), rounded to bfloat16 and saved as a Hugging Face
 folder that gemma_native loads.  Agreement: transformers in float32 (the bf16 values widened,
 TF32 off) against ours (bf16 weights, fp32 math), last-position logits of a prompt inside the
-attention window (transformers sees one key fewer than the official model past it).  Speed:
+attention window (past it transformers' RecurrentGemma sees one key fewer than the official
+model).  Speed:
 transformers in bfloat16, ours with bfloat16 weights; prefill = one forward of the prompt,
 decode = one-token steps after a 16-token prompt, greedy; best of a few runs, synchronised.
 """
@@ -25,15 +28,30 @@ import time
 import numpy as np
 
 
-def hf_config(preset: str):
-    from transformers import RecurrentGemmaConfig
+def hf_model(model: str, preset: str):
+    """(transformers model class, its config, the attention window) for a shape."""
+    import transformers as tf
 
-    if preset == "2b":  # transformers' defaults are the 2B shape
-        return RecurrentGemmaConfig()
-    return RecurrentGemmaConfig(num_hidden_layers=3, vocab_size=512, hidden_size=64,
-                                intermediate_size=192, num_attention_heads=4, lru_width=64,
-                                attention_window_size=32, conv1d_width=4, logits_soft_cap=30.0,
-                                block_types=["recurrent", "recurrent", "attention"])
+    if model == "recurrentgemma":
+        if preset == "2b":  # transformers' defaults are the 2B shape
+            cfg = tf.RecurrentGemmaConfig()
+        else:
+            cfg = tf.RecurrentGemmaConfig(
+                num_hidden_layers=3, vocab_size=512, hidden_size=64, intermediate_size=192,
+                num_attention_heads=4, lru_width=64, attention_window_size=32, conv1d_width=4,
+                logits_soft_cap=30.0, block_types=["recurrent", "recurrent", "attention"])
+        return tf.RecurrentGemmaForCausalLM, cfg, cfg.attention_window_size
+    if preset == "2b":  # Gemma 3 270M
+        cfg = tf.Gemma3TextConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048,
+                                  num_hidden_layers=18, num_attention_heads=4,
+                                  num_key_value_heads=1, head_dim=256, sliding_window=512,
+                                  query_pre_attn_scalar=256, max_position_embeddings=32768)
+    else:
+        cfg = tf.Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=96,
+                                  num_hidden_layers=7, num_attention_heads=4,
+                                  num_key_value_heads=1, head_dim=32, sliding_window=32,
+                                  max_position_embeddings=1024)
+    return tf.Gemma3ForCausalLM, cfg, cfg.sliding_window
 
 
 def timed(fn, sync, reps):
@@ -50,7 +68,9 @@ def timed(fn, sync, reps):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (a dry run)")
-    ap.add_argument("--preset", default=None, help="2b (default on cuda) or tiny")
+    ap.add_argument("--model", default="recurrentgemma", choices=["recurrentgemma", "gemma3"])
+    ap.add_argument("--preset", default=None,
+                    help="2b (default on cuda: RecurrentGemma 2B / Gemma 3 270M) or tiny")
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--decode-steps", type=int, default=32)
     ap.add_argument("--json", help="write the results here")
@@ -67,19 +87,19 @@ def main(argv=None) -> int:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    from transformers import RecurrentGemmaForCausalLM
-
-    cfg = hf_config(preset)
-    res = {"preset": preset, "device": args.device, "torch": torch.__version__,
+    hf_cls, cfg, window = hf_model(args.model, preset)
+    res = {"model": args.model, "preset": preset, "device": args.device,
+           "torch": torch.__version__,
            "gemma_native": gn.__version__}
     if dev.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     with dev:
-        hf = RecurrentGemmaForCausalLM(cfg).to(torch.bfloat16).eval()
+        hf = hf_cls(cfg).to(torch.bfloat16).eval()
+    if args.model == "gemma3":
+        hf.config._attn_implementation = "eager"  # the reference attention (no sdpa masks)
     res["init_s"] = time.perf_counter() - t0
-    window = cfg.attention_window_size
     T = min(args.prefill, window)
     rng = np.random.default_rng(0)
     prompt = [2] + rng.integers(3, cfg.vocab_size, T - 1).tolist()
