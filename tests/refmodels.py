@@ -10,8 +10,8 @@ Everything works on *tiny* random models so the tests stay fast.  The neutral
 config dict produced by :func:`tiny_config` is the single description of a
 model; helpers translate it into each implementation's own config.
 
-Weight conventions follow /work/shared/spec/MODELS.md section 2 (official torch
-state dict -> Hugging Face safetensors names, section 2c).
+Weight conventions (official torch state dict -> Hugging Face safetensors names) are those of
+docs/model-math.md, 'Checkpoint tensor names'.
 
 This is a helper module, not a test file.  Import errors of optional packages
 (torch, recurrentgemma, transformers, safetensors) surface only when the
@@ -31,7 +31,7 @@ import types
 
 import numpy as np
 
-# Block pattern shared by both implementations (MODELS.md 1.1).
+# Block pattern shared by both implementations (docs/model-math.md, 'Griffin block structure').
 BLOCK_PATTERN = ("recurrent", "recurrent", "attention")
 
 _TRANSFORMERS_VERSION_WRITTEN = "5.23.0"
@@ -176,7 +176,8 @@ def tiny_config(**overrides) -> dict:
     if cfg["width"] % cfg["num_heads"] or cfg["lru_width"] % cfg["num_heads"]:
         raise ValueError("num_heads must divide width and lru_width")
     if cfg["conv1d_width"] != 4:
-        # The official torch Conv1D supports other widths, but MODELS.md and the engine assume 4.
+        # The official torch Conv1D supports other widths, but the released models and these
+        # fixtures use 4 (docs/model-math.md, 'Conv1D').
         raise ValueError("conv1d_width must be 4")
     return cfg
 
@@ -392,7 +393,7 @@ def official_greedy_cached(model, prompt_ids, n) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# official -> Hugging Face tensors (MODELS.md 2c)
+# official -> Hugging Face tensors (docs/model-math.md, 'Checkpoint tensor names')
 # --------------------------------------------------------------------------------------------
 
 def _np32(t):
@@ -400,7 +401,8 @@ def _np32(t):
 
 
 def official_to_hf_tensors(model) -> dict:
-    """Official state dict -> {HF tensor name: float32 numpy array}, per MODELS.md section 2c.
+    """Official state dict -> {HF tensor name: float32 numpy array} (docs/model-math.md,
+    'Checkpoint tensor names').
 
     ``lm_head.weight`` is not written (tied to ``model.embed_tokens.weight``).  A bf16 model
     converts exactly (bf16 -> fp32 is lossless).
@@ -475,7 +477,7 @@ def hf_config_json(cfg, dtype="float32", style="transformers5") -> dict:
       ``partial_rotary_factor``, ``embeddings_scale_by_sqrt_dim``, ``torch_dtype``.
       Note: transformers 5.23 does NOT map ``_block_types`` onto ``block_types`` (it keeps its
       default pattern, which happens to equal ours); an engine must read both spellings.
-    ``intermediate_size`` = 2 * mlp_expanded_width (MODELS.md 1.11).
+    ``intermediate_size`` = 2 * mlp_expanded_width (docs/model-math.md, 'GeGLU MLP').
     """
     d, h = cfg["width"], cfg["num_heads"]
     n = cfg["num_layers"]

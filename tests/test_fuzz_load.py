@@ -2,9 +2,9 @@
 
 Two tiny valid models are the seeds:
 
-* a Gemma 3 GGUF file (MODELS.md 3.4 keys and tensor names; 2 layers, one sliding and one
-  global; F32, F16 and Q8_0 tensors; a tiny SentencePiece-style vocabulary) written with
-  ``gguf.GGUFWriter``;
+* a Gemma 3 GGUF file (the keys and tensor names of docs/model-math.md, 'GGUF tensors and
+  metadata'; 2 layers, one sliding and one global; F32, F16 and Q8_0 tensors; a tiny
+  SentencePiece-style vocabulary) written with ``gguf.GGUFWriter``;
 * a RecurrentGemma Hugging Face folder (``config.json`` + ``model.safetensors``) written by
   ``tinyckpt.write_tiny_checkpoint``.
 

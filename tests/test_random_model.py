@@ -1,6 +1,6 @@
-"""gn.random_model presets: configs equal the published shapes (MODELS.md 1.1 / 3.1, Gemma 3 1B
-config.json), weight byte counts equal the parameter counts the spec gives, every preset
-generates, seeds are deterministic, bad presets / overrides raise clear errors."""
+"""gn.random_model presets: configs equal the published shapes (docs/model-math.md, 'Published
+shapes'; Gemma 3 1B config.json), weight byte counts equal the parameter counts given there,
+every preset generates, seeds are deterministic, bad presets / overrides raise clear errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import gemma_native as gn
 from gemma_native.random_model import PRESETS, preset_config
 
 # (layers, d_model, q heads, kv heads, head_dim, FFN width, vocab, window, layer pattern)
-# transcribed from MODELS.md 3.1 (and the Gemma 3 1B config.json: 26 layers, 1152, 4/1 heads,
-# 6912, 262144, window 512).
+# transcribed from docs/model-math.md, 'Published shapes' (and the Gemma 3 1B config.json:
+# 26 layers, 1152, 4/1 heads, 6912, 262144, window 512).
 GEMMA_SPEC = {
     "gemma-2b": (18, 2048, 8, 1, 256, 16384, 256000, 0, "global"),
     "gemma-7b": (28, 3072, 16, 16, 256, 24576, 256000, 0, "global"),
@@ -21,7 +21,8 @@ GEMMA_SPEC = {
     "gemma3-270m": (18, 640, 4, 1, 256, 2048, 262144, 512, "5:1"),
     "gemma3-1b": (26, 1152, 4, 1, 256, 6912, 262144, 512, "5:1"),
 }
-# MODELS.md 1.1: width, layers, heads, lru width, MLP width, window, vocab
+# docs/model-math.md, 'Published shapes': width, layers, heads, lru width, MLP width, window,
+# vocab
 GRIFFIN_SPEC = {
     "recurrentgemma-2b": (2560, 26, 10, 2560, 7680, 2048, 256000),
     "recurrentgemma-9b": (4096, 38, 16, 4096, 12288, 2048, 256000),
@@ -48,7 +49,8 @@ def test_gemma_preset_config_equals_spec(preset):
         assert c.qk_norm and c.post_norms and c.max_position_embeddings == 32768
         assert (c.rope_local_theta, c.rope_theta) == (10000.0, 1_000_000.0)
     assert c.query_pre_attn_scalar == 256.0
-    # bf16(sqrt(d)) as the reference applies it with bf16 weights (MODELS.md 3.1 last row)
+    # bf16(sqrt(d)) as the reference applies it with bf16 weights (docs/model-math.md,
+    # 'Embedding scale')
     want_scale = {2048: 45.25, 3072: 55.5, 2304: 48.0, 3584: 59.75, 640: 25.25}.get(d)
     if want_scale is not None:
         assert c.embed_scale == want_scale
@@ -91,8 +93,9 @@ def test_gemma_real_width_layer_bytes(preset):
 
 
 def test_recurrentgemma_2b_layer_counts():
-    """MODELS.md 1.1: 80,005,120 parameters per recurrent layer, 73,425,920 per attention
-    layer (3 real-width layers, tiny vocabulary; float32 for everything so bytes = 4 x count)."""
+    """docs/model-math.md, 'Published shapes': 80,005,120 parameters per recurrent layer,
+    73,425,920 per attention layer (3 real-width layers, tiny vocabulary; float32 for everything
+    so bytes = 4 x count)."""
     m = gn.random_model("recurrentgemma-2b", num_layers=3, vocab_size=64, dtype="float32")
     assert m.weights_nbytes == 4 * (2 * 80_005_120 + 73_425_920 + 64 * 2560 + 2560)
 

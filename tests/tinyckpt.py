@@ -2,8 +2,9 @@
 
 :func:`write_tiny_checkpoint` writes a Hugging Face style folder (``config.json`` +
 ``model.safetensors``, optionally ``tokenizer.model``) holding seeded random weights named and
-shaped per /work/shared/spec/MODELS.md section 2b.  It needs only numpy (plus sentencepiece when
-``tokenizer=True``), so the bad-input and CLI tests run where torch is not installed.
+shaped as in docs/model-math.md, 'Checkpoint tensor names'.  It needs only numpy (plus
+sentencepiece when ``tokenizer=True``), so the bad-input and CLI tests run where torch is not
+installed.
 
 The lower-level pieces are public too, so a test can break one thing on purpose:
 :func:`small_config` (the neutral config dict of ``refmodels.tiny_config``, but smaller),
@@ -73,7 +74,8 @@ def config_json(cfg, dtype: str = "float32") -> dict:
 
 
 def hf_tensors(cfg, seed: int = 0) -> dict:
-    """Seeded random float32 weights {HF name: array} for ``cfg`` (MODELS.md 2b names/shapes).
+    """Seeded random float32 weights {HF name: array} for ``cfg`` (docs/model-math.md,
+    'Checkpoint tensor names').
 
     Scales follow refmodels' rules (embedding std 0.3, zero-centred norm scales and biases of
     std 0.1, realistic RG-LRU decay, residual-writing projections 8/sqrt(fan_in)) so a random

@@ -32,7 +32,7 @@ from .tokenizer import Tokenizer
 
 from .device import cuda_info
 
-__version__ = "0.4.0"
+from ._version import __version__
 
 
 def backend_info() -> dict:

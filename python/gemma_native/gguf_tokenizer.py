@@ -1,4 +1,5 @@
-"""Build a SentencePiece tokenizer from the tokenizer metadata of a GGUF file (MODELS.md §4.3).
+"""Build a SentencePiece tokenizer from the tokenizer metadata of a GGUF file (docs/model-math.md,
+'Tokenizer').
 
 A GGUF file produced by llama.cpp's converter from a SentencePiece model (``tokenizer.ggml.model
 == "llama"``) stores the vocabulary as three parallel arrays -- ``tokenizer.ggml.tokens``,

@@ -9,9 +9,10 @@ without building weights):
 * Gemma 2: gemma2-2b, gemma2-9b, gemma2-tiny
 * Gemma 3 (text): gemma3-270m, gemma3-1b, gemma3-tiny
 
-The real shapes are those of the published checkpoints (MODELS.md 1.1 and 3.1; Gemma 3 1B from
-its config.json: 999,885,952 parameters).  The tiny ones keep each generation's structure
-(block pattern, MQA/GQA, sliding windows, soft-caps, QK-norm) at a size tests can afford.
+The real shapes are those of the published checkpoints (docs/model-math.md, 'Published shapes';
+Gemma 3 1B from its config.json: 999,885,952 parameters).  The tiny ones keep each generation's
+structure (block pattern, MQA/GQA, sliding windows, soft-caps, QK-norm) at a size tests can
+afford.
 
 The weights are random but not degenerate: matrices have independent signs and magnitudes
 near 1/sqrt(fan_in), norms and biases are small, the RG-LRU decay parameter follows the
@@ -34,7 +35,7 @@ from .model import Model
 from .models import gemma, griffin
 
 GRIFFIN_PRESETS = {
-    # MODELS.md 1.1
+    # docs/model-math.md, 'Published shapes'
     "recurrentgemma-2b": dict(vocab_size=256000, width=2560, num_layers=26, num_heads=10,
                               head_dim=256, lru_width=2560, mlp_width=7680,
                               attention_window_size=2048),
@@ -48,7 +49,8 @@ GRIFFIN_PRESETS = {
 }
 
 # Gemma presets in GemmaConfig fields; "pattern" = every pattern-th layer is global (0: all
-# global).  Everything not named takes the generation's defaults below (MODELS.md 3.1).
+# global).  Everything not named takes the generation's defaults below (docs/model-math.md,
+# 'Published shapes' and 'Gemma 1, 2 and 3').
 _GEN_DEFAULTS = {
     "gemma": dict(pattern=0, sliding_window=0, max_position_embeddings=8192,
                   rope_theta=10000.0, rope_local_theta=10000.0),

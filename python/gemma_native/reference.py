@@ -1,6 +1,6 @@
 """Plain numpy twins of every native op (``gemma_native.ops``), same names and signatures.
 
-They are written for clarity, not speed, straight from the math in ``spec/MODELS.md``; the tests
+They are written for clarity, not speed, straight from the math in docs/model-math.md; the tests
 compare each native kernel (on every CPU ISA) with its twin.  All math is float32 unless noted.
 Weights may be float32, float16, or bfloat16 given as ``(uint16_bits, "bfloat16")`` like in
 :mod:`gemma_native.ops`.

@@ -1,4 +1,5 @@
-"""SentencePiece tokenizer, streaming helpers and the Gemma chat template (MODELS.md §4, §1.12).
+"""SentencePiece tokenizer, streaming helpers and the Gemma chat template (docs/model-math.md,
+'Tokenizer' and 'Chat template and stop tokens').
 
 Public API
 ----------
@@ -646,7 +647,8 @@ class StopMatcher:
 
 
 def format_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
-    """Render a conversation in Gemma's turn format (MODELS.md §4.2), without ``<bos>``.
+    """Render a conversation in Gemma's turn format (docs/model-math.md, 'Chat template and stop
+    tokens'), without ``<bos>``.
 
     ``<start_of_turn>user\\n{content}<end_of_turn>\\n<start_of_turn>model\\n{reply}<end_of_turn>\\n``
     ... and, with ``add_generation_prompt``, a final ``<start_of_turn>model\\n``.

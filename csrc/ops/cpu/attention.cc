@@ -1,5 +1,6 @@
 // attention: causal local multi-query / grouped-query attention over a chunk of new tokens,
-// continuing from a ring-buffer KV cache (MODELS.md 1.8-1.9; Gemma sliding/global layers too).
+// continuing from a ring-buffer KV cache (Gemma sliding/global layers too; docs/model-math.md,
+// 'Local attention window' and 'Attention cache ring').
 //   Query t of sequence b sits at absolute index n = count[b] + t and sees key index p iff
 //   p <= n, n - p <= window and no token of this chunk in (p, n] starts a document.
 //   Keys p < count[b] live in cache slot p % S.  softmax in fp32; scores = (q.k) * scale,

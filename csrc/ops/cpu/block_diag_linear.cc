@@ -1,5 +1,5 @@
 // block_diag_linear: y[n, h*bs + j] = sum_i x[n, h*bs + i] * w[h, i, j] + b[h, j]
-// (input-major blocks, as the RG-LRU gates store them; MODELS.md 1.7).
+// (input-major blocks, as the RG-LRU gates store them; docs/model-math.md, 'RG-LRU').
 // Napkin math: H*bs*bs weights (2B: 10*256*256 = 655k, 1.3 MB bf16) per token at decode;
 // computed as rank-1 updates along j so the weight rows are read contiguously, with 4 vectors
 // of outputs held in registers over the whole i loop (each output sums bias, then i = 0, 1, ...

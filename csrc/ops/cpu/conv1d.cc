@@ -1,4 +1,5 @@
-// conv1d: causal depthwise temporal convolution of width K (Griffin: K = 4), MODELS.md 1.6.
+// conv1d: causal depthwise temporal convolution of width K (Griffin: K = 4); docs/model-math.md,
+// 'Conv1D'.
 //   y[b,t,c] = bias[c] + sum_{s<K} w[K-1-s, c] * u(t-s)[c] * mask(t, s)
 // u(t-s) is x[b, t-s] inside the call, the carried state (last K-1 raw inputs, oldest first)
 // before it; mask drops inputs across a document start (pos == 0 in (t-s, t]).

@@ -1,4 +1,5 @@
-// rglru_scan: the Real-Gated Linear Recurrent Unit of Griffin (MODELS.md 1.7), fp32 state.
+// rglru_scan: the Real-Gated Linear Recurrent Unit of Griffin (docs/model-math.md, 'RG-LRU'),
+// fp32 state.
 //   gx = sigmoid(gate_x), ga = sigmoid(gate_a), log_a = -8 * ga * softplus(a_param)
 //   a = exp(log_a), mult = reset ? 1 : sqrt(1 - exp(2 log_a)), h = (reset ? 0 : a) h + x gx mult
 // Gates are computed in fp32 (the JAX reference's choice; exact near a ~ 1).

@@ -1,5 +1,5 @@
 // rmsnorm: out = x * rsqrt(mean(x^2) + eps) * (offset + w), per row of D; fp32 throughout,
-// one rounding at the end (the Hugging Face convention, MODELS.md 1.3).
+// one rounding at the end (the Hugging Face convention; docs/model-math.md, 'RMSNorm').
 // Napkin math: 2 passes over N*D floats; bandwidth bound, negligible next to the linears.
 #include <math.h>
 

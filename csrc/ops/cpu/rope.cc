@@ -1,7 +1,8 @@
 // rope: rotary position embedding, half-split (NeoX) layout over the first rot_dims dims of
 // every head, in place (Griffin rotates half the head: rot_dims = head_dim / 2; Gemma all).
 // inv_freq[d] = 1 / base^(2d / rot_dims) (divided by the linear scaling factor, if any);
-// theta = pos * inv_freq[d], in fp32 (MODELS.md 1.8), the order Hugging Face computes it in.
+// theta = pos * inv_freq[d], in fp32, the order Hugging Face computes it in (docs/model-math.md,
+// 'RoPE').
 // The frequencies come from gemma_native/math.h (shared with the CUDA kernel) and cos/sin of the
 // fp32 theta from its portable double evaluation, so every kernel set and machine agrees.
 // Napkin math: one sin/cos pair per (token, d), shared by all heads of the token.

@@ -1,13 +1,15 @@
 // The one header every CUDA kernel file includes first.  Kernels are written in plain CUDA
 // (threadIdx, blockIdx, __syncthreads, __shfl_*_sync, atomics) with two exceptions that let the
-// same text compile under g++ on the SIMT emulator (DESIGN.md §4):
+// same text compile under g++ on the SIMT emulator (docs/cuda.md, 'How it is verified without a
+// GPU'):
 //   GN_SHARED(T, name, N)   a static shared array, used only as name[i]
 //   GN_DYN_SHARED(T, name)  the dynamic shared buffer given at launch, used only as name[i]
 //   GN_LAUNCH(kernel, grid, block, smem_bytes, stream)(args...)   a launch
 //   namespace GN_KERNELS_NS { ... }   the namespace every kernel file uses
 // Under nvcc these are the CUDA constructs themselves.  Under g++ they go to emu/simt_emu.h,
-// where every CUDA thread is a std::thread, shared memory is poisoned with NaN bytes and
-// bounds-checked, and barriers are visible to ThreadSanitizer.
+// where the CUDA threads of a block are fibers (or std::threads in the sanitizer builds, whose
+// barriers ThreadSanitizer sees), and shared memory is poisoned with NaN bytes and
+// bounds-checked.
 #pragma once
 
 #include <stddef.h>

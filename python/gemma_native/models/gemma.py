@@ -1,7 +1,7 @@
 """Gemma 1 / 2 / 3 (text) transformers: Hugging Face config parsing and tensor mapping
-(MODELS.md 3).  The native model is csrc/model/gemma.*; this module turns a checkpoint's
-config and tensors into its config dict and engine-named weights, checking every name, shape
-and dtype (naming tensor and file on a mismatch)."""
+(docs/model-math.md, 'Gemma 1, 2 and 3').  The native model is csrc/model/gemma.*; this module
+turns a checkpoint's config and tensors into its config dict and engine-named weights, checking
+every name, shape and dtype (naming tensor and file on a mismatch)."""
 
 from __future__ import annotations
 

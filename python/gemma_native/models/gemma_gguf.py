@@ -1,5 +1,5 @@
-"""Gemma 1 / 2 / 3 from GGUF files (llama.cpp's format; MODELS.md 3.4): metadata to
-GemmaConfig, GGUF tensor names to engine names.
+"""Gemma 1 / 2 / 3 from GGUF files (llama.cpp's format; docs/model-math.md, 'GGUF tensors and
+metadata'): metadata to GemmaConfig, GGUF tensor names to engine names.
 
 What llama.cpp hard-codes rather than stores is reproduced here: the sliding-window pattern
 (Gemma 2: every 2nd layer global, Gemma 3: every 6th, unless the file says otherwise), Gemma 3's

@@ -1,4 +1,5 @@
-"""RecurrentGemma / Griffin: Hugging Face config parsing and tensor mapping (MODELS.md 1, 2b).
+"""RecurrentGemma / Griffin: Hugging Face config parsing and tensor mapping (docs/model-math.md,
+'Griffin block structure' and 'Checkpoint tensor names').
 
 The native model (csrc/model/griffin.*) takes *engine* tensor names; this module maps a Hugging
 Face RecurrentGemma checkpoint onto them, checks every name, shape and dtype against the config
@@ -136,7 +137,7 @@ def parse_config(cfg: dict) -> GriffinConfig:
         inter = _get(cfg, "intermediate_size")
         if inter % 2:
             raise ModelFormatError("config.json: intermediate_size must be even (2 x MLP width)")
-        mlp = inter // 2  # HF stores 2 x the GeGLU width (MODELS.md 1.11)
+        mlp = inter // 2  # HF stores 2 x the GeGLU width (docs/model-math.md, 'GeGLU MLP')
     else:
         mlp = _get(cfg, "mlp_expanded_width")
     pattern = _get(cfg, "block_types", "_block_types", kind=list,

@@ -1,4 +1,5 @@
-// Causal depthwise Conv1D over time (ops.h Conv1dArgs; MODELS.md 1.6), prefill and decode.
+// Causal depthwise Conv1D over time (ops.h Conv1dArgs; docs/model-math.md, 'Conv1D'), prefill
+// and decode.
 // conv1d_kernel: one thread per (sequence, time step, channel): blockIdx.x walks (time step,
 // channel block) with channels across the threads (coalesced), blockIdx.y the sequence.  Each
 // output sums bias, then s = 0..K-1 in order (the CPU op's order), stopping at a document start

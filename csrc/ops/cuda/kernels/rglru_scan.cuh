@@ -1,4 +1,5 @@
-// RG-LRU scan (ops.h RgLruArgs; MODELS.md 1.7), prefill chunks and the decode step (T = 1).
+// RG-LRU scan (ops.h RgLruArgs; docs/model-math.md, 'RG-LRU'), prefill chunks and the decode
+// step (T = 1).
 // Decomposition: one thread per (sequence, channel) -- channels across the threads of a block
 // (coalesced loads of each time step's row), sequences across blockIdx.y -- and time
 // sequential in the thread with the state h carried in an fp32 register.  The loads of step
