@@ -57,6 +57,7 @@ class Stub:
         self.classes: dict[str, ast.ClassDef] = {}
         self.helpers: dict[str, ast.ClassDef] = {}
         self.submodules: dict[str, str] = {}  # name -> helper class name
+        self.constants: dict[str, str] = {}   # name -> annotation (data, e.g. DTYPE_CODES)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
                 self.functions[node.name] = node
@@ -64,15 +65,24 @@ class Stub:
                 (self.helpers if _is_helper(node) else self.classes)[node.name] = node
             elif isinstance(node, ast.AnnAssign) and node.value is None:
                 ann = node.annotation
-                self.submodules[node.target.id] = ann.id if isinstance(ann, ast.Name) else \
-                    ast.unparse(ann)
+                if isinstance(ann, ast.Name) and ann.id.startswith("_"):  # a helper class
+                    self.submodules[node.target.id] = ann.id
+                else:
+                    self.constants[node.target.id] = ast.unparse(ann)
 
     def module_names(self) -> set:
-        return {n for n in [*self.functions, *self.classes, *self.submodules] if _public(n)}
+        return {n for n in [*self.functions, *self.classes, *self.submodules, *self.constants]
+                if _public(n)}
 
     @staticmethod
     def members(cls: ast.ClassDef) -> dict:
         return {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+
+    @staticmethod
+    def attributes(cls: ast.ClassDef) -> set:
+        """Class attributes declared as ``name: type`` (data, not methods)."""
+        return {n.target.id for n in cls.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
 
 
 def _runtime_members(cls: type) -> set:
@@ -88,7 +98,8 @@ def _constructible(cls: type) -> bool:
 
 
 def _stub_members(node: ast.ClassDef) -> set:
-    return {n for n in Stub.members(node) if _public(n) or n == "__init__"}
+    return {n for n in [*Stub.members(node), *Stub.attributes(node)]
+            if _public(n) or n == "__init__"}
 
 
 def _diff(what: str, runtime: set, stub: set, allowed_missing: set = frozenset()) -> list:
@@ -237,6 +248,10 @@ def test_every_stub_class_and_function_has_a_runtime_kind_match():
     for name in stub.submodules:
         if hasattr(_core, name) and not isinstance(getattr(_core, name), types.ModuleType):
             wrong.append(f"{name} (declared a submodule)")
+    for name in stub.constants:
+        if hasattr(_core, name) and (callable(getattr(_core, name))
+                                     or isinstance(getattr(_core, name), types.ModuleType)):
+            wrong.append(f"{name} (declared data)")
     assert not wrong, f"_core.pyi declares these with the wrong kind: {wrong}"
 
 
@@ -252,13 +267,17 @@ def test_the_comparison_catches_differences():
     bad = ast.parse("def rmsnorm(x, weight, eps, offset): ...").body[0]
     errors = _signature_errors("_core.rmsnorm", _core.rmsnorm, bad, method=False)
     assert errors == ["_core.rmsnorm: parameter 'w' is called 'weight' in _core.pyi"]
-    unnamed = ast.parse("def load(self, data, pos): ...").body[0]
-    errors = _signature_errors("_core.GriffinState.load", _core.GriffinState.load, unnamed,
-                               method=True)
+    unnamed = ast.parse("def f(x, y): ...").body[0]
+
+    def f(*args):
+        pass
+
+    f.__doc__ = "f(arg0: int, arg1: int) -> None"
+    errors = _signature_errors("_core.f", f, unnamed, method=False)
     assert len(errors) == 2 and all("positional-only" in e for e in errors)
 
 
 @pytest.mark.parametrize("name", ["GriffinModel", "GemmaModel"])
 def test_model_classes_are_constructible_and_states_are_not(name):
     assert _constructible(getattr(_core, name))
-    assert not _constructible(getattr(_core, name.replace("Model", "State")))
+    assert not _constructible(_core.State)

@@ -1,7 +1,7 @@
-// Gemma 1 / 2 / 3 decoder-only transformers (MODELS.md 3) on the shared ops: pre-norm
-// attention (MQA/GQA/MHA, RoPE over the whole head, optional QK-norm, optional logit soft-cap)
-// and GeGLU MLP, optional post-attention / post-MLP norms; layers are either sliding-window
-// (key j visible from query i iff i - W < j <= i) or global (full causal).
+// Gemma 1 / 2 / 3 decoder-only transformers (docs/model-math.md, "Gemma 1, 2 and 3") on the
+// shared ops: pre-norm attention (MQA/GQA/MHA, RoPE over the whole head, optional QK-norm,
+// optional logit soft-cap) and GeGLU MLP, optional post-attention / post-MLP norms; layers are
+// either sliding-window (key j visible from query i iff i - W < j <= i) or global (full causal).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
-// Griffin / RecurrentGemma (MODELS.md 1): residual blocks of two kinds (RG-LRU recurrent block,
-// local MQA attention block), each followed by a GeGLU MLP; tied embeddings; soft-capped logits.
+// Griffin / RecurrentGemma (docs/model-math.md, "Griffin block structure"): residual blocks of
+// two kinds (RG-LRU recurrent block, local MQA attention block), each followed by a GeGLU MLP;
+// tied embeddings; soft-capped logits.
 // The model owns no weights (TensorRef views) and no per-sequence data: a GriffinState holds
 // everything a sequence carries between calls, at a fixed size whatever its length.
 #pragma once

@@ -9,10 +9,10 @@ Conventions shared by the functions below:
 * Arrays must be C-contiguous and of the exact dtype named (float32 activations, int32 token
   ids and positions, int64 counts); nothing is converted.  A wrong shape raises ShapeError, a
   wrong dtype DTypeError (gemma_native.errors).
-* A weight ``dtype`` is an integer code: 0 float32, 1 bfloat16 (uint16 bits), 2 float16
-  (float16 or uint16 bits), and GGML blocks as uint8 ``[rows, row_bytes]``: 3 Q8_0, 4 Q4_0,
-  5 Q5_0, 6 Q4_K, 7 Q6_K (gemma_native._dtypes has the names).
-* Arguments the bindings do not name (the state methods') are positional-only (``/``).
+* A weight ``dtype`` is an integer code (``DTYPE_CODES``): 0 float32, 1 bfloat16 (uint16
+  bits), 2 float16 (float16 or uint16 bits), and GGML blocks as uint8 ``[rows, row_bytes]``:
+  3 Q8_0, 4 Q4_0, 5 Q5_0, 6 Q4_K, 7 Q6_K.
+* Arguments the bindings do not name are positional-only (``/``).
 * ``pos`` gives each token's position in its document; position 0 starts a document, which
   resets the recurrence, the convolution's history and what attention may see.
 """
@@ -27,6 +27,11 @@ _Array = np.ndarray
 _WeightEntry = Tuple[np.ndarray, int]
 
 # --- process-wide settings (csrc/bindings/module.cc) ---
+
+# Lists generated from the C++ definitions (gemma_native/dtype.h, common.h):
+DTYPE_CODES: Dict[str, int]  # weight dtype name -> code
+QUANT_BLOCKS: Dict[str, Tuple[int, int]]  # GGML dtype -> (values, bytes) per block
+ERROR_KINDS: Dict[str, str]  # C++ error kind -> gemma_native.errors class name
 
 def backend_info() -> Dict[str, Any]:
     """cpu_isa, available_isas, compiled_isas, cpu_features, num_threads,
@@ -86,6 +91,9 @@ def geglu(gate: _Array, up: _Array) -> _Array:
 def softcap(x: _Array, cap: float) -> _Array:
     """cap * tanh(x / cap), elementwise."""
 
+def add(x: _Array, y: _Array) -> _Array:
+    """x + y, elementwise (float32 arrays of one shape)."""
+
 def quantize_q8_0(x: _Array) -> _Array:
     """float32 [rows, cols] -> Q8_0 blocks, uint8 [rows, cols / 32 * 34]."""
 
@@ -127,6 +135,7 @@ class _DeviceOps:
                   v_cache: Optional[_Array] = None, count: Optional[_Array] = None) -> _Array: ...
     def geglu(self, gate: _Array, up: _Array) -> _Array: ...
     def softcap(self, x: _Array, cap: float) -> _Array: ...
+    def add(self, x: _Array, y: _Array) -> _Array: ...
 
 cuda_emu: _DeviceOps
 cuda: _DeviceOps
@@ -139,21 +148,29 @@ def device_bench(device: str, op: str, params: Dict[str, int], iters: int = 20) 
 
 # --- models (csrc/bindings/bind_models.cc) ---
 
-class GriffinState:
-    """Fixed-size per-sequence state of a Griffin model (one call at a time)."""
+class State:
+    """What one sequence carries between calls, in the model's backend memory (one call at a
+    time).  The same class for every model family."""
 
     @property
     def pos(self) -> int:
         """Tokens consumed so far (the position of the next token)."""
     @property
-    def nbytes(self) -> int: ...
-    def clone(self) -> GriffinState: ...
-    def download(self) -> _Array:
-        """A float32 copy of the state's memory, wherever it lives."""
-    def load(self, data: _Array, pos: int, /) -> None:
-        """Overwrites the state with a float32 array from download() and sets its position."""
+    def nbytes(self) -> int:
+        """Bytes of memory the state holds now."""
+    def clone(self) -> State: ...
+    def saved_floats(self, pos: int) -> int:
+        """Length of save() for a state at position pos."""
+    def save(self) -> _Array:
+        """A float32 copy of the state (its length depends only on pos), wherever it lives."""
+    def restore(self, data: _Array, pos: int) -> None:
+        """Overwrites the state with data from save() and sets its position."""
+
+def check_config(family: str, config: Dict[str, Any]) -> None:
+    """Validates an engine config dict ('griffin' or 'gemma') as the model constructor does."""
 
 class GriffinModel:
+    config_keys: Dict[str, str]  # engine config key -> "required" | "optional"
     def __init__(self, config: Dict[str, Any], weights: Dict[str, _WeightEntry],
                  device: str = "cpu") -> None: ...
     @property
@@ -161,33 +178,25 @@ class GriffinModel:
     @property
     def graph_replays(self) -> int:
         """Decode steps run from a captured graph (device backends with graphs)."""
-    def new_state(self) -> GriffinState: ...
+    def new_state(self) -> State: ...
     @property
     def max_context(self) -> int: ...
-    @property
-    def state_floats(self) -> int: ...
-    def forward(self, tokens: _Array, states: Sequence[GriffinState],
+    def forward(self, tokens: _Array, states: Sequence[State],
                 all_positions: bool = False) -> _Array:
         """tokens int32 [B, T], one state per row: logits float32 [B, T, V] or [B, V]."""
 
-class GemmaState:
-    """KV cache of one sequence of a Gemma model."""
-
-    @property
-    def pos(self) -> int: ...
-    @property
-    def nbytes(self) -> int: ...
-    def clone(self) -> GemmaState: ...
-
 class GemmaModel:
-    def __init__(self, config: Dict[str, Any], weights: Dict[str, _WeightEntry]) -> None: ...
-    def new_state(self) -> GemmaState: ...
+    config_keys: Dict[str, str]  # engine config key -> "required" | "optional"
+    def __init__(self, config: Dict[str, Any], weights: Dict[str, _WeightEntry],
+                 device: str = "cpu") -> None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def graph_replays(self) -> int:
+        """Decode steps run from a captured graph (device backends with graphs)."""
+    def new_state(self) -> State: ...
     @property
     def max_context(self) -> int: ...
-    def state_floats(self, pos: int, /) -> int:
-        """Floats export_state() returns for a state at position ``pos``."""
-    def export_state(self, state: GemmaState, /) -> _Array: ...
-    def import_state(self, state: GemmaState, data: _Array, pos: int, /) -> None: ...
-    def forward(self, tokens: _Array, states: Sequence[GemmaState],
+    def forward(self, tokens: _Array, states: Sequence[State],
                 all_positions: bool = False) -> _Array:
         """tokens int32 [B, T], one state per row: logits float32 [B, T, V] or [B, V]."""
