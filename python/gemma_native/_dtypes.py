@@ -18,6 +18,8 @@ DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
 QUANT_CODES = ggml.NATIVE_QUANT_CODES
 # The block format that dtype "int8" quantizes to.
 INT8_FORMAT = "Q8_0"
+# Engine dtype code -> its name ("float32" ... "Q8_0" ...).
+CODE_NAMES = {code: name for name, code in {**DTYPE_CODES, **QUANT_CODES}.items()}
 _ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
             "fp16": "float16", "half": "float16", "float": "float32", "i8": "int8",
             "q8_0": "int8"}

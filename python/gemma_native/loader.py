@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 
-from . import _core
-from ._dtypes import DTYPE_CODES, canonical_dtype
+from ._dtypes import CODE_NAMES, canonical_dtype
 from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .model import Model
-from .models import gemma, griffin
+from .models import for_gguf, for_hf_config
 from .tokenizer import Tokenizer
 from .device import check_device, require_cpu
 
@@ -69,18 +68,12 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
         require_cpu(device, "GGUF models")
         return _load_gguf(p, want, float_act, mmap)
     ckpt = load_hf_folder(p)
-    mt = ckpt.config.get("model_type")
-    if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
-        emb = ckpt.tensors.get("model.embed_tokens.weight")
-        cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
-        require_cpu(device, "Gemma models")
-        weights = _in_memory(gemma.engine_weights(cfg, ckpt.tensors, want), mmap)
-        core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights)
-    else:
-        cfg = griffin.parse_config(ckpt.config)
-        weights = _in_memory(griffin.engine_weights(cfg, ckpt.tensors, want), mmap)
-        core = _core.GriffinModel({**cfg.engine_dict(), "float_activations": float_act},
-                                  weights, device)
+    arch = for_hf_config(ckpt.config)
+    emb = ckpt.tensors.get("model.embed_tokens.weight")
+    cfg = arch.parse_hf_config(ckpt.config, emb.dtype if emb is not None else "float32")
+    arch.check_device(device)
+    weights = _in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap)
+    core = arch.build_core(cfg, weights, device, float_activations=float_act)
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise UnsupportedModelError(
@@ -104,24 +97,22 @@ def _in_memory(weights: dict, use_mmap: bool) -> dict:
 def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
-    from .models import gemma_gguf
 
     gf = read_gguf(path)
-    cfg, weights = gemma_gguf.load_gguf_model(gf, want)
-    weights = _in_memory(weights, use_mmap)
+    arch = for_gguf(gf)
+    cfg = arch.gguf_config(gf)
+    weights = _in_memory(arch.gguf_weights(cfg, gf, want), use_mmap)
     # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
     # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
-    core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act,
-                             "gelu_f16_table": not float_act}, weights)
+    core = arch.build_core(cfg, weights, float_activations=float_act,
+                           gelu_f16_table=not float_act)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)
         if tok.vocab_size > cfg.vocab_size:
             raise UnsupportedModelError(f"{path}: tokenizer has {tok.vocab_size} pieces but the "
                                         f"model only {cfg.vocab_size} rows")
-    names = {**{v: k for k, v in DTYPE_CODES.items()}, **{v: k for k, v in
-                                                          gemma_gguf.NATIVE_QUANT.items()}}
-    dtypes = sorted({names[code] for _, code in weights.values()})
+    dtypes = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes))
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
