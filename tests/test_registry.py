@@ -174,6 +174,7 @@ def test_model_specs(tmp_path):
     assert parse_model_spec("random:gemma3-tiny") == "gemma3-tiny"
     assert parse_model_spec("some/folder") is None
     assert parse_model_spec("model.gguf") is None
+    assert parse_model_spec(tmp_path) is None  # os.PathLike: a path
     with pytest.raises(gn.InvalidArgumentError, match="bogus"):
         parse_model_spec("random:bogus")
     with pytest.raises(gn.InvalidArgumentError):
@@ -188,6 +189,6 @@ def test_model_specs(tmp_path):
         model_from_spec("random:gemma-tiny", n_threads=-1)
     cfg = preset_config("recurrentgemma-tiny")
     folder = _write_hf_folder(tmp_path / "ckpt", cfg, seed=1)
-    assert model_from_spec(str(folder)).config == cfg
+    assert model_from_spec(str(folder)).config == model_from_spec(folder).config == cfg
     with pytest.raises(gn.ModelNotFoundError):
         model_from_spec(str(tmp_path / "missing"))

@@ -27,6 +27,7 @@ Model specs: the command line and the benchmark name a model as a path or as
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -145,6 +146,8 @@ random_model.PRESETS = PRESETS
 def parse_model_spec(spec) -> str | None:
     """The preset of a ``random:PRESET`` spec (checked: InvalidArgumentError names the known
     ones), or None for anything else (a path to load)."""
+    if isinstance(spec, os.PathLike):
+        return None
     if not isinstance(spec, str):
         raise InvalidArgumentError(f"a model spec must be a path or 'random:PRESET', got "
                                    f"{spec!r}")
