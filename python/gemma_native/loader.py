@@ -47,10 +47,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     device = check_device(device)
     if not isinstance(mmap, (bool,)):
         raise InvalidArgumentError(f"mmap must be True or False, got {mmap!r}")
-    if n_threads is not None:
-        from . import _set_threads
-
-        _set_threads(n_threads, "n_threads")  # 0: the default (the usable CPUs)
+    apply_n_threads(n_threads)
     want = canonical_dtype(dtype) if dtype is not None else None
     if activations not in ("int8", "float32"):
         raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
@@ -82,6 +79,15 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
+
+
+def apply_n_threads(n_threads) -> None:
+    """The n_threads argument of load() (and of random_model.model_from_spec): the kernel
+    threads, process-wide; None keeps the setting, 0 restores the default (the usable CPUs)."""
+    if n_threads is not None:
+        from . import _set_threads
+
+        _set_threads(n_threads, "n_threads")
 
 
 def _in_memory(weights: dict, use_mmap: bool) -> dict:

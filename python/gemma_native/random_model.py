@@ -164,13 +164,10 @@ def model_from_spec(spec, dtype: str | None = None, n_threads: int | None = None
     """The model a spec names: ``random:PRESET`` -> :func:`random_model` (dtype None:
     bfloat16), a path -> :func:`gemma_native.load` (dtype None: as stored).  n_threads as for
     load (process-wide kernel threads; None keeps the setting)."""
+    from .loader import apply_n_threads, load
+
     preset = parse_model_spec(spec)
     if preset is None:
-        from .loader import load
-
         return load(spec, dtype=dtype, n_threads=n_threads, device=device)
-    if n_threads is not None:
-        from . import _set_threads
-
-        _set_threads(n_threads, "n_threads")
+    apply_n_threads(n_threads)
     return random_model(preset, dtype=dtype or "bfloat16", seed=seed, device=device)
