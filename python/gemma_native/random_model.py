@@ -9,9 +9,10 @@ without building weights; each family's presets live with it in ``gemma_native.m
 * Gemma 2: gemma2-2b, gemma2-9b, gemma2-tiny
 * Gemma 3 (text): gemma3-270m, gemma3-1b, gemma3-tiny
 
-The real shapes are those of the published checkpoints (Gemma 3 1B from its config.json:
-999,885,952 parameters).  The tiny ones keep each generation's structure (block pattern,
-MQA/GQA, sliding windows, soft-caps, QK-norm) at a size tests can afford.
+The real shapes are those of the published checkpoints (docs/model-math.md, 'Published shapes';
+Gemma 3 1B from its config.json: 999,885,952 parameters).  The tiny ones keep each generation's
+structure (block pattern, MQA/GQA, sliding windows, soft-caps, QK-norm) at a size tests can
+afford.
 
 The weights are random but not degenerate: matrices have independent signs and magnitudes
 near 1/sqrt(fan_in), norms and biases are small, the RG-LRU decay parameter follows the

@@ -1,5 +1,5 @@
 """Gemma 1 / 2 / 3 (text) transformers: Hugging Face config parsing, the checkpoint's tensor
-table and the random-model presets.  The native model is csrc/model/gemma.*; this module turns
+table and the random-model presets (docs/model-math.md, 'Gemma 1, 2 and 3').  The native model is csrc/model/gemma.*; this module turns
 a checkpoint's config into its config dict, and :data:`HF_TENSORS` says how its tensors map
 onto the engine's names (every name, shape and dtype is checked, naming tensor and file on a
 mismatch)."""
@@ -252,7 +252,8 @@ HF_TENSORS = TensorTable(
 
 
 # Random-model presets in GemmaConfig fields; "pattern" = every pattern-th layer is global (0:
-# all global).  Everything not named takes the generation's defaults below.
+# all global).  Everything not named takes the generation's defaults below (docs/model-math.md,
+# 'Published shapes' and 'Gemma 1, 2 and 3').
 _GEN_DEFAULTS = {
     "gemma": dict(pattern=0, sliding_window=0, max_position_embeddings=8192,
                   rope_theta=10000.0, rope_local_theta=10000.0),

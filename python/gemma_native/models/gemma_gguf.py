@@ -1,5 +1,6 @@
-"""Gemma 1 / 2 / 3 from GGUF files (llama.cpp's format): metadata to GemmaConfig, and the
-table of GGUF tensor names to engine names (:data:`GGUF_TENSORS`).
+"""Gemma 1 / 2 / 3 from GGUF files (llama.cpp's format; docs/model-math.md, 'GGUF tensors and
+metadata'): metadata to GemmaConfig, and the table of GGUF tensor names to engine names
+(:data:`GGUF_TENSORS`).
 
 What llama.cpp hard-codes rather than stores is reproduced here: the sliding-window pattern
 (Gemma 2: every 2nd layer global, Gemma 3: every 6th, unless the file says otherwise), Gemma 3's

@@ -1,5 +1,6 @@
 """RecurrentGemma / Griffin: Hugging Face config parsing, the checkpoint's tensor table and
-the random-model presets.
+the random-model presets (docs/model-math.md, 'Griffin block structure' and 'Checkpoint tensor
+names').
 
 The native model (csrc/model/griffin.*) takes *engine* tensor names.  :data:`HF_TENSORS` says
 how a Hugging Face RecurrentGemma checkpoint maps onto them: names, shapes from the config and
@@ -140,7 +141,7 @@ def parse_config(cfg: dict) -> GriffinConfig:
         inter = _get(cfg, "intermediate_size")
         if inter % 2:
             raise ModelFormatError("config.json: intermediate_size must be even (2 x MLP width)")
-        mlp = inter // 2  # HF stores 2 x the GeGLU width
+        mlp = inter // 2  # HF stores 2 x the GeGLU width (docs/model-math.md, 'GeGLU MLP')
     else:
         mlp = _get(cfg, "mlp_expanded_width")
     pattern = _get(cfg, "block_types", "_block_types", kind=list,
@@ -173,7 +174,7 @@ def parse_config(cfg: dict) -> GriffinConfig:
 
 
 PRESETS = {
-    # the published 2B and 9B shapes
+    # docs/model-math.md, 'Published shapes'
     "recurrentgemma-2b": dict(vocab_size=256000, width=2560, num_layers=26, num_heads=10,
                               head_dim=256, lru_width=2560, mlp_width=7680,
                               attention_window_size=2048),
