@@ -1,8 +1,8 @@
 """Gemma 1 / 2 / 3 (text) transformers: Hugging Face config parsing, the checkpoint's tensor
-table and the random-model presets (docs/model-math.md, 'Gemma 1, 2 and 3').  The native model is csrc/model/gemma.*; this module turns
-a checkpoint's config into its config dict, and :data:`HF_TENSORS` says how its tensors map
-onto the engine's names (every name, shape and dtype is checked, naming tensor and file on a
-mismatch)."""
+table and the random-model presets (docs/model-math.md, 'Gemma 1, 2 and 3').  The native model
+is csrc/model/gemma.*; this module turns a checkpoint's config into its config dict, and
+:data:`HF_TENSORS` says how its tensors map onto the engine's names (every name, shape and
+dtype is checked, naming tensor and file on a mismatch)."""
 
 from __future__ import annotations
 
