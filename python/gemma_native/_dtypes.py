@@ -10,10 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DTypeError
+from .loading import ggml
 
 DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
-# GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs.
-QUANT_CODES = {"Q8_0": 3, "Q4_0": 4, "Q5_0": 5, "Q4_K": 6, "Q6_K": 7}
+# GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs
+# (name -> engine dtype code, from the GGML type table).
+QUANT_CODES = ggml.NATIVE_QUANT_CODES
+# The block format that dtype "int8" quantizes to.
+INT8_FORMAT = "Q8_0"
+# Engine dtype code -> its name ("float32" ... "Q8_0" ...).
+CODE_NAMES = {code: name for name, code in {**DTYPE_CODES, **QUANT_CODES}.items()}
 _ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
             "fp16": "float16", "half": "float16", "float": "float32", "i8": "int8",
             "q8_0": "int8"}
@@ -79,11 +85,9 @@ def split_weight(w):
 def weight_to_f32(w) -> np.ndarray:
     arr, name = split_weight(w)
     if name in QUANT_CODES:
-        from .loading.gguf import GGUFTensor, block_size_of  # the numpy dequantizers
-
-        cols = arr.shape[1] * block_size_of(name)[0] // block_size_of(name)[1]
-        t = GGUFTensor("weight", name, (arr.shape[0], cols), arr.reshape(-1), "<array>")
-        return t.dequantize(np.float32)
+        info = ggml.ggml_type(name)
+        cols = arr.shape[1] // info.type_size * info.block_size
+        return ggml.dequantize(arr.reshape(-1), name, (arr.shape[0], cols), np.float32)
     if name == "bfloat16":
         return bf16_bits_to_f32(arr)
     return np.asarray(arr).astype(np.float32) if name == "float16" else np.asarray(arr, np.float32)
@@ -107,14 +111,15 @@ def to_engine(arr: np.ndarray, src: str, dst: str):
     whole blocks of 32; anything else keeps ``src``)."""
     if dst != "int8":
         return np.ascontiguousarray(convert_weight(arr, src, dst)), DTYPE_CODES[dst]
-    if arr.ndim != 2 or arr.shape[1] % 32 != 0:
+    q8 = ggml.ggml_type(INT8_FORMAT)
+    if arr.ndim != 2 or arr.shape[1] % q8.block_size != 0:
         return np.ascontiguousarray(convert_weight(arr, src, src)), DTYPE_CODES[src]
     from . import _core
 
     rows, cols = arr.shape
-    out = np.empty((rows, cols // 32 * 34), np.uint8)
+    out = np.empty((rows, q8.nbytes(cols)), np.uint8)
     step = max(1, (1 << 24) // max(cols, 1))  # ~64 MB of float32 at a time
     for r in range(0, rows, step):
         chunk = convert_weight(arr[r:r + step], src, "float32")
         out[r:r + step] = _core.quantize_q8_0(np.ascontiguousarray(chunk, dtype=np.float32))
-    return out, QUANT_CODES["Q8_0"]
+    return out, QUANT_CODES[INT8_FORMAT]

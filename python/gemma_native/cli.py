@@ -25,20 +25,16 @@ def demo_model_path():
 
 
 def _load(args):
-    from . import load, random_model, set_num_threads
     from .errors import ModelNotFoundError
+    from .random_model import model_from_spec
 
     if args.model is None:
         path = demo_model_path()
         if path is None:
             raise ModelNotFoundError(DEMO_HINT)
         args.model = path
-    if args.model.startswith("random:"):
-        # random weights at a named shape, e.g. random:recurrentgemma-2b (no download needed)
-        if args.threads is not None:
-            set_num_threads(args.threads)
-        return random_model(args.model[len("random:"):], dtype=args.dtype or "bfloat16")
-    return load(args.model, dtype=args.dtype, n_threads=args.threads)
+    # a path, or random:PRESET: random weights at a named shape (no download needed)
+    return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads)
 
 
 def _add_model_args(p, model_required=True):

@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 
-from . import _core
-from ._dtypes import DTYPE_CODES, canonical_dtype
+from ._dtypes import CODE_NAMES, canonical_dtype
 from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .model import Model
-from .models import gemma, griffin
+from .models import for_gguf, for_hf_config
 from .tokenizer import Tokenizer
 from .device import check_device
 
@@ -48,10 +47,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     device = check_device(device)
     if not isinstance(mmap, (bool,)):
         raise InvalidArgumentError(f"mmap must be True or False, got {mmap!r}")
-    if n_threads is not None:
-        from . import _set_threads
-
-        _set_threads(n_threads, "n_threads")  # 0: the default (the usable CPUs)
+    apply_n_threads(n_threads)
     want = canonical_dtype(dtype) if dtype is not None else None
     if activations not in ("int8", "float32"):
         raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
@@ -68,18 +64,11 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     if p.lower().endswith(".gguf"):
         return _load_gguf(p, want, float_act, mmap, device)
     ckpt = load_hf_folder(p)
-    mt = ckpt.config.get("model_type")
-    if isinstance(mt, str) and (mt in gemma.MODEL_TYPES or mt == "gemma3"):
-        emb = ckpt.tensors.get("model.embed_tokens.weight")
-        cfg = gemma.parse_config(ckpt.config, emb.dtype if emb is not None else "float32")
-        weights = _in_memory(gemma.engine_weights(cfg, ckpt.tensors, want), mmap)
-        core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act}, weights,
-                                device)
-    else:
-        cfg = griffin.parse_config(ckpt.config)
-        weights = _in_memory(griffin.engine_weights(cfg, ckpt.tensors, want), mmap)
-        core = _core.GriffinModel({**cfg.engine_dict(), "float_activations": float_act},
-                                  weights, device)
+    arch = for_hf_config(ckpt.config)
+    emb = ckpt.tensors.get("model.embed_tokens.weight")
+    cfg = arch.parse_hf_config(ckpt.config, emb.dtype if emb is not None else "float32")
+    weights = _in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap)
+    core = arch.build_core(cfg, weights, device, float_activations=float_act)
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise UnsupportedModelError(
@@ -88,6 +77,15 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
+
+
+def apply_n_threads(n_threads) -> None:
+    """The n_threads argument of load() (and of random_model.model_from_spec): the kernel
+    threads, process-wide; None keeps the setting, 0 restores the default (the usable CPUs)."""
+    if n_threads is not None:
+        from . import _set_threads
+
+        _set_threads(n_threads, "n_threads")
 
 
 def _in_memory(weights: dict, use_mmap: bool) -> dict:
@@ -104,24 +102,22 @@ def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool,
                device: str) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
-    from .models import gemma_gguf
 
     gf = read_gguf(path)
-    cfg, weights = gemma_gguf.load_gguf_model(gf, want)
-    weights = _in_memory(weights, use_mmap)
+    arch = for_gguf(gf)
+    cfg = arch.gguf_config(gf)
+    weights = _in_memory(arch.gguf_weights(cfg, gf, want), use_mmap)
     # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
     # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
-    core = _core.GemmaModel({**cfg.engine_dict(), "float_activations": float_act,
-                             "gelu_f16_table": not float_act}, weights, device)
+    core = arch.build_core(cfg, weights, device, float_activations=float_act,
+                           gelu_f16_table=not float_act)
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)
         if tok.vocab_size > cfg.vocab_size:
             raise UnsupportedModelError(f"{path}: tokenizer has {tok.vocab_size} pieces but the "
                                         f"model only {cfg.vocab_size} rows")
-    names = {**{v: k for k, v in DTYPE_CODES.items()}, **{v: k for k, v in
-                                                          gemma_gguf.NATIVE_QUANT.items()}}
-    dtypes = sorted({names[code] for _, code in weights.values()})
+    dtypes = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes))
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})

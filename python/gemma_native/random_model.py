@@ -2,7 +2,7 @@
 downloads.  ``gn.random_model("recurrentgemma-2b")`` builds the real 2B shape in bfloat16.
 
 Presets (``gn.random_model.PRESETS`` lists them; ``preset_config(name)`` gives the config
-without building weights):
+without building weights; each family's presets live with it in ``gemma_native.models``):
 
 * RecurrentGemma (Griffin): recurrentgemma-2b, recurrentgemma-9b, recurrentgemma-tiny
 * Gemma 1: gemma-2b, gemma-7b, gemma-tiny
@@ -17,126 +17,45 @@ afford.
 The weights are random but not degenerate: matrices have independent signs and magnitudes
 near 1/sqrt(fan_in), norms and biases are small, the RG-LRU decay parameter follows the
 official initialisation range.  They are generated directly as bfloat16 bits (fast: a few
-seconds for 2.7 B parameters) and converted when another dtype is asked for.
+seconds for 2.7 B parameters) and converted when another dtype is asked for.  They are made
+under the tensors' Hugging Face names (:func:`random_tensors`; written out with a config.json
+they form a checkpoint :func:`gemma_native.load` reads) and mapped like a loaded checkpoint.
+
+Model specs: the command line and the benchmark name a model as a path or as
+``random:PRESET``; :func:`parse_model_spec` and :func:`model_from_spec` read such a spec.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
-from . import _core
 from ._dtypes import canonical_dtype
 from .device import check_device
 from .errors import InvalidArgumentError
 from .loading.safetensors import Tensor
 from .model import Model
-from .models import gemma, griffin
+from .models import GEMMA, GRIFFIN, PRESETS, for_config, for_preset
+from .models.tensors import MATRIX
 
-GRIFFIN_PRESETS = {
-    # docs/model-math.md, 'Published shapes'
-    "recurrentgemma-2b": dict(vocab_size=256000, width=2560, num_layers=26, num_heads=10,
-                              head_dim=256, lru_width=2560, mlp_width=7680,
-                              attention_window_size=2048),
-    "recurrentgemma-9b": dict(vocab_size=256000, width=4096, num_layers=38, num_heads=16,
-                              head_dim=256, lru_width=4096, mlp_width=12288,
-                              attention_window_size=2048),
-    # small enough for tests and quick looks; same structure (R R A pattern, MQA, window)
-    "recurrentgemma-tiny": dict(vocab_size=512, width=128, num_layers=6, num_heads=2,
-                                head_dim=64, lru_width=128, mlp_width=384,
-                                attention_window_size=16),
-}
-
-# Gemma presets in GemmaConfig fields; "pattern" = every pattern-th layer is global (0: all
-# global).  Everything not named takes the generation's defaults below (docs/model-math.md,
-# 'Published shapes' and 'Gemma 1, 2 and 3').
-_GEN_DEFAULTS = {
-    "gemma": dict(pattern=0, sliding_window=0, max_position_embeddings=8192,
-                  rope_theta=10000.0, rope_local_theta=10000.0),
-    "gemma2": dict(pattern=2, sliding_window=4096, max_position_embeddings=8192,
-                   rope_theta=10000.0, rope_local_theta=10000.0, attn_logit_softcapping=50.0,
-                   final_logit_softcapping=30.0, post_norms=True),
-    "gemma3": dict(pattern=6, sliding_window=512, max_position_embeddings=32768,
-                   rope_theta=1_000_000.0, rope_local_theta=10000.0, post_norms=True,
-                   qk_norm=True),
-}
-GEMMA_PRESETS = {
-    "gemma-2b": dict(architecture="gemma", vocab_size=256000, width=2048, num_layers=18,
-                     num_heads=8, num_kv_heads=1, head_dim=256, mlp_width=16384),
-    "gemma-7b": dict(architecture="gemma", vocab_size=256000, width=3072, num_layers=28,
-                     num_heads=16, num_kv_heads=16, head_dim=256, mlp_width=24576),
-    "gemma2-2b": dict(architecture="gemma2", vocab_size=256000, width=2304, num_layers=26,
-                      num_heads=8, num_kv_heads=4, head_dim=256, mlp_width=9216),
-    "gemma2-9b": dict(architecture="gemma2", vocab_size=256000, width=3584, num_layers=42,
-                      num_heads=16, num_kv_heads=8, head_dim=256, mlp_width=14336),
-    "gemma3-270m": dict(architecture="gemma3", vocab_size=262144, width=640, num_layers=18,
-                        num_heads=4, num_kv_heads=1, head_dim=256, mlp_width=2048),
-    "gemma3-1b": dict(architecture="gemma3", vocab_size=262144, width=1152, num_layers=26,
-                      num_heads=4, num_kv_heads=1, head_dim=256, mlp_width=6912),
-    # tiny: MQA / all global; GQA + alternating windows + soft-caps + a query scalar that is not
-    # head_dim; 5 sliding : 1 global + QK-norm (7 layers: global at 5 only)
-    "gemma-tiny": dict(architecture="gemma", vocab_size=512, width=128, num_layers=3,
-                       num_heads=4, num_kv_heads=1, head_dim=32, mlp_width=256),
-    "gemma2-tiny": dict(architecture="gemma2", vocab_size=512, width=128, num_layers=4,
-                        num_heads=4, num_kv_heads=2, head_dim=32, mlp_width=256,
-                        sliding_window=16, query_pre_attn_scalar=24.0,
-                        max_position_embeddings=1024),
-    "gemma3-tiny": dict(architecture="gemma3", vocab_size=512, width=128, num_layers=7,
-                        num_heads=4, num_kv_heads=1, head_dim=32, mlp_width=256,
-                        sliding_window=16, max_position_embeddings=1024),
-}
-PRESETS = {**GRIFFIN_PRESETS, **GEMMA_PRESETS}
+GRIFFIN_PRESETS = GRIFFIN.presets
+GEMMA_PRESETS = GEMMA.presets
+#: A model spec naming a random model: "random:PRESET".
+SPEC_PREFIX = "random:"
 
 
 def _unknown(preset):
     return InvalidArgumentError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
 
 
-def _griffin_config(preset, overrides):
-    fields = dict(GRIFFIN_PRESETS[preset], block_types=None)
-    fields.update(overrides)
-    if fields["block_types"] is None:
-        fields["block_types"] = tuple(("recurrent", "recurrent", "attention")[i % 3]
-                                      for i in range(fields["num_layers"]))
-    try:
-        cfg = griffin.GriffinConfig(**fields)
-    except TypeError as e:
-        raise InvalidArgumentError(f"bad config override: {e}") from None
-    griffin._check_config(cfg)
-    return cfg
-
-
-def _gemma_config(preset, overrides, dtype):
-    base = GEMMA_PRESETS[preset]
-    fields = dict(_GEN_DEFAULTS[base["architecture"]], **base)
-    fields.update(overrides)
-    pattern = fields.pop("pattern")
-    if "layer_types" not in overrides:
-        n = fields["num_layers"]
-        fields["layer_types"] = tuple("global" if pattern == 0 or (i + 1) % pattern == 0
-                                      else "sliding" for i in range(n))
-    fields.setdefault("query_pre_attn_scalar", float(fields["head_dim"]))
-    fields.setdefault("embed_scale", gemma.rounded_sqrt(fields["width"], dtype))
-    try:
-        cfg = gemma.GemmaConfig(**fields)
-    except TypeError as e:
-        raise InvalidArgumentError(f"bad config override: {e}") from None
-    if len(cfg.layer_types) != cfg.num_layers:
-        raise InvalidArgumentError(f"layer_types has {len(cfg.layer_types)} entries for "
-                                   f"{cfg.num_layers} layers")
-    gemma.check_config(cfg)
-    return cfg
-
-
 def preset_config(preset: str, dtype: str = "bfloat16", **overrides):
     """The config (GriffinConfig or GemmaConfig) random_model(preset, ...) would build."""
-    if not isinstance(preset, str) or preset not in PRESETS:
+    arch = for_preset(preset) if isinstance(preset, str) else None
+    if arch is None:
         raise _unknown(preset)
-    want = canonical_dtype(dtype)
-    if preset in GRIFFIN_PRESETS:
-        return _griffin_config(preset, overrides)
-    return _gemma_config(preset, overrides, want)
+    return arch.preset_config(preset, overrides, canonical_dtype(dtype))
 
 
 def _bf16_bits(rng, shape, std):
@@ -149,14 +68,6 @@ def _bf16_bits(rng, shape, std):
     bits &= np.uint16(0x807F)
     bits |= np.uint16(e << 7)
     return bits.reshape(shape)
-
-
-# With tied embeddings a random model whose residual stream is dominated by the token's own
-# embedding predicts "repeat the current token" forever; the matrices that write into the
-# residual stream (Griffin, Gemma 1) or the post-norms after them (Gemma 2/3) get this gain so
-# greedy output varies.
-RESIDUAL_GAIN = 8.0
-_GRIFFIN_WRITERS = ("linear_out.weight", "down_proj.weight", "o_proj.weight")
 
 
 def _tensor(rng, name, shape, kind):
@@ -177,6 +88,39 @@ def _tensor(rng, name, shape, kind):
     return Tensor(name, "float32", tuple(shape), data, "<random>")
 
 
+# With tied embeddings a random model whose residual stream is dominated by the token's own
+# embedding predicts "repeat the current token" forever; the matrices that write into the
+# residual stream (Griffin, Gemma 1) or the post-norms after them (Gemma 2/3) get this gain so
+# greedy output varies.  (Engine names, per layer.)
+RESIDUAL_GAIN = 8.0
+_RESIDUAL_WRITERS = ("rec.linear_out", "mlp.down", "attn.o")
+_POST_NORMS = ("post_attn_norm", "post_mlp_norm")
+
+
+def _init_kind(cfg, spec) -> str:
+    post_norms = getattr(cfg, "post_norms", False)
+    if spec.kind == MATRIX:
+        return "residual" if spec.engine in _RESIDUAL_WRITERS and not post_norms else "matrix"
+    if spec.engine == "rec.a_param":
+        return "a_param"
+    return "post_norm" if post_norms and spec.engine in _POST_NORMS else "small"
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidArgumentError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def random_tensors(cfg, seed: int = 0) -> dict:
+    """The random tensors of a config (see :func:`preset_config`) under their Hugging Face
+    checkpoint names: ``{name: loading.safetensors.Tensor}``, matrices as bfloat16 bits,
+    norms, biases and the like as float32.  ``random_model(..., seed=s)`` maps exactly these."""
+    rng = np.random.default_rng(_check_seed(seed))
+    return {name: _tensor(rng, name, shape, _init_kind(cfg, spec))
+            for spec, name, _engine, shape in for_config(cfg).hf_tensors.expand(cfg)}
+
+
 def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", seed: int = 0,
                  device: str = "cpu", activations: str = "int8", **overrides) -> Model:
     """A Model with random weights at a named shape (see PRESETS); config fields may be
@@ -190,43 +134,46 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     float_act = {"float_activations": activations == "float32"}
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidArgumentError(f"seed must be an integer >= 0, got {seed!r}")
-    rng = np.random.default_rng(int(seed))
-    tensors = {}
-
-    def add(name, shape, kind):
-        tensors[name] = _tensor(rng, name, shape, kind)
-
-    if isinstance(cfg, griffin.GriffinConfig):
-        add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
-        add("model.final_norm.weight", (cfg.width,), "small")
-        for i, kind in enumerate(cfg.block_types):
-            for hf, _eng, shape, is_matrix in griffin._layer_specs(cfg, kind):
-                if is_matrix:
-                    k = "residual" if hf.endswith(_GRIFFIN_WRITERS) else "matrix"
-                else:
-                    k = "a_param" if hf.endswith("recurrent_param") else "small"
-                add(f"model.layers.{i}.{hf}", shape, k)
-        weights = griffin.engine_weights(cfg, tensors, want)
-        core = _core.GriffinModel({**cfg.engine_dict(), **float_act}, weights, device)
-    else:
-        add("model.embed_tokens.weight", (cfg.vocab_size, cfg.width), "matrix")
-        add("model.norm.weight", (cfg.width,), "small")
-        for i in range(cfg.num_layers):
-            for hf, _eng, shape, is_matrix in gemma.hf_layer_names(cfg):
-                if is_matrix:
-                    kind = "residual" if hf.endswith(("o_proj.weight", "down_proj.weight")) \
-                        and not cfg.post_norms else "matrix"
-                else:
-                    kind = "post_norm" if cfg.post_norms and hf.startswith(
-                        ("post_attention", "post_feedforward")) else "small"
-                add(f"model.layers.{i}.{hf}", shape, kind)
-        weights = gemma.engine_weights(cfg, tensors, want)
-        core = _core.GemmaModel({**cfg.engine_dict(), **float_act}, weights, device)
-    model = Model(cfg, core, None, path=f"random:{preset}", weight_dtype=want)
+    _check_seed(seed)
+    arch = for_config(cfg)
+    weights = arch.hf_weights(cfg, random_tensors(cfg, seed), want)
+    core = arch.build_core(cfg, weights, device, **float_act)
+    model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
 
 
 random_model.PRESETS = PRESETS
+
+
+def parse_model_spec(spec) -> str | None:
+    """The preset of a ``random:PRESET`` spec (checked: InvalidArgumentError names the known
+    ones), or None for anything else (a path to load)."""
+    if isinstance(spec, os.PathLike):
+        return None
+    if not isinstance(spec, str):
+        raise InvalidArgumentError(f"a model spec must be a path or 'random:PRESET', got "
+                                   f"{spec!r}")
+    if not spec.startswith(SPEC_PREFIX):
+        return None
+    preset = spec[len(SPEC_PREFIX):]
+    if for_preset(preset) is None:
+        raise _unknown(preset)
+    return preset
+
+
+def model_from_spec(spec, dtype: str | None = None, n_threads: int | None = None,
+                    seed: int = 0, device: str = "cpu", activations: str = "int8") -> Model:
+    """The model a spec names: ``random:PRESET`` -> :func:`random_model` (dtype None:
+    bfloat16), a path -> :func:`gemma_native.load` (dtype None: as stored).  n_threads,
+    device and activations as for load (n_threads: process-wide kernel threads; None keeps the
+    setting)."""
+    from .loader import apply_n_threads, load
+
+    preset = parse_model_spec(spec)
+    if preset is None:
+        return load(spec, dtype=dtype, n_threads=n_threads, device=device,
+                    activations=activations)
+    apply_n_threads(n_threads)
+    return random_model(preset, dtype=dtype or "bfloat16", seed=seed, device=device,
+                        activations=activations)

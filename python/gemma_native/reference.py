@@ -69,33 +69,22 @@ def quantize_activations(x, block):
 def _block_ints(raw, kind):
     """Integer view of GGML blocks: (per-value ints [rows, nb, 256 or 32], per-value integer
     multipliers, block scales) such that W = sum of the parts below (see _int8_linear)."""
-    from .loading import gguf as g
+    from .loading import ggml
 
-    nbytes = g.block_size_of(kind)[1]
     rows = raw.shape[0]
-    b = np.ascontiguousarray(raw).reshape(-1, nbytes)
-    if kind == "Q8_0":
-        q = b[:, 2:34].view(np.int8).astype(np.int64)
-    elif kind == "Q4_0":
-        q = g._nibbles(b[:, 2:18]).view(np.int8).astype(np.int64) - 8
-    elif kind == "Q5_0":
-        q = (g._nibbles(b[:, 6:22]) | g._fifth_bits(b[:, 2:6])).view(np.int8).astype(np.int64) - 16
+    b = np.ascontiguousarray(raw).reshape(-1, ggml.ggml_type(kind).type_size)
+    p = ggml.unpack_blocks(kind, b)
+    d = p["d"].reshape(rows, -1)
     if kind in ("Q8_0", "Q4_0", "Q5_0"):
-        return {"q": q.reshape(rows, -1, 32), "d": g._half(b, 0).reshape(rows, -1)}
+        return {"q": p["q"].astype(np.int64).reshape(rows, -1, 32), "d": d}
     if kind == "Q4_K":
-        sc, mn = g._k_scales(b[:, 4:16])
-        return {"q": g._k_low_nibbles(b[:, 16:144]).astype(np.int64).reshape(rows, -1, 8, 32),
-                "sc": sc.astype(np.int64).reshape(rows, -1, 8),
-                "mn": mn.astype(np.int64).reshape(rows, -1, 8),
-                "d": g._half(b, 0).reshape(rows, -1), "dmin": g._half(b, 2).reshape(rows, -1)}
-    # Q6_K: dequantize with unit scales to get q - 32 exactly
-    unit = b.copy()
-    unit[:, 192:208] = 1
-    unit[:, 208:210] = np.frombuffer(np.float16(1).tobytes(), np.uint8)
-    ones = g.GGUFTensor("w", "Q6_K", (b.shape[0], 256), unit.reshape(-1), "<array>")
-    q = ones.dequantize(np.float32).astype(np.int64).reshape(rows, -1, 16, 16)
-    return {"q": q, "sc": b[:, 192:208].view(np.int8).astype(np.int64).reshape(rows, -1, 16),
-            "d": g._half(b, 208).reshape(rows, -1)}
+        return {"q": p["q"].astype(np.int64).reshape(rows, -1, 8, 32),
+                "sc": p["sc"].astype(np.int64).reshape(rows, -1, 8),
+                "mn": p["mn"].astype(np.int64).reshape(rows, -1, 8),
+                "d": d, "dmin": p["dmin"].reshape(rows, -1)}
+    # Q6_K
+    return {"q": p["q"].astype(np.int64).reshape(rows, -1, 16, 16),
+            "sc": p["sc"].astype(np.int64).reshape(rows, -1, 16), "d": d}
 
 
 def _int8_linear(x, raw, kind):

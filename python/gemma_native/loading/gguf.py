@@ -59,14 +59,12 @@ bool uint64 int64 float64`` (a fresh, writable copy, native byte order); ARRAY o
 (``"UINT32"``, ``"ARRAY[STRING]"``, ``"ARRAY[ARRAY[INT32]]"`` ...); empty nested arrays
 carry no element type: ``"ARRAY[ARRAY]"``.
 
-Dequantization
---------------
-:data:`DEQUANTIZABLE_TYPES`: F32, F16, BF16, F64, I8, I16, I32, I64, Q4_0, Q4_1, Q5_0, Q5_1,
-Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS.  Each block layout follows ggml's
-``block_*`` structs and ``dequantize_row_*`` functions; the float32 results are bit-identical
-to ggml's scalar reference (same operations in the same order, no fused multiply-add) and to
-``gguf.quants.dequantize``.  Work is vectorised over all blocks of a chunk of about one million
-values; there is no Python loop per block.
+Tensor types and dequantization
+-------------------------------
+The ggml type ids, block sizes and bytes per block come from the table in
+:mod:`gemma_native.loading.ggml` (re-exported here as :data:`GGML_TYPES`), and
+:meth:`GGUFTensor.dequantize` uses its numpy dequantizers (:data:`DEQUANTIZABLE_TYPES`),
+bit-identical to ggml's scalar reference and to ``gguf.quants.dequantize``.
 """
 
 from __future__ import annotations
@@ -76,16 +74,13 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..errors import (
-    DTypeError,
-    ModelFormatError,
-    UnsupportedModelError,
-)
+from ..errors import ModelFormatError, UnsupportedModelError
 from ._files import open_regular_file
+from .ggml import DEQUANTIZABLE_TYPES, GGML_TYPES, block_size_of, dequantize, ggml_type
 
 __all__ = [
     "DEFAULT_ALIGNMENT",
@@ -95,6 +90,7 @@ __all__ = [
     "MAX_DIMS",
     "GGUFFile",
     "GGUFTensor",
+    "block_size_of",
     "read_gguf",
 ]
 
@@ -106,7 +102,6 @@ MAX_DIMS = 4
 #: Deepest array nesting accepted (1 = a plain array, 2 = an array of arrays ...).
 MAX_ARRAY_DEPTH = 8
 _MAX_INT64 = (1 << 63) - 1
-_QK_K = 256
 
 # Fixed-size header: magic, version, tensor count, kv count.
 _HEADER_BYTES = 4 + 4 + 8 + 8
@@ -142,59 +137,6 @@ _SCALAR_STRUCTS: dict[int, struct.Struct] = {
     6: struct.Struct("<f"), _BOOL: struct.Struct("<B"), 10: struct.Struct("<Q"),
     11: struct.Struct("<q"), 12: struct.Struct("<d"),
 }
-
-
-@dataclass(frozen=True)
-class _GGMLType:
-    name: str
-    block_size: int  # values per block
-    type_size: int  # bytes per block
-
-
-def _t(name: str, block_size: int, type_size: int) -> _GGMLType:
-    return _GGMLType(name, block_size, type_size)
-
-
-# ggml type id -> layout (ggml.h `enum ggml_type`, sizes from the ggml-common.h block structs).
-# Ids 4, 5 (Q4_2, Q4_3), 31-33 and 36-38 (repacked CPU layouts) are removed types that may
-# not appear in files; they are "unknown" here as they are for llama.cpp.
-GGML_TYPES: dict[int, _GGMLType] = {
-    0: _t("F32", 1, 4),
-    1: _t("F16", 1, 2),
-    2: _t("Q4_0", 32, 2 + 32 // 2),  # half d; u8 qs[16]
-    3: _t("Q4_1", 32, 2 + 2 + 32 // 2),  # half d, m; u8 qs[16]
-    6: _t("Q5_0", 32, 2 + 4 + 32 // 2),  # half d; u8 qh[4]; u8 qs[16]
-    7: _t("Q5_1", 32, 2 + 2 + 4 + 32 // 2),  # half d, m; u8 qh[4]; u8 qs[16]
-    8: _t("Q8_0", 32, 2 + 32),  # half d; i8 qs[32]
-    9: _t("Q8_1", 32, 2 + 2 + 32),  # half d, s; i8 qs[32]
-    10: _t("Q2_K", _QK_K, _QK_K // 16 + _QK_K // 4 + 2 + 2),  # scales, qs, d, dmin
-    11: _t("Q3_K", _QK_K, _QK_K // 8 + _QK_K // 4 + 12 + 2),  # hmask, qs, scales, d
-    12: _t("Q4_K", _QK_K, 2 + 2 + 12 + _QK_K // 2),  # d, dmin, scales, qs
-    13: _t("Q5_K", _QK_K, 2 + 2 + 12 + _QK_K // 8 + _QK_K // 2),  # d, dmin, scales, qh, qs
-    14: _t("Q6_K", _QK_K, _QK_K // 2 + _QK_K // 4 + _QK_K // 16 + 2),  # ql, qh, scales, d
-    15: _t("Q8_K", _QK_K, 4 + _QK_K + 2 * (_QK_K // 16)),  # float d; i8 qs; i16 bsums
-    16: _t("IQ2_XXS", _QK_K, 2 + _QK_K // 4),
-    17: _t("IQ2_XS", _QK_K, 2 + _QK_K // 4 + _QK_K // 32),
-    18: _t("IQ3_XXS", _QK_K, 2 + 3 * (_QK_K // 8)),
-    19: _t("IQ1_S", _QK_K, 2 + _QK_K // 8 + _QK_K // 16),
-    20: _t("IQ4_NL", 32, 2 + 32 // 2),
-    21: _t("IQ3_S", _QK_K, 2 + _QK_K // 4 + _QK_K // 8 + _QK_K // 32 + 4),
-    22: _t("IQ2_S", _QK_K, 2 + _QK_K // 4 + _QK_K // 16),
-    23: _t("IQ4_XS", _QK_K, 2 + 2 + _QK_K // 64 + _QK_K // 2),  # d, scales_h, scales_l, qs
-    24: _t("I8", 1, 1),
-    25: _t("I16", 1, 2),
-    26: _t("I32", 1, 4),
-    27: _t("I64", 1, 8),
-    28: _t("F64", 1, 8),
-    29: _t("IQ1_M", _QK_K, _QK_K // 8 + _QK_K // 16 + _QK_K // 32),
-    30: _t("BF16", 1, 2),
-    34: _t("TQ1_0", _QK_K, (_QK_K - 4 * _QK_K // 64) // 5 + _QK_K // 64 + 2),
-    35: _t("TQ2_0", _QK_K, _QK_K // 4 + 2),
-    39: _t("MXFP4", 32, 1 + 32 // 2),
-    40: _t("NVFP4", 64, 4 + 64 // 2),
-    41: _t("Q1_0", 128, 2 + 128 // 8),
-}
-_TYPE_BY_NAME: dict[str, _GGMLType] = {t.name: t for t in GGML_TYPES.values()}
 
 
 # --------------------------------------------------------------------------------------
@@ -248,11 +190,11 @@ class GGUFTensor:
 
     @property
     def block_size(self) -> int:
-        return _TYPE_BY_NAME[self.ggml_type].block_size
+        return ggml_type(self.ggml_type).block_size
 
     @property
     def type_size(self) -> int:
-        return _TYPE_BY_NAME[self.ggml_type].type_size
+        return ggml_type(self.ggml_type).type_size
 
     def dequantize(self, dtype: Any = np.float32) -> np.ndarray:
         """A new array of ``shape`` holding the tensor's values as ``dtype``.
@@ -262,50 +204,8 @@ class GGUFTensor:
         ``dtype`` is float64) and then cast.  Raises UnsupportedModelError for a ggml type
         without a dequantizer here (see :data:`DEQUANTIZABLE_TYPES`).
         """
-        try:
-            out_dtype = np.dtype(dtype)
-        except TypeError:
-            raise DTypeError(f"dequantize: {dtype!r} is not a numpy dtype") from None
-        if out_dtype.kind != "f":
-            raise DTypeError(f"dequantize: dtype must be a floating type, got {out_dtype}")
-        kind = self.ggml_type
-        if kind in _PLAIN:
-            values = self.raw.view(_PLAIN[kind])
-            if kind == "BF16":
-                values = (values.astype(np.uint32) << np.uint32(16)).view(np.float32)
-            elif kind == "F64" and out_dtype == np.float64:
-                values = values.copy()
-            else:
-                values = values.astype(np.float32)  # always a copy: raw is never float32-typed
-            with np.errstate(all="ignore"):
-                return values.astype(out_dtype, copy=False).reshape(self.shape)
-        fn = _DEQUANTIZERS.get(kind)
-        if fn is None:
-            raise UnsupportedModelError(
-                f"cannot dequantize tensor {self.name!r} of {self.file}: ggml type {kind} has no "
-                f"dequantizer (supported: {', '.join(DEQUANTIZABLE_TYPES)})"
-            )
-        info = _TYPE_BY_NAME[kind]
-        blocks = self.raw.reshape(-1, info.type_size)
-        n_blocks = blocks.shape[0]
-        out = np.empty((n_blocks, info.block_size), dtype=out_dtype)
-        step = max(1, _CHUNK_VALUES // info.block_size)
-        direct = out_dtype == np.float32
-        with np.errstate(all="ignore"):  # NaN/inf scales in the file propagate silently
-            self._dequantize_chunks(fn, blocks, out, step, direct)
-        return out.reshape(self.shape)
-
-    @staticmethod
-    def _dequantize_chunks(fn, blocks: np.ndarray, out: np.ndarray, step: int, direct: bool) -> None:
-        n_blocks = blocks.shape[0]
-        for start in range(0, n_blocks, step):
-            stop = min(n_blocks, start + step)
-            if direct:
-                fn(blocks[start:stop], out[start:stop])
-            else:
-                tmp = np.empty((stop - start, out.shape[1]), dtype=np.float32)
-                fn(blocks[start:stop], tmp)
-                out[start:stop] = tmp
+        return dequantize(self.raw, self.ggml_type, self.shape, dtype,
+                          what=f"tensor {self.name!r} of {self.file}")
 
 
 @dataclass
@@ -630,7 +530,7 @@ def _parse_header(fname: str, buf: mmap.mmap, size: int) -> tuple[int, dict, dic
                 f"not form whole blocks",
                 tensor=info.name,
             )
-        info.nbytes = math.prod(info.ne) // t.block_size * t.type_size
+        info.nbytes = t.nbytes(math.prod(info.ne))
         if info.offset % alignment:
             raise _fail(
                 fname, f"data offset {info.offset} is not a multiple of the alignment {alignment}",
@@ -712,225 +612,3 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
         data_offset=data_offset,
         metadata_types=types,
     )
-
-
-# --------------------------------------------------------------------------------------
-# Dequantizers: fn(blocks, out) writes (n_blocks, block_size) float32 values for
-# (n_blocks, type_size) uint8 blocks into ``out``.  Every float operation is a separate
-# numpy ufunc call (float32 in, float32 out), in ggml's order, so results are bit-exact.
-# --------------------------------------------------------------------------------------
-
-# Values dequantized per chunk: large enough to amortise numpy call overhead, small enough
-# that the temporaries stay in cache-friendly sizes.
-_CHUNK_VALUES = 1 << 21
-
-_PLAIN: dict[str, np.dtype] = {
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype("<u2"),
-    "F64": np.dtype("<f8"),
-    "I8": np.dtype("i1"),
-    "I16": np.dtype("<i2"),
-    "I32": np.dtype("<i4"),
-    "I64": np.dtype("<i8"),
-}
-
-_SHIFT_2BIT = np.array([0, 2, 4, 6], dtype=np.uint8)
-_BITS_8 = np.arange(8, dtype=np.uint8)
-# Non-linear 4-bit codebook of IQ4_NL / IQ4_XS (ggml-common.h kvalues_iq4nl).
-_KVALUES_IQ4NL = np.array(
-    [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32
-)
-
-
-def _half(b: np.ndarray, at: int) -> np.ndarray:
-    """Column of float16 values at byte ``at`` of each block, as float32 of shape (n, 1)."""
-    return np.ascontiguousarray(b[:, at : at + 2]).view("<f2").astype(np.float32)
-
-
-def _nibbles(qs: np.ndarray) -> np.ndarray:
-    """(n, k) bytes -> (n, 2k): low nibbles of all bytes, then high nibbles."""
-    return np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=1)
-
-
-def _deq_q4_0(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    q = _nibbles(b[:, 2:18]).view(np.int8) - np.int8(8)
-    np.multiply(d, q, out=out, dtype=np.float32)
-
-
-def _deq_q4_1(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    m = _half(b, 2)
-    np.multiply(d, _nibbles(b[:, 4:20]), out=out, dtype=np.float32)
-    np.add(out, m, out=out)
-
-
-def _fifth_bits(qh: np.ndarray) -> np.ndarray:
-    """(n, 4) little-endian u32 bit fields -> (n, 32) of 0/16 (bit j belongs to value j)."""
-    return np.unpackbits(qh, axis=1, bitorder="little") << np.uint8(4)
-
-
-def _deq_q5_0(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    q = (_nibbles(b[:, 6:22]) | _fifth_bits(b[:, 2:6])).view(np.int8) - np.int8(16)
-    np.multiply(d, q, out=out, dtype=np.float32)
-
-
-def _deq_q5_1(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    m = _half(b, 2)
-    q = _nibbles(b[:, 8:24]) | _fifth_bits(b[:, 4:8])
-    np.multiply(d, q, out=out, dtype=np.float32)
-    np.add(out, m, out=out)
-
-
-def _deq_q8_0(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    np.multiply(d, b[:, 2:34].view(np.int8), out=out, dtype=np.float32)
-
-
-def _deq_q2_k(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    scales = b[:, 0:16]
-    qs = b[:, 16:80]
-    d = _half(b, 80)
-    dmin = _half(b, 82)
-    dl = (d * (scales & np.uint8(0x0F)).astype(np.float32))[:, :, None]
-    ml = (dmin * (scales >> np.uint8(4)).astype(np.float32))[:, :, None]
-    # value index = half*128 + shift_index*32 + l; its scale is index // 16.
-    q = (qs.reshape(n, 2, 1, 32) >> _SHIFT_2BIT.reshape(1, 1, 4, 1)) & np.uint8(3)
-    o = out.reshape(n, 16, 16)
-    np.multiply(dl, q.reshape(n, 16, 16), out=o, dtype=np.float32)
-    np.subtract(o, ml, out=o)
-
-
-def _deq_q3_k(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    hmask = b[:, 0:32]
-    qs = b[:, 32:96]
-    s = b[:, 96:108]
-    d = _half(b, 108)
-    # 16 six-bit scales: low 4 bits from bytes 0..7 (low nibbles, then high nibbles), high
-    # 2 bits from bytes 8..11 (bits 0-1 for scales 0-3, 2-3 for 4-7, 4-5 for 8-11, 6-7 for 12-15).
-    low = _nibbles(s[:, 0:8])
-    high = ((s[:, None, 8:12] >> _SHIFT_2BIT.reshape(1, 4, 1)) & np.uint8(3)).reshape(n, 16)
-    sc = (low | (high << np.uint8(4))).view(np.int8) - np.int8(32)
-    dl = (d * sc.astype(np.float32))[:, :, None]
-    low_q = (qs.reshape(n, 2, 1, 32) >> _SHIFT_2BIT.reshape(1, 1, 4, 1)) & np.uint8(3)
-    # hmask bit (half*4 + shift_index) of byte l is set when the value has no -4 offset.
-    hbit = ((hmask[:, None, :] >> _BITS_8.reshape(1, 8, 1)) & np.uint8(1)).reshape(n, 2, 4, 32)
-    q = low_q.view(np.int8) - ((hbit ^ np.uint8(1)) << np.uint8(2)).view(np.int8)
-    np.multiply(dl, q.reshape(n, 16, 16), out=out.reshape(n, 16, 16), dtype=np.float32)
-
-
-def _k_scales(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 8 six-bit (scale, min) pairs packed in 12 bytes (ggml get_scale_min_k4)."""
-    sc = np.concatenate(
-        [s[:, 0:4] & np.uint8(63), (s[:, 8:12] & np.uint8(0x0F)) | ((s[:, 0:4] >> np.uint8(6)) << np.uint8(4))],
-        axis=1,
-    )
-    mn = np.concatenate(
-        [s[:, 4:8] & np.uint8(63), (s[:, 8:12] >> np.uint8(4)) | ((s[:, 4:8] >> np.uint8(6)) << np.uint8(4))],
-        axis=1,
-    )
-    return sc, mn
-
-
-def _k_low_nibbles(qs: np.ndarray) -> np.ndarray:
-    """(n, 128) bytes -> (n, 8, 32): sub-block 2j = low nibbles of bytes 32j.., 2j+1 = high."""
-    n = qs.shape[0]
-    q = qs.reshape(n, 4, 1, 32)
-    return np.concatenate([q & np.uint8(0x0F), q >> np.uint8(4)], axis=2).reshape(n, 8, 32)
-
-
-def _deq_q4_k(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    d = _half(b, 0)
-    dmin = _half(b, 2)
-    sc, mn = _k_scales(b[:, 4:16])
-    d1 = (d * sc.astype(np.float32))[:, :, None]
-    m1 = (dmin * mn.astype(np.float32))[:, :, None]
-    o = out.reshape(n, 8, 32)
-    np.multiply(d1, _k_low_nibbles(b[:, 16:144]), out=o, dtype=np.float32)
-    np.subtract(o, m1, out=o)
-
-
-def _deq_q5_k(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    d = _half(b, 0)
-    dmin = _half(b, 2)
-    sc, mn = _k_scales(b[:, 4:16])
-    qh = b[:, 16:48]
-    d1 = (d * sc.astype(np.float32))[:, :, None]
-    m1 = (dmin * mn.astype(np.float32))[:, :, None]
-    high = ((qh[:, None, :] >> _BITS_8.reshape(1, 8, 1)) & np.uint8(1)) << np.uint8(4)
-    o = out.reshape(n, 8, 32)
-    np.multiply(d1, _k_low_nibbles(b[:, 48:176]) | high, out=o, dtype=np.float32)
-    np.subtract(o, m1, out=o)
-
-
-def _deq_q6_k(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    ql = b[:, 0:128].reshape(n, 2, 1, 2, 32)  # [half, -, first/second 32 bytes, l]
-    qh = b[:, 128:192].reshape(n, 2, 1, 32)
-    sc = b[:, 192:208].view(np.int8).astype(np.float32)
-    d = _half(b, 208)
-    # Within each half of 128 values, quarter k = 2*nibble + which: nibble 0 = low, 1 = high.
-    low = np.concatenate([ql & np.uint8(0x0F), ql >> np.uint8(4)], axis=2).reshape(n, 2, 4, 32)
-    high = (qh >> _SHIFT_2BIT.reshape(1, 1, 4, 1)) & np.uint8(3)
-    q = (low | (high << np.uint8(4))).view(np.int8) - np.int8(32)
-    np.multiply((d * sc)[:, :, None], q.reshape(n, 16, 16), out=out.reshape(n, 16, 16), dtype=np.float32)
-
-
-def _deq_q8_k(b: np.ndarray, out: np.ndarray) -> None:
-    d = np.ascontiguousarray(b[:, 0:4]).view("<f4").astype(np.float32)
-    np.multiply(d, b[:, 4:260].view(np.int8), out=out, dtype=np.float32)
-
-
-def _deq_iq4_nl(b: np.ndarray, out: np.ndarray) -> None:
-    d = _half(b, 0)
-    np.multiply(d, _KVALUES_IQ4NL[_nibbles(b[:, 2:18])], out=out)
-
-
-def _deq_iq4_xs(b: np.ndarray, out: np.ndarray) -> None:
-    n = b.shape[0]
-    d = _half(b, 0)
-    scales_h = np.ascontiguousarray(b[:, 2:4]).view("<u2")  # (n, 1)
-    scales_l = b[:, 4:8]
-    shifts = np.arange(0, 16, 2, dtype=np.uint16).reshape(1, 8)
-    high = ((scales_h >> shifts) & np.uint16(3)).astype(np.uint8)  # (n, 8)
-    low = np.stack([scales_l & np.uint8(0x0F), scales_l >> np.uint8(4)], axis=2).reshape(n, 8)
-    ls = (low | (high << np.uint8(4))).view(np.int8) - np.int8(32)
-    dl = (d * ls.astype(np.float32))[:, :, None]
-    qs = b[:, 8:136].reshape(n, 8, 1, 16)
-    idx = np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=2).reshape(n, 8, 32)
-    np.multiply(dl, _KVALUES_IQ4NL[idx], out=out.reshape(n, 8, 32))
-
-
-_DEQUANTIZERS: dict[str, Callable[[np.ndarray, np.ndarray], None]] = {
-    "Q4_0": _deq_q4_0,
-    "Q4_1": _deq_q4_1,
-    "Q5_0": _deq_q5_0,
-    "Q5_1": _deq_q5_1,
-    "Q8_0": _deq_q8_0,
-    "Q2_K": _deq_q2_k,
-    "Q3_K": _deq_q3_k,
-    "Q4_K": _deq_q4_k,
-    "Q5_K": _deq_q5_k,
-    "Q6_K": _deq_q6_k,
-    "Q8_K": _deq_q8_k,
-    "IQ4_NL": _deq_iq4_nl,
-    "IQ4_XS": _deq_iq4_xs,
-}
-
-#: ggml type names :meth:`GGUFTensor.dequantize` handles.
-DEQUANTIZABLE_TYPES: tuple[str, ...] = tuple(_PLAIN) + tuple(_DEQUANTIZERS)
-
-
-def block_size_of(ggml_type: str) -> tuple[int, int]:
-    """(values per block, bytes per block) of a ggml type name, e.g. "Q4_K" -> (256, 144)."""
-    info = _TYPE_BY_NAME.get(ggml_type)
-    if info is None:
-        raise UnsupportedModelError(f"unknown ggml type {ggml_type!r}")
-    return info.block_size, info.type_size

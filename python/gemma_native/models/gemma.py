@@ -1,7 +1,8 @@
-"""Gemma 1 / 2 / 3 (text) transformers: Hugging Face config parsing and tensor mapping
-(docs/model-math.md, 'Gemma 1, 2 and 3').  The native model is csrc/model/gemma.*; this module
-turns a checkpoint's config and tensors into its config dict and engine-named weights, checking
-every name, shape and dtype (naming tensor and file on a mismatch)."""
+"""Gemma 1 / 2 / 3 (text) transformers: Hugging Face config parsing, the checkpoint's tensor
+table and the random-model presets (docs/model-math.md, 'Gemma 1, 2 and 3').  The native model
+is csrc/model/gemma.*; this module turns a checkpoint's config into its config dict, and
+:data:`HF_TENSORS` says how its tensors map onto the engine's names (every name, shape and
+dtype is checked, naming tensor and file on a mismatch)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight, to_engine
-from ..errors import ModelFormatError, UnsupportedModelError
+from .._dtypes import bf16_round
+from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
 from .griffin import _get, check_layer_count, token_id  # shared config.json accessors
+from .tensors import TensorTable, matrix, vector
 
 # HF model_type -> generation
 MODEL_TYPES = {"gemma": 1, "gemma2": 2, "gemma3_text": 3}
@@ -211,69 +213,104 @@ def check_config(c: GemmaConfig):
         raise ModelFormatError("config: query_pre_attn_scalar must be > 0")
 
 
-def hf_layer_names(c: GemmaConfig) -> list:
-    """(HF suffix, engine suffix, shape, is_matrix) for one layer."""
-    D, F, H, KV, hd = c.width, c.mlp_width, c.num_heads, c.num_kv_heads, c.head_dim
-    specs = [
-        ("input_layernorm.weight", "attn_norm", (D,), False),
-        ("self_attn.q_proj.weight", "attn.q", (H * hd, D), True),
-        ("self_attn.k_proj.weight", "attn.k", (KV * hd, D), True),
-        ("self_attn.v_proj.weight", "attn.v", (KV * hd, D), True),
-        ("self_attn.o_proj.weight", "attn.o", (D, H * hd), True),
-        ("mlp.gate_proj.weight", "mlp.gate", (F, D), True),
-        ("mlp.up_proj.weight", "mlp.up", (F, D), True),
-        ("mlp.down_proj.weight", "mlp.down", (D, F), True),
-    ]
-    if c.post_norms:
-        specs += [("post_attention_layernorm.weight", "post_attn_norm", (D,), False),
-                  ("pre_feedforward_layernorm.weight", "mlp_norm", (D,), False),
-                  ("post_feedforward_layernorm.weight", "post_mlp_norm", (D,), False)]
-    else:  # Gemma 1: post_attention_layernorm is the pre-MLP norm
-        specs += [("post_attention_layernorm.weight", "mlp_norm", (D,), False)]
-    if c.qk_norm:
-        specs += [("self_attn.q_norm.weight", "attn.q_norm", (hd,), False),
-                  ("self_attn.k_norm.weight", "attn.k_norm", (hd,), False)]
-    return specs
+def dims(c: GemmaConfig) -> dict:
+    """Names of the config's dimensions, for the tensor tables' shapes (HF and GGUF)."""
+    return {"V": c.vocab_size, "D": c.width, "F": c.mlp_width, "H": c.num_heads,
+            "KV": c.num_kv_heads, "hd": c.head_dim}
 
 
-_FLOATS = ("float32", "bfloat16", "float16", "float64")
+# A Hugging Face Gemma 1/2/3 checkpoint.  Gemma 2/3 wrap attention and MLP in norms before and
+# after (post_norms); Gemma 1's post_attention_layernorm is the norm before the MLP.  Gemma 3
+# normalizes queries and keys per head (qk_norm).
+HF_TENSORS = TensorTable(
+    dims=dims,
+    globals=(
+        matrix("embed", "model.embed_tokens.weight", "V", "D"),
+        vector("final_norm", "model.norm.weight", "D"),
+    ),
+    layer_prefix="model.layers.{i}.",
+    layers=(
+        vector("attn_norm", "input_layernorm.weight", "D"),
+        matrix("attn.q", "self_attn.q_proj.weight", "H*hd", "D"),
+        matrix("attn.k", "self_attn.k_proj.weight", "KV*hd", "D"),
+        matrix("attn.v", "self_attn.v_proj.weight", "KV*hd", "D"),
+        matrix("attn.o", "self_attn.o_proj.weight", "D", "H*hd"),
+        matrix("mlp.gate", "mlp.gate_proj.weight", "F", "D"),
+        matrix("mlp.up", "mlp.up_proj.weight", "F", "D"),
+        matrix("mlp.down", "mlp.down_proj.weight", "D", "F"),
+        vector("post_attn_norm", "post_attention_layernorm.weight", "D", when="post_norms"),
+        vector("mlp_norm", "pre_feedforward_layernorm.weight", "D", when="post_norms"),
+        vector("post_mlp_norm", "post_feedforward_layernorm.weight", "D", when="post_norms"),
+        vector("mlp_norm", "post_attention_layernorm.weight", "D", when="!post_norms"),
+        vector("attn.q_norm", "self_attn.q_norm.weight", "hd", when="qk_norm"),
+        vector("attn.k_norm", "self_attn.k_norm.weight", "hd", when="qk_norm"),
+    ),
+    ignored=("lm_head.weight",),  # tied to the embedding
+    needed=lambda c: f"needed by the {c.architecture} config with {c.num_layers} layers",
+    describe=lambda c: f"{c.num_layers}-layer {c.architecture} config",
+)
 
 
-def engine_weights(c: GemmaConfig, tensors: dict, dtype: str | None = None) -> dict:
-    """HF tensors (name -> Tensor) -> {engine name: (array, dtype code)}."""
-    want = canonical_dtype(dtype) if dtype is not None else None
-    out, used = {}, set()
+# Random-model presets in GemmaConfig fields; "pattern" = every pattern-th layer is global (0:
+# all global).  Everything not named takes the generation's defaults below (docs/model-math.md,
+# 'Published shapes' and 'Gemma 1, 2 and 3').
+_GEN_DEFAULTS = {
+    "gemma": dict(pattern=0, sliding_window=0, max_position_embeddings=8192,
+                  rope_theta=10000.0, rope_local_theta=10000.0),
+    "gemma2": dict(pattern=2, sliding_window=4096, max_position_embeddings=8192,
+                   rope_theta=10000.0, rope_local_theta=10000.0, attn_logit_softcapping=50.0,
+                   final_logit_softcapping=30.0, post_norms=True),
+    "gemma3": dict(pattern=6, sliding_window=512, max_position_embeddings=32768,
+                   rope_theta=1_000_000.0, rope_local_theta=10000.0, post_norms=True,
+                   qk_norm=True),
+}
+PRESETS = {
+    # the published shapes (Gemma 3 1B from its config.json: 999,885,952 parameters)
+    "gemma-2b": dict(architecture="gemma", vocab_size=256000, width=2048, num_layers=18,
+                     num_heads=8, num_kv_heads=1, head_dim=256, mlp_width=16384),
+    "gemma-7b": dict(architecture="gemma", vocab_size=256000, width=3072, num_layers=28,
+                     num_heads=16, num_kv_heads=16, head_dim=256, mlp_width=24576),
+    "gemma2-2b": dict(architecture="gemma2", vocab_size=256000, width=2304, num_layers=26,
+                      num_heads=8, num_kv_heads=4, head_dim=256, mlp_width=9216),
+    "gemma2-9b": dict(architecture="gemma2", vocab_size=256000, width=3584, num_layers=42,
+                      num_heads=16, num_kv_heads=8, head_dim=256, mlp_width=14336),
+    "gemma3-270m": dict(architecture="gemma3", vocab_size=262144, width=640, num_layers=18,
+                        num_heads=4, num_kv_heads=1, head_dim=256, mlp_width=2048),
+    "gemma3-1b": dict(architecture="gemma3", vocab_size=262144, width=1152, num_layers=26,
+                      num_heads=4, num_kv_heads=1, head_dim=256, mlp_width=6912),
+    # tiny: MQA / all global; GQA + alternating windows + soft-caps + a query scalar that is not
+    # head_dim; 5 sliding : 1 global + QK-norm (7 layers: global at 5 only)
+    "gemma-tiny": dict(architecture="gemma", vocab_size=512, width=128, num_layers=3,
+                       num_heads=4, num_kv_heads=1, head_dim=32, mlp_width=256),
+    "gemma2-tiny": dict(architecture="gemma2", vocab_size=512, width=128, num_layers=4,
+                        num_heads=4, num_kv_heads=2, head_dim=32, mlp_width=256,
+                        sliding_window=16, query_pre_attn_scalar=24.0,
+                        max_position_embeddings=1024),
+    "gemma3-tiny": dict(architecture="gemma3", vocab_size=512, width=128, num_layers=7,
+                        num_heads=4, num_kv_heads=1, head_dim=32, mlp_width=256,
+                        sliding_window=16, max_position_embeddings=1024),
+}
 
-    def take(hf, eng, shape, is_matrix):
-        t = tensors.get(hf)
-        if t is None:
-            raise ModelFormatError(f"missing tensor '{hf}' (needed by the {c.architecture} "
-                                   f"config with {c.num_layers} layers)")
-        used.add(hf)
-        where = f"'{t.name}' in {t.file}"
-        if tuple(t.shape) != tuple(shape):
-            raise ModelFormatError(f"tensor {where} has shape {tuple(t.shape)}, expected "
-                                   f"{tuple(shape)} from config.json")
-        if t.dtype not in _FLOATS:
-            raise UnsupportedModelError(f"tensor {where} has dtype {t.dtype}; expected a float")
-        src = "float32" if t.dtype == "float64" else t.dtype
-        arr = t.data if t.dtype != "float64" else np.ascontiguousarray(t.data, np.float32)
-        if is_matrix:
-            dst = want or src
-            out[eng] = to_engine(arr, src, dst)
-        else:
-            out[eng] = (np.ascontiguousarray(convert_weight(arr, src, "float32")),
-                        DTYPE_CODES["float32"])
 
-    take("model.embed_tokens.weight", "embed", (c.vocab_size, c.width), True)
-    take("model.norm.weight", "final_norm", (c.width,), False)
-    for i in range(c.num_layers):
-        for hf, eng, shape, mat in hf_layer_names(c):
-            take(f"model.layers.{i}.{hf}", f"layers.{i}.{eng}", shape, mat)
-    extra = sorted(set(tensors) - used - {"lm_head.weight"})
-    if extra:
-        t = tensors[extra[0]]
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise ModelFormatError(f"unexpected tensor '{t.name}' in {t.file}{more} for a "
-                               f"{c.num_layers}-layer {c.architecture} config")
-    return out
+def preset_config(preset: str, overrides: dict, dtype: str = "bfloat16") -> GemmaConfig:
+    """The GemmaConfig of a preset with fields overridden; the embedding scale is sqrt(width)
+    rounded to ``dtype`` (the weights' dtype), as the reference applies it."""
+    base = PRESETS[preset]
+    fields = dict(_GEN_DEFAULTS[base["architecture"]], **base)
+    fields.update(overrides)
+    pattern = fields.pop("pattern")
+    if "layer_types" not in overrides:
+        n = fields["num_layers"]
+        fields["layer_types"] = tuple("global" if pattern == 0 or (i + 1) % pattern == 0
+                                      else "sliding" for i in range(n))
+    fields.setdefault("query_pre_attn_scalar", float(fields["head_dim"]))
+    fields.setdefault("embed_scale", rounded_sqrt(fields["width"], dtype))
+    try:
+        cfg = GemmaConfig(**fields)
+    except TypeError as e:
+        raise InvalidArgumentError(f"bad config override: {e}") from None
+    if len(cfg.layer_types) != cfg.num_layers:
+        raise InvalidArgumentError(f"layer_types has {len(cfg.layer_types)} entries for "
+                                   f"{cfg.num_layers} layers")
+    check_config(cfg)
+    return cfg

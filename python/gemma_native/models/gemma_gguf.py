@@ -1,11 +1,13 @@
 """Gemma 1 / 2 / 3 from GGUF files (llama.cpp's format; docs/model-math.md, 'GGUF tensors and
-metadata'): metadata to GemmaConfig, GGUF tensor names to engine names.
+metadata'): metadata to GemmaConfig, and the table of GGUF tensor names to engine names
+(:data:`GGUF_TENSORS`).
 
 What llama.cpp hard-codes rather than stores is reproduced here: the sliding-window pattern
 (Gemma 2: every 2nd layer global, Gemma 3: every 6th, unless the file says otherwise), Gemma 3's
 local RoPE base 10000, the query scale 1/sqrt(head_dim) (1/sqrt(width/heads) for the 27B models)
 and the embedding scale sqrt(width) in exact fp32.  GGUF norm weights already hold 1 + w, so the
-norms use them as they are (norm_offset 0).  Quantized weights are dequantized at load.
+norms use them as they are (norm_offset 0).  Matrices in the block formats the kernels
+multiply natively stay in their blocks; other quantized types are dequantized at load.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import math
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, QUANT_CODES, canonical_dtype, convert_weight, to_engine
+from .._dtypes import QUANT_CODES
 from ..errors import ModelFormatError, UnsupportedModelError
-from .gemma import GemmaConfig, check_config
+from .gemma import GemmaConfig, check_config, dims
 from .griffin import check_layer_count
+from .tensors import TensorTable, matrix, vector
 
 ARCHS = {"gemma": 1, "gemma2": 2, "gemma3": 3}
 
-# GGML block types the native kernels multiply directly (csrc/include/gemma_native/quant.h)
-# (the codes follow gemma_native::DType; other quantized types are dequantized at load)
+# GGML block types the native kernels multiply directly: name -> engine dtype code (from the
+# GGML type table; other quantized types are dequantized at load)
 NATIVE_QUANT = QUANT_CODES
 
 
@@ -102,36 +105,38 @@ def parse_config(gf) -> GemmaConfig:
     return c
 
 
-def _layer_names(c: GemmaConfig) -> list:
-    D, F, H, KV, hd = c.width, c.mlp_width, c.num_heads, c.num_kv_heads, c.head_dim
-    specs = [
-        ("attn_norm", "attn_norm", (D,), False),
-        ("attn_q", "attn.q", (H * hd, D), True),
-        ("attn_k", "attn.k", (KV * hd, D), True),
-        ("attn_v", "attn.v", (KV * hd, D), True),
-        ("attn_output", "attn.o", (D, H * hd), True),
-        ("ffn_gate", "mlp.gate", (F, D), True),
-        ("ffn_up", "mlp.up", (F, D), True),
-        ("ffn_down", "mlp.down", (D, F), True),
-        ("ffn_norm", "mlp_norm", (D,), False),
-    ]
-    if c.post_norms:
-        specs += [("post_attention_norm", "post_attn_norm", (D,), False),
-                  ("post_ffw_norm", "post_mlp_norm", (D,), False)]
-    if c.qk_norm:
-        specs += [("attn_q_norm", "attn.q_norm", (hd,), False),
-                  ("attn_k_norm", "attn.k_norm", (hd,), False)]
-    return specs
+# llama.cpp's tensor names for Gemma (the same engine tensors as gemma.HF_TENSORS).  Norm
+# weights already hold 1 + w.
+GGUF_TENSORS = TensorTable(
+    dims=dims,
+    globals=(
+        matrix("embed", "token_embd.weight", "V", "D"),
+        vector("final_norm", "output_norm.weight", "D"),
+    ),
+    layer_prefix="blk.{i}.",
+    layers=(
+        vector("attn_norm", "attn_norm.weight", "D"),
+        matrix("attn.q", "attn_q.weight", "H*hd", "D"),
+        matrix("attn.k", "attn_k.weight", "KV*hd", "D"),
+        matrix("attn.v", "attn_v.weight", "KV*hd", "D"),
+        matrix("attn.o", "attn_output.weight", "D", "H*hd"),
+        matrix("mlp.gate", "ffn_gate.weight", "F", "D"),
+        matrix("mlp.up", "ffn_up.weight", "F", "D"),
+        matrix("mlp.down", "ffn_down.weight", "D", "F"),
+        vector("mlp_norm", "ffn_norm.weight", "D"),
+        vector("post_attn_norm", "post_attention_norm.weight", "D", when="post_norms"),
+        vector("post_mlp_norm", "post_ffw_norm.weight", "D", when="post_norms"),
+        vector("attn.q_norm", "attn_q_norm.weight", "hd", when="qk_norm"),
+        vector("attn.k_norm", "attn_k_norm.weight", "hd", when="qk_norm"),
+    ),
+    ignored=("rope_freqs.weight",),  # llama.cpp's RoPE factors; Gemma uses none
+    describe=lambda c: f"{c.num_layers}-layer {c.architecture} model",
+)
 
 
-def load_gguf_model(gf, dtype: str | None = None):
-    """(GemmaConfig, engine weights) from a parsed GGUF file.
-
-    dtype None: matrices in Q8_0/Q4_0/Q5_0/Q4_K/Q6_K stay in their blocks, memory-mapped from
-    the file, and are multiplied natively (activations quantized per block as llama.cpp does);
-    F32/F16/BF16 ones keep their dtype; other quantized types are dequantized to float32.
-    dtype "float32"/"bfloat16"/"float16": every matrix is dequantized to it at load."""
-    want = canonical_dtype(dtype) if dtype is not None else None
+def gguf_config(gf) -> GemmaConfig:
+    """The GemmaConfig of a parsed GGUF file: its metadata, the vocabulary size from the
+    embedding's shape; an untied output projection is refused."""
     c = parse_config(gf)
     emb = gf.tensors.get("token_embd.weight")
     if emb is None:
@@ -144,39 +149,4 @@ def load_gguf_model(gf, dtype: str | None = None):
     if "output.weight" in gf.tensors:
         raise UnsupportedModelError(f"{gf.path}: an untied output projection ('output.weight') "
                                     f"is not supported; Gemma ties it to the embedding")
-    out, used = {}, set()
-
-    def take(name, eng, shape, is_matrix):
-        t = gf.tensors.get(name)
-        if t is None:
-            raise ModelFormatError(f"{gf.path}: missing tensor '{name}'")
-        used.add(name)
-        if tuple(t.shape) != tuple(shape):
-            raise ModelFormatError(f"{gf.path}: tensor '{name}' has shape {tuple(t.shape)}, "
-                                   f"expected {tuple(shape)} from the metadata")
-        if is_matrix and t.ggml_type in NATIVE_QUANT and (
-                want is None or (want == "int8" and t.ggml_type == "Q8_0")):
-            rows = t.shape[0]
-            out[eng] = (np.asarray(t.raw).reshape(rows, -1), NATIVE_QUANT[t.ggml_type])
-        elif t.ggml_type in ("F32", "F16", "BF16") and is_matrix:
-            src = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[t.ggml_type]
-            arr = t.dequantize(np.float32) if src != "bfloat16" else None
-            if src == "bfloat16":
-                arr = np.asarray(t.raw).view(np.uint16).reshape(t.shape)
-            elif src == "float16":
-                arr = np.asarray(t.raw).view(np.float16).reshape(t.shape)
-            out[eng] = to_engine(arr, src, want or src)
-        else:
-            f = np.ascontiguousarray(t.dequantize(np.float32), dtype=np.float32)
-            out[eng] = to_engine(f, "float32", (want or "float32") if is_matrix else "float32")
-
-    take("token_embd.weight", "embed", (c.vocab_size, c.width), True)
-    take("output_norm.weight", "final_norm", (c.width,), False)
-    for i in range(c.num_layers):
-        for g, eng, shape, mat in _layer_names(c):
-            take(f"blk.{i}.{g}.weight", f"layers.{i}.{eng}", shape, mat)
-    extra = sorted(set(gf.tensors) - used - {"rope_freqs.weight"})
-    if extra:
-        raise ModelFormatError(f"{gf.path}: unexpected tensor '{extra[0]}' for a "
-                               f"{c.num_layers}-layer {c.architecture} model")
-    return c, out
+    return c

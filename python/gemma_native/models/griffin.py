@@ -1,11 +1,14 @@
-"""RecurrentGemma / Griffin: Hugging Face config parsing and tensor mapping (docs/model-math.md,
-'Griffin block structure' and 'Checkpoint tensor names').
+"""RecurrentGemma / Griffin: Hugging Face config parsing, the checkpoint's tensor table and
+the random-model presets (docs/model-math.md, 'Griffin block structure' and 'Checkpoint tensor
+names').
 
-The native model (csrc/model/griffin.*) takes *engine* tensor names; this module maps a Hugging
-Face RecurrentGemma checkpoint onto them, checks every name, shape and dtype against the config
-(naming the tensor and file on any mismatch), and converts layouts where the engine differs
-(Conv1D taps to [K, L]; small vectors to float32).  Large matrices keep their file dtype unless
-a compute dtype is requested, and are passed as memory-mapped views (no copy) when they match.
+The native model (csrc/model/griffin.*) takes *engine* tensor names.  :data:`HF_TENSORS` says
+how a Hugging Face RecurrentGemma checkpoint maps onto them: names, shapes from the config and
+the conversions where the engine differs (Conv1D taps to [K, L]; small vectors to float32);
+:func:`~gemma_native.models.tensors.map_tensors` applies it, checking every name, shape and
+dtype (naming the tensor and file on any mismatch).  Large matrices keep their file dtype
+unless a compute dtype is requested, and are passed as memory-mapped views (no copy) when they
+match.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._dtypes import DTYPE_CODES, bf16_round, canonical_dtype, convert_weight, to_engine
-from ..errors import ModelFormatError, UnsupportedModelError
+from .._dtypes import bf16_round
+from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
+from .tensors import CONV_TAPS, TensorSpec, TensorTable, matrix, vector
 
 ARCH = "recurrent_gemma"
 
@@ -169,6 +173,37 @@ def parse_config(cfg: dict) -> GriffinConfig:
     return c
 
 
+PRESETS = {
+    # docs/model-math.md, 'Published shapes'
+    "recurrentgemma-2b": dict(vocab_size=256000, width=2560, num_layers=26, num_heads=10,
+                              head_dim=256, lru_width=2560, mlp_width=7680,
+                              attention_window_size=2048),
+    "recurrentgemma-9b": dict(vocab_size=256000, width=4096, num_layers=38, num_heads=16,
+                              head_dim=256, lru_width=4096, mlp_width=12288,
+                              attention_window_size=2048),
+    # small enough for tests and quick looks; same structure (R R A pattern, MQA, window)
+    "recurrentgemma-tiny": dict(vocab_size=512, width=128, num_layers=6, num_heads=2,
+                                head_dim=64, lru_width=128, mlp_width=384,
+                                attention_window_size=16),
+}
+
+
+def preset_config(preset: str, overrides: dict, dtype: str = "bfloat16") -> GriffinConfig:
+    """The GriffinConfig of a preset with fields overridden (the dtype changes nothing here:
+    the embedding scale is bfloat16-rounded in every dtype)."""
+    fields = dict(PRESETS[preset], block_types=None)
+    fields.update(overrides)
+    if fields["block_types"] is None:
+        fields["block_types"] = tuple(("recurrent", "recurrent", "attention")[i % 3]
+                                      for i in range(fields["num_layers"]))
+    try:
+        cfg = GriffinConfig(**fields)
+    except TypeError as e:
+        raise InvalidArgumentError(f"bad config override: {e}") from None
+    _check_config(cfg)
+    return cfg
+
+
 def _check_config(c: GriffinConfig):
     for name in ("vocab_size", "width", "num_layers", "num_heads", "head_dim", "lru_width",
                  "mlp_width", "attention_window_size", "num_kv_heads", "conv1d_width"):
@@ -185,117 +220,59 @@ def _check_config(c: GriffinConfig):
         raise UnsupportedModelError("attention_window_size above 2^20 is not supported")
 
 
-# (HF suffix, engine suffix, shape(cfg) -> tuple, is_matrix)
-def _layer_specs(c: GriffinConfig, kind: str):
-    D, L, F, H = c.width, c.lru_width, c.mlp_width, c.num_heads
-    hd, KV, K, bs = c.head_dim, c.num_kv_heads, c.conv1d_width, c.lru_width // c.num_heads
-    specs = [
-        ("temporal_pre_norm.weight", "pre_norm", (D,), False),
-        ("channel_pre_norm.weight", "mlp_norm", (D,), False),
-        ("mlp_block.gate_proj.weight", "mlp.gate", (F, D), True),
-        ("mlp_block.gate_proj.bias", "mlp.gate_b", (F,), False),
-        ("mlp_block.up_proj.weight", "mlp.up", (F, D), True),
-        ("mlp_block.up_proj.bias", "mlp.up_b", (F,), False),
-        ("mlp_block.down_proj.weight", "mlp.down", (D, F), True),
-        ("mlp_block.down_proj.bias", "mlp.down_b", (D,), False),
-    ]
-    t = "temporal_block."
-    if kind == "recurrent":
-        specs += [
-            (t + "linear_x.weight", "rec.linear_x", (L, D), True),
-            (t + "linear_x.bias", "rec.linear_x_b", (L,), False),
-            (t + "linear_y.weight", "rec.linear_y", (L, D), True),
-            (t + "linear_y.bias", "rec.linear_y_b", (L,), False),
-            (t + "linear_out.weight", "rec.linear_out", (D, L), True),
-            (t + "linear_out.bias", "rec.linear_out_b", (D,), False),
-            (t + "conv_1d.weight", "rec.conv_w", (L, 1, K), False),
-            (t + "conv_1d.bias", "rec.conv_b", (L,), False),
-            (t + "rg_lru.recurrent_param", "rec.a_param", (L,), False),
-            (t + "rg_lru.input_gate_weight", "rec.gate_x", (H, bs, bs), True),
-            (t + "rg_lru.input_gate_bias", "rec.gate_x_b", (H, bs), False),
-            (t + "rg_lru.recurrent_gate_weight", "rec.gate_a", (H, bs, bs), True),
-            (t + "rg_lru.recurrent_gate_bias", "rec.gate_a_b", (H, bs), False),
-        ]
-    else:
-        specs += [
-            (t + "q_proj.weight", "attn.q", (H * hd, D), True),
-            (t + "k_proj.weight", "attn.k", (KV * hd, D), True),
-            (t + "v_proj.weight", "attn.v", (KV * hd, D), True),
-            (t + "o_proj.weight", "attn.o", (D, H * hd), True),
-            (t + "o_proj.bias", "attn.o_b", (D,), False),
-        ]
-    return specs
+def _dims(c: GriffinConfig) -> dict:
+    return {"V": c.vocab_size, "D": c.width, "L": c.lru_width, "F": c.mlp_width,
+            "H": c.num_heads, "hd": c.head_dim, "KV": c.num_kv_heads, "K": c.conv1d_width,
+            "bs": c.lru_width // c.num_heads}
 
 
-_FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
-
-
-def _to_f32(t) -> np.ndarray:
-    if t.dtype == "bfloat16":
-        return convert_weight(t.data, "bfloat16", "float32")
-    return np.ascontiguousarray(t.data, dtype=np.float32)
-
-
-def engine_weights(c: GriffinConfig, tensors: dict, dtype: str | None = None) -> dict:
-    """Maps HF tensors (name -> loading.safetensors.Tensor) to the engine's
-    {engine_name: (array, dtype_code)}; raises ModelFormatError on any mismatch."""
-    want = canonical_dtype(dtype) if dtype is not None else None
-    out = {}
-    used = set()
-
-    def where(t):
-        return f"'{t.name}' in {t.file}"
-
-    def take(hf_name, eng_name, shape, is_matrix):
-        t = tensors.get(hf_name)
-        if t is None:
-            raise ModelFormatError(f"missing tensor '{hf_name}' (needed by the config: "
-                                   f"{c.num_layers} layers, pattern {list(c.block_types[:3])})")
-        used.add(hf_name)
-        if tuple(t.shape) != tuple(shape):
-            raise ModelFormatError(f"tensor {where(t)} has shape {tuple(t.shape)}, expected "
-                                   f"{tuple(shape)} from config.json")
-        if t.dtype not in _FLOAT_DTYPES:
-            raise UnsupportedModelError(f"tensor {where(t)} has dtype {t.dtype}; expected a "
-                                        f"float dtype")
-        if is_matrix:
-            src = t.dtype if t.dtype != "float64" else "float32"
-            arr = t.data if t.dtype != "float64" else np.ascontiguousarray(t.data, np.float32)
-            dst = want or src
-            out[eng_name] = to_engine(arr, src, dst)
-        else:
-            out[eng_name] = (np.ascontiguousarray(_to_f32(t)), DTYPE_CODES["float32"])
-
-    take("model.embed_tokens.weight", "embed", (c.vocab_size, c.width), True)
-    take("model.final_norm.weight", "final_norm", (c.width,), False)
-    for i, kind in enumerate(c.block_types):
-        prefix = f"model.layers.{i}."
-        # The pattern decides the kind; say so clearly if the file disagrees.
-        probe = prefix + ("temporal_block.linear_x.weight" if kind == "recurrent"
-                          else "temporal_block.q_proj.weight")
-        if probe not in tensors:
-            other = prefix + ("temporal_block.q_proj.weight" if kind == "recurrent"
-                              else "temporal_block.linear_x.weight")
-            if other in tensors:
-                raise ModelFormatError(
-                    f"layer {i} is '{kind}' by config.json block_types but the checkpoint holds "
-                    f"the other kind of block ('{other}')")
-        for hf, eng, shape, mat in _layer_specs(c, kind):
-            take(prefix + hf, f"layers.{i}.{eng}", shape, mat)
-        if kind == "recurrent":
-            w, code = out[f"layers.{i}.rec.conv_w"]
-            # HF Conv1d weight [L, 1, K] -> engine taps [K, L] (tap K-1 = current token).
-            out[f"layers.{i}.rec.conv_w"] = (np.ascontiguousarray(w[:, 0, :].T), code)
-
-    extra = sorted(set(tensors) - used - {"lm_head.weight"})
-    if extra:
-        t = tensors[extra[0]]
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise ModelFormatError(f"unexpected tensor {where(t)}{more} for a {c.num_layers}-layer "
-                               f"RecurrentGemma config")
-    if "lm_head.weight" in tensors:
-        lm = tensors["lm_head.weight"]
-        if tuple(lm.shape) != (c.vocab_size, c.width):
-            raise ModelFormatError(f"tensor {where(lm)} has shape {tuple(lm.shape)}, expected "
-                                   f"{(c.vocab_size, c.width)} (tied to the embedding)")
-    return out
+# A Hugging Face RecurrentGemma checkpoint.  Every layer has the norms and the MLP, then a
+# recurrent block (RG-LRU) or a local attention block as config.json's block_types say.
+_T = "temporal_block."
+HF_TENSORS = TensorTable(
+    dims=_dims,
+    globals=(
+        matrix("embed", "model.embed_tokens.weight", "V", "D"),
+        vector("final_norm", "model.final_norm.weight", "D"),
+    ),
+    layer_prefix="model.layers.{i}.",
+    layers=(
+        vector("pre_norm", "temporal_pre_norm.weight", "D"),
+        vector("mlp_norm", "channel_pre_norm.weight", "D"),
+        matrix("mlp.gate", "mlp_block.gate_proj.weight", "F", "D"),
+        vector("mlp.gate_b", "mlp_block.gate_proj.bias", "F"),
+        matrix("mlp.up", "mlp_block.up_proj.weight", "F", "D"),
+        vector("mlp.up_b", "mlp_block.up_proj.bias", "F"),
+        matrix("mlp.down", "mlp_block.down_proj.weight", "D", "F"),
+        vector("mlp.down_b", "mlp_block.down_proj.bias", "D"),
+        # recurrent blocks (the first entry tells the kinds apart)
+        matrix("rec.linear_x", _T + "linear_x.weight", "L", "D", block="recurrent"),
+        vector("rec.linear_x_b", _T + "linear_x.bias", "L", block="recurrent"),
+        matrix("rec.linear_y", _T + "linear_y.weight", "L", "D", block="recurrent"),
+        vector("rec.linear_y_b", _T + "linear_y.bias", "L", block="recurrent"),
+        matrix("rec.linear_out", _T + "linear_out.weight", "D", "L", block="recurrent"),
+        vector("rec.linear_out_b", _T + "linear_out.bias", "D", block="recurrent"),
+        TensorSpec("rec.conv_w", _T + "conv_1d.weight", ("L", 1, "K"), CONV_TAPS,
+                   block="recurrent"),
+        vector("rec.conv_b", _T + "conv_1d.bias", "L", block="recurrent"),
+        vector("rec.a_param", _T + "rg_lru.recurrent_param", "L", block="recurrent"),
+        matrix("rec.gate_x", _T + "rg_lru.input_gate_weight", "H", "bs", "bs",
+               block="recurrent"),
+        vector("rec.gate_x_b", _T + "rg_lru.input_gate_bias", "H", "bs", block="recurrent"),
+        matrix("rec.gate_a", _T + "rg_lru.recurrent_gate_weight", "H", "bs", "bs",
+               block="recurrent"),
+        vector("rec.gate_a_b", _T + "rg_lru.recurrent_gate_bias", "H", "bs", block="recurrent"),
+        # attention blocks (multi-query: KV key/value heads)
+        matrix("attn.q", _T + "q_proj.weight", "H*hd", "D", block="attention"),
+        matrix("attn.k", _T + "k_proj.weight", "KV*hd", "D", block="attention"),
+        matrix("attn.v", _T + "v_proj.weight", "KV*hd", "D", block="attention"),
+        matrix("attn.o", _T + "o_proj.weight", "D", "H*hd", block="attention"),
+        vector("attn.o_b", _T + "o_proj.bias", "D", block="attention"),
+    ),
+    blocks="block_types",
+    tied=(TensorSpec(None, "lm_head.weight", ("V", "D"), optional=True,
+                     why="(tied to the embedding)"),),
+    needed=lambda c: f"needed by the config: {c.num_layers} layers, pattern "
+                     f"{list(c.block_types[:3])}",
+    describe=lambda c: f"{c.num_layers}-layer RecurrentGemma config",
+)
