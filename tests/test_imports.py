@@ -26,12 +26,7 @@ PUBLIC_ONLY = "gemma_native.bench"  # the subpackage that may use public names o
 # Import edges that close a cycle in the runtime today and wait for their fix; the cycle test
 # ignores exactly these (any other cycle fails it), and test_known_cycle_edges_still_exist
 # fails once one is gone, so the entry gets deleted with its fix.
-KNOWN_CYCLE_EDGES = {
-    # load(n_threads=...) calls the package's _set_threads (inside load()), while the package's
-    # __init__ imports load from the loader.  Fix: move MAX_THREADS/_set_threads into a module
-    # of their own that both import.
-    ("gemma_native.loader", "gemma_native"),
-}
+KNOWN_CYCLE_EDGES: set = set()  # (importer, imported) edges of a cycle tolerated for now
 # Private attributes of *other* libraries that the bench's peer harnesses call on purpose;
 # gemma_native's own private attributes are never allowed.
 FOREIGN_PRIVATE_ATTRS = {"_setup_cache"}  # transformers' RecurrentGemma cache reset

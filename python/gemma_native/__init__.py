@@ -9,10 +9,6 @@ No PyTorch or JAX at run time; the compute runs in the compiled ``gemma_native._
 
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
-
 from . import _core
 from .errors import (
     DeviceError,
@@ -25,6 +21,7 @@ from .errors import (
     TokenizerError,
     UnsupportedModelError,
 )
+from ._threads import MAX_THREADS, set_threads
 from .loader import load
 from .model import GenerationResult, Model, SamplingParams, State
 from .random_model import random_model
@@ -43,29 +40,12 @@ def backend_info() -> dict:
     return info
 
 
-MAX_THREADS = 1024
-
-
 def set_num_threads(n: int | None) -> None:
     """Threads used by the kernels (process-wide, 1..1024); None or 0 restores the default:
     the CPUs this process may use (physical cores in its affinity mask, capped by its cgroup
     CPU quota; ``backend_info()["cpus"]``).  More threads than that are allowed but warned
     about: oversubscribed threads wait for each other at every op."""
-    _set_threads(n, "number of threads")
-
-
-def _set_threads(n, what: str) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
-                          or not 0 <= n <= MAX_THREADS):
-        raise InvalidArgumentError(f"{what} must be an integer in [0, {MAX_THREADS}] "
-                                   f"(0: the default), got {n!r}")
-    n = 0 if n is None else int(n)
-    usable = _core.backend_info()["cpus"]["usable"]
-    if n > usable:
-        warnings.warn(f"gemma_native: {n} threads on {usable} usable CPU(s) oversubscribes them "
-                      f"(slower, not faster); set_num_threads(None) picks {usable}",
-                      RuntimeWarning, stacklevel=3)
-    _core.set_num_threads(n)
+    set_threads(n, "number of threads")
 
 
 def set_cpu_isa(name: str) -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from .errors import DTypeError
 from .loading import ggml
 
-DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
+# The engine's weight dtype codes (csrc/include/gemma_native/dtype.h, exported by _core): the
+# float dtypes here, the block formats in QUANT_CODES.
+DTYPE_CODES = {name: code for name, code in _core.DTYPE_CODES.items()
+               if name not in _core.QUANT_BLOCKS}
 # GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs
 # (name -> engine dtype code, from the GGML type table).
 QUANT_CODES = ggml.NATIVE_QUANT_CODES

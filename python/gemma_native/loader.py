@@ -12,6 +12,7 @@ from .loading.hf import load_hf_folder
 from .model import Model
 from .models import for_gguf, for_hf_config
 from .tokenizer import Tokenizer
+from ._threads import set_threads
 from .device import check_device
 
 
@@ -83,9 +84,7 @@ def apply_n_threads(n_threads) -> None:
     """The n_threads argument of load() (and of random_model.model_from_spec): the kernel
     threads, process-wide; None keeps the setting, 0 restores the default (the usable CPUs)."""
     if n_threads is not None:
-        from . import _set_threads
-
-        _set_threads(n_threads, "n_threads")
+        set_threads(n_threads, "n_threads")
 
 
 def _in_memory(weights: dict, use_mmap: bool) -> dict:

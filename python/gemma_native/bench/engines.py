@@ -33,12 +33,9 @@ class Ours:
 
         if spec.get("threads"):
             gn.set_num_threads(int(spec["threads"]))
-        m = spec["model"]
-        if m.startswith("random:"):
-            self.model = gn.random_model(m[len("random:"):],
-                                         dtype=spec.get("dtype") or "bfloat16", seed=0)
-        else:
-            self.model = gn.load(m, dtype=spec.get("dtype"))
+        from gemma_native.random_model import model_from_spec
+
+        self.model = model_from_spec(spec["model"], dtype=spec.get("dtype"), seed=0)
         self.cfg = self.model.config
         self.vocab = self.cfg.vocab_size
         self.weights_bytes = self.model.weights_nbytes

@@ -10,6 +10,7 @@ import sys
 import time
 
 import gemma_native as gn
+from gemma_native.random_model import parse_model_spec, preset_config
 
 from . import report
 from .harness import config_dict, run_child
@@ -86,7 +87,7 @@ def peer_plan(model: str, ours_cfg, args) -> dict:
     arch = (ours_cfg or {}).get("architecture")
     for name in wanted:
         if name == "official":
-            if arch != "recurrent_gemma" or not model.startswith("random:"):
+            if arch != "recurrent_gemma" or parse_model_spec(model) is None:
                 plan[name] = "only for random:recurrentgemma-* (random weights at the shape)"
             elif not has_module("recurrentgemma") or not has_module("torch"):
                 plan[name] = "recurrentgemma / torch not installed"
@@ -112,17 +113,11 @@ def peer_plan(model: str, ours_cfg, args) -> dict:
     return plan
 
 
-def _preset_config(model: str, dtype=None):
-    """The config of random:PRESET without building its weights (InvalidArgumentError for an
-    unknown preset)."""
-    from gemma_native.random_model import preset_config
-
-    return preset_config(model[len("random:"):], dtype or "bfloat16")
-
-
 def _model_config(model: str, dtype) -> dict:
-    if model.startswith("random:"):
-        return config_dict(_preset_config(model, dtype))
+    """The config of a model spec; for random:PRESET without building its weights."""
+    preset = parse_model_spec(model)
+    if preset is not None:
+        return config_dict(preset_config(preset, dtype or "bfloat16"))
     return config_dict(gn.load(model, dtype=dtype).config)
 
 
@@ -135,10 +130,9 @@ def run(args) -> dict:
     threads = gn.backend_info()["num_threads"]
     settings = settings_from(args)
     model = args.model
-    if not model.startswith("random:") and not os.path.exists(model):
+    # an unknown preset or a missing path is a clear error now, not in a child
+    if parse_model_spec(model) is None and not os.path.exists(model):
         raise gn.ModelNotFoundError(f"no such model path: {model}")
-    if model.startswith("random:"):
-        _preset_config(model)  # an unknown preset is a clear error now, not in a child
     rep = {"model": model, "quick": bool(args.quick), "parts": list(parts), "threads": threads,
            "settings": settings, "machine": machine(), "backend": gn.backend_info(),
            "versions": {"gemma_native": gn.__version__,  # the imported code's, installed or not

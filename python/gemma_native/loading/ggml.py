@@ -4,8 +4,8 @@
 its name, how many values one block holds and how many bytes it takes (from ggml-common.h's
 ``block_*`` structs), and whether the native engine takes the layout as stored -- as a float
 weight (F32, F16, BF16) or as quantized blocks its kernels multiply directly (the
-``quant_code`` is then the engine's ``DType`` code, csrc/include/gemma_native/dtype.h; the
-C++ side keeps its own copy of those five layouts in quant.h).  The GGUF reader, the weight
+``quant_code`` is then the engine's ``DType`` code, read from ``_core.DTYPE_CODES``; the C++
+side's block structs are in quant.h, and tests check that both agree on every block size).  The GGUF reader, the weight
 helpers in ``gemma_native._dtypes`` and the numpy reference ops all read this table.
 
 Dequantization
@@ -23,11 +23,12 @@ them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
+from .. import _core
 from ..errors import DTypeError, UnsupportedModelError
 
 __all__ = [
@@ -74,18 +75,17 @@ def _types(*rows: GGMLType) -> dict[int, GGMLType]:
 GGML_TYPES: dict[int, GGMLType] = _types(
     GGMLType(0, "F32", 1, 4, float_dtype="float32"),
     GGMLType(1, "F16", 1, 2, float_dtype="float16"),
-    GGMLType(2, "Q4_0", 32, 2 + 32 // 2, quant_code=4),  # half d; u8 qs[16]
+    GGMLType(2, "Q4_0", 32, 2 + 32 // 2),  # half d; u8 qs[16]
     GGMLType(3, "Q4_1", 32, 2 + 2 + 32 // 2),  # half d, m; u8 qs[16]
-    GGMLType(6, "Q5_0", 32, 2 + 4 + 32 // 2, quant_code=5),  # half d; u8 qh[4]; u8 qs[16]
+    GGMLType(6, "Q5_0", 32, 2 + 4 + 32 // 2),  # half d; u8 qh[4]; u8 qs[16]
     GGMLType(7, "Q5_1", 32, 2 + 2 + 4 + 32 // 2),  # half d, m; u8 qh[4]; u8 qs[16]
-    GGMLType(8, "Q8_0", 32, 2 + 32, quant_code=3),  # half d; i8 qs[32]
+    GGMLType(8, "Q8_0", 32, 2 + 32),  # half d; i8 qs[32]
     GGMLType(9, "Q8_1", 32, 2 + 2 + 32),  # half d, s; i8 qs[32]
     GGMLType(10, "Q2_K", _QK_K, _QK_K // 16 + _QK_K // 4 + 2 + 2),  # scales, qs, d, dmin
     GGMLType(11, "Q3_K", _QK_K, _QK_K // 8 + _QK_K // 4 + 12 + 2),  # hmask, qs, scales, d
-    GGMLType(12, "Q4_K", _QK_K, 2 + 2 + 12 + _QK_K // 2, quant_code=6),  # d, dmin, scales, qs
+    GGMLType(12, "Q4_K", _QK_K, 2 + 2 + 12 + _QK_K // 2),  # d, dmin, scales, qs
     GGMLType(13, "Q5_K", _QK_K, 2 + 2 + 12 + _QK_K // 8 + _QK_K // 2),  # + qh
-    GGMLType(14, "Q6_K", _QK_K, _QK_K // 2 + _QK_K // 4 + _QK_K // 16 + 2,
-             quant_code=7),  # ql, qh, scales, d
+    GGMLType(14, "Q6_K", _QK_K, _QK_K // 2 + _QK_K // 4 + _QK_K // 16 + 2),  # ql, qh, scales, d
     GGMLType(15, "Q8_K", _QK_K, 4 + _QK_K + 2 * (_QK_K // 16)),  # float d; i8 qs; i16 bsums
     GGMLType(16, "IQ2_XXS", _QK_K, 2 + _QK_K // 4),
     GGMLType(17, "IQ2_XS", _QK_K, 2 + _QK_K // 4 + _QK_K // 32),
@@ -108,6 +108,10 @@ GGML_TYPES: dict[int, GGMLType] = _types(
     GGMLType(40, "NVFP4", 64, 4 + 64 // 2),
     GGMLType(41, "Q1_0", 128, 2 + 128 // 8),
 )
+# The engine's codes for the block formats its kernels multiply come from the engine itself
+# (_core.DTYPE_CODES / QUANT_BLOCKS, generated from csrc/include/gemma_native/dtype.h).
+GGML_TYPES = {i: replace(t, quant_code=_core.DTYPE_CODES[t.name])
+              if t.name in _core.QUANT_BLOCKS else t for i, t in GGML_TYPES.items()}
 _BY_NAME: dict[str, GGMLType] = {t.name: t for t in GGML_TYPES.values()}
 
 #: Block formats the native kernels multiply as stored: name -> engine DType code.
