@@ -200,6 +200,9 @@ def parse_config(cfg: dict, embed_dtype: str = "float32") -> GemmaConfig:
 
 
 def check_config(c: GemmaConfig):
+    """The file's fields, named as the file names them (what a user must fix), before this
+    module derives anything from them.  The engine checks its own invariants again for every
+    caller (GemmaConfig::validate, also exposed as _core.check_config)."""
     for name in ("vocab_size", "width", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                  "mlp_width", "max_position_embeddings"):
         if getattr(c, name) <= 0:

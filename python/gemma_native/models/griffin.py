@@ -205,6 +205,10 @@ def preset_config(preset: str, overrides: dict, dtype: str = "bfloat16") -> Grif
 
 
 def _check_config(c: GriffinConfig):
+    """The file's fields, named as config.json names them and with their values (what a user
+    must fix), before this module derives anything from them.  The engine checks its own
+    invariants again for every caller (GriffinConfig::validate, also exposed as
+    _core.check_config)."""
     for name in ("vocab_size", "width", "num_layers", "num_heads", "head_dim", "lru_width",
                  "mlp_width", "attention_window_size", "num_kv_heads", "conv1d_width"):
         if getattr(c, name) <= 0:
