@@ -15,12 +15,9 @@ import sys
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+import gemma_native as gn
 
-import gemma_native as gn  # noqa: E402
-import tinyckpt  # noqa: E402
+from tests.helpers import tinyckpt
 
 TIMEOUT = 60
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import runpy
-from pathlib import Path
 
 import pytest
 
 import gemma_native as gn
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cuda_ops.py"
+from tests.helpers import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "cuda_ops.py"
 
 
 def _main():

@@ -21,7 +21,9 @@ import pytest
 import gemma_native as gn
 from gemma_native import _core
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 EXPECT = os.environ.get("GEMMA_NATIVE_EXPECT_CUDA") == "1"
 CUDA = gn.backend_info()["cuda"]
 

@@ -1,7 +1,7 @@
 """The SIMT emulator catches the bugs it is there to catch, and every CUDA kernel runs clean on
 it under ThreadSanitizer (DESIGN.md §4).
 
-The C++ programs in tests/cuda_emu/ are compiled here with g++ from the checkout's sources:
+The C++ programs in tests/cuda/cuda_emu/ are compiled here with g++ from the checkout's sources:
 planted.cc holds kernels with planted bugs (a missing __syncthreads, an out-of-bounds shared and
 global index, a partial-warp shuffle); tsan_driver.cc runs every op of csrc/ops/cuda/op_list.h.
 Without g++ or the sanitizer runtimes these tests skip, unless GEMMA_NATIVE_REQUIRE_SANITIZERS=1
@@ -20,7 +20,9 @@ import pytest
 
 from gemma_native import ops
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 CSRC = ROOT / "csrc"
 HERE = Path(__file__).resolve().parent / "cuda_emu"
 EMU_SOURCES = [CSRC / "ops/cuda/emu/simt_emu.cc"]

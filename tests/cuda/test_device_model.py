@@ -131,7 +131,7 @@ def test_bad_tokens_and_cpu_only_models_raise_clearly(device):
 def test_loaded_checkpoint_runs_on_the_device(device, tmp_path):
     """gn.load(folder, device=...) of a real Hugging Face-style folder (bfloat16 safetensors)
     gives the CPU's logits; the tokenizer path works the same on the device."""
-    import tinyckpt
+    from tests.helpers import tinyckpt
 
     path = tinyckpt.write_tiny_checkpoint(tmp_path / "ckpt", dtype="bfloat16", tokenizer=True)
     cpu = gn.load(path)

@@ -1,7 +1,7 @@
 """ggml's own CPU functions through ctypes (from the libggml-cpu that llama-cpp-python ships):
 the activation quantizer (``from_float`` of the weight type's ``vec_dot_type``) and the block dot
-product (``vec_dot``) for a weight type.  Used by make_ggml_dot_fixtures.py and, when
-llama-cpp-python is installed, directly by tests/test_quantized_ops.py."""
+product (``vec_dot``) for a weight type.  Used by tests/tools/make_ggml_dot_fixtures.py and,
+when llama-cpp-python is installed, directly by tests/ops/test_quantized_ops.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train tiny SentencePiece models for the tests (no network, no model download needed).
 
-The settings mirror the trainer spec of Gemma's 256k tokenizer (MODELS.md §4.1): BPE, byte
+The settings mirror the trainer spec stored in Gemma's 256k ``tokenizer.model``: BPE, byte
 fallback, split digits, no dummy prefix, no whitespace collapsing, whitespace-only pieces allowed,
 identity normalisation, ids pad=0 eos=1 bos=2 unk=3 (Gemma's piece names), ``<mask>`` as a
 control piece (id 4) and the chat turn markers as extra pieces (ids 5 and 6).

@@ -19,19 +19,14 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-import refmodels
+from gemma_native._dtypes import f32_to_bf16_bits
+from gemma_native.loading.safetensors import write_safetensors
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from gemma_native._dtypes import f32_to_bf16_bits  # noqa: E402
-from gemma_native.loading.safetensors import write_safetensors  # noqa: E402
+from . import refmodels
 
 BLOCK_PATTERN = ("recurrent", "recurrent", "attention")
 
@@ -147,7 +142,7 @@ _SPM_CACHE = {}
 def tokenizer_model_path() -> str:
     """Path of a tiny SentencePiece model (trained once per process, ~400 pieces)."""
     if "path" not in _SPM_CACHE:
-        from spm_fixture import train_tiny_spm
+        from .spm_fixture import train_tiny_spm
 
         d = tempfile.mkdtemp(prefix="gemma_native_tinyspm_")
         _SPM_CACHE["path"] = train_tiny_spm(d)

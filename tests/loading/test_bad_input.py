@@ -18,13 +18,10 @@ import sys
 import numpy as np
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+import gemma_native as gn
+from gemma_native.loading.safetensors import write_safetensors
 
-import gemma_native as gn  # noqa: E402
-import tinyckpt  # noqa: E402
-from gemma_native.loading.safetensors import write_safetensors  # noqa: E402
+from tests.helpers import tinyckpt
 
 CFG = tinyckpt.small_config()
 V = CFG["vocab_size"]

@@ -42,7 +42,7 @@ Under AddressSanitizer (a ``-DGEMMA_NATIVE_SANITIZE=ON`` build imported by a sto
 preload libstdc++ together with libasan::
 
     LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \\
-    ASAN_OPTIONS=detect_leaks=0 pytest tests/test_fuzz_load.py
+    ASAN_OPTIONS=detect_leaks=0 pytest tests/loading/test_fuzz_load.py
 
 With libasan alone, libstdc++ is only loaded later (by dlopen of the extension), ASan's
 ``__cxa_throw`` interceptor finds no real ``__cxa_throw`` and every C++ exception thrown from
@@ -76,14 +76,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
 gguf = pytest.importorskip("gguf")
 
 import gemma_native as gn  # noqa: E402
-import tinyckpt  # noqa: E402
 
 QT = gguf.GGMLQuantizationType
 VT = gguf.GGUFValueType
@@ -227,6 +222,10 @@ def gguf_bytes(meta, tensors, alignment=None) -> bytes:
 
 
 def write_hf_seed(path) -> str:
+    # Imported here: the workers run this file as a script, where the tests package is not
+    # importable (and they never write seeds).
+    from tests.helpers import tinyckpt
+
     return tinyckpt.write_tiny_checkpoint(os.fspath(path), seed=SEED % 1000)
 
 

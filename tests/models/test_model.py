@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import gemma_native as gn
-from spm_fixture import train_tiny_spm
+
+from tests.helpers.spm_fixture import train_tiny_spm
 
 W = 16  # window of the tiny preset
 
@@ -95,7 +96,7 @@ def test_every_isa_gives_the_same_logits(model):
             out[isa] = model.logits(ids)
     finally:
         gn.set_cpu_isa("auto")
-    for isa in isas:  # bit for bit (tests/test_kernel_sets.py covers every op and model)
+    for isa in isas:  # bit for bit (tests/ops/test_kernel_sets.py covers every op and model)
         np.testing.assert_array_equal(out[isa], out["scalar"], err_msg=isa)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from gemma_native import _core, ops, reference
 from gemma_native._dtypes import to_engine
-from tinyckpt import small_config, write_tiny_checkpoint
+
+from tests.helpers.tinyckpt import small_config, write_tiny_checkpoint
 
 
 def _cos(a, b):

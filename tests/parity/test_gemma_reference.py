@@ -11,7 +11,7 @@ import pytest
 import gemma_native as gn
 
 torch = pytest.importorskip("torch")
-import refmodels as rm  # noqa: E402  (needs torch)
+from tests.helpers import refmodels as rm  # noqa: E402  (needs torch)
 transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-4

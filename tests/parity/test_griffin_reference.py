@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import gemma_native as gn
-import refmodels as rm
+
+from tests.helpers import refmodels as rm
 
 pytestmark = pytest.mark.skipif(rm.load_official() is None,
                                 reason="official recurrentgemma (torch) not installed")

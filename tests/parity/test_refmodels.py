@@ -7,7 +7,6 @@ writer, and where exactly they disagree (the attention window, MODELS.md 1.8).
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,8 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import refmodels as R  # noqa: E402
+from tests.helpers import refmodels as R  # noqa: E402
 
 if R.load_official() is None:
     pytest.skip("recurrentgemma (torch half) not importable", allow_module_level=True)

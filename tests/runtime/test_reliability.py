@@ -26,13 +26,11 @@ import pytest
 import gemma_native as gn
 from gemma_native import _core
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def run_py(code: str, timeout: float = 120, env: dict | None = None) -> dict:
-    """Runs code in a fresh interpreter; it must print one JSON line last."""
+    """Runs code in a fresh interpreter (the same environment: it imports the same
+    gemma_native); it must print one JSON line last."""
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([HERE, e.get("PYTHONPATH", "")])
     e.update(env or {})
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                        text=True, timeout=timeout, env=e)
@@ -418,7 +416,7 @@ def _corrupt(path):
 
 
 def test_mmap_false_survives_files_replaced_in_place(tmp_path):
-    import tinyckpt
+    from tests.helpers import tinyckpt
 
     folder = tinyckpt.write_tiny_checkpoint(str(tmp_path / "hf"), dtype="bfloat16")
     m = gn.load(folder, mmap=False)

