@@ -69,16 +69,15 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(root):
+def model_dir(tiny_checkpoint):
     """A tiny model without tokenizer."""
-    return tinyckpt.write_tiny_checkpoint(os.path.join(root, "notok"))
+    return tiny_checkpoint()
 
 
 @pytest.fixture(scope="module")
-def tok_dir(root):
+def tok_dir(tiny_checkpoint):
     """A tiny model with a tiny SentencePiece tokenizer (vocab sizes equal)."""
-    pytest.importorskip("sentencepiece")
-    return tinyckpt.write_tiny_checkpoint(os.path.join(root, "tok"), seed=3, tokenizer=True)
+    return tiny_checkpoint(seed=3, tokenizer=True)
 
 
 @pytest.fixture(scope="module")

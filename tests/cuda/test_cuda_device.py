@@ -81,8 +81,6 @@ def test_bad_cuda_device_names():
 
 @pytest.mark.gpu
 def test_gpu_is_usable_when_reported():
-    if NO_GPU:
-        pytest.skip("no CUDA GPU: " + gn.backend_info()["cuda"]["reason"])
     x = np.random.default_rng(0).standard_normal((3, 300)).astype(np.float32)
     w = np.ones(300, np.float32)
     np.testing.assert_allclose(ops.rmsnorm(x, w, device="cuda"), ops.rmsnorm(x, w),

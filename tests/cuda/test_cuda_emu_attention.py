@@ -10,11 +10,9 @@ import pytest
 
 from gemma_native import ops
 
+from tests.helpers.arrays import rnd
+
 EMU = ops.EMULATOR
-
-
-def _rnd(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
 
 
 def _both(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, count=None):
@@ -37,8 +35,8 @@ def _both(q, k, v, pos, window, scale, softcap=0.0, k_cache=None, v_cache=None, 
 def test_decode_against_long_rings(hd, heads, kv, slots, window, counts):
     rng = np.random.default_rng(hd + slots)
     B = len(counts)
-    q, k, v = _rnd(rng, B, 1, heads, hd), _rnd(rng, B, 1, kv, hd), _rnd(rng, B, 1, kv, hd)
-    kc, vc = _rnd(rng, B, slots, kv, hd), _rnd(rng, B, slots, kv, hd)
+    q, k, v = rnd(rng, B, 1, heads, hd), rnd(rng, B, 1, kv, hd), rnd(rng, B, 1, kv, hd)
+    kc, vc = rnd(rng, B, slots, kv, hd), rnd(rng, B, slots, kv, hd)
     count = np.array(counts, np.int64)
     pos = count.reshape(B, 1).astype(np.int32)
     (want, got), ((kw, vw), (kg, vg)) = _both(q, k, v, pos, window, hd ** -0.5, 0.0, kc, vc, count)
@@ -53,7 +51,7 @@ def test_chunks_and_decode_steps_equal_one_whole_prefill(device):
     document start inside a chunk masks the keys before it for that chunk's queries)."""
     rng = np.random.default_rng(7)
     T, heads, kv, hd, slots, window = 40, 4, 1, 32, 16, 16
-    q, k, v = _rnd(rng, 1, T, heads, hd), _rnd(rng, 1, T, kv, hd), _rnd(rng, 1, T, kv, hd)
+    q, k, v = rnd(rng, 1, T, heads, hd), rnd(rng, 1, T, kv, hd), rnd(rng, 1, T, kv, hd)
     pos = np.arange(T, dtype=np.int32)[None]
     pos[0, 25] = 0  # a document starts at 25, inside the chunk [21, 33)
     whole = ops.attention(q, k, v, pos, window, 0.3, 4.0, device="cpu")
@@ -71,12 +69,12 @@ def test_chunks_and_decode_steps_equal_one_whole_prefill(device):
 
 def test_head_dim_and_group_limits_are_clear_errors():
     rng = np.random.default_rng(1)
-    q, k = _rnd(rng, 1, 2, 1, 264), _rnd(rng, 1, 2, 1, 264)
+    q, k = rnd(rng, 1, 2, 1, 264), rnd(rng, 1, 2, 1, 264)
     pos = np.array([[0, 1]], np.int32)
     with pytest.raises(ops.ShapeError, match="head_dim"):
         ops.attention(q, k, k, pos, 4, 1.0, device=EMU)
-    q = _rnd(rng, 1, 2, 33, 8)
-    k = _rnd(rng, 1, 2, 1, 8)
+    q = rnd(rng, 1, 2, 33, 8)
+    k = rnd(rng, 1, 2, 1, 8)
     with pytest.raises(ops.ShapeError, match="query heads per kv head"):
         ops.attention(q, k, k, pos, 4, 1.0, device=EMU)
 
@@ -86,7 +84,7 @@ def test_chunk_then_decode_schedule_matches_cpu():
     on the CPU op and on the CUDA kernels give the same outputs and the same rings."""
     rng = np.random.default_rng(8)
     T, heads, kv, hd, slots, window = 45, 8, 2, 48, 12, 10
-    q, k, v = _rnd(rng, 2, T, heads, hd), _rnd(rng, 2, T, kv, hd), _rnd(rng, 2, T, kv, hd)
+    q, k, v = rnd(rng, 2, T, heads, hd), rnd(rng, 2, T, kv, hd), rnd(rng, 2, T, kv, hd)
     pos = np.tile(np.arange(T, dtype=np.int32), (2, 1))
     pos[1, 14] = 0
     state = {dev: (np.zeros((2, slots, kv, hd), np.float32),

@@ -74,8 +74,8 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def good_dir(root):
-    return tinyckpt.write_tiny_checkpoint(os.path.join(root, "good"))
+def good_dir(tiny_checkpoint):
+    return tiny_checkpoint()
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +84,13 @@ def model(good_dir):
 
 
 @pytest.fixture(scope="module")
-def other_model(root):
-    return gn.load(tinyckpt.write_tiny_checkpoint(os.path.join(root, "other"), seed=1))
+def other_model(tiny_checkpoint):
+    return gn.load(tiny_checkpoint(seed=1))
 
 
 @pytest.fixture(scope="module")
-def tok_model(root):
-    pytest.importorskip("sentencepiece")
-    return gn.load(tinyckpt.write_tiny_checkpoint(os.path.join(root, "tok"), tokenizer=True))
+def tok_model(tiny_checkpoint):
+    return gn.load(tiny_checkpoint(tokenizer=True))
 
 
 _counter = [0]

@@ -8,9 +8,11 @@ import pytest
 
 import gemma_native as gn
 
+from tests.helpers.arrays import random_ids
 from tests.helpers.spm_fixture import train_tiny_spm
 
 W = 16  # window of the tiny preset
+VOCAB = 512  # vocabulary of the tiny preset
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +27,10 @@ def text_model(tmp_path_factory):
     return m
 
 
-def _ids(n, seed=0, vocab=512):
-    return np.random.default_rng(seed).integers(0, vocab, size=n).astype(np.int32)
-
-
 @pytest.mark.parametrize("length", [W - 1, W, W + 1, 3 * W + 5])
 @pytest.mark.parametrize("chunks", ["ones", "mixed", "window"])
 def test_chunked_prefill_equals_full_and_token_by_token(model, length, chunks):
-    ids = _ids(length, seed=length)
+    ids = random_ids(length, VOCAB, seed=length)
     full = model.logits(ids)
     if chunks == "ones":
         sizes = [1] * length
@@ -63,14 +61,14 @@ def test_state_size_is_fixed(model):
     expect = 4 * (n_rec * (cfg.lru_width * cfg.conv1d_width)
                   + n_att * 2 * cfg.attention_window_size * cfg.num_kv_heads * cfg.head_dim)
     assert size0 == expect
-    model.forward(_ids(5 * W), state)
-    for t in _ids(50, seed=3):
+    model.forward(random_ids(5 * W, VOCAB), state)
+    for t in random_ids(50, VOCAB, seed=3):
         model.forward([int(t)], state)
     assert state.pos == 5 * W + 50 and state.nbytes == size0
 
 
 def test_state_clone_and_restore(model):
-    ids = _ids(40, seed=4)
+    ids = random_ids(40, VOCAB, seed=4)
     s = model.new_state()
     model.forward(ids[:30], s)
     c = s.clone()
@@ -87,7 +85,7 @@ def test_state_clone_and_restore(model):
 
 
 def test_every_isa_gives_the_same_logits(model):
-    ids = _ids(2 * W + 3, seed=5)
+    ids = random_ids(2 * W + 3, VOCAB, seed=5)
     isas = gn.backend_info()["available_isas"]
     try:
         out = {}
@@ -103,13 +101,13 @@ def test_every_isa_gives_the_same_logits(model):
 def test_bf16_weights_model_runs_every_isa():
     m = gn.random_model("recurrentgemma-tiny", dtype="bfloat16", seed=1)
     f = gn.random_model("recurrentgemma-tiny", dtype="float32", seed=1)
-    ids = _ids(20, seed=6)
+    ids = random_ids(20, VOCAB, seed=6)
     # same bf16-valued weights, widened: identical math up to summation order
     np.testing.assert_allclose(m.logits(ids), f.logits(ids), atol=2e-5, rtol=1e-5)
 
 
 def test_batch_equals_singles_greedy_and_sampled(model):
-    prompts = [list(_ids(n, seed=n)) for n in (3, 11, 1, 2 * W + 1)]
+    prompts = [list(random_ids(n, VOCAB, seed=n)) for n in (3, 11, 1, 2 * W + 1)]
     for params in (gn.SamplingParams(max_tokens=12, stop_token_ids=()),
                    gn.SamplingParams(max_tokens=12, temperature=0.9, top_k=40, top_p=0.9, seed=7,
                                      stop_token_ids=())):
@@ -120,14 +118,14 @@ def test_batch_equals_singles_greedy_and_sampled(model):
 
 
 def test_logits_batch_equals_rows(model):
-    ids = np.stack([_ids(25, seed=s) for s in range(3)])
+    ids = np.stack([random_ids(25, VOCAB, seed=s) for s in range(3)])
     batched = model.logits(ids)
     for b in range(3):
         np.testing.assert_array_equal(model.logits(ids[b]), batched[b])  # bit for bit
 
 
 def test_generate_greedy_is_argmax_chain(model):
-    prompt = list(_ids(6, seed=9))
+    prompt = list(random_ids(6, VOCAB, seed=9))
     out = model.generate(prompt, max_tokens=10, stop_token_ids=())
     seq = list(prompt)
     for _ in range(10):
@@ -136,7 +134,7 @@ def test_generate_greedy_is_argmax_chain(model):
 
 
 def test_seeds(model):
-    p = list(_ids(4, seed=10))
+    p = list(random_ids(4, VOCAB, seed=10))
     kw = dict(max_tokens=20, temperature=1.0, stop_token_ids=())
     a = model.generate(p, seed=1, **kw).token_ids
     assert a == model.generate(p, seed=1, **kw).token_ids
@@ -145,7 +143,7 @@ def test_seeds(model):
 
 
 def test_stop_token_ends_generation(model):
-    p = list(_ids(4, seed=11))
+    p = list(random_ids(4, VOCAB, seed=11))
     free = model.generate(p, max_tokens=15, stop_token_ids=()).token_ids
     stop = free[6]
     out = model.generate(p, max_tokens=15, stop_token_ids=(stop,))
@@ -192,7 +190,7 @@ def test_ids_past_tokenizer_vocab_carry_no_text(text_model):
 
 
 def test_perplexity_is_the_mean_nll_and_chunk_independent(model):
-    ids = _ids(40, seed=9)
+    ids = random_ids(40, VOCAB, seed=9)
     logits = model.logits(ids).astype(np.float64)
     lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
     want = float(np.exp(np.mean(lse[:-1] - logits[np.arange(39), ids[1:]])))
@@ -207,7 +205,7 @@ def test_perplexity_is_the_mean_nll_and_chunk_independent(model):
 @pytest.mark.parametrize("preset", ["recurrentgemma-tiny", "gemma3-tiny"])
 def test_forward_batch_equals_forward_per_state(preset):
     m = gn.random_model(preset, dtype="float32", seed=4)
-    ids = np.stack([_ids(7, seed=s, vocab=m.config.vocab_size) for s in range(3)])
+    ids = np.stack([random_ids(7, m.config.vocab_size, seed=s) for s in range(3)])
     states = [m.new_state() for _ in range(3)]
     singles = [m.new_state() for _ in range(3)]
     first = m.forward_batch(ids, states)

@@ -7,7 +7,6 @@ import pytest
 from gemma_native import _core, ops, reference
 from gemma_native._dtypes import to_engine
 
-from tests.helpers.tinyckpt import small_config, write_tiny_checkpoint
 
 
 def _cos(a, b):
@@ -53,9 +52,8 @@ def test_to_engine_quantizes_only_whole_block_matrices():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    cfg = small_config(vocab_size=256, width=64, lru_width=64, mlp_expanded_width=128)
-    return write_tiny_checkpoint(str(tmp_path_factory.mktemp("int8")), cfg, seed=3)
+def ckpt(tiny_checkpoint):
+    return tiny_checkpoint(seed=3, vocab_size=256, width=64, lru_width=64, mlp_expanded_width=128)
 
 
 def test_int8_model_tracks_the_float_model(ckpt):

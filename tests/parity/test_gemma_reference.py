@@ -12,10 +12,12 @@ import gemma_native as gn
 
 torch = pytest.importorskip("torch")
 from tests.helpers import refmodels as rm  # noqa: E402  (needs torch)
+from tests.helpers.arrays import random_ids  # noqa: E402
 transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-4
 W = 8
+VOCAB = 300  # of the tiny configs below
 
 
 def _make(gen, seed, hidden=64):
@@ -64,15 +66,11 @@ def _hf_logits(m, toks):
         return m(torch.as_tensor(np.asarray(toks)), use_cache=False).logits.float().numpy()
 
 
-def _toks(shape, seed):
-    return np.random.default_rng(seed).integers(0, 300, size=shape)
-
-
 @pytest.mark.parametrize("gen", [1, 2, 3])
 @pytest.mark.parametrize("length", [1, W - 1, W, W + 1, 3 * W + 2])
 def test_logits_match_transformers(models, gen, length):
     m, folder = models[gen]
-    toks = _toks((2, length), seed=length)
+    toks = random_ids((2, length), VOCAB, seed=length, dtype=np.int64)
     ref = _hf_logits(m, toks)
     ours = gn.load(folder).logits(toks)
     assert ours.shape == ref.shape
@@ -82,7 +80,7 @@ def test_logits_match_transformers(models, gen, length):
 @pytest.mark.parametrize("gen", [1, 2, 3])
 def test_greedy_matches_transformers_generate(models, gen):
     m, folder = models[gen]
-    prompt = [2] + list(_toks(5, seed=gen))
+    prompt = [2] + list(random_ids(5, VOCAB, seed=gen, dtype=np.int64))
     with torch.no_grad():  # HF's own cached decode path
         ref = m.generate(torch.tensor([prompt]), max_new_tokens=3 * W, do_sample=False,
                          eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
@@ -95,7 +93,7 @@ def test_greedy_matches_transformers_generate(models, gen):
 def test_chunked_prefill_equals_full(models, gen):
     _, folder = models[gen]
     model = gn.load(folder)
-    ids = _toks(4 * W + 3, seed=11)
+    ids = random_ids(4 * W + 3, VOCAB, seed=11, dtype=np.int64)
     full = model.logits(ids)
     state = model.new_state()
     got, i = [], 0
@@ -124,7 +122,7 @@ def test_older_config_spellings(models, tmp_path):
     old.mkdir()
     (old / "config.json").write_text(json.dumps(conf))
     os.symlink(os.path.join(folder, "model.safetensors"), old / "model.safetensors")
-    toks = _toks((1, 3 * W), seed=3)
+    toks = random_ids((1, 3 * W), VOCAB, seed=3, dtype=np.int64)
     np.testing.assert_allclose(gn.load(str(old)).logits(toks), _hf_logits(m, toks), atol=ATOL,
                                rtol=0)
 
@@ -143,7 +141,7 @@ def test_bf16_checkpoint(tmp_path):
         for p in mf.parameters():
             p.copy_(p.to(torch.bfloat16).float())
         mf.model.embed_tokens.embed_scale.fill_(9.8125)
-    toks = _toks((1, 2 * W), seed=4)
+    toks = random_ids((1, 2 * W), VOCAB, seed=4, dtype=np.int64)
     np.testing.assert_allclose(model.logits(toks), _hf_logits(mf, toks), atol=ATOL, rtol=0)
 
 
@@ -166,7 +164,7 @@ def test_gemma3_linear_rope_scaling(tmp_path):
                 p.normal_(0, 0.5)
     folder = tmp_path / "scaled"
     m.save_pretrained(str(folder))
-    toks = _toks((1, 3 * W + 5), seed=5)
+    toks = random_ids((1, 3 * W + 5), VOCAB, seed=5, dtype=np.int64)
     ref = _hf_logits(m, toks)
     model = gn.load(str(folder))
     assert model.config.rope_global_factor == 8.0
@@ -216,7 +214,7 @@ def test_state_save_and_restore(models, gen):
     (past the sliding window's wrap-around and after the global caches grew)."""
     _, folder = models[gen]
     model = gn.load(folder)
-    ids = _toks(3 * W + 3, seed=21)
+    ids = random_ids(3 * W + 3, VOCAB, seed=21, dtype=np.int64)
     st = model.new_state()
     model.forward(ids[:W + 2], st)
     model.forward(ids[W + 2:], st)

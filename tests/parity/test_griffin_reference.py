@@ -15,6 +15,7 @@ import pytest
 import gemma_native as gn
 
 from tests.helpers import refmodels as rm
+from tests.helpers.arrays import random_ids
 
 pytestmark = pytest.mark.skipif(rm.load_official() is None,
                                 reason="official recurrentgemma (torch) not installed")
@@ -45,15 +46,11 @@ def official():
     return out
 
 
-def _tokens(cfg, shape, seed=0):
-    return np.random.default_rng(seed).integers(0, cfg["vocab_size"], size=shape)
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("length", [1, 4, 8, 9, 31])  # windows are 8 and 5: past them too
 def test_logits_match_official_every_position(official, name, length):
     m, folder, cfg = official[name]
-    toks = _tokens(cfg, (2, length), seed=length)
+    toks = random_ids((2, length), cfg["vocab_size"], seed=length, dtype=np.int64)
     with rm.torch_threads(1):
         ref = rm.official_logits(m, toks)
     ours = gn.load(folder).logits(toks)
@@ -65,7 +62,7 @@ def test_logits_match_official_every_position(official, name, length):
 def test_single_sequence_equals_batched_rows(official):
     m, folder, cfg = official["tiny"]
     model = gn.load(folder)
-    toks = _tokens(cfg, (3, 20), seed=5)
+    toks = random_ids((3, 20), cfg["vocab_size"], seed=5, dtype=np.int64)
     batched = model.logits(toks)
     for b in range(3):
         np.testing.assert_array_equal(model.logits(toks[b]), batched[b])
@@ -75,7 +72,9 @@ def test_single_sequence_equals_batched_rows(official):
 @pytest.mark.parametrize("plen", [1, 3, 12])
 def test_greedy_matches_official_token_for_token(official, name, plen):
     m, folder, cfg = official[name]
-    prompt = [2] + list(_tokens(cfg, plen - 1, seed=plen + 11)) if plen > 1 else [2]
+    prompt = [2]
+    if plen > 1:
+        prompt += list(random_ids(plen - 1, cfg["vocab_size"], seed=plen + 11, dtype=np.int64))
     n = 24  # runs well past the attention window through the decode path
     with rm.torch_threads(1):
         ref = rm.official_greedy(m, prompt, n)
@@ -94,7 +93,8 @@ def _assert_greedy(m, ours, ref, prompt):
 
 def test_batched_generate_matches_official(official):
     m, folder, cfg = official["tiny"]
-    prompts = [[2, 17, 99], [2] + list(_tokens(cfg, 10, seed=3)), [2, 200]]
+    prompts = [[2, 17, 99], [2] + list(random_ids(10, cfg["vocab_size"], seed=3, dtype=np.int64)),
+               [2, 200]]
     with rm.torch_threads(1):
         refs = [rm.official_greedy(m, p, 16) for p in prompts]
     outs = gn.load(folder).generate(prompts, max_tokens=16, stop_token_ids=())
@@ -107,7 +107,7 @@ def test_sharded_and_hub_style_configs(official, tmp_path, shards, style):
     m, _, cfg = official["tiny"]
     folder = rm.write_hf_folder(str(tmp_path / "ck"), cfg, rm.official_to_hf_tensors(m),
                                 shards=shards, config_style=style)
-    toks = _tokens(cfg, (1, 15), seed=9)
+    toks = random_ids((1, 15), cfg["vocab_size"], seed=9, dtype=np.int64)
     with rm.torch_threads(1):
         ref = rm.official_logits(m, toks)
     np.testing.assert_allclose(gn.load(folder).logits(toks), ref, atol=ATOL, rtol=0)
@@ -126,7 +126,7 @@ def test_bfloat16_weights(official, tmp_path):
     with torch.no_grad():
         for prm in rounded.parameters():
             prm.copy_(prm.to(torch.bfloat16).to(torch.float32))
-    toks = _tokens(cfg, (2, 20), seed=4)
+    toks = random_ids((2, 20), cfg["vocab_size"], seed=4, dtype=np.int64)
     with rm.torch_threads(1):
         ref = rm.official_logits(rounded, toks)
     model = gn.load(folder)
@@ -146,7 +146,7 @@ def test_transformers_agrees_within_window_and_differs_by_one_past_it(official, 
     with rm.torch_threads(1):
         hf = rm.make_hf(cfg, seed=7)
         folder = rm.hf_save(hf, str(tmp_path / "hf"))
-        toks = _tokens(cfg, (2, 3 * W), seed=1)
+        toks = random_ids((2, 3 * W), cfg["vocab_size"], seed=1, dtype=np.int64)
         ref = rm.hf_logits(hf, toks)
     ours = gn.load(folder).logits(toks)
     # Up to and including index W-1 both rules see the same keys.

