@@ -1,5 +1,5 @@
 """The SIMT emulator catches the bugs it is there to catch, and every CUDA kernel runs clean on
-it under ThreadSanitizer (DESIGN.md §4).
+it under ThreadSanitizer (docs/cuda.md, "How it is verified without a GPU").
 
 The C++ programs in tests/cuda/cuda_emu/ are compiled here with g++ from the checkout's sources:
 planted.cc holds kernels with planted bugs (a missing __syncthreads, an out-of-bounds shared and

@@ -1,8 +1,8 @@
 """The device model path: a RecurrentGemma model built with device="cuda-emu" (the CUDA
 kernels on the SIMT emulator) or device="cuda" (a GPU; marked gpu, skipped without one) copies
 its weights into backend memory, runs every op through its CUDA kernel and replays decode steps
-from a captured graph.  Its logits must match the CPU model's (tests/test_griffin_reference.py
-ties the CPU model to the official implementation).
+from a captured graph.  Its logits must match the CPU model's
+(tests/parity/test_griffin_reference.py ties the CPU model to the official implementation).
 
 Skips while an op the model needs has no CUDA kernel (the reason names them)."""
 

@@ -129,7 +129,7 @@ def test_older_config_spellings(models, tmp_path):
 
 def test_bf16_checkpoint(tmp_path):
     """A bf16 checkpoint keeps bf16 weights; its embedding scale is sqrt(width) rounded to bf16
-    as transformers does for bf16 models (MODELS.md 5.1).  The truth: transformers in fp32
+    as transformers does for bf16 models.  The truth: transformers in fp32
     holding the same bf16-rounded parameters and the bf16-rounded embedding scale.  (Casting
     the whole HF model to bf16 and back would also round its RoPE frequency buffer.)"""
     hidden = 96  # sqrt(96) = 9.798 is 9.8125 in bf16

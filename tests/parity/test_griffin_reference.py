@@ -3,7 +3,8 @@
 The truth is the official DeepMind `recurrentgemma` package (its PyTorch half) on tiny random
 configs, converted to a Hugging Face folder exactly as transformers' conversion does; the
 folder is then loaded by gemma_native.  `transformers` is checked too, with its known
-off-by-one window (MODELS.md 1.8): it equals the official rule with a window one smaller.
+off-by-one window (a query sees W keys there, W + 1 in the official code): it equals the
+official rule with a window one smaller.
 """
 
 import json

@@ -2,7 +2,8 @@
 
 They pin down that the two implementations we compare against (DeepMind's recurrentgemma torch
 code and Hugging Face transformers) agree with each other through our own conversion and folder
-writer, and where exactly they disagree (the attention window, MODELS.md 1.8).
+writer, and where exactly they disagree (the attention window: a query sees its own key and W
+previous ones in the official code, W - 1 previous ones in transformers).
 """
 
 import json
@@ -127,7 +128,7 @@ def test_greedy_deterministic_and_cache_consistent(official):
     assert len(a) == n and all(isinstance(t, int) and 0 <= t < CFG["vocab_size"] for t in a)
     assert len(set(a)) > 2                                # the random model is not degenerate
     # The official decode path (prefill cache, ring buffer of W slots + current key) agrees with
-    # recomputing the whole sequence (W previous keys + current, MODELS.md 1.8/1.9).
+    # recomputing the whole sequence (W previous keys + current).
     assert R.official_greedy_cached(official, prompt, n) == a
     assert R.official_greedy(official, prompt, 0) == []
 

@@ -1,4 +1,5 @@
-// Planted kernel bugs, to show that the SIMT emulator catches them (tests/test_cuda_emu_tools.py).
+// Planted kernel bugs, to show that the SIMT emulator catches them
+// (tests/cuda/test_cuda_emu_tools.py).
 // Built with g++ against ops/cuda/emu; run as `planted <case>`:
 //   sync_ok        block sum through shared memory, with the __syncthreads it needs
 //   sync_missing   the same without it: ThreadSanitizer reports a data race

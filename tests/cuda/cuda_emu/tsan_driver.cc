@@ -1,9 +1,9 @@
 // Runs every CUDA kernel (every op in ops/cuda/op_list.h) on the SIMT emulator over small inputs,
-// for sanitizer builds: tests/test_cuda_emu_tools.py compiles this with -fsanitize=thread
+// for sanitizer builds: tests/cuda/test_cuda_emu_tools.py compiles this with -fsanitize=thread
 // (races, missing barriers) and with -fsanitize=address (out-of-bounds global reads/writes),
 // together with ops/cuda/emu/*.cc and ops/checks.cc, and requires clean runs.  Every buffer is its
 // own heap allocation of exactly its size, so ASan sees a read one past any of them.
-// (What the kernels compute is checked against the CPU ops by tests/test_cuda_emu*.py; here
+// (What the kernels compute is checked against the CPU ops by tests/cuda/test_cuda_emu*.py; here
 // the point is how they synchronise, so the shapes cover the cases that change that: lengths
 // that are not whole warps, several blocks, batch > 1, ring-buffer wrap-around.)
 // Prints "ran <op>" per op; exits 4 if an op of the list has no case here.
