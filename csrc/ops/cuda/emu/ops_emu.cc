@@ -1,6 +1,6 @@
 // gemma_native::ops::emu: the CUDA kernels compiled by g++ and run on the SIMT emulator, over
 // host memory.  The tests check every kernel against the CPU ops through it without a GPU
-// (tests/test_cuda_emu*.py, and tests/cuda_emu/ under ThreadSanitizer); Python reaches it as
+// (tests/cuda/test_cuda_emu*.py, and tests/cuda/cuda_emu/ under ThreadSanitizer); Python reaches it as
 // device="cuda-emu".
 #include "ops/cuda/simt.h"
 // (simt.h first: the kernels see the emulator's CUDA vocabulary)

@@ -8,7 +8,7 @@
 //   on x86-64, ucontext elsewhere).  Far faster than OS threads on a 2-core machine,
 //   deterministic, and it detects a deadlock (threads waiting at barriers nobody else will
 //   reach) at once instead of by a timeout.
-// The same kernel results come out of both (tests/test_cuda_emu_tools.py checks it).
+// The same kernel results come out of both (tests/cuda/test_cuda_emu_tools.py checks it).
 #include "ops/cuda/emu/simt_emu.h"
 
 #include <sys/mman.h>

@@ -1,0 +1,1 @@
+"""The gemma-native command line, including its bench subcommand."""

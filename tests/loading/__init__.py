@@ -1,0 +1,1 @@
+"""Reading checkpoints: safetensors, GGUF, Hugging Face folders, and what bad files raise."""

@@ -1,0 +1,1 @@
+"""Agreement with code we did not write: official recurrentgemma, transformers, llama.cpp."""

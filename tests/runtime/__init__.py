@@ -1,0 +1,1 @@
+"""The engine in a process: threads, fork, signals, memory limits, CPUs without AVX."""

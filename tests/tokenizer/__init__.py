@@ -1,0 +1,1 @@
+"""SentencePiece tokenizers, from tokenizer.model files and from GGUF metadata."""
