@@ -21,7 +21,7 @@ from .errors import (
     TokenizerError,
     UnsupportedModelError,
 )
-from ._threads import MAX_THREADS, set_threads
+from ._threads import MAX_THREADS as MAX_THREADS, set_threads
 from .loader import load
 from .model import GenerationResult, Model, SamplingParams, State
 from .random_model import random_model

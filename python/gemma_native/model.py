@@ -162,7 +162,8 @@ class Model:
         try:
             arr = np.asarray(ids)
         except Exception as e:  # ragged lists and the like
-            raise InvalidArgumentError(f"{what} must be a list of integers or a 2-D array: {e}")
+            raise InvalidArgumentError(
+                f"{what} must be a list of integers or a 2-D array: {e}") from None
         if arr.size == 0:
             raise InvalidArgumentError(f"{what} are empty: need at least one token")
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)):

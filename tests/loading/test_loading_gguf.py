@@ -26,8 +26,8 @@ from gemma_native.errors import (
 )
 
 ref = pytest.importorskip("gguf")  # the PyPI reference package (not our module)
-from gguf import GGMLQuantizationType as QT
-from gguf import GGUFValueType as VT
+QT = ref.GGMLQuantizationType
+VT = ref.GGUFValueType
 
 
 from gemma_native.loading import gguf as G  # noqa: E402  (the installed package)
@@ -807,7 +807,8 @@ def test_offsets(tmp_path):
     b = Builder().tensor("a", [8], 0, b"\1" * 32, offset=64).tensor("b", [8], 0, b"\2" * 32, offset=64)
     expect_error(b.write(tmp_path / "e.gguf"), ModelFormatError, "overlaps tensor")
     # out of order and with gaps is fine
-    b = Builder().tensor("a", [8], 0, f32_bytes(range(8)), offset=128).tensor("b", [8], 0, f32_bytes(range(8, 16)), offset=0)
+    b = Builder().tensor("a", [8], 0, f32_bytes(range(8)), offset=128).tensor(
+        "b", [8], 0, f32_bytes(range(8, 16)), offset=0)
     f = read_gguf(b.write(tmp_path / "ok.gguf"))
     assert f.tensors["a"].dequantize().tolist() == list(range(8))
     assert f.tensors["b"].dequantize().tolist() == list(range(8, 16))

@@ -364,8 +364,10 @@ FILE_ERRORS = {
     "nan": ('{"__metadata__": {"a": NaN}}', b"", None, "NaN"),
     "deep": ("[" * 100000, b"", None, "nested too deeply"),
     "huge_int": ('{"a": {"dtype": "F32", "shape": [' + "9" * 5000 + "]}}", b"", None, "JSON"),
-    "duplicate_tensor": ('{"a": %s, "a": %s}' % (json.dumps(F32_2), json.dumps(F32_2)), DATA8, None, "duplicate key 'a'"),
-    "duplicate_inner": ('{"a": {"dtype": "F32", "dtype": "F16", "shape": [2], "data_offsets": [0, 8]}}', DATA8, None, "duplicate"),
+    "duplicate_tensor": ('{"a": %s, "a": %s}' % (json.dumps(F32_2), json.dumps(F32_2)), DATA8,
+                         None, "duplicate key 'a'"),
+    "duplicate_inner": ('{"a": {"dtype": "F32", "dtype": "F16", "shape": [2], '
+                        '"data_offsets": [0, 8]}}', DATA8, None, "duplicate"),
     "header_len_zero": ("{}", b"", 0, "header length is 0"),
     "header_len_beyond": ("{}", b"", 50, "past the end"),
     "header_len_huge": ("{}", b"", MAX_HEADER_BYTES + 1, "limit"),
@@ -582,7 +584,8 @@ VALID_CODES = ["F32", "BF16", "F16", "F64", "I32", "I64", "I8", "U8", "BOOL"]
 def _random_value(rng: random.Random, depth: int = 0):
     kind = rng.randrange(12 if depth < 3 else 8)
     if kind == 0:
-        return rng.choice([0, 1, -1, 2, 7, 8, 12, 2**31, 2**32 + 4, 2**63 - 1, 2**63, 2**64, -(2**63), 2**200, -(2**100)])
+        return rng.choice([0, 1, -1, 2, 7, 8, 12, 2**31, 2**32 + 4, 2**63 - 1, 2**63, 2**64,
+                           -(2**63), 2**200, -(2**100)])
     if kind == 1:
         return rng.randrange(-20, 200)
     if kind == 2:
@@ -632,7 +635,8 @@ def _mutate_json(rng: random.Random, header: dict) -> dict:
         entry["data_offsets"] = [rng.choice([0, 4, 2**63, 2**64, -1]), rng.choice([8, 2**64 + 8, 2**70])]
     else:
         for key in list(header):
-            if isinstance(header[key], dict) and "data_offsets" in header[key] and isinstance(header[key]["data_offsets"], list):
+            entry = header[key]
+            if isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list):
                 header[key]["data_offsets"] = [x + rng.choice([-1, 0, 1]) if isinstance(x, int) else x
                                                for x in header[key]["data_offsets"]]
     return header

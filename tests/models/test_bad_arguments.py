@@ -309,7 +309,7 @@ def _random_ids(rng):
 def test_fuzz_logits_only_raises_gemma_native_errors(model):
     rng = np.random.default_rng(20240601)
     ok = failed = 0
-    for i in range(400):
+    for _ in range(400):
         ids = _random_ids(rng)
         try:
             out = model.logits(ids)

@@ -129,7 +129,7 @@ def _load_sharded(folder: str, index_file: str) -> tuple[dict[str, Tensor], list
 
     found: dict[str, tuple[str, Tensor]] = {}  # tensor name -> (canonical shard, tensor)
     files: list[str] = []
-    for canonical_path, canonical in by_path.items():
+    for canonical in by_path.values():
         shard_path = shards[canonical]
         files.append(shard_path)
         for name, tensor in read_safetensors(shard_path).items():

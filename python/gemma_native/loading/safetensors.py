@@ -398,7 +398,7 @@ def _code_for_name(dtype_name: Any) -> str:
 
 
 def _code_for_array(name: str, dtype: np.dtype) -> str:
-    for code, (dname, storage) in _CODES.items():
+    for code, (_dname, storage) in _CODES.items():
         if code != "BF16" and dtype.kind == storage.kind and dtype.itemsize == storage.itemsize:
             return code
     hint = " (for bfloat16 bits pass (array, 'bfloat16'))" if dtype.itemsize == 2 else ""

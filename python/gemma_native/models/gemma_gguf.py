@@ -76,7 +76,8 @@ def parse_config(gf) -> GemmaConfig:
         window = min(window, m("context_length", default=8192))  # past the context: global
     scaling = gf.metadata.get(f"{arch}.rope.scaling.type", "none")
     factor = 1.0
-    if isinstance(scaling, str) and scaling == "linear" and gen == 3:  # Gemma 3 4B+: the global layers only, as llama.cpp
+    # Gemma 3 4B+: linear scaling of the global layers only, as llama.cpp does
+    if isinstance(scaling, str) and scaling == "linear" and gen == 3:
         factor = m("rope.scaling.factor", float)
         if not (factor > 0 and math.isfinite(factor)):
             raise ModelFormatError(f"{gf.path}: rope.scaling.factor must be > 0, got {factor}")
