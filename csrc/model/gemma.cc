@@ -135,13 +135,6 @@ void GemmaState::reserve(int64_t end) {
   }
 }
 
-namespace {
-const GemmaConfig& validated(const GemmaConfig& c) {
-  c.validate();
-  return c;
-}
-}  // namespace
-
 GemmaModel::GemmaModel(GemmaConfig cfg, const TensorMap& w, ops::Backend& backend)
     : Decoder(backend, {validated(cfg).vocab_size, cfg.width, cfg.mlp_width}),
       cfg_(std::move(cfg)) {

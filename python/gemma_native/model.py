@@ -201,14 +201,10 @@ class Model:
         """Feeds ids [T] to a state; returns the logits of the last token [V] (or [T, V])."""
         if not isinstance(state, State) or state._model is not self:
             raise InvalidArgumentError("state must come from this model's new_state()")
-        if not isinstance(all_positions, (bool, np.bool_)):
-            raise InvalidArgumentError(f"all_positions must be True or False, got "
-                                       f"{all_positions!r}")
         arr = self._ids_array(ids)
         if arr.ndim != 1:
             raise InvalidArgumentError(f"forward takes one sequence of ids [T], got {arr.shape}")
-        out = self._core.forward(np.ascontiguousarray(arr[None]), [state._core], all_positions)
-        return out[0]
+        return self.forward_batch(arr[None], [state], all_positions)[0]
 
     def forward_batch(self, ids, states: Sequence[State], all_positions: bool = False) -> np.ndarray:
         """Feeds row b of ids [B, T] to states[b], all in one call (one pass over the weights);

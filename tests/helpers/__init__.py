@@ -9,6 +9,10 @@
 * ``arrays``: seeded random arrays and token ids.
 * ``optional``: what a test needs that may be missing (a CUDA GPU, the demo model) and how it
   skips without it.
+* ``gguf_builder``: small GGUF files built byte by byte (valid and malformed).
+* ``fuzz_load_common``, ``fuzz_load_gguf``, ``fuzz_load_hf``, ``fuzz_load_runner``: the loader
+  fuzz campaigns (seed files, mutations, the worker subprocesses and their report).
+* ``opcheck``, ``raises``: comparison and error-checking helpers of the op tests.
 
 The paths below locate the checkout's own files (fixtures, benchmarks, tools).
 """

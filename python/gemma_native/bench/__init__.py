@@ -44,10 +44,9 @@ Absolute numbers on a shared machine are noise; ratios taken in one run are what
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import gemma_native as gn
+from gemma_native.commands import run_command
 
 from .harness import WORKER_FLAG, worker
 from .report import print_summary, write_json
@@ -120,16 +119,4 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="gemma-native bench", **parser_options())
     add_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        return cmd_bench(args)
-    except gn.GemmaNativeError as e:
-        print(f"gemma-native: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. piped into `head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
+    return run_command(cmd_bench, args)
