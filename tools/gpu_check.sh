@@ -11,7 +11,7 @@
 # 4. benchmarks/cuda_ops.py: every CUDA op at the 2B shapes and the model's decode, GB/s and the
 #    fraction of the card's bandwidth;
 # 5. benchmarks/gpu_vs_transformers.py: logit agreement, prefill and decode against transformers
-#    on the same GPU.
+#    on the same GPU (RecurrentGemma 2B and Gemma 3 270M shapes).
 # Writes OUT_DIR/gpu_check.log and OUT_DIR/gpu_check.json (each step's status, seconds and
 # results) plus the steps' own JSON files.  Without a GPU it still builds (CUDA when nvcc is
 # found) and runs the same steps in their CPU forms (the emulator smoke run, the CPU dry run),
@@ -112,9 +112,14 @@ if $PY -c "import transformers, torch" > /dev/null 2>&1; then
   if [ $GPU = 1 ]; then
     step vs_transformers 300 "$PY" benchmarks/gpu_vs_transformers.py --device cuda \
       --json "$OUT_DIR/vs_transformers.json"
+    step vs_transformers_gemma3 240 "$PY" benchmarks/gpu_vs_transformers.py --device cuda \
+      --model gemma3 --json "$OUT_DIR/vs_transformers_gemma3.json"
   else
     step vs_transformers_cpu_dry_run 300 "$PY" benchmarks/gpu_vs_transformers.py --device cpu \
       --preset tiny --decode-steps 8 --json "$WORK/vs_transformers_cpu.json"
+    step vs_transformers_gemma3_cpu_dry_run 120 "$PY" benchmarks/gpu_vs_transformers.py \
+      --device cpu --model gemma3 --preset tiny --decode-steps 8 \
+      --json "$WORK/vs_transformers_gemma3_cpu.json"
   fi
 else
   skip vs_transformers "transformers or torch not installed"

@@ -37,14 +37,14 @@ def test_gpu_check_runs_cleanly(tmp_path):
     if not summary["gpu"]:
         assert status["pytest_gpu"] == "skipped"
         assert status["cuda_ops_emulator_smoke"] == "ok"
-        expected = "vs_transformers_cpu_dry_run"
+        expected = ["vs_transformers_cpu_dry_run", "vs_transformers_gemma3_cpu_dry_run"]
     else:
         assert status["pytest_gpu"] == status["cuda_ops"] == "ok", status
-        expected = "vs_transformers"
+        expected = ["vs_transformers", "vs_transformers_gemma3"]
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
-        assert status[expected] == "ok", status
+        assert all(status[step] == "ok" for step in expected), status
     except ImportError:
         assert status["vs_transformers"] == "skipped"
     info = summary["backend_info"]  # what the freshly built package reports
