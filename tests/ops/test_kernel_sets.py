@@ -97,6 +97,19 @@ def test_linear(dtype):
                              f"n={n} k={k}")
 
 
+@needs_two
+def test_linear_gemm_blocking():
+    """Shapes that cross every blocking boundary of the packed GEMM (csrc/ops/cpu/gemm.h): several
+    K blocks with a tail, several x blocks and row chunks (a partial last one), several W tasks
+    with a partial last sliver; the sets' GEMMs use different register tiles and must still agree
+    bit for bit."""
+    rng = np.random.default_rng(2)
+    w = weight(rnd(rng, 75, 611), "bfloat16")
+    bias = rnd(rng, 75)
+    x = rnd(rng, 1100, 611)
+    assert_identical(on_each_set(lambda: ops.linear(x, w, bias)), "linear gemm blocking")
+
+
 def q_blocks(kind, rows, cols, rng):
     """Random blocks with modest fp16 scales (any bit pattern is a valid block)."""
     per, nbytes = block_size_of(kind)

@@ -10,6 +10,14 @@
 // Blocking (AVX2 sizes; 32 KiB L1d, 512 KiB L2 per core):
 //   microkernel  3 x-rows x 4 W-rows: 12 accumulators + 3 x vectors + 1 W vector = 16 ymm;
 //                per vector step 7 loads feed 12 FMAs.
+//   AVX-512: 6 x-rows x 8 W-rows in 24 zmm accumulators.  A zmm holds the 8-lane accumulators
+//                of two outputs side by side (W rows 2p and 2p+1 against one x row), never 16
+//                lanes of one output, so every output is still summed in the 8-lane order of
+//                simd.h and the result is bit-identical to the AVX2 and scalar sets.  The packed
+//                W layout [k vector][row][lane] already puts rows 2p, 2p+1 of one k vector in one
+//                64-byte run; the x row's 8 lanes are broadcast to both halves.  Per vector step
+//                4 W loads + 6 x broadcasts feed 24 zmm FMAs (2x the AVX2 kernel's work per
+//                load).
 //   W sliver     4 rows x kKc stays in L1 while the kernel walks the x slivers of the x block
 //                (kNx rows x kKc, packed so the block's slivers are one sequential stream).
 //   W super block (kMw rows, all of K) is packed and widened to fp32 once per task and reused
@@ -26,6 +34,15 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace gemm {
 
+#if defined(__AVX512F__)
+constexpr int kR = 6;                  // x rows per microkernel
+constexpr int kC = 8;                  // W rows per microkernel (4 zmm pairs)
+#ifndef GN_GEMM_KC
+#define GN_GEMM_KC 256
+#define GN_GEMM_NX 4
+#define GN_GEMM_MW 4
+#endif
+#else
 constexpr int kR = 3;                  // x rows per microkernel
 constexpr int kC = 4;                  // W rows per microkernel
 // Sizes picked by timing on the 2-core EPYC (noisy; 256/4/4 was ~10-20% ahead of 1024/8/8): the
@@ -36,10 +53,11 @@ constexpr int kC = 4;                  // W rows per microkernel
 #define GN_GEMM_NX 4
 #define GN_GEMM_MW 4
 #endif
+#endif
 constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of kLanes
 constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
 constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
-constexpr int64_t kNb = 84 * kR;          // x rows per call chunk (2.5 MB packed at K = 2560)
+constexpr int64_t kNb = 516;               // x rows per call chunk (5 MB packed at K = 2560)
 static_assert(kKc % kLanes == 0, "K block must hold whole vectors");
 
 // Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
@@ -63,6 +81,37 @@ static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64
   }
 }
 
+#if defined(__AVX512F__)
+// acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c]; zmm (r, p) holds the
+// accumulators of (r, 2p) and (r, 2p+1), which are adjacent in acc.
+static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {
+  constexpr int kP = kC / 2;
+  __m512 c[kR][kP];
+#pragma GCC unroll 8
+  for (int r = 0; r < kR; ++r) {
+#pragma GCC unroll 4
+    for (int p = 0; p < kP; ++p) c[r][p] = _mm512_loadu_ps(acc + (r * kC + 2 * p) * kLanes);
+  }
+  for (int64_t j = 0; j < steps; ++j) {
+    __m512 w[kP];
+#pragma GCC unroll 4
+    for (int p = 0; p < kP; ++p) w[p] = _mm512_loadu_ps(wp + 2 * p * kLanes);
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) {
+      const __m512 x = _mm512_broadcast_f32x8(_mm256_loadu_ps(xp + r * kLanes));
+#pragma GCC unroll 4
+      for (int p = 0; p < kP; ++p) c[r][p] = _mm512_fmadd_ps(w[p], x, c[r][p]);
+    }
+    xp += kR * kLanes;
+    wp += kC * kLanes;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kR; ++r) {
+#pragma GCC unroll 4
+    for (int p = 0; p < kP; ++p) _mm512_storeu_ps(acc + (r * kC + 2 * p) * kLanes, c[r][p]);
+  }
+}
+#else
 // acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c].
 static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {
   Vec a00 = load(acc + 0 * kLanes), a01 = load(acc + 1 * kLanes);
@@ -99,6 +148,7 @@ static inline void microkernel(const float* xp, const float* wp, int64_t steps, 
   store(acc + 8 * kLanes, a20), store(acc + 9 * kLanes, a21);
   store(acc + 10 * kLanes, a22), store(acc + 11 * kLanes, a23);
 }
+#endif
 
 // A per-thread buffer kept between calls (per-ISA type: no STL in kernel objects, simd.h Buf).
 struct Scratch {
@@ -199,11 +249,14 @@ void run_chunk(const LinearArgs& a) {
 // chunk re-packs W, which costs about 2 / kNb of the FMA time.
 template <DType DT>
 void run(const LinearArgs& a) {
-  for (int64_t n0 = 0; n0 < a.n; n0 += kNb) {
+  // Equal chunks (whole microkernel rows), not kNb + a sliver: each chunk costs a W pass.
+  const int64_t chunks = (a.n + kNb - 1) / kNb;
+  const int64_t size = ((a.n + chunks - 1) / chunks + kR - 1) / kR * kR;
+  for (int64_t n0 = 0; n0 < a.n; n0 += size) {
     LinearArgs c = a;
     c.x = a.x + n0 * a.w.cols;
     c.y = a.y + n0 * a.w.rows;
-    c.n = min64(kNb, a.n - n0);
+    c.n = min64(size, a.n - n0);
     run_chunk<DT>(c);
   }
 }
