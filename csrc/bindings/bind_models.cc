@@ -91,6 +91,7 @@ const std::vector<ConfigField<GriffinConfig>>& griffin_fields() {
       {"rope_base", &C::rope_base},     {"logits_soft_cap", &C::logits_soft_cap},
       {"embed_scale", &C::embed_scale}, {"norm_eps", &C::norm_eps},
       {"norm_offset", &C::norm_offset}, {"float_activations", &C::float_activations, false},
+      {"bf16_activations", &C::bf16_activations, false},
   };
   return f;
 }
@@ -120,6 +121,7 @@ const std::vector<ConfigField<GemmaConfig>>& gemma_fields() {
       {"norm_offset", &C::norm_offset},
       {"float_activations", &C::float_activations, false},
       {"gelu_f16_table", &C::gelu_f16_table, false},
+      {"bf16_activations", &C::bf16_activations, false},
   };
   return f;
 }

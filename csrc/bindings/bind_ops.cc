@@ -142,11 +142,13 @@ py::array rmsnorm(py::array x, py::array w, float eps, float offset) {
 }
 
 template <Dev D>
-py::array linear(py::array x, py::array w, int dtype_code, OptArray bias, bool float_activations) {
+py::array linear(py::array x, py::array w, int dtype_code, OptArray bias, bool float_activations,
+                 bool bf16_activations) {
   Stage st(D);
   ops::LinearArgs a;
   a.w = weight_matrix(st, w, dtype_code, "w");
   a.w.float_activations = float_activations;
+  a.w.bf16_activations = bf16_activations;
   check_ndim(x, 2, "x");
   check_dim(x, 1, a.w.cols, "x");
   a.x = st.in(typed<float>(x, "x"), x.size());
@@ -473,7 +475,7 @@ void def_rmsnorm(py::module_& m) {
 template <Dev D>
 void def_linear(py::module_& m) {
   m.def("linear", &linear<D>, arg("x"), arg("w"), arg("dtype"), arg("bias") = py::none(),
-        arg("float_activations") = false);
+        arg("float_activations") = false, arg("bf16_activations") = false);
 }
 template <Dev D>
 void def_block_diag_linear(py::module_& m) {

@@ -41,6 +41,8 @@ py::dict backend_info() {
   d["cpu_isa"] = ops::cpu::active_isa();
   d["available_isas"] = ops::cpu::available_isas();
   d["compiled_isas"] = ops::cpu::compiled_isas();
+  d["bf16_gemm"] = ops::cpu::bf16_gemm_name();
+  d["available_bf16_gemms"] = ops::cpu::available_bf16_gemms();
   py::dict feats;
   for (const auto& f : ops::cpu::cpu_features()) feats[py::str(f.first)] = f.second;
   d["cpu_features"] = feats;
@@ -116,6 +118,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", &ops::cpu::set_isa, py::arg("name"),
         "Force a CPU kernel set: 'auto', 'scalar', 'avx2' or 'avx512'.");
   m.def("cpu_isa", &ops::cpu::active_isa);
+  m.def("set_bf16_gemm", &ops::cpu::set_bf16_gemm, py::arg("name"),
+        "Force the bf16 compute mode's GEMM: 'auto', 'amx', 'amx-emulated' or 'none' (exact).");
+  m.def("bf16_gemm", &ops::cpu::bf16_gemm_name);
   m.def("set_num_threads", [](int n) {
           py::gil_scoped_release nogil;  // waits for running computations
           ops::cpu::set_num_threads(n);

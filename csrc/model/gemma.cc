@@ -146,12 +146,12 @@ GemmaModel::GemmaModel(GemmaConfig cfg, const TensorMap& w, ops::Backend& backen
   shape->max_context = cfg_.max_context;
   shape->sliding = cfg_.sliding;
   shape_ = std::move(shape);
-  embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations));
+  embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations, cfg_.bf16_activations));
   final_norm_ = resident(f32(need(w, "final_norm", {D}, true)), D);
   for (size_t i = 0; i < cfg_.sliding.size(); ++i) {
     Layer l{};
     auto mat = [&](const char* n, int64_t rows, int64_t cols) {
-      return resident(matrix(need(w, lname(i, n), {rows, cols}, false), cfg_.float_activations));
+      return resident(matrix(need(w, lname(i, n), {rows, cols}, false), cfg_.float_activations, cfg_.bf16_activations));
     };
     auto vec = [&](const char* n, int64_t len) {
       return resident(f32(need(w, lname(i, n), {len}, true)), len);

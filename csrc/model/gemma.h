@@ -34,6 +34,7 @@ struct GemmaConfig {
   bool qk_norm = false;       // Gemma 3
   float embed_scale = 1.0f;
   bool float_activations = false;  // quantized weights: fp32 activations (see ops::WeightMatrix)
+  bool bf16_activations = false;   // float weights: the bf16 compute mode (ops::WeightMatrix)
   bool gelu_f16_table = false;     // ggml's float16-table GELU (ops::GegluArgs::f16_table)
   float norm_eps = 1e-6f;
   float norm_offset = 1.0f;   // (offset + w): 1 for HF weights, 0 for GGUF (already +1)

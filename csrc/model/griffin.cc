@@ -65,7 +65,7 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& 
       cfg_(std::move(cfg)) {
   const int64_t D = cfg_.width, L = cfg_.lru_width, F = cfg_.mlp_width, H = cfg_.num_heads;
   const int64_t hd = cfg_.head_dim, KV = cfg_.kv_heads, K = cfg_.conv_width, bs = L / H;
-  embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations));
+  embed_ = resident(matrix(need(w, "embed", {cfg_.vocab_size, D}, false), cfg_.float_activations, cfg_.bf16_activations));
   final_norm_ = resident(f32(need(w, "final_norm", {D}, true)), D);
   int64_t offset = 0;
   for (size_t i = 0; i < cfg_.blocks.size(); ++i) {
@@ -73,7 +73,7 @@ GriffinModel::GriffinModel(GriffinConfig cfg, const TensorMap& w, ops::Backend& 
     l.type = cfg_.blocks[i];
     auto mat = [&](const char* n, std::vector<int64_t> shape) {
       return resident(
-          matrix(need(w, layer_name(i, n), std::move(shape), false), cfg_.float_activations));
+          matrix(need(w, layer_name(i, n), std::move(shape), false), cfg_.float_activations, cfg_.bf16_activations));
     };
     auto vec = [&](const char* n, std::vector<int64_t> shape) {
       int64_t count = 1;

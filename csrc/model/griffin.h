@@ -35,6 +35,7 @@ struct GriffinConfig {
   float logits_soft_cap = 30.0f;  // 0 = none
   float embed_scale = 1.0f;
   bool float_activations = false;  // quantized weights: fp32 activations (see ops::WeightMatrix)
+  bool bf16_activations = false;   // float weights: the bf16 compute mode (ops::WeightMatrix)
   float norm_eps = 1e-6f;
   float norm_offset = 1.0f;  // RMSNorm uses (offset + w)
   std::vector<BlockType> blocks;

@@ -28,6 +28,9 @@ uint64_t Decoder::next_layout_id() {
 
 ops::WeightMatrix Decoder::resident(ops::WeightMatrix m) {
   if (!backend_->copies_weights()) return m;
+  GN_CHECK(!m.bf16_activations, ErrorKind::kDevice,
+           std::string("activations='bfloat16' (the bf16 compute mode) runs on the CPU only so "
+                       "far; the ") + backend_->name() + " backend computes with float32 activations");
   if (m.dtype == DType::kQ8_0) {  // the device kernels widen Q8_0 blocks for float activations
     GN_CHECK(m.float_activations, ErrorKind::kDevice,
              std::string("the ") + backend_->name() +

@@ -1,5 +1,7 @@
 #include "model/tensor.h"
 
+#include "gemma_native/quant.h"
+
 namespace gemma_native::model {
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -22,9 +24,10 @@ const TensorRef& need(const TensorMap& m, const std::string& name,
   return t;
 }
 
-ops::WeightMatrix matrix(const TensorRef& t, bool float_activations) {
+ops::WeightMatrix matrix(const TensorRef& t, bool float_activations, bool bf16_activations) {
   ops::WeightMatrix w;
   w.float_activations = float_activations;
+  w.bf16_activations = bf16_activations && !is_quantized(t.dtype);
   w.data = t.data;
   w.dtype = t.dtype;
   w.rows = t.shape.at(0);

@@ -27,7 +27,8 @@ std::string shape_str(const std::vector<int64_t>& s);
 // Error(kModelFormat) naming the tensor.
 const TensorRef& need(const TensorMap& m, const std::string& name,
                       const std::vector<int64_t>& shape, bool f32_only);
-ops::WeightMatrix matrix(const TensorRef& t, bool float_activations = false);
+ops::WeightMatrix matrix(const TensorRef& t, bool float_activations = false,
+                         bool bf16_activations = false);
 const float* f32(const TensorRef& t);
 
 }  // namespace gemma_native::model

@@ -40,6 +40,9 @@ bool linear(const LinearArgs& a) {
   if (is_quantized(a.w.dtype)) {
     GN_CHECK(a.w.cols % block_values(a.w.dtype) == 0, ErrorKind::kShape,
              std::string("linear: ") + dtype_name(a.w.dtype) + " rows must hold whole blocks");
+    GN_CHECK(!a.w.bf16_activations, ErrorKind::kInvalidArgument,
+             std::string("linear: bf16 activations are for float weights, not ") +
+                 dtype_name(a.w.dtype) + " (quantized weights take 8-bit or float32 activations)");
   }
   return a.n > 0 && a.w.rows > 0;
 }

@@ -20,6 +20,8 @@ void linear(const LinearArgs& a) {
   if (!check::linear(a)) return;
   if (is_quantized(a.w.dtype)) {
     cpu::active().qlinear(a);
+  } else if (a.w.bf16_activations && a.n >= kBf16MinRows && cpu::bf16_gemm() != nullptr) {
+    cpu::bf16_gemm()(a);
   } else {
     cpu::active().linear(a);
   }

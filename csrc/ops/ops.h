@@ -22,7 +22,13 @@ struct WeightMatrix {
   // model computes) instead of activations quantized to 8 bits per block for exact integer dot
   // products (llama.cpp's way, and the default).
   bool float_activations = false;
+  // Float dtypes only: the bf16 compute mode (activations="bfloat16").  From kBf16MinRows rows of
+  // x on, x and W are rounded to bf16 and multiplied on the CPU's bf16 matrix unit (AMX) with
+  // fp32 sums, where bf16_gemm_kernel() names one; otherwise (and below that many rows) linear
+  // runs exactly as without the flag.  Not bit-identical across machines, unlike the default.
+  bool bf16_activations = false;
 };
+constexpr int64_t kBf16MinRows = 16;
 
 // out[n, :] = table[ids[n], :] * scale.   table [V, D]; out [N, D] fp32.
 struct EmbeddingArgs {

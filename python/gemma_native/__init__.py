@@ -55,13 +55,22 @@ def set_cpu_isa(name: str) -> None:
     _core.set_cpu_isa(str(name))
 
 
+def set_bf16_gemm(name: str) -> None:
+    """Forces the GEMM of the bf16 compute mode (activations="bfloat16"): 'amx' (Intel AMX
+    tiles; needs AMX-BF16 and Linux >= 5.16), 'amx-emulated' (the same kernel over emulated tiles
+    on any CPU; slow, for tests), 'none' (the mode then runs exactly) or 'auto' (amx where
+    usable).  ``backend_info()["bf16_gemm"]`` names the one in use; GEMMA_NATIVE_BF16_GEMM
+    sets it at import."""
+    _core.set_bf16_gemm(str(name))
+
+
 # GEMMA_NATIVE_CPU_ISA is read by the core at first use (backend_info() or any computation);
 # an unknown or unsupported value raises DeviceError there, not at import, so that tools built
 # on the package (the gemma-native command) can report it cleanly.
 
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
-    "backend_info", "set_num_threads", "set_cpu_isa", "GemmaNativeError", "ModelFormatError",
+    "backend_info", "set_num_threads", "set_cpu_isa", "set_bf16_gemm", "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
     "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",
 ]

@@ -42,6 +42,10 @@ def set_cpu_isa(name: str) -> None:
     """'auto', 'scalar', 'avx2' or 'avx512'; DeviceError if this build or CPU lacks it."""
 
 def cpu_isa() -> str: ...
+def set_bf16_gemm(name: str) -> None:
+    """'auto', 'amx', 'amx-emulated' or 'none'; DeviceError if this build or CPU lacks it."""
+
+def bf16_gemm() -> str: ...
 def set_num_threads(n: int) -> None:
     """1..1024 kernel threads; 0 restores the default (the usable CPUs)."""
 
@@ -59,9 +63,10 @@ def rmsnorm(x: _Array, w: _Array, eps: float, offset: float) -> _Array:
     """x [N, D] / rms(x) * (offset + w): float32 [N, D]."""
 
 def linear(x: _Array, w: _Array, dtype: int, bias: Optional[_Array] = None,
-           float_activations: bool = False) -> _Array:
+           float_activations: bool = False, bf16_activations: bool = False) -> _Array:
     """x [N, K] @ w[M, K]^T (+ bias [M]): float32 [N, M].  For GGML block weights the
-    activations are quantized to 8 bits first unless ``float_activations``."""
+    activations are quantized to 8 bits first unless ``float_activations``; float weights with
+    ``bf16_activations`` run the bf16 compute mode's GEMM from 16 rows on."""
 
 def block_diag_linear(x: _Array, w: _Array, dtype: int, b: Optional[_Array] = None) -> _Array:
     """x [N, H*bs] through H independent [bs, bs] blocks ``w`` [H, bs, bs] (+ b [H, bs])."""
@@ -121,7 +126,7 @@ class _DeviceOps:
     def embedding(self, table: _Array, dtype: int, ids: _Array, scale: float) -> _Array: ...
     def rmsnorm(self, x: _Array, w: _Array, eps: float, offset: float) -> _Array: ...
     def linear(self, x: _Array, w: _Array, dtype: int, bias: Optional[_Array] = None,
-               float_activations: bool = False) -> _Array: ...
+               float_activations: bool = False, bf16_activations: bool = False) -> _Array: ...
     def block_diag_linear(self, x: _Array, w: _Array, dtype: int,
                           b: Optional[_Array] = None) -> _Array: ...
     def conv1d(self, x: _Array, pos: _Array, w: _Array, bias: Optional[_Array] = None,

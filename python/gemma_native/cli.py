@@ -33,7 +33,8 @@ def _load(args):
             raise ModelNotFoundError(DEMO_HINT)
         args.model = path
     # a path, or random:PRESET: random weights at a named shape (no download needed)
-    return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads)
+    return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads,
+                           activations=args.activations)
 
 
 def _add_model_args(p, model_required=True):
@@ -44,6 +45,10 @@ def _add_model_args(p, model_required=True):
     p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16 "
                    "(default: as stored)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: cores)")
+    p.add_argument("--activations", default="int8", choices=("int8", "float32", "bfloat16"),
+                   help="compute mode (as load's activations=): int8 (default: 8-bit "
+                   "activations for quantized weights, exact float32 for float ones), float32, "
+                   "or bfloat16 (prompt processing on the CPU's AMX unit, bf16 accuracy)")
 
 
 def _add_sampling_args(p):
@@ -135,6 +140,7 @@ def cmd_info(args):
     import dataclasses
 
     info = {"path": model.path, "weights_dtype": model.weight_dtype,
+            "compute_mode": model.compute_mode,
             "weights_bytes": model.weights_nbytes,
             "config": dataclasses.asdict(model.config),
             "state_bytes_per_sequence": model.new_state().nbytes,

@@ -13,6 +13,7 @@ from .model import Model
 from .models import for_gguf, for_hf_config
 from .tokenizer import Tokenizer
 from ._threads import set_threads
+from ._modes import check_activations, core_options
 from .device import check_device
 
 
@@ -26,12 +27,15 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
     copy), or "float32" / "bfloat16" / "float16" (converted at load), or "int8" (quantized at
     load to 8-bit blocks of 32 with one scale each: GGML's Q8_0).
-    activations: how activations meet *quantized* weights (GGUF blocks or dtype="int8"):
+    activations: the compute mode.  For *quantized* weights (GGUF blocks or dtype="int8"):
     "int8" (default) quantizes each activation row to 8 bits per block and multiplies exactly in
     integers, as llama.cpp does (fastest; llama.cpp's numerics, for GGUF files including its
-    float16-table GELU); "float32" widens the weights and
-    multiplies with float32 activations (the dequantized model's math, slower).  Float weights
-    always meet float32 activations.
+    float16-table GELU); "float32" widens the weights and multiplies with float32 activations
+    (the dequantized model's math, slower).  Float weights meet float32 activations (exact,
+    bit-identical on every CPU) unless activations="bfloat16": prefill then rounds activations
+    and weights to bfloat16 and runs on the CPU's matrix unit (AMX), several times faster, with
+    the accuracy of a bfloat16 model (exact where the CPU has no AMX).  ``model.compute_mode``
+    says what runs.
     n_threads: kernel threads (process-wide); None keeps the current setting.
     device: "cpu" (default); "cuda" / "cuda:N" (builds with the CUDA backend; float weights --
     quantized ones raise DeviceError); "cuda-emu": the CUDA path -- weights copied into backend
@@ -50,9 +54,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
         raise InvalidArgumentError(f"mmap must be True or False, got {mmap!r}")
     apply_n_threads(n_threads)
     want = canonical_dtype(dtype) if dtype is not None else None
-    if activations not in ("int8", "float32"):
-        raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
-    float_act = activations == "float32"
+    check_activations(activations)
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     p = os.fspath(path)
@@ -63,19 +65,19 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     if not os.path.exists(p):
         raise ModelNotFoundError(f"no such model path: {p}")
     if p.lower().endswith(".gguf"):
-        return _load_gguf(p, want, float_act, mmap, device)
+        return _load_gguf(p, want, activations, mmap, device)
     ckpt = load_hf_folder(p)
     arch = for_hf_config(ckpt.config)
     emb = ckpt.tensors.get("model.embed_tokens.weight")
     cfg = arch.parse_hf_config(ckpt.config, emb.dtype if emb is not None else "float32")
     weights = _in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap)
-    core = arch.build_core(cfg, weights, device, float_activations=float_act)
+    core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
         raise UnsupportedModelError(
             f"tokenizer has {tok.vocab_size} pieces but the model only {cfg.vocab_size} rows")
     wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
-    model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd)
+    model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd, activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
 
@@ -97,7 +99,7 @@ def _in_memory(weights: dict, use_mmap: bool) -> dict:
             for name, (arr, code) in weights.items()}
 
 
-def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool,
+def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
                device: str) -> Model:
     from .gguf_tokenizer import tokenizer_from_gguf
     from .loading.gguf import read_gguf
@@ -108,8 +110,8 @@ def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool,
     weights = _in_memory(arch.gguf_weights(cfg, gf, want), use_mmap)
     # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
     # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
-    core = arch.build_core(cfg, weights, device, float_activations=float_act,
-                           gelu_f16_table=not float_act)
+    core = arch.build_core(cfg, weights, device, **core_options(activations, weights),
+                           gelu_f16_table=activations == "int8")
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
         tok = tokenizer_from_gguf(gf.metadata)
@@ -117,7 +119,8 @@ def _load_gguf(path: str, want: str | None, float_act: bool, use_mmap: bool,
             raise UnsupportedModelError(f"{path}: tokenizer has {tok.vocab_size} pieces but the "
                                         f"model only {cfg.vocab_size} rows")
     dtypes = sorted({CODE_NAMES[code] for _, code in weights.values()})
-    model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes))
+    model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes),
+                  activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
     return model

@@ -144,13 +144,23 @@ class Model:
     """A loaded model.  Create with :func:`gemma_native.load` (or ``random_model`` in tests)."""
 
     def __init__(self, config, core, tokenizer: Tokenizer | None, path: str | None = None,
-                 weight_dtype: str | None = None):
+                 weight_dtype: str | None = None, activations: str = "int8"):
         self.config = config
         self.tokenizer = tokenizer
         self.path = path
         self.weight_dtype = weight_dtype
+        self.activations = activations  # the compute mode asked for (load's activations=)
         self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
         self._core = core
+
+    @property
+    def compute_mode(self) -> str:
+        """The arithmetic that runs, in words: 'exact float32', 'int8 activations (quantized
+        weights)', 'bfloat16 (amx; decode steps exact)', or exact with the reason when
+        activations='bfloat16' was asked on a CPU without a bf16 matrix unit."""
+        from ._modes import describe
+
+        return describe(self.activations, self.weight_dtype)
 
     def __repr__(self):
         return (f"Model({self.config.architecture}, layers={self.config.num_layers}, "

@@ -125,12 +125,16 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
 
 
 @with_device
-def linear(x, w, bias=None, float_activations=False):
+def linear(x, w, bias=None, float_activations=False, bf16_activations=False):
     """y = x @ W.T + bias.  For GGML-quantized W, x is quantized to 8 bits per block for exact
     integer dot products (as llama.cpp does) unless ``float_activations`` is true, which widens W
-    and keeps x in float32 instead (the dequantized model's math)."""
+    and keeps x in float32 instead (the dequantized model's math).  For float W,
+    ``bf16_activations`` is the bf16 compute mode: from 16 rows of x on, x and W are rounded to
+    bfloat16 and multiplied on the CPU's matrix unit with float32 sums (see set_bf16_gemm);
+    fewer rows, or no such unit, run exactly."""
     arr, code = _w(w)
-    return _be().linear(_f32(x), arr, code, _opt(bias), bool(float_activations))
+    return _be().linear(_f32(x), arr, code, _opt(bias), bool(float_activations),
+                        bool(bf16_activations))
 
 
 @with_device

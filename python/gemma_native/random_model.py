@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from ._dtypes import canonical_dtype
+from ._modes import check_activations, core_options
 from .device import check_device
 from .errors import InvalidArgumentError
 from .loading.safetensors import Tensor
@@ -129,16 +130,15 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     the large matrices (norms and biases are always float32), or int8 (Q8_0 blocks).  device
     and activations: as for :func:`gemma_native.load`."""
     device = check_device(device)
-    if activations not in ("int8", "float32"):
-        raise InvalidArgumentError(f"activations must be 'int8' or 'float32', got {activations!r}")
-    float_act = {"float_activations": activations == "float32"}
+    check_activations(activations)
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
     _check_seed(seed)
     arch = for_config(cfg)
     weights = arch.hf_weights(cfg, random_tensors(cfg, seed), want)
-    core = arch.build_core(cfg, weights, device, **float_act)
-    model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want)
+    core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
+    model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want,
+                  activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     return model
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dtypes import QUANT_CODES, split_weight, weight_to_f32
+from ._dtypes import QUANT_CODES, bf16_round, split_weight, weight_to_f32
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "quantize_activations", "block_diag_linear", "conv1d", "rglru_scan", "rope",
@@ -30,12 +30,17 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
     return (x * inv * (np.float32(offset) + np.asarray(w, np.float32))).astype(np.float32)
 
 
-def linear(x, w, bias=None, float_activations=False):
+def linear(x, w, bias=None, float_activations=False, bf16_activations=False):
     """x @ W.T + bias.  GGML-quantized W meets 8-bit activations (see quantize_activations and
-    _int8_linear) unless float_activations; float W always meets float32 x (sums in float64)."""
+    _int8_linear) unless float_activations; float W meets float32 x (sums in float64), or with
+    bf16_activations x and W rounded to bfloat16 (the bf16 compute mode's products; its sums are
+    float32, these float64)."""
     arr, name = split_weight(w)
     if name in QUANT_CODES and not float_activations:
         y = _int8_linear(np.asarray(x, np.float32), np.asarray(arr), name)
+    elif bf16_activations:
+        xb = bf16_round(np.asarray(x, np.float32)).astype(np.float64)
+        y = xb @ bf16_round(weight_to_f32(w)).T.astype(np.float64)
     else:
         y = np.asarray(x, np.float32).astype(np.float64) @ weight_to_f32(w).T.astype(np.float64)
     if bias is not None:

@@ -5,6 +5,12 @@
 #include <cstdlib>
 #include <mutex>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace gemma_native::ops::cpu {
 namespace {
 
@@ -22,6 +28,15 @@ bool has(const char* feature) {
   if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
   if (f == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
   if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__x86_64__)
+  // AMX (CPUID leaf 7 EDX: bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8); GCC 12 has no names.
+  if (f == "amx_bf16" || f == "amx_tile" || f == "amx_int8") {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const int bit = f == "amx_bf16" ? 22 : (f == "amx_tile" ? 24 : 25);
+    return (d >> bit) & 1u;
+  }
 #endif
   (void)feature;
   return false;
@@ -114,10 +129,104 @@ void set_isa(const std::string& name) {
   g_active.store(t, std::memory_order_release);
 }
 
+namespace {
+
+// Linux hands out the AMX tile data state only on request, once per process (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); a tile instruction without it is SIGILL.
+bool amx_granted() {
+#if defined(__x86_64__) && defined(__linux__) && defined(GN_HAVE_AMX)
+  static const bool ok = [] {
+    if (!(has("amx_tile") && has("amx_bf16") && has("avx512f"))) return false;
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+struct Bf16Entry {
+  const char* name;
+  Bf16Gemm fn;
+  bool (*usable)();
+};
+
+const std::vector<Bf16Entry>& bf16_entries() {
+  static const std::vector<Bf16Entry> e = {
+      {"none", nullptr, [] { return true; }},
+      {"amx-emulated", amxemu::linear_bf16, [] { return true; }},
+#ifdef GN_HAVE_AMX
+      {"amx", amx::linear_bf16, amx_granted},
+#endif
+  };
+  return e;
+}
+
+std::atomic<int> g_bf16{-1};  // index into bf16_entries(); -1 = not chosen yet
+
+int pick_bf16(const std::string& requested) {
+  std::string name = requested;
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const auto& all = bf16_entries();
+  if (name.empty() || name == "auto") {
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (std::string(all[i].name) == "amx" && all[i].usable()) return static_cast<int>(i);
+    }
+    return 0;
+  }
+  std::string known;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (name == all[i].name) {
+      if (!all[i].usable()) {
+        fail(ErrorKind::kDevice, "bf16 GEMM '" + name + "' was built but this CPU or OS does not "
+                                 "allow it (AMX-BF16 and the kernel's tile permission are needed)");
+      }
+      return static_cast<int>(i);
+    }
+    known += std::string(known.empty() ? "" : ", ") + all[i].name;
+  }
+  fail(ErrorKind::kDevice, "unknown or not built bf16 GEMM '" + name + "' (built: " + known +
+                               "; or 'auto')");
+}
+
+int bf16_index() {
+  int i = g_bf16.load(std::memory_order_acquire);
+  if (i >= 0) return i;
+  std::lock_guard<std::mutex> lk(g_mutex);
+  i = g_bf16.load();
+  if (i < 0) {
+    const char* env = std::getenv("GEMMA_NATIVE_BF16_GEMM");
+    i = pick_bf16(env ? env : "auto");
+    g_bf16.store(i, std::memory_order_release);
+  }
+  return i;
+}
+
+}  // namespace
+
+Bf16Gemm bf16_gemm() { return bf16_entries()[bf16_index()].fn; }
+std::string bf16_gemm_name() { return bf16_entries()[bf16_index()].name; }
+
+std::vector<std::string> available_bf16_gemms() {
+  std::vector<std::string> out;
+  for (const auto& e : bf16_entries()) {
+    if (e.usable()) out.push_back(e.name);
+  }
+  return out;
+}
+
+void set_bf16_gemm(const std::string& name) {
+  const int i = pick_bf16(name);
+  std::lock_guard<std::mutex> lk(g_mutex);
+  g_bf16.store(i, std::memory_order_release);
+}
+
 std::vector<std::pair<std::string, bool>> cpu_features() {
   std::vector<std::pair<std::string, bool>> out;
   for (const char* f : {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                        "avx512bf16", "avx512vnni"}) {
+                        "avx512bf16", "avx512vnni", "amx_tile", "amx_bf16", "amx_int8"}) {
     out.emplace_back(f, has(f));
   }
   return out;

@@ -18,6 +18,16 @@ std::vector<std::string> available_isas();
 std::vector<std::string> compiled_isas();
 // "auto" or one of available_isas(); anything else throws Error(kDevice).
 void set_isa(const std::string& name);
+// The bf16 compute mode's GEMM (ops::WeightMatrix::bf16_activations): "amx" where the CPU has
+// AMX-BF16 and the OS grants the tile state, else "none" (linear then runs exactly), unless
+// GEMMA_NATIVE_BF16_GEMM or set_bf16_gemm() names one: "auto", "amx", "amx-emulated" (the same
+// kernel over emulated tiles: any CPU, slow; for tests) or "none".
+using Bf16Gemm = void (*)(const LinearArgs&);
+Bf16Gemm bf16_gemm();
+std::string bf16_gemm_name();
+// Those usable here ("none" and "amx-emulated" always).
+std::vector<std::string> available_bf16_gemms();
+void set_bf16_gemm(const std::string& name);
 // CPU feature flags relevant to the kernels, for backend_info().
 std::vector<std::pair<std::string, bool>> cpu_features();
 

@@ -24,6 +24,15 @@ const KernelTable* kernel_table_scalar();
 const KernelTable* kernel_table_avx2();
 const KernelTable* kernel_table_avx512();
 
+// The bf16 compute mode's GEMM (bf16_gemm.cc): on AMX tiles, and the same code over an emulation
+// of the tiles (any CPU; for tests).
+namespace amx {
+void linear_bf16(const LinearArgs& a);
+}
+namespace amxemu {
+void linear_bf16(const LinearArgs& a);
+}
+
 #ifdef GN_ISA
 namespace GN_ISA {
 #define GN_KERNEL_DECL(name, Args) void name(const Args& a);

@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads for ours and every peer (default: gemma_native's default)")
     p.add_argument("--dtype", default=None, help="our weight dtype (default: bfloat16 for "
                    "random:, as stored for files)")
+    p.add_argument("--activations", default="int8", choices=("int8", "float32", "bfloat16"),
+                   help="our compute mode (as load's activations=): int8 (default; exact for "
+                   "float weights), float32, or bfloat16 (prefill on the CPU's AMX unit)")
     p.add_argument("--peer-dtype", default="bfloat16",
                    help="torch peers' dtype: bfloat16 (default), float32, float16")
     p.add_argument("--gguf", default=None, help="GGUF file for the llama.cpp peer when the "

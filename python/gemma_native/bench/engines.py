@@ -35,7 +35,8 @@ class Ours:
             gn.set_num_threads(int(spec["threads"]))
         from gemma_native.random_model import model_from_spec
 
-        self.model = model_from_spec(spec["model"], dtype=spec.get("dtype"), seed=0)
+        self.model = model_from_spec(spec["model"], dtype=spec.get("dtype"), seed=0,
+                                     activations=spec.get("activations") or "int8")
         self.cfg = self.model.config
         self.vocab = self.cfg.vocab_size
         self.weights_bytes = self.model.weights_nbytes

@@ -76,6 +76,7 @@ def run_engine(spec: dict) -> dict:
     if spec["engine"] == "ours":
         res["config"] = config_dict(eng.cfg)
         res["weight_dtype"] = eng.model.weight_dtype
+        res["compute_mode"] = eng.model.compute_mode
     V = eng.vocab
 
     def guard(key, fn):

@@ -145,7 +145,8 @@ def run(args) -> dict:
         say("[bench] machine limits ...")
         rep["limits"] = measure_limits(settings, threads)
     model_parts = [x for x in ("prefill", "ttft", "decode", "position") if x in parts]
-    spec = {"model": model, "dtype": args.dtype, "threads": threads, "parts": model_parts,
+    spec = {"model": model, "dtype": args.dtype, "activations": args.activations,
+            "threads": threads, "parts": model_parts,
             "settings": settings, "peer_dtype": args.peer_dtype, "show_progress": args.progress}
     ours_cfg = None
     if model_parts or "peers" in parts or "ops" in parts:

@@ -1,0 +1,250 @@
+// The bf16 compute mode's GEMM (activations="bfloat16"): y[n, m] = sum_k bf16(x[n, k]) *
+// bf16(W[m, k]) + bias[m], products exact, sums in fp32, on Intel AMX tiles (TDPBF16PS).
+//
+// Compiled twice from this one file:
+//   GN_ISA=amx     with -mamx-tile -mamx-bf16: the real tile instructions (Sapphire Rapids and
+//                  later; the OS must grant the tile state, see dispatch.cc);
+//   GN_ISA=amxemu  with no ISA flags: the same kernel over a portable emulation of the eight
+//                  tile registers and the four tile instructions it uses, so that the packing,
+//                  tiling and edge logic is checked on every machine (tests/ops/test_bf16_mode.py).
+// The emulation adds the two products of each bf16 pair to the fp32 accumulator one after the
+// other, rounding each sum (the instruction's documented order); the hardware may round the
+// pair differently, so the two agree to fp32 rounding, not bit for bit.
+//
+// Layout (palette 1, every tile 16 rows x 64 bytes):
+//   C  tiles 0-3  2 x 2 blocks of 16 x 16 fp32 (32 rows of x against 32 rows of W)
+//   A  tiles 4-5  16 rows of x x 32 bf16 values of k (x packed to bf16 once per call, [Np][Kp])
+//   B  tiles 6-7  16 k pairs x 16 rows of W x 2 (the "VNNI" order TDPBF16PS reads: W row m's
+//                 values k = 2i, 2i+1 side by side in tile row i), packed per task
+// Each task owns mb rows of W (packed once per call, <= ~640 KiB so that it stays in L2: 128 rows
+// up to K = 2560, fewer for longer rows) and walks every 32-row block
+// of x against them; per 32 values of k, 4 tile loads feed 4 TDPBF16PS (16 x 16 x 32 MACs each).
+// Napkin math: a TDPBF16PS is 8192 multiply-adds in ~16 cycles, about 16x an AVX-512 FMA port
+// pair; the packing costs O(N*K + M*K) per call against O(N*M*K) products.
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/simd.h"
+
+#if defined(GN_AMX_NATIVE)
+#include <immintrin.h>
+#endif
+
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace {
+
+constexpr int64_t kBlockK = 32;   // bf16 values of k per A/B tile
+constexpr int64_t kBlockN = 32;   // rows of x per 2 x 2 C tile block
+constexpr int64_t kMaxMb = 128;   // rows of W per task at most (4 C tile column pairs)
+constexpr int64_t kPackBytes = 640 * 1024;  // packed W per task at most (from 32 rows up)
+constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
+
+// The tile configuration: palette 1, tiles 0-7 all 16 rows x 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+#if defined(GN_AMX_NATIVE)
+static inline void tiles_begin() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  _tile_loadconfig(&cfg);
+}
+static inline void tiles_end() { _tile_release(); }
+#define GN_TILE_ZERO(t) _tile_zero(t)
+#define GN_TILE_LOAD(t, p, stride) _tile_loadd(t, p, stride)
+#define GN_TILE_STORE(t, p, stride) _tile_stored(t, p, stride)
+#define GN_TILE_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#else
+// Eight 16 x 64-byte registers per thread, as the hardware keeps them per thread.
+struct EmuTiles {
+  alignas(64) unsigned char t[8][16][64];
+};
+static thread_local EmuTiles g_tiles;
+static inline void tiles_begin() { std::memset(&g_tiles, 0, sizeof(g_tiles)); }
+static inline void tiles_end() {}
+static inline void emu_zero(int t) { std::memset(g_tiles.t[t], 0, sizeof(g_tiles.t[t])); }
+static inline void emu_load(int t, const void* p, int64_t stride) {
+  for (int r = 0; r < 16; ++r) std::memcpy(g_tiles.t[t][r], static_cast<const char*>(p) + r * stride, 64);
+}
+static inline void emu_store(int t, void* p, int64_t stride) {
+  for (int r = 0; r < 16; ++r) std::memcpy(static_cast<char*>(p) + r * stride, g_tiles.t[t][r], 64);
+}
+// c[m][n] += a[m][2i] * b[i][2n] then += a[m][2i+1] * b[i][2n+1], for i = 0..15 in order.
+static inline void emu_dp(int c, int a, int b) {
+  for (int m = 0; m < 16; ++m) {
+    float acc[16];
+    std::memcpy(acc, g_tiles.t[c][m], 64);
+    uint16_t arow[32];
+    std::memcpy(arow, g_tiles.t[a][m], 64);
+    for (int i = 0; i < 16; ++i) {
+      uint16_t brow[32];
+      std::memcpy(brow, g_tiles.t[b][i], 64);
+      const float a0 = bf16_to_f32(arow[2 * i]), a1 = bf16_to_f32(arow[2 * i + 1]);
+      for (int n = 0; n < 16; ++n) {
+        acc[n] += a0 * bf16_to_f32(brow[2 * n]);
+        acc[n] += a1 * bf16_to_f32(brow[2 * n + 1]);
+      }
+    }
+    std::memcpy(g_tiles.t[c][m], acc, 64);
+  }
+}
+#define GN_TILE_ZERO(t) emu_zero(t)
+#define GN_TILE_LOAD(t, p, stride) emu_load(t, p, stride)
+#define GN_TILE_STORE(t, p, stride) emu_store(t, p, stride)
+#define GN_TILE_DP(c, a, b) emu_dp(c, a, b)
+#endif
+
+static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+template <DType DT>
+static inline uint16_t weight_bf16(const void* w, int64_t i) {
+  if constexpr (DT == DType::kBF16) {
+    return static_cast<const uint16_t*>(w)[i];
+  } else {
+    return f32_to_bf16(load_as_f32(w, DT, i));
+  }
+}
+
+// W rows [m0, m0 + mb) (zero past `rows`) into B tiles: for each k block kb and 16-row group g,
+// one 1 KiB tile at dst + (kb * (mb / 16) + g) * 512 values: row i holds, for n = 0..15,
+// W[m0 + 16g + n][32kb + 2i] and W[m0 + 16g + n][32kb + 2i + 1].
+template <DType DT>
+static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint16_t* dst) {
+  const int64_t k = a.w.cols, rows = a.w.rows;
+  const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
+  const char* base = static_cast<const char*>(a.w.data);
+  const int64_t kGroups = mb / 16;
+  const int64_t nkb = kp / kBlockK;
+  for (int64_t g = 0; g < kGroups; ++g) {
+    const void* wrow[16];
+    bool full = DT == DType::kBF16;  // all 16 rows present: value pairs move as 32-bit words
+    for (int64_t n = 0; n < 16; ++n) {
+      const int64_t m = m0 + g * 16 + n;
+      wrow[n] = m < rows ? base + static_cast<size_t>(m) * row_bytes : nullptr;
+      full = full && wrow[n] != nullptr;
+    }
+    // Tile by tile, so the writes are sequential and the 16 source lines are each read whole.
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      uint16_t* tile = dst + (kb * kGroups + g) * (kTileBytes / 2);
+      if (full && (kb + 1) * kBlockK <= k) {
+        uint32_t words[16][16];  // [i][n]
+        for (int64_t n = 0; n < 16; ++n) {
+          uint32_t src[16];
+          std::memcpy(src, static_cast<const uint16_t*>(wrow[n]) + kb * kBlockK, 64);
+          for (int64_t i = 0; i < 16; ++i) words[i][n] = src[i];
+        }
+        std::memcpy(tile, words, sizeof(words));
+        continue;
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t j = kb * kBlockK + 2 * i;
+        for (int64_t n = 0; n < 16; ++n) {
+          const void* w = wrow[n];
+          tile[i * 32 + 2 * n] = (w && j < k) ? weight_bf16<DT>(w, j) : 0;
+          tile[i * 32 + 2 * n + 1] = (w && j + 1 < k) ? weight_bf16<DT>(w, j + 1) : 0;
+        }
+      }
+    }
+  }
+}
+
+// A thread's buffers kept between calls (no STL in kernel objects: simd.h).
+template <class T>
+struct Grow {
+  T* p = nullptr;
+  int64_t n = 0;
+  ~Grow() { delete[] p; }
+  T* get(int64_t m) {
+    if (m > n) {
+      delete[] p;
+      p = nullptr;
+      n = 0;
+      p = new T[m];
+      n = m;
+    }
+    return p;
+  }
+};
+
+template <DType DT>
+void run(const LinearArgs& a) {
+  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
+  const int64_t kp = round_up(k, kBlockK), np = round_up(n_rows, kBlockN);
+  const int64_t ldx = kp * 2;  // bytes per packed x row
+
+  // x rounded to bf16 (nearest even), zero-padded to [np][kp]: shared by every task.
+  Buf<uint16_t> xb(np * kp);
+  par_for(np, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      uint16_t* dst = xb.data() + r * kp;
+      const float* src = a.x + r * k;
+      int64_t j = 0;
+      if (r < n_rows) {
+        for (; j < k; ++j) dst[j] = f32_to_bf16(src[j]);
+      }
+      for (; j < kp; ++j) dst[j] = 0;
+    }
+  });
+
+  const int64_t mb = max64(32, min64(kMaxMb, kPackBytes / (kp * 2) / 32 * 32));
+  const int64_t tasks = (m_rows + mb - 1) / mb;
+  par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    thread_local Grow<uint16_t> wbuf;
+    alignas(64) float cbuf[kBlockN * 32];
+    uint16_t* wp = wbuf.get(kp * mb);
+    tiles_begin();
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t m0 = t * mb;
+      pack_w<DT>(a, m0, mb, kp, wp);
+      const int64_t mgroups = min64(mb, round_up(m_rows - m0, 32)) / 32;  // 32-row pairs
+      for (int64_t n0 = 0; n0 < np; n0 += kBlockN) {
+        const char* xa = reinterpret_cast<const char*>(xb.data() + n0 * kp);
+        for (int64_t mg = 0; mg < mgroups; ++mg) {
+          GN_TILE_ZERO(0);
+          GN_TILE_ZERO(1);
+          GN_TILE_ZERO(2);
+          GN_TILE_ZERO(3);
+          for (int64_t kb = 0; kb < kp / kBlockK; ++kb) {
+            const uint16_t* b = wp + (kb * (mb / 16) + 2 * mg) * (kTileBytes / 2);
+            GN_TILE_LOAD(4, xa + kb * 64, ldx);
+            GN_TILE_LOAD(5, xa + 16 * ldx + kb * 64, ldx);
+            GN_TILE_LOAD(6, b, 64);
+            GN_TILE_LOAD(7, b + kTileBytes / 2, 64);
+            GN_TILE_DP(0, 4, 6);
+            GN_TILE_DP(1, 4, 7);
+            GN_TILE_DP(2, 5, 6);
+            GN_TILE_DP(3, 5, 7);
+          }
+          GN_TILE_STORE(0, cbuf, 128);
+          GN_TILE_STORE(1, cbuf + 16, 128);
+          GN_TILE_STORE(2, cbuf + 16 * 32, 128);
+          GN_TILE_STORE(3, cbuf + 16 * 32 + 16, 128);
+          const int64_t mb = m0 + mg * 32;
+          const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(32, m_rows - mb);
+          for (int64_t i = 0; i < n_end; ++i) {
+            float* yrow = a.y + (n0 + i) * m_rows + mb;
+            const float* c = cbuf + i * 32;
+            for (int64_t j = 0; j < m_end; ++j) {
+              const float s = c[j] + (a.bias ? a.bias[mb + j] : 0.0f);
+              yrow[j] = a.accumulate ? yrow[j] + s : s;
+            }
+          }
+        }
+      }
+    }
+    tiles_end();
+  });
+}
+
+}  // namespace
+
+void linear_bf16(const LinearArgs& a) {
+  with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
+}
+
+}  // namespace gemma_native::ops::cpu::GN_ISA

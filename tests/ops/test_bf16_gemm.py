@@ -1,0 +1,133 @@
+"""The bf16 compute mode's GEMM (csrc/ops/cpu/bf16_gemm.cc): linear with bf16_activations.
+
+Run on every machine through the emulated tiles ("amx-emulated": the same kernel source with
+the tile instructions done in C++) and on the real AMX unit where this CPU has one.  The truth is
+numpy in float64 on the same bfloat16-rounded x and W; the kernel sums in float32 in an order of
+its own (and the hardware rounds its bf16 pairs its own way), so each output is checked against
+the worst-case bound of a float32 sum of K products, K * 2^-24 * sum_k |x_k * w_k| (plus the
+bias and output roundings), which holds for any summation order -- a verdict that cannot
+depend on rounding luck.  Inputs are normal numbers: AMX flushes subnormals to zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gemma_native as gn
+from gemma_native import _core, ops, reference
+from gemma_native._dtypes import bf16_round, f32_to_bf16_bits
+
+KERNELS = ["amx-emulated", "amx"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    name = request.param
+    if name not in gn.backend_info()["available_bf16_gemms"]:
+        pytest.skip(f"bf16 GEMM {name!r} cannot run here (no AMX-BF16, or not granted by the OS)")
+    gn.set_bf16_gemm(name)
+    assert _core.bf16_gemm() == name
+    yield name
+    gn.set_bf16_gemm("auto")
+
+
+def _weight(values, dtype):
+    if dtype == "float32":
+        return values
+    if dtype == "float16":
+        return values.astype(np.float16)
+    return (f32_to_bf16_bits(values), "bfloat16")
+
+
+def _check(x, w, bias, y):
+    """y against the float64 product of the bf16-rounded operands, within the fp32-sum bound."""
+    ref = reference.linear(x, w, bias, bf16_activations=True).astype(np.float64)
+    xb = bf16_round(x).astype(np.float64)
+    wb = bf16_round(reference.weight_to_f32(w)).astype(np.float64)
+    k = x.shape[1]
+    mag = np.abs(xb) @ np.abs(wb).T
+    bound = (k + 2) * 2.0 ** -24 * mag + 2.0 ** -23 * np.abs(ref)
+    if bias is not None:
+        bound += 2.0 ** -24 * np.abs(bias)
+    err = np.abs(y.astype(np.float64) - ref)
+    assert np.all(err <= bound), (f"worst excess {np.max(err - bound):.3g} at "
+                                  f"{np.unravel_index(np.argmax(err - bound), err.shape)}")
+
+
+# N from the switch (16) on, with partial 32-row tiles; M with partial 16/32-row tile groups and
+# more than one 128-row task; K with partial 32-value tiles, and long enough rows that a task
+# holds fewer W rows (K = 5200: 64 rows of W per task).
+SHAPES = [(16, 1, 1), (16, 33, 7), (17, 31, 32), (33, 75, 33), (40, 130, 611),
+          (64, 300, 64), (19, 70, 5200)]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize("n,m,k", SHAPES)
+def test_linear_bf16_within_fp32_sum_bound(kernel, dtype, n, m, k):
+    rng = np.random.default_rng(n * 1000 + m + k)
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = _weight(rng.standard_normal((m, k), dtype=np.float32) * 0.1, dtype)
+    bias = rng.standard_normal(m, dtype=np.float32)
+    y = ops.linear(x, w, bias, bf16_activations=True)
+    assert y.shape == (n, m) and y.dtype == np.float32
+    _check(x, w, bias, y)
+    _check(x, w, None, ops.linear(x, w, bf16_activations=True))
+
+
+def test_the_mode_rounds_the_activations(kernel):
+    """It really is the bf16 mode: the result differs from the exact one by far more than fp32
+    rounding (x has bits below bf16's 8), and equals it below the 16-row switch."""
+    rng = np.random.default_rng(3)
+    k = 256
+    x = rng.standard_normal((20, k), dtype=np.float32)
+    w = _weight(rng.standard_normal((48, k), dtype=np.float32), "bfloat16")
+    exact = ops.linear(x, w)
+    y = ops.linear(x, w, bf16_activations=True)
+    assert np.abs(y - exact).max() > 1e-3 * np.abs(exact).max()
+    np.testing.assert_array_equal(ops.linear(x[:15], w, bf16_activations=True), exact[:15])
+
+
+def test_non_finite_rows_stay_in_their_rows(kernel):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((32, 64), dtype=np.float32)
+    x[5, 3] = np.inf
+    x[9, 0] = np.nan
+    w = rng.standard_normal((40, 64), dtype=np.float32)
+    y = ops.linear(x, w, bf16_activations=True)
+    assert not np.isfinite(y[5]).any() and np.isnan(y[9]).all()
+    good = np.ones(32, bool)
+    good[[5, 9]] = False
+    _check(x[good], w, None, y[good])
+
+
+def test_none_runs_exactly():
+    gn.set_bf16_gemm("none")
+    try:
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((40, 70), dtype=np.float32)
+        w = rng.standard_normal((33, 70), dtype=np.float32)
+        np.testing.assert_array_equal(ops.linear(x, w, bf16_activations=True), ops.linear(x, w))
+        assert gn.backend_info()["bf16_gemm"] == "none"
+    finally:
+        gn.set_bf16_gemm("auto")
+
+
+def test_auto_picks_amx_exactly_where_it_is_usable():
+    gn.set_bf16_gemm("auto")
+    avail = gn.backend_info()["available_bf16_gemms"]
+    assert {"none", "amx-emulated"} <= set(avail)
+    assert gn.backend_info()["bf16_gemm"] == ("amx" if "amx" in avail else "none")
+
+
+def test_bad_names_and_quantized_weights_are_refused():
+    with pytest.raises(gn.DeviceError, match="unknown or not built bf16 GEMM 'tpu'"):
+        gn.set_bf16_gemm("tpu")
+    if "amx" not in gn.backend_info()["available_bf16_gemms"]:
+        with pytest.raises(gn.DeviceError):
+            gn.set_bf16_gemm("amx")
+    gn.set_bf16_gemm("auto")
+    w = np.random.default_rng(6).standard_normal((8, 64), dtype=np.float32)
+    with pytest.raises(gn.InvalidArgumentError, match="bf16 activations are for float weights"):
+        ops.linear(np.ones((20, 64), np.float32), (_core.quantize_q8_0(w), "Q8_0"),
+                   bf16_activations=True)
