@@ -160,12 +160,15 @@ def test_embedding_rmsnorm_block_diag(dtype):
         x = rnd(rng, 5, d, scale=3.0)
         wn = rnd(rng, d)
         assert_identical(on_each_set(lambda: ops.rmsnorm(x, wn, 1e-6, 1.0)), f"rmsnorm {d}")
-    for blocks, bs in ((1, 7), (3, 8), (2, 33), (4, 64)):
+    for blocks, bs in ((1, 7), (3, 8), (2, 33), (4, 64), (2, 72)):
         w = weight(rnd(rng, blocks, bs, bs), dtype)
         b = rnd(rng, blocks, bs)
-        x = rnd(rng, 6, blocks * bs)
-        assert_identical(on_each_set(lambda: ops.block_diag_linear(x, w, b)),
-                         f"block_diag_linear {blocks}x{bs}")
+        x = rnd(rng, 13, blocks * bs)  # whole and partial groups of rows (2 or 6 per tile)
+        outs = on_each_set(lambda: ops.block_diag_linear(x, w, b))
+        assert_identical(outs, f"block_diag_linear {blocks}x{bs}")
+        # batch invariance: a row alone (decode) equals the row in a batch (prefill)
+        single = np.concatenate([ops.block_diag_linear(x[i:i + 1], w, b) for i in range(13)])
+        np.testing.assert_array_equal(single, next(iter(outs.values())))
 
 
 @needs_two

@@ -3,54 +3,100 @@
 // Napkin math: H*bs*bs weights (2B: 10*256*256 = 655k, 1.3 MB bf16) per token at decode;
 // computed as rank-1 updates along j so the weight rows are read contiguously, with 4 vectors
 // of outputs held in registers over the whole i loop (each output sums bias, then i = 0, 1, ...
-// in order, the same for any N).  Prefill is 2*N*H*bs*bs FLOPs.
+// in order, the same for any N).  Prefill is 2*N*H*bs*bs FLOPs: there kRows rows of x share
+// every widened weight vector (the weight block stays in L2), which makes it FMA-bound
+// instead of load-bound.
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
 namespace gemma_native::ops::cpu::GN_ISA {
 
-void block_diag_linear(const BlockDiagLinearArgs& a) {
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kRows = 6;  // rows of x per register tile: 24 accumulators of 32 vector registers
+#elif defined(__AVX2__)
+constexpr int kRows = 2;  // 8 accumulators + 4 weight vectors + 1 broadcast of 16 registers
+#else
+constexpr int kRows = 2;
+#endif
+
+// Rows n0 .. n0+R-1 of block h, output vectors j .. j + 4 kLanes: every output sums its bias,
+// then i = 0, 1, ... in order (one fma each), exactly as a single row does; the R rows share
+// each widened weight vector.
+template <DType DT, int R>
+static inline void tile4(const BlockDiagLinearArgs& a, int64_t n0, int64_t h, int64_t j) {
   const int64_t bs = a.block_size, width = a.blocks * bs;
+  const int64_t wblock = h * bs * bs;
+  Vec acc[R][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) acc[r][q] = a.b ? load(a.b + h * bs + j + q * kLanes) : zero();
+  }
+  const float* x = a.x + n0 * width + h * bs;
+  for (int64_t i = 0; i < bs; ++i) {
+    const int64_t wrow = wblock + i * bs + j;
+    Vec w[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) w[q] = load_w<DT>(a.w, wrow + q * kLanes);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Vec xi = splat(x[r * width + i]);
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) acc[r][q] = fma(xi, w[q], acc[r][q]);
+    }
+  }
+  float* y = a.y + n0 * width + h * bs + j;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) store(y + r * width + q * kLanes, acc[r][q]);
+  }
+}
+
+// One row, the outputs from j on (vectors of kLanes, then scalars), in the same order.
+template <DType DT>
+static inline void row_rest(const BlockDiagLinearArgs& a, int64_t n, int64_t h, int64_t j) {
+  const int64_t bs = a.block_size, width = a.blocks * bs;
+  const float* x = a.x + n * width + h * bs;
+  float* y = a.y + n * width + h * bs;
+  const int64_t wblock = h * bs * bs;
+  for (; j + kLanes <= bs; j += kLanes) {
+    Vec yv = a.b ? load(a.b + h * bs + j) : zero();
+    for (int64_t i = 0; i < bs; ++i) {
+      yv = fma(splat(x[i]), load_w<DT>(a.w, wblock + i * bs + j), yv);
+    }
+    store(y + j, yv);
+  }
+  for (int64_t jj = j; jj < bs; ++jj) y[jj] = a.b ? a.b[h * bs + jj] : 0.0f;
+  for (int64_t i = 0; i < bs; ++i) {
+    const float xs = x[i];
+    const int64_t wrow = wblock + i * bs;
+    for (int64_t jj = j; jj < bs; ++jj) y[jj] += xs * load_w1<DT>(a.w, wrow + jj);
+  }
+}
+
+}  // namespace
+
+void block_diag_linear(const BlockDiagLinearArgs& a) {
+  const int64_t bs = a.block_size;
+  const int64_t j4 = bs / (4 * kLanes) * (4 * kLanes);  // outputs covered by 4-vector tiles
   with_dtype(a.w_dtype, [&](auto dt) {
     constexpr DType DT = decltype(dt)::value;
-    par_for(a.n * a.blocks, 1, [&](int64_t t0, int64_t t1) {
+    const int64_t groups = (a.n + kRows - 1) / kRows;
+    par_for(groups * a.blocks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n = t / a.blocks, h = t % a.blocks;
-        const float* x = a.x + n * width + h * bs;
-        float* y = a.y + n * width + h * bs;
-        const int64_t wblock = h * bs * bs;
-        int64_t j = 0;
-        for (; j + 4 * kLanes <= bs; j += 4 * kLanes) {
-          Vec y0 = zero(), y1 = zero(), y2 = zero(), y3 = zero();
-          if (a.b) {
-            const float* bj = a.b + h * bs + j;
-            y0 = load(bj), y1 = load(bj + kLanes), y2 = load(bj + 2 * kLanes);
-            y3 = load(bj + 3 * kLanes);
+        const int64_t g = t / a.blocks, h = t % a.blocks;
+        const int64_t n0 = g * kRows, rows = min64(kRows, a.n - n0);
+        for (int64_t j = 0; j < j4; j += 4 * kLanes) {
+          if (rows == kRows) {
+            tile4<DT, kRows>(a, n0, h, j);
+          } else {
+            for (int64_t n = n0; n < n0 + rows; ++n) tile4<DT, 1>(a, n, h, j);
           }
-          for (int64_t i = 0; i < bs; ++i) {
-            const Vec xi = splat(x[i]);
-            const int64_t wrow = wblock + i * bs + j;
-            y0 = fma(xi, load_w<DT>(a.w, wrow), y0);
-            y1 = fma(xi, load_w<DT>(a.w, wrow + kLanes), y1);
-            y2 = fma(xi, load_w<DT>(a.w, wrow + 2 * kLanes), y2);
-            y3 = fma(xi, load_w<DT>(a.w, wrow + 3 * kLanes), y3);
-          }
-          store(y + j, y0), store(y + j + kLanes, y1);
-          store(y + j + 2 * kLanes, y2), store(y + j + 3 * kLanes, y3);
         }
-        for (; j + kLanes <= bs; j += kLanes) {
-          Vec yv = a.b ? load(a.b + h * bs + j) : zero();
-          for (int64_t i = 0; i < bs; ++i) {
-            yv = fma(splat(x[i]), load_w<DT>(a.w, wblock + i * bs + j), yv);
-          }
-          store(y + j, yv);
-        }
-        for (int64_t jj = j; jj < bs; ++jj) y[jj] = a.b ? a.b[h * bs + jj] : 0.0f;
-        for (int64_t i = 0; i < bs; ++i) {
-          const float xs = x[i];
-          const int64_t wrow = wblock + i * bs;
-          for (int64_t jj = j; jj < bs; ++jj) y[jj] += xs * load_w1<DT>(a.w, wrow + jj);
-        }
+        for (int64_t n = n0; n < n0 + rows; ++n) row_rest<DT>(a, n, h, j4);
       }
     });
   });
