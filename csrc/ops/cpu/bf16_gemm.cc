@@ -224,13 +224,13 @@ void run(const LinearArgs& a) {
           GN_TILE_STORE(1, cbuf + 16, 128);
           GN_TILE_STORE(2, cbuf + 16 * 32, 128);
           GN_TILE_STORE(3, cbuf + 16 * 32 + 16, 128);
-          const int64_t mb = m0 + mg * 32;
-          const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(32, m_rows - mb);
+          const int64_t mrow = m0 + mg * 32;
+          const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(32, m_rows - mrow);
           for (int64_t i = 0; i < n_end; ++i) {
-            float* yrow = a.y + (n0 + i) * m_rows + mb;
+            float* yrow = a.y + (n0 + i) * m_rows + mrow;
             const float* c = cbuf + i * 32;
             for (int64_t j = 0; j < m_end; ++j) {
-              const float s = c[j] + (a.bias ? a.bias[mb + j] : 0.0f);
+              const float s = c[j] + (a.bias ? a.bias[mrow + j] : 0.0f);
               yrow[j] = a.accumulate ? yrow[j] + s : s;
             }
           }
