@@ -150,6 +150,19 @@ def test_info_with_tokenizer_and_dtype(tok_dir, tok_model):
                                  "eos_id": tok_model.tokenizer.eos_id}
 
 
+def test_info_reports_the_compute_mode(model_dir):
+    assert json.loads(ok(cli("info", model_dir)))["compute_mode"] == "exact float32"
+    info = json.loads(ok(cli("info", model_dir, "--activations", "bfloat16")))
+    # the child process picks its bf16 GEMM itself: AMX where the CPU has it, else exact
+    expected = ("bfloat16 (amx; decode steps exact)"
+                if "amx" in gn.backend_info()["available_bf16_gemms"] else
+                "exact float32 (activations='bfloat16' asked; no bf16 matrix unit in use: "
+                "no AMX here, or set_bf16_gemm('none'))")
+    assert info["compute_mode"] == expected
+    r = cli("info", model_dir, "--activations", "bf16")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
 # ---------------------------------------------------------------------------------- generate --ids
 
 
