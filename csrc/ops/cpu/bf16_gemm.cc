@@ -13,14 +13,20 @@
 //
 // Layout (palette 1, every tile 16 rows x 64 bytes):
 //   C  tiles 0-3  2 x 2 blocks of 16 x 16 fp32 (32 rows of x against 32 rows of W)
-//   A  tiles 4-5  16 rows of x x 32 bf16 values of k (x packed to bf16 once per call, [Np][Kp])
+//   A  tiles 4-5  16 rows of x x 32 bf16 values of k; x is packed to bf16 once per call, tile
+//                 by tile (each 1 KiB tile contiguous: one sequential stream per 16 rows)
 //   B  tiles 6-7  16 k pairs x 16 rows of W x 2 (the "VNNI" order TDPBF16PS reads: W row m's
-//                 values k = 2i, 2i+1 side by side in tile row i), packed per task
-// Each task owns mb rows of W (packed once per call, <= ~640 KiB so that it stays in L2: 128 rows
-// up to K = 2560, fewer for longer rows) and walks every 32-row block
-// of x against them; per 32 values of k, 4 tile loads feed 4 TDPBF16PS (16 x 16 x 32 MACs each).
-// Napkin math: a TDPBF16PS is 8192 multiply-adds in ~16 cycles, about 16x an AVX-512 FMA port
-// pair; the packing costs O(N*K + M*K) per call against O(N*M*K) products.
+//                 values k = 2i, 2i+1 side by side in tile row i), packed per task, each
+//                 32-row pair's tiles one sequential stream
+// Each task owns mb rows of W (packed once per call, <= 1.25 MiB so that it stays in the
+// 2 MiB L2 of a Sapphire Rapids core: 256 rows up to K = 2560, fewer for longer rows) and
+// walks every 32-row block of x against them; per 32 values of k, 4 tile loads feed 4
+// TDPBF16PS (16 x 16 x 32 MACs each).  The next 32-row block of x is prefetched meanwhile.
+// Packing a bf16 W is a 16 x 16 transpose of 32-bit words per tile (AVX-512 permutes).
+// Napkin math: a TDPBF16PS is 8192 multiply-adds in 16 cycles (a plain loop of them runs at
+// ~3.7 TFLOP/s on one core of the development Xeon), about 16x an AVX-512 FMA port pair; the
+// packing costs O(N*K + M*K) per call against O(N*M*K) products.  What holds the kernel to
+// ~1 TFLOP/s per core is feeding the tiles: each TDPBF16PS needs a fresh 1 KiB tile from L2.
 #include <cstring>
 
 #include "ops/cpu/kernels.h"
@@ -35,8 +41,8 @@ namespace {
 
 constexpr int64_t kBlockK = 32;   // bf16 values of k per A/B tile
 constexpr int64_t kBlockN = 32;   // rows of x per 2 x 2 C tile block
-constexpr int64_t kMaxMb = 128;   // rows of W per task at most (4 C tile column pairs)
-constexpr int64_t kPackBytes = 640 * 1024;  // packed W per task at most (from 32 rows up)
+constexpr int64_t kMaxMb = 256;   // rows of W per task at most (8 C tile column pairs)
+constexpr int64_t kPackBytes = 1280 * 1024;  // packed W per task at most (from 32 rows up)
 constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
 
 // The tile configuration: palette 1, tiles 0-7 all 16 rows x 64 bytes.
@@ -110,17 +116,54 @@ static inline uint16_t weight_bf16(const void* w, int64_t i) {
   }
 }
 
-// W rows [m0, m0 + mb) (zero past `rows`) into B tiles: for each k block kb and 16-row group g,
-// one 1 KiB tile at dst + (kb * (mb / 16) + g) * 512 values: row i holds, for n = 0..15,
+#if defined(GN_AMX_NATIVE)
+// The 16 x 16 matrix of 32-bit words (bf16 pairs) rows[n][j0 .. j0 + 32) transposed into
+// tile: tile row i = word i of every row.  Four exchange steps: step s swaps bit s of the
+// row index with bit s of the word index (rows n and n + 2^s trade the words whose index has
+// bit s set), one two-source permute per row and step.
+struct TransposeIndex {
+  alignas(64) int32_t v[4][2][16];  // [step][row with bit s clear / set][word]
+  constexpr TransposeIndex() : v() {
+    for (int s = 0; s < 4; ++s) {
+      const int bit = 1 << s;
+      for (int i = 0; i < 16; ++i) {
+        v[s][0][i] = (i & bit) ? 16 + (i ^ bit) : i;
+        v[s][1][i] = (i & bit) ? 16 + i : (i ^ bit);
+      }
+    }
+  }
+};
+alignas(64) static constexpr TransposeIndex kTransposeIndex{};
+
+static inline void transpose16(const void* const rows[16], int64_t j0, uint16_t* tile) {
+  __m512i r[16];
+  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(static_cast<const uint16_t*>(rows[n]) + j0);
+  for (int s = 0; s < 4; ++s) {
+    const int bit = 1 << s;
+    const __m512i lo = _mm512_load_si512(kTransposeIndex.v[s][0]);
+    const __m512i hi = _mm512_load_si512(kTransposeIndex.v[s][1]);
+    for (int n = 0; n < 16; ++n) {
+      if (n & bit) continue;
+      const __m512i a = r[n], b = r[n | bit];
+      r[n] = _mm512_permutex2var_epi32(a, lo, b);
+      r[n | bit] = _mm512_permutex2var_epi32(a, hi, b);
+    }
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_si512(tile + i * 32, r[i]);
+}
+#endif
+
+// W rows [m0, m0 + mb) (zero past `rows`) into B tiles, each 32-row pair's tiles one
+// sequential stream: the tile of 16-row group g (= 2 pair + h) and k block kb sits at
+// dst + ((pair * nkb + kb) * 2 + h) * 512 values; its row i holds, for n = 0..15,
 // W[m0 + 16g + n][32kb + 2i] and W[m0 + 16g + n][32kb + 2i + 1].
 template <DType DT>
 static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint16_t* dst) {
   const int64_t k = a.w.cols, rows = a.w.rows;
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
   const char* base = static_cast<const char*>(a.w.data);
-  const int64_t kGroups = mb / 16;
   const int64_t nkb = kp / kBlockK;
-  for (int64_t g = 0; g < kGroups; ++g) {
+  for (int64_t g = 0; g < mb / 16; ++g) {
     const void* wrow[16];
     bool full = DT == DType::kBF16;  // all 16 rows present: value pairs move as 32-bit words
     for (int64_t n = 0; n < 16; ++n) {
@@ -130,8 +173,12 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint
     }
     // Tile by tile, so the writes are sequential and the 16 source lines are each read whole.
     for (int64_t kb = 0; kb < nkb; ++kb) {
-      uint16_t* tile = dst + (kb * kGroups + g) * (kTileBytes / 2);
+      uint16_t* tile = dst + (((g / 2) * nkb + kb) * 2 + g % 2) * (kTileBytes / 2);
       if (full && (kb + 1) * kBlockK <= k) {
+#if defined(GN_AMX_NATIVE)
+        transpose16(wrow, kb * kBlockK, tile);
+        continue;
+#endif
         uint32_t words[16][16];  // [i][n]
         for (int64_t n = 0; n < 16; ++n) {
           uint32_t src[16];
@@ -175,19 +222,27 @@ template <DType DT>
 void run(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t kp = round_up(k, kBlockK), np = round_up(n_rows, kBlockN);
-  const int64_t ldx = kp * 2;  // bytes per packed x row
+  const int64_t nkb = kp / kBlockK;
 
-  // x rounded to bf16 (nearest even), zero-padded to [np][kp]: shared by every task.
+  // x rounded to bf16 (nearest even), zero-padded, as A tiles: the tile of 16-row group g and
+  // k block kb is 1 KiB at xb + (g * nkb + kb) * 512 values (row r: x[16g + r][32kb ..]).
   Buf<uint16_t> xb(np * kp);
-  par_for(np, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      uint16_t* dst = xb.data() + r * kp;
-      const float* src = a.x + r * k;
-      int64_t j = 0;
-      if (r < n_rows) {
-        for (; j < k; ++j) dst[j] = f32_to_bf16(src[j]);
+  par_for(np / 16, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      for (int64_t r = 0; r < 16; ++r) {
+        const int64_t row = g * 16 + r;
+        const float* src = a.x + row * k;
+        for (int64_t kb = 0; kb < nkb; ++kb) {
+          uint16_t* dst = xb.data() + (g * nkb + kb) * (kTileBytes / 2) + r * kBlockK;
+          const int64_t j0 = kb * kBlockK;
+          const int64_t valid = row < n_rows ? min64(kBlockK, k - j0) : 0;
+          if (valid == kBlockK) {
+            for (int64_t j = 0; j < kBlockK; ++j) dst[j] = f32_to_bf16(src[j0 + j]);
+          } else {
+            for (int64_t j = 0; j < kBlockK; ++j) dst[j] = j < valid ? f32_to_bf16(src[j0 + j]) : 0;
+          }
+        }
       }
-      for (; j < kp; ++j) dst[j] = 0;
     }
   });
 
@@ -195,24 +250,40 @@ void run(const LinearArgs& a) {
   const int64_t tasks = (m_rows + mb - 1) / mb;
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     thread_local Grow<uint16_t> wbuf;
-    alignas(64) float cbuf[kBlockN * 32];
+    thread_local Grow<float> cgrow;
     uint16_t* wp = wbuf.get(kp * mb);
+    float* cbuf = cgrow.get(kBlockN * mb);  // the C tiles of a 32-row block of x, [32][mb]
+    const int64_t ldc = mb * 4;             // bytes per cbuf row
     tiles_begin();
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m0 = t * mb;
       pack_w<DT>(a, m0, mb, kp, wp);
       const int64_t mgroups = min64(mb, round_up(m_rows - m0, 32)) / 32;  // 32-row pairs
       for (int64_t n0 = 0; n0 < np; n0 += kBlockN) {
-        const char* xa = reinterpret_cast<const char*>(xb.data() + n0 * kp);
+        const uint16_t* xa0 = xb.data() + (n0 / 16) * nkb * (kTileBytes / 2);
+        const uint16_t* xa1 = xa0 + nkb * (kTileBytes / 2);
+        // The next 32-row block's x tiles are fetched into L2 while this one runs, two lines of
+        // each of its two streams per step (they are read from L3 otherwise, once per task).
+        const uint16_t* pf0 = xa1 + nkb * (kTileBytes / 2);
+        const uint16_t* pf1 = pf0 + nkb * (kTileBytes / 2);
+        const int64_t pf_lines = n0 + kBlockN < np ? nkb * 16 : 0;  // cache lines per stream
+        int64_t pf = 0;
         for (int64_t mg = 0; mg < mgroups; ++mg) {
           GN_TILE_ZERO(0);
           GN_TILE_ZERO(1);
           GN_TILE_ZERO(2);
           GN_TILE_ZERO(3);
-          for (int64_t kb = 0; kb < kp / kBlockK; ++kb) {
-            const uint16_t* b = wp + (kb * (mb / 16) + 2 * mg) * (kTileBytes / 2);
-            GN_TILE_LOAD(4, xa + kb * 64, ldx);
-            GN_TILE_LOAD(5, xa + 16 * ldx + kb * 64, ldx);
+          const uint16_t* b = wp + mg * nkb * kTileBytes;
+          for (int64_t kb = 0; kb < nkb; ++kb, b += kTileBytes) {
+            if (pf < pf_lines) {
+              prefetch_l2(pf0 + pf * 32);
+              prefetch_l2(pf1 + pf * 32);
+              prefetch_l2(pf0 + pf * 32 + 32);
+              prefetch_l2(pf1 + pf * 32 + 32);
+              pf += 2;
+            }
+            GN_TILE_LOAD(4, xa0 + kb * (kTileBytes / 2), 64);
+            GN_TILE_LOAD(5, xa1 + kb * (kTileBytes / 2), 64);
             GN_TILE_LOAD(6, b, 64);
             GN_TILE_LOAD(7, b + kTileBytes / 2, 64);
             GN_TILE_DP(0, 4, 6);
@@ -220,19 +291,19 @@ void run(const LinearArgs& a) {
             GN_TILE_DP(2, 5, 6);
             GN_TILE_DP(3, 5, 7);
           }
-          GN_TILE_STORE(0, cbuf, 128);
-          GN_TILE_STORE(1, cbuf + 16, 128);
-          GN_TILE_STORE(2, cbuf + 16 * 32, 128);
-          GN_TILE_STORE(3, cbuf + 16 * 32 + 16, 128);
-          const int64_t mrow = m0 + mg * 32;
-          const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(32, m_rows - mrow);
-          for (int64_t i = 0; i < n_end; ++i) {
-            float* yrow = a.y + (n0 + i) * m_rows + mrow;
-            const float* c = cbuf + i * 32;
-            for (int64_t j = 0; j < m_end; ++j) {
-              const float s = c[j] + (a.bias ? a.bias[mrow + j] : 0.0f);
-              yrow[j] = a.accumulate ? yrow[j] + s : s;
-            }
+          float* c = cbuf + mg * 32;
+          GN_TILE_STORE(0, c, ldc);
+          GN_TILE_STORE(1, c + 16, ldc);
+          GN_TILE_STORE(2, c + 16 * mb, ldc);
+          GN_TILE_STORE(3, c + 16 * mb + 16, ldc);
+        }
+        const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(mb, m_rows - m0);
+        for (int64_t i = 0; i < n_end; ++i) {
+          float* yrow = a.y + (n0 + i) * m_rows + m0;
+          const float* c = cbuf + i * mb;
+          for (int64_t j = 0; j < m_end; ++j) {
+            const float s = c[j] + (a.bias ? a.bias[m0 + j] : 0.0f);
+            yrow[j] = a.accumulate ? yrow[j] + s : s;
           }
         }
       }
