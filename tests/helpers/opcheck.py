@@ -10,8 +10,10 @@ import gemma_native as gn
 from gemma_native import ops
 from gemma_native._dtypes import f32_to_bf16_bits, weight_to_f32
 
-# Every compiled CPU kernel set, the SIMT emulator of the CUDA kernels and a real GPU (marked gpu).
-ALL_ISAS = ["scalar", "avx2", "avx512", ops.EMULATOR, pytest.param("cuda", marks=pytest.mark.gpu)]
+# Every CPU kernel set (avx512emu: the AVX-512 code over SIMDe, built when its headers are
+# found), the SIMT emulator of the CUDA kernels and a real GPU (marked gpu).
+ALL_ISAS = ["scalar", "avx2", "avx512", "avx512emu", ops.EMULATOR,
+            pytest.param("cuda", marks=pytest.mark.gpu)]
 AVAILABLE_ISAS = list(gn.backend_info()["available_isas"])
 
 

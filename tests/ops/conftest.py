@@ -19,7 +19,8 @@ def _restore_auto_isa():
 
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
-    """The kernel set ("scalar", "avx2", "avx512": skipped where this CPU lacks it) or the device
+    """The kernel set ("scalar", "avx2", "avx512": skipped where this CPU lacks it; "avx512emu":
+    skipped where it was not built) or the device
     ("cuda-emu", "cuda") the test's ops run on.  On a device, a test of an op without a CUDA
     kernel skips; the op is the test name's prefix (test_<op>_...)."""
     name = request.param
@@ -31,7 +32,7 @@ def isa(request):
             yield name
         return
     if name not in AVAILABLE_ISAS:
-        pytest.skip(f"CPU kernel set {name!r} is compiled in but this CPU cannot run it "
+        pytest.skip(f"CPU kernel set {name!r} is not built or this CPU cannot run it "
                     f"(available here: {AVAILABLE_ISAS})")
     gn.set_cpu_isa(name)
     assert gn.backend_info()["cpu_isa"] == name

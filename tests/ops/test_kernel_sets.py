@@ -1,4 +1,5 @@
-"""Every CPU kernel set (scalar, AVX2, AVX-512) gives bit-identical results.
+"""Every CPU kernel set (scalar, AVX2, AVX-512, and the AVX-512 code emulated through SIMDe)
+gives bit-identical results.
 
 The kernels share one arithmetic (csrc/ops/cpu/simd.h): every float reduction runs over the same
 8 lanes in the same order, fma rounds once in every set, the lanes are added in one fixed tree,
@@ -6,13 +7,18 @@ and the transcendental functions are the project's own (csrc/include/gemma_nativ
 the C library's.  So the same input gives the same bits on every set -- and, since nothing
 depends on the CPU or the C library, on every machine.  These tests compare the raw bits (NaN
 payloads and the sign of zero included) of every op and of whole models across all the sets
-this CPU runs; on a CPU with one set only they skip.
+this CPU runs; on a CPU with one set only they skip.  The emulated set ("avx512emu": the same
+AVX-512 source compiled over SIMDe's portable intrinsics, with fma kept to one rounding) runs on
+every CPU, so the AVX-512 code paths are checked here even where the CPU has no AVX-512; CI sets
+GEMMA_NATIVE_EXPECT_AVX512EMU=1 so that a build without it fails instead of skipping.
 
 The accuracy of the shared math functions is checked here too, against float64 numpy: within
 one unit in the last place of the float result everywhere.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -59,6 +65,24 @@ def assert_identical(results, what):
                     f"{what}: {other} differs from {names[0]} in output {i} at "
                     f"{int(diff.sum())} of {a.size} elements; first at {j}: "
                     f"{b[j]!r} vs {a[j]!r}")
+
+
+def test_emulated_avx512_set():
+    """avx512emu is built where CI expects it, runs on any CPU, and "auto" never picks it."""
+    info = gn.backend_info()
+    if "avx512emu" not in info["compiled_isas"]:
+        assert os.environ.get("GEMMA_NATIVE_EXPECT_AVX512EMU") != "1", (
+            "GEMMA_NATIVE_EXPECT_AVX512EMU=1 but the build has no emulated AVX-512 set: were the "
+            "SIMDe headers found (GEMMA_NATIVE_SIMDE_INCLUDE)?")
+        pytest.skip("built without the SIMDe headers: no emulated AVX-512 set")
+    assert "avx512emu" in info["available_isas"]
+    gn.set_cpu_isa("auto")
+    assert gn.backend_info()["cpu_isa"] != "avx512emu"
+    gn.set_cpu_isa("avx512emu")
+    try:
+        assert gn.backend_info()["cpu_isa"] == "avx512emu"
+    finally:
+        gn.set_cpu_isa("auto")
 
 
 def weight(values, dtype):

@@ -13,9 +13,9 @@ namespace gemma_native::ops::cpu::GN_ISA {
 
 namespace {
 
-#if defined(__AVX512F__)
+#if defined(GN_X86_AVX512)
 constexpr int kRows = 6;  // rows of x per register tile: 24 accumulators of 32 vector registers
-#elif defined(__AVX2__)
+#elif defined(GN_X86_AVX2)
 constexpr int kRows = 2;  // 8 accumulators + 4 weight vectors + 1 broadcast of 16 registers
 #else
 constexpr int kRows = 2;

@@ -46,6 +46,7 @@ struct Entry {
   const char* name;
   const KernelTable* (*table)();
   bool (*supported)();
+  bool emulated = false;  // runs anywhere, slowly: only when asked for by name
 };
 
 bool avx2_ok() { return has("avx2") && has("fma") && has("f16c"); }
@@ -61,6 +62,9 @@ std::vector<Entry> entries() {
 #ifdef GN_HAVE_AVX512
   e.push_back({"avx512", kernel_table_avx512, avx512_ok});
 #endif
+#ifdef GN_HAVE_AVX512EMU
+  e.push_back({"avx512emu", kernel_table_avx512emu, [] { return true; }, true});
+#endif
   return e;
 }
 
@@ -74,7 +78,7 @@ const KernelTable* pick(const std::string& requested) {
   if (name.empty() || name == "auto") {
     const KernelTable* best = nullptr;
     for (const auto& e : all) {
-      if (e.supported()) best = e.table();
+      if (e.supported() && !e.emulated) best = e.table();
     }
     return best;
   }

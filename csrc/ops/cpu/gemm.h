@@ -34,7 +34,7 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace gemm {
 
-#if defined(__AVX512F__)
+#if defined(GN_X86_AVX512)
 constexpr int kR = 6;                  // x rows per microkernel
 constexpr int kC = 8;                  // W rows per microkernel (4 zmm pairs)
 #ifndef GN_GEMM_KC
@@ -81,7 +81,7 @@ static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(GN_X86_AVX512)
 // acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c]; zmm (r, p) holds the
 // accumulators of (r, 2p) and (r, 2p+1), which are adjacent in acc.
 static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {

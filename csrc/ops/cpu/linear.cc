@@ -104,7 +104,7 @@ void linear_range(const LinearArgs& a, int64_t m0, int64_t m1) {
 // Weight rows per group for R rows of x: G*R accumulators plus the widened weight vector and one
 // spare fill the vector registers (x comes from L1 as an FMA memory operand), at most 8.  On the
 // EPYC this took batch-4 bf16 GEMV from ~55 to ~95 GFLOP/s (7680x2560; G=2 held x in registers).
-#if defined(__AVX512F__)
+#if defined(GN_X86_AVX512)
 constexpr int kVecRegs = 32;
 #else
 constexpr int kVecRegs = 16;

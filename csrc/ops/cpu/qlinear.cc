@@ -18,10 +18,6 @@
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace {
 
@@ -29,7 +25,7 @@ constexpr int64_t kPanel = 16;  // activation rows kept hot while a thread walks
 
 // ---- integer block dot products: sum over one block pair, exact in int32 ----
 
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
 // maddubs multiplies unsigned by signed bytes into int16 pairs: signed weights go in as |w|
 // with a taking w's sign (pairs <= 2 * 128 * 127 < 2^15); unsigned ones (Q4_K 0..15, Q6_K
 // 0..63) go in as they are.
@@ -46,7 +42,11 @@ static inline float hsum_f32(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 // IEEE half -> float with F16C (exact, like f16_to_f32, without its branches).
+#if defined(GN_SIMDE_AVX512)
+static inline float half_to_f32(uint16_t h) { return f16_to_f32(h); }  // SIMDe has no _cvtsh_ss
+#else
 static inline float half_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+#endif
 static inline __m256i load32(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
@@ -94,7 +94,7 @@ static inline __m256 fma_block(__m256i w, float dw, const ActBlock32& a, __m256 
 }
 #endif
 
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
 // ---- activation quantization, 8 lanes at a time, bit for bit quant.h's scalar definitions ----
 static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 // max |v| over 32 floats, NaN ignored (max_ps returns its second operand, the running max, when
@@ -132,7 +132,7 @@ static inline void quantize32(const float* v, __m256 scale, int8_t* q) {
 
 // quant.h's quantize_act_q8_0 / quantize_act_q8_k (the definitions; the scalar build uses them).
 void act_q8_0(const float* x, int64_t k, ActBlock32* out) {
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
   for (int64_t i = 0; i < k / 32; ++i) {
     const float* v = x + 32 * i;
     const float amax = hmax8(absmax32(v, _mm256_setzero_ps()));
@@ -145,7 +145,7 @@ void act_q8_0(const float* x, int64_t k, ActBlock32* out) {
 }
 
 void act_q8_k(const float* x, int64_t k, ActBlock256* out) {
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
   for (int64_t i = 0; i < k / 256; ++i) {
     const float* v = x + 256 * i;
     __m256 m = _mm256_setzero_ps();
@@ -190,7 +190,7 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
               float* out) {
   const ActBlock32* a[R];
   for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
   __m256 acc[MW][R];
   for (int k = 0; k < MW; ++k) {
     for (int r = 0; r < R; ++r) acc[k][r] = _mm256_setzero_ps();
@@ -242,7 +242,7 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
 #endif
 }
 
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
 // sum of 16 int16 products a[g] * b[g] (exact: |products| < 2^31 / 16 for these operands).
 static inline int32_t dot16_i16(__m256i a, __m256i b) { return hsum_i32(_mm256_madd_epi16(a, b)); }
 static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums); }
@@ -257,7 +257,7 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
   for (int r = 0; r < rows; ++r) out[r] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ4_K& b = w[i];
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
     const float d = half_to_f32(b.d), dmin = half_to_f32(b.dmin);
     // q4k_scale_min's unpacking, four sub-blocks per 32-bit word: bytes 0-3 hold scales 0-3 and
     // 4-7 mins 0-3 (6 bits each); bytes 8-11 the low 4 bits of scales / mins 4-7, whose top two
@@ -293,7 +293,7 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
 #endif
     for (int r = 0; r < rows; ++r) {
       const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
       const int32_t msum = dot16_i16(load_bsums(ar), mins);
       __m256i s32 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
@@ -327,7 +327,7 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
   for (int r = 0; r < rows; ++r) out[r] = 0.0f;
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ6_K& b = w[i];
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
     const float d = half_to_f32(b.d);
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
     __m256i q[8];   // run of 32 values v0 = 32 * k: unsigned 6-bit q (0..63)
@@ -361,7 +361,7 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
 #endif
     for (int r = 0; r < rows; ++r) {
       const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
-#if defined(__AVX2__)
+#if defined(GN_X86_AVX2)
       const int32_t off = dot16_i16(load_bsums(ar), scales16);
       __m256i s32 = _mm256_setzero_si256();
       for (int k = 0; k < 8; ++k) {

@@ -15,8 +15,49 @@
 //   fma(a,b,c)   a*b + c rounded once;  hsum(v) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
 #pragma once
 
-#if defined(__AVX2__)
+// GN_X86_AVX2 / GN_X86_AVX512 say which x86 SIMD code a kernel file compiles: from the
+// compiler's ISA flags, or, for the emulated AVX-512 set (GN_SIMDE_AVX512, CMakeLists.txt), from
+// SIMDe's portable implementation of the same intrinsics, so that the AVX-512 code paths run
+// (slowly) on any CPU and the tests check their logic on machines without AVX-512.
+#if defined(GN_SIMDE_AVX512)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+#include <simde/x86/fma.h>
+#include <string.h>
+#define GN_X86_AVX2 1
+#define GN_X86_AVX512 1
+// SIMDe's portable fmadd multiplies, rounds, then adds; the instruction rounds once.  Our
+// kernels' bit-identity across sets rests on the single rounding, so the emulated set computes
+// each lane with fmaf (exact by the C standard, in software where the CPU has no FMA).
+static inline simde__m256 gn_emu_fmadd256(simde__m256 a, simde__m256 b, simde__m256 c) {
+  float x[8], y[8], z[8];
+  memcpy(x, &a, sizeof x);
+  memcpy(y, &b, sizeof y);
+  memcpy(z, &c, sizeof z);
+  for (int i = 0; i < 8; ++i) z[i] = __builtin_fmaf(x[i], y[i], z[i]);
+  memcpy(&c, z, sizeof z);
+  return c;
+}
+static inline simde__m512 gn_emu_fmadd512(simde__m512 a, simde__m512 b, simde__m512 c) {
+  float x[16], y[16], z[16];
+  memcpy(x, &a, sizeof x);
+  memcpy(y, &b, sizeof y);
+  memcpy(z, &c, sizeof z);
+  for (int i = 0; i < 16; ++i) z[i] = __builtin_fmaf(x[i], y[i], z[i]);
+  memcpy(&c, z, sizeof z);
+  return c;
+}
+#undef _mm256_fmadd_ps
+#undef _mm512_fmadd_ps
+#define _mm256_fmadd_ps(a, b, c) gn_emu_fmadd256(a, b, c)
+#define _mm512_fmadd_ps(a, b, c) gn_emu_fmadd512(a, b, c)
+#elif defined(__AVX2__)
 #include <immintrin.h>
+#define GN_X86_AVX2 1
+#if defined(__AVX512F__)
+#define GN_X86_AVX512 1
+#endif
 #endif
 
 #include <cstdint>
@@ -33,7 +74,7 @@ namespace gemma_native::ops::cpu::GN_ISA {
 
 constexpr int kLanes = 8;
 
-#if defined(__AVX2__)  // the AVX2 and AVX-512 sets
+#if defined(GN_X86_AVX2)  // the AVX2 and AVX-512 sets (native or emulated)
 using Vec = __m256;
 static inline Vec zero() { return _mm256_setzero_ps(); }
 static inline Vec splat(float x) { return _mm256_set1_ps(x); }
@@ -157,7 +198,7 @@ static inline float dot_f32(const float* a, const float* b, int64_t k) {
 
 // Hint that the cache line at p will be read soon (into L2); a no-op without x86 SIMD.
 static inline void prefetch_l2(const void* p) {
-#if defined(__AVX2__)
+#if defined(__AVX2__)  // a real x86 SIMD set (the emulated one has nothing to prefetch for)
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
 #else
   (void)p;
