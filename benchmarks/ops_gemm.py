@@ -6,6 +6,8 @@ Measured in the same run (these machines are shared, so the ratios are what to r
     per thread so the GIL is released) on the same number of threads;
   * memory bandwidth: a STREAM-like copy of 256 MiB per thread through the same library;
   * numpy's fp32 matmul and, when torch is installed, torch's fp32/bf16 matmul (same threads).
+gn_f32 / gn_bf16 are the exact GEMM on fp32 / bf16 weights; gn_bf16_mode (where a bf16 GEMM is
+usable, see gn.backend_info()["bf16_gemm"]) is the bf16 compute mode, to compare with torch_bf16.
 
     python benchmarks/ops_gemm.py [--threads 2] [--json]
 """
@@ -138,7 +140,7 @@ def main():
     print(f"machine ({args.threads} threads, {gn.backend_info()['cpu_isa']}): fp32 FMA peak "
           f"{peak:.1f} GFLOP/s, copy {bw:.1f} GB/s")
     rng = np.random.default_rng(0)
-    gemm_shapes = [(512, 2560, 7680), (2048, 2560, 2560)]
+    gemm_shapes = [(512, 2560, 7680), (512, 7680, 2560), (2048, 2560, 2560)]
     if args.quick:
         gemm_shapes = gemm_shapes[:1]
     if args.only == "gemv":
@@ -151,6 +153,10 @@ def main():
         res = {"kind": "gemm", "n": n, "k": k, "m": m}
         res["gn_f32"] = flops / best_time(lambda: ops.linear(x, wf)) / 1e9
         res["gn_bf16"] = flops / best_time(lambda: ops.linear(x, (wb, "bfloat16"))) / 1e9
+        if gn.backend_info().get("bf16_gemm", "none") != "none":
+            # the bf16 compute mode (x and W rounded to bf16, fp32 sums; AMX where present)
+            res["gn_bf16_mode"] = flops / best_time(
+                lambda: ops.linear(x, (wb, "bfloat16"), bf16_activations=True)) / 1e9
         res["numpy_f32"] = flops / best_time(lambda: x @ wf.T) / 1e9
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(wf)

@@ -4,8 +4,9 @@
 
 Per recurrent layer a 2B prefill runs 2 input linears (2560 -> 2560), conv1d (width 4), the
 two RG-LRU gate block-diagonal linears, the scan and the output linear, plus the MLP
-(2 x 2560 -> 7680, 7680 -> 2560); attention layers run local MQA (10 heads x 256, 1 KV head,
-window 2048).  Printed: ms per call and the ratio to one 2560 x 2560 linear on the same tokens.
+(2 x 2560 -> 7680, 7680 -> 2560, and the GeGLU between); attention layers run local MQA (10 heads
+x 256, 1 KV head, window 2048).  Where a bf16 GEMM is usable the bf16 compute mode's linear is
+timed too.  Printed: ms per call and the ratio to one 2560 x 2560 linear on the same tokens.
 """
 
 import argparse
@@ -46,6 +47,11 @@ def main():
     kv = rng.standard_normal((1, t, 1, hd), dtype=np.float32)
     rows.append(("attention 10x256 MQA w2048",
                  best_ms(lambda: ops.attention(q, kv, kv, pos, 2048, hd ** -0.5))))
+    g = rng.standard_normal((t, 7680), dtype=np.float32)
+    rows.append(("geglu 7680 (MLP)", best_ms(lambda: ops.geglu(g, g))))
+    if gn.backend_info().get("bf16_gemm", "none") != "none":
+        rows.append(("linear 2560x2560 (bf16 mode)",
+                     best_ms(lambda: ops.linear(x[0], w, bf16_activations=True))))
     for name, ms in rows:
         print(f"{name:28s} {ms:8.2f} ms  ({ms / base:.2f} x linear), T={t}")
 
