@@ -30,28 +30,21 @@
 // SIMDe's portable fmadd multiplies, rounds, then adds; the instruction rounds once.  Our
 // kernels' bit-identity across sets rests on the single rounding, so the emulated set computes
 // each lane with fmaf (exact by the C standard, in software where the CPU has no FMA).
-static inline simde__m256 gn_emu_fmadd256(simde__m256 a, simde__m256 b, simde__m256 c) {
-  float x[8], y[8], z[8];
+template <class V, int N>
+static inline V gn_emu_fmadd(V a, V b, V c) {
+  float x[N], y[N], z[N];
+  static_assert(sizeof(V) == sizeof x, "gn_emu_fmadd: N lanes of float");
   memcpy(x, &a, sizeof x);
   memcpy(y, &b, sizeof y);
   memcpy(z, &c, sizeof z);
-  for (int i = 0; i < 8; ++i) z[i] = __builtin_fmaf(x[i], y[i], z[i]);
-  memcpy(&c, z, sizeof z);
-  return c;
-}
-static inline simde__m512 gn_emu_fmadd512(simde__m512 a, simde__m512 b, simde__m512 c) {
-  float x[16], y[16], z[16];
-  memcpy(x, &a, sizeof x);
-  memcpy(y, &b, sizeof y);
-  memcpy(z, &c, sizeof z);
-  for (int i = 0; i < 16; ++i) z[i] = __builtin_fmaf(x[i], y[i], z[i]);
+  for (int i = 0; i < N; ++i) z[i] = __builtin_fmaf(x[i], y[i], z[i]);
   memcpy(&c, z, sizeof z);
   return c;
 }
 #undef _mm256_fmadd_ps
 #undef _mm512_fmadd_ps
-#define _mm256_fmadd_ps(a, b, c) gn_emu_fmadd256(a, b, c)
-#define _mm512_fmadd_ps(a, b, c) gn_emu_fmadd512(a, b, c)
+#define _mm256_fmadd_ps(a, b, c) gn_emu_fmadd<simde__m256, 8>(a, b, c)
+#define _mm512_fmadd_ps(a, b, c) gn_emu_fmadd<simde__m512, 16>(a, b, c)
 #elif defined(__AVX2__)
 #include <immintrin.h>
 #define GN_X86_AVX2 1
