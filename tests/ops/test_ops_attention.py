@@ -194,6 +194,37 @@ def test_attention_ring_cache_chunked_equals_prefill(isa, window_kind):
                          what=f"{name}: chunk [{t0}, {t1}) W={window} S={slots}")
 
 
+@pytest.mark.filterwarnings("ignore:.*oversubscribes")
+@pytest.mark.parametrize("hd", [40, 256])
+def test_attention_bits_do_not_depend_on_chunks_or_threads(isa, hd):
+    """The CPU kernels sum every score and output in key order whatever the work split (heads
+    blocked together, keys in tiles, the group split across threads when there are few
+    queries), so token-by-token decode through the ring, other chunkings and other thread
+    counts give the whole prefill's bits.  10 query heads on 1 K/V head (Griffin's MQA) make
+    every head-block remainder occur; 70 keys span several key tiles."""
+    rng = np.random.default_rng(26)
+    t_len, slots, window = 70, 80, 64
+    q, k, v = _attn_inputs(rng, 1, t_len, 10, 1, hd)
+    pos = np.arange(t_len, dtype=np.int32)[None]
+    scale, softcap = hd ** -0.5, 0.0
+    threads = gn.backend_info()["num_threads"]
+    try:
+        gn.set_num_threads(1)
+        whole = ops.attention(q, k, v, pos, window, scale, softcap)
+        for n_threads in (1, 2, 3):
+            gn.set_num_threads(n_threads)
+            np.testing.assert_array_equal(ops.attention(q, k, v, pos, window, scale, softcap),
+                                          whole, err_msg=f"threads={n_threads}")
+            for schedule in ([1], [5, 1, 17]):
+                for t0, t1, out in _run_chunked(q, k, v, pos, window, scale, softcap, slots,
+                                                schedule):
+                    np.testing.assert_array_equal(
+                        out, whole[:, t0:t1],
+                        err_msg=f"threads={n_threads} {schedule}: chunk [{t0}, {t1})")
+    finally:
+        gn.set_num_threads(threads)
+
+
 def test_attention_ring_cache_softcap_and_mqa(isa):
     rng = np.random.default_rng(23)
     slots = window = 5

@@ -13,6 +13,7 @@
 //
 //   Vec          8 fp32 lanes; load/store fp32; load_w<DT>(p, i) widens 8 weights of dtype DT
 //   fma(a,b,c)   a*b + c rounded once;  hsum(v) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
+//   vmax(a,b)    a > b ? a : b per lane (so a NaN in a is passed over, as MAXPS does)
 #pragma once
 
 // GN_X86_AVX2 / GN_X86_AVX512 say which x86 SIMD code a kernel file compiles: from the
@@ -76,6 +77,7 @@ static inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 static inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 static inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+static inline Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a, b); }  // a > b ? a : b per lane
 static inline float hsum(Vec v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // l_i + l_i+4
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));  // s0 + s2, s1 + s3
@@ -117,6 +119,10 @@ static inline Vec mul(Vec a, Vec b) {
 }
 static inline Vec add(Vec a, Vec b) {
   for (int i = 0; i < 8; ++i) a.l[i] += b.l[i];
+  return a;
+}
+static inline Vec vmax(Vec a, Vec b) {
+  for (int i = 0; i < 8; ++i) a.l[i] = a.l[i] > b.l[i] ? a.l[i] : b.l[i];
   return a;
 }
 static inline float hsum(Vec v) {
