@@ -16,7 +16,9 @@ import pytest
 
 import gemma_native as gn
 from gemma_native import _core, ops, reference
-from gemma_native._dtypes import bf16_round, f32_to_bf16_bits
+from gemma_native._dtypes import bf16_round
+
+from tests.helpers.arrays import weight_arg
 
 KERNELS = ["amx-emulated", "amx"]
 
@@ -31,13 +33,6 @@ def kernel(request):
     yield name
     gn.set_bf16_gemm("auto")
 
-
-def _weight(values, dtype):
-    if dtype == "float32":
-        return values
-    if dtype == "float16":
-        return values.astype(np.float16)
-    return (f32_to_bf16_bits(values), "bfloat16")
 
 
 def _check(x, w, bias, y):
@@ -67,7 +62,7 @@ SHAPES = [(16, 1, 1), (16, 33, 7), (17, 31, 32), (33, 75, 33), (40, 130, 611),
 def test_linear_bf16_within_fp32_sum_bound(kernel, dtype, n, m, k):
     rng = np.random.default_rng(n * 1000 + m + k)
     x = rng.standard_normal((n, k), dtype=np.float32)
-    w = _weight(rng.standard_normal((m, k), dtype=np.float32) * 0.1, dtype)
+    w = weight_arg(rng.standard_normal((m, k), dtype=np.float32) * 0.1, dtype)
     bias = rng.standard_normal(m, dtype=np.float32)
     y = ops.linear(x, w, bias, bf16_activations=True)
     assert y.shape == (n, m) and y.dtype == np.float32
@@ -81,7 +76,7 @@ def test_the_mode_rounds_the_activations(kernel):
     rng = np.random.default_rng(3)
     k = 256
     x = rng.standard_normal((20, k), dtype=np.float32)
-    w = _weight(rng.standard_normal((48, k), dtype=np.float32), "bfloat16")
+    w = weight_arg(rng.standard_normal((48, k), dtype=np.float32), "bfloat16")
     exact = ops.linear(x, w)
     y = ops.linear(x, w, bf16_activations=True)
     assert np.abs(y - exact).max() > 1e-3 * np.abs(exact).max()

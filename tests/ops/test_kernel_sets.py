@@ -25,10 +25,9 @@ import pytest
 
 import gemma_native as gn
 from gemma_native import ops
-from gemma_native._dtypes import f32_to_bf16_bits
 from gemma_native.loading.gguf import block_size_of
 
-from tests.helpers.arrays import rnd
+from tests.helpers.arrays import rnd, weight_arg
 
 SETS = list(gn.backend_info()["available_isas"])
 needs_two = pytest.mark.skipif(len(SETS) < 2, reason=f"one CPU kernel set runs here: {SETS}")
@@ -85,13 +84,6 @@ def test_emulated_avx512_set():
         gn.set_cpu_isa("auto")
 
 
-def weight(values, dtype):
-    if dtype == "float32":
-        return values
-    if dtype == "float16":
-        return values.astype(np.float16)
-    return (f32_to_bf16_bits(values), "bfloat16")
-
 
 SPECIAL = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-40, 3e38, -3e38, np.inf, -np.inf, np.nan,
                     88.7, 89.0, -103.9, -104.0, 9.0, 19.99, 20.0, 20.01, 1e-4, 0.0624, 0.0626],
@@ -113,7 +105,7 @@ NS = [1, 2, 3, 4, 5, 15, 16, 17, 40]
 def test_linear(dtype):
     rng = np.random.default_rng(1)
     for k in KS:
-        w = weight(rnd(rng, 37, k), dtype)
+        w = weight_arg(rnd(rng, 37, k), dtype)
         bias = rnd(rng, 37)
         for n in NS:
             x = rnd(rng, n, k)
@@ -128,7 +120,7 @@ def test_linear_gemm_blocking():
     with a partial last sliver; the sets' GEMMs use different register tiles and must still agree
     bit for bit."""
     rng = np.random.default_rng(2)
-    w = weight(rnd(rng, 75, 611), "bfloat16")
+    w = weight_arg(rnd(rng, 75, 611), "bfloat16")
     bias = rnd(rng, 75)
     x = rnd(rng, 1100, 611)
     assert_identical(on_each_set(lambda: ops.linear(x, w, bias)), "linear gemm blocking")
@@ -178,14 +170,14 @@ def test_quantize_activations():
 def test_embedding_rmsnorm_block_diag(dtype):
     rng = np.random.default_rng(4)
     for d in KS:
-        table = weight(rnd(rng, 11, d), dtype)
+        table = weight_arg(rnd(rng, 11, d), dtype)
         ids = rng.integers(0, 11, size=6)
         assert_identical(on_each_set(lambda: ops.embedding(table, ids, 1.7)), f"embedding {d}")
         x = rnd(rng, 5, d, scale=3.0)
         wn = rnd(rng, d)
         assert_identical(on_each_set(lambda: ops.rmsnorm(x, wn, 1e-6, 1.0)), f"rmsnorm {d}")
     for blocks, bs in ((1, 7), (3, 8), (2, 33), (4, 64), (2, 72)):
-        w = weight(rnd(rng, blocks, bs, bs), dtype)
+        w = weight_arg(rnd(rng, blocks, bs, bs), dtype)
         b = rnd(rng, blocks, bs)
         x = rnd(rng, 13, blocks * bs)  # whole and partial groups of rows (2 or 6 per tile)
         outs = on_each_set(lambda: ops.block_diag_linear(x, w, b))
