@@ -14,9 +14,9 @@
 // at memory speed; the fp32 path needs ~2 ops per weight to widen plus the fp32 FMAs.
 // Prefill is instruction-bound instead: per block and (weight row, activation row) pair, sign,
 // maddubs, madd, cvt, the scale product and the fma (~7 vector instructions per 32 products),
-// because each 32-value block carries its own scale.  The AVX-512 tiles run two pairs per
-// instruction and decode each weight block once per 8 activation rows (Xeon, 1 thread, Q8_0
-// 512 x 2560 @ 2560 x 7680: 72 -> 112 GOP/s; Q4_0 70 -> 95).
+// because each 32-value block carries its own scale.  The AVX-512 prefill runs two pairs per
+// instruction in 4 x 8 tiles and decodes each group of 4 weight rows once for all activation
+// rows (Xeon, 1 thread, 512 x 2560 @ 2560 x 7680: Q8_0 72 -> ~120 GOP/s, Q4_0 70 -> ~126).
 #include <cstring>
 
 #include "gemma_native/quant.h"
@@ -195,53 +195,6 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
               float* out) {
   const ActBlock32* a[R];
   for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
-#if defined(GN_X86_AVX512)
-  if constexpr (MW % 2 == 0 && R > 1) {  // prefill (decode streams weights: the AVX2 code)
-    // Two weight rows side by side in one zmm (lanes 0-7 row 2p, 8-15 row 2p+1) against the
-    // activation block broadcast to both halves: every lane holds what the AVX2 code below
-    // holds for its row (the exact int32 sum of products 4l..4l+3, one fma with dw * da per
-    // block), with half the instructions.  AVX-512 has no vpsignb: the activation is negated
-    // under the mask of negative weights, which is sign(a, w) wherever |w| != 0 (where |w| == 0
-    // the product is 0 either way).
-    constexpr int kP = MW / 2;
-    __m512 acc[kP][R];
-    for (int p = 0; p < kP; ++p) {
-      for (int r = 0; r < R; ++r) acc[p][r] = _mm512_setzero_ps();
-    }
-    const __m512i ones = _mm512_set1_epi16(1);
-    for (int64_t i = 0; i < nb; ++i) {
-      __m512i wabs[kP];
-      __mmask64 wneg[kP];
-      __m512 dw[kP];
-      for (int p = 0; p < kP; ++p) {
-        float d0, d1;
-        const __m256i w0 = decode_b32<DT>(w + (2 * p) * wstride, i, &d0);
-        const __m256i w1 = decode_b32<DT>(w + (2 * p + 1) * wstride, i, &d1);
-        const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-        wabs[p] = _mm512_abs_epi8(wq);
-        wneg[p] = _mm512_movepi8_mask(wq);
-        dw[p] = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
-      }
-      for (int r = 0; r < R; ++r) {
-        const __m512i ab = _mm512_broadcast_i64x4(load32(a[r][i].qs));
-        const __m512 da = _mm512_set1_ps(a[r][i].d);
-        for (int p = 0; p < kP; ++p) {
-          const __m512i as = _mm512_mask_sub_epi8(ab, wneg[p], _mm512_setzero_si512(), ab);
-          const __m512i p16 = _mm512_maddubs_epi16(wabs[p], as);
-          const __m512 sv = _mm512_cvtepi32_ps(_mm512_madd_epi16(p16, ones));
-          acc[p][r] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], da), sv, acc[p][r]);
-        }
-      }
-    }
-    for (int p = 0; p < kP; ++p) {
-      for (int r = 0; r < R; ++r) {
-        out[(2 * p) * R + r] = hsum_f32(_mm512_castps512_ps256(acc[p][r]));
-        out[(2 * p + 1) * R + r] = hsum_f32(_mm512_extractf32x8_ps(acc[p][r], 1));
-      }
-    }
-    return;
-  }
-#endif
 #if defined(GN_X86_AVX2)
   __m256 acc[MW][R];
   for (int k = 0; k < MW; ++k) {
@@ -293,6 +246,78 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
   }
 #endif
 }
+
+#if defined(GN_X86_AVX512)
+// Prefill on AVX-512: two weight rows side by side in one zmm (lanes 0-7 row 2p, 8-15 row
+// 2p+1) against the activation block broadcast to both halves.  Every lane holds what the
+// AVX2 tile above holds for its row (the exact int32 sum of products 4l..4l+3, one fma with
+// dw * da per block), with half the instructions.  A group of 4 weight rows is decoded once
+// (decode_pairs) and then used for every activation row.  AVX-512 has no vpsignb: the
+// activation is negated under the mask of negative weights, which is sign(a, w) wherever
+// |w| != 0 (where |w| == 0 the product is 0 either way).
+struct PairBlock {
+  __m512i wabs;    // |w| of rows 2p (bytes 0-31) and 2p + 1 (bytes 32-63)
+  __m512 dw;       // their block scales, 8 lanes each
+  __mmask64 wneg;  // bytes whose weight is negative
+};
+constexpr int kPairs = 2;  // a group of 4 weight rows
+
+// out[i * kPairs + p] for the blocks i < nb of weight rows 2p, 2p + 1 (rows wstride apart).
+template <DType DT>
+void decode_pairs(const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int p = 0; p < kPairs; ++p) {
+      float d0, d1;
+      const __m256i w0 = decode_b32<DT>(w + (2 * p) * wstride, i, &d0);
+      const __m256i w1 = decode_b32<DT>(w + (2 * p + 1) * wstride, i, &d1);
+      const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+      PairBlock& pb = out[i * kPairs + p];
+      pb.wabs = _mm512_abs_epi8(wq);
+      pb.wneg = _mm512_movepi8_mask(wq);
+      pb.dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+    }
+  }
+}
+
+void decode_pairs_any(DType t, const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
+  switch (t) {
+    case DType::kQ8_0: return decode_pairs<DType::kQ8_0>(w, wstride, nb, out);
+    case DType::kQ4_0: return decode_pairs<DType::kQ4_0>(w, wstride, nb, out);
+    default: return decode_pairs<DType::kQ5_0>(w, wstride, nb, out);
+  }
+}
+
+// out[k * R + r] = W[k] . x[r] for the 4 decoded weight rows and R activation rows.
+template <int R>
+void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t nb, float* out) {
+  const ActBlock32* a[R];
+  for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
+  __m512 acc[kPairs][R];
+  for (int p = 0; p < kPairs; ++p) {
+    for (int r = 0; r < R; ++r) acc[p][r] = _mm512_setzero_ps();
+  }
+  const __m512i ones = _mm512_set1_epi16(1);
+  for (int64_t i = 0; i < nb; ++i) {
+    const PairBlock* b = pb + i * kPairs;
+    for (int r = 0; r < R; ++r) {
+      const __m512i ab = _mm512_broadcast_i64x4(load32(a[r][i].qs));
+      const __m512 da = _mm512_set1_ps(a[r][i].d);
+      for (int p = 0; p < kPairs; ++p) {
+        const __m512i as = _mm512_mask_sub_epi8(ab, b[p].wneg, _mm512_setzero_si512(), ab);
+        const __m512i p16 = _mm512_maddubs_epi16(b[p].wabs, as);
+        const __m512 sv = _mm512_cvtepi32_ps(_mm512_madd_epi16(p16, ones));
+        acc[p][r] = _mm512_fmadd_ps(_mm512_mul_ps(b[p].dw, da), sv, acc[p][r]);
+      }
+    }
+  }
+  for (int p = 0; p < kPairs; ++p) {
+    for (int r = 0; r < R; ++r) {
+      out[(2 * p) * R + r] = hsum_f32(_mm512_castps512_ps256(acc[p][r]));
+      out[(2 * p + 1) * R + r] = hsum_f32(_mm512_extractf32x8_ps(acc[p][r], 1));
+    }
+  }
+}
+#endif
 
 #if defined(GN_X86_AVX2)
 // sum of 16 int16 products a[g] * b[g] (exact: |products| < 2^31 / 16 for these operands).
@@ -442,26 +467,14 @@ void dot_rows(DType t, const void* wrow, const char* act, int64_t act_row, int r
   }
 }
 
-// tile_b32 for a run-time weight type and tile shape (MW in 1..4, R in {1, 4}, and 8 on AVX-512).
+// tile_b32 for a run-time weight type and tile shape (MW in 1..4, R in {1, 4}).
 template <DType DT>
 void tile_b32_dt(int mw, int r, const char* w, int64_t ws, const char* x, int64_t xs, int64_t nb,
                  float* out) {
-#if defined(GN_X86_AVX512)
-  if (r == 8) {
-    switch (mw) {
-      case 1: return tile_b32<DT, 1, 8>(w, ws, x, xs, nb, out);
-      case 2: return tile_b32<DT, 2, 8>(w, ws, x, xs, nb, out);
-      case 3: return tile_b32<DT, 3, 8>(w, ws, x, xs, nb, out);
-      default: return tile_b32<DT, 4, 8>(w, ws, x, xs, nb, out);
-    }
-  }
-#endif
   if (r == 4) {
     switch (mw) {
       case 1: return tile_b32<DT, 1, 4>(w, ws, x, xs, nb, out);
-      case 2: return tile_b32<DT, 2, 4>(w, ws, x, xs, nb, out);
-      case 3: return tile_b32<DT, 3, 4>(w, ws, x, xs, nb, out);
-      default: return tile_b32<DT, 4, 4>(w, ws, x, xs, nb, out);
+      default: return tile_b32<DT, 2, 4>(w, ws, x, xs, nb, out);
     }
   }
   switch (mw) {
@@ -509,23 +522,44 @@ void qlinear_int8(const LinearArgs& a) {
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
     float out[32];  // the largest tile: 4 weight rows x 8 activation rows
     if (!k_quant) {
-      // Decode (n < 4): four weight rows per tile; prefill: 2 x 4 tiles (AVX-512: 4 x 4, two
-      // weight rows per zmm); then the edges.
 #if defined(GN_X86_AVX512)
-      const int mw = 4;
-#else
-      const int mw = a.n < 4 ? 4 : 2;
+      if (a.n >= 8) {  // prefill: each group of 4 weight rows decoded once, then every row
+        Buf<PairBlock> pb(nb * kPairs);
+        int64_t m = m0;
+        for (; m + 4 <= m1; m += 4) {
+          decode_pairs_any(t, wbase + m * wrow, wrow, nb, pb.data());
+          for (int64_t n = 0; n < a.n;) {
+            const int r_rows = n + 8 <= a.n ? 8 : (n + 4 <= a.n ? 4 : 1);
+            const char* an = act + n * act_row;
+            if (r_rows == 8) tile_pairs<8>(pb.data(), an, act_row, nb, out);
+            else if (r_rows == 4) tile_pairs<4>(pb.data(), an, act_row, nb, out);
+            else tile_pairs<1>(pb.data(), an, act_row, nb, out);
+            for (int k = 0; k < 4; ++k) {
+              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+            }
+            n += r_rows;
+          }
+        }
+        for (; m < m1; ++m) {  // the last 1-3 rows of the range
+          for (int64_t n = 0; n < a.n;) {
+            const int r_rows = n + 4 <= a.n ? 4 : 1;
+            tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb,
+                         out);
+            for (int r = 0; r < r_rows; ++r) store(a, n + r, m, out[r]);
+            n += r_rows;
+          }
+        }
+        return;
+      }
 #endif
+      // Decode (n < 4): four weight rows per tile; prefill: 2 x 4 tiles; then the edges.
+      const int mw = a.n < 4 ? 4 : 2;
       for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
         const int64_t n1 = min64(a.n, n0 + kPanel);
         for (int64_t m = m0; m < m1; m += mw) {
           const int k_rows = static_cast<int>(min64(mw, m1 - m));
           for (int64_t n = n0; n < n1;) {
-#if defined(GN_X86_AVX512)
-            const int r_rows = n + 8 <= n1 ? 8 : (n + 4 <= n1 ? 4 : 1);
-#else
             const int r_rows = n + 4 <= n1 ? 4 : 1;
-#endif
             tile_b32_any(t, k_rows, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row,
                          nb, out);
             for (int k = 0; k < k_rows; ++k) {
