@@ -523,7 +523,7 @@ void qlinear_int8(const LinearArgs& a) {
     float out[32];  // the largest tile: 4 weight rows x 8 activation rows
     if (!k_quant) {
 #if defined(GN_X86_AVX512)
-      if (a.n >= 8) {  // prefill: each group of 4 weight rows decoded once, then every row
+      if (a.n >= 4) {  // batches: each group of 4 weight rows decoded once, then every row
         Buf<PairBlock> pb(nb * kPairs);
         int64_t m = m0;
         for (; m + 4 <= m1; m += 4) {
