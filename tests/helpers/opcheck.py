@@ -10,9 +10,10 @@ import gemma_native as gn
 from gemma_native import ops
 from gemma_native._dtypes import f32_to_bf16_bits, weight_to_f32
 
-# Every CPU kernel set (avx512emu: the AVX-512 code over SIMDe, built when its headers are
-# found), the SIMT emulator of the CUDA kernels and a real GPU (marked gpu).
-ALL_ISAS = ["scalar", "avx2", "avx512", "avx512emu", ops.EMULATOR,
+# Every CPU kernel set (avx512emu / avx512vnniemu: the AVX-512 code, without and with VNNI, over
+# SIMDe, built when its headers are found), the SIMT emulator of the CUDA kernels and a real GPU
+# (marked gpu).
+ALL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu", ops.EMULATOR,
             pytest.param("cuda", marks=pytest.mark.gpu)]
 AVAILABLE_ISAS = list(gn.backend_info()["available_isas"])
 

@@ -66,20 +66,22 @@ def assert_identical(results, what):
                     f"{b[j]!r} vs {a[j]!r}")
 
 
-def test_emulated_avx512_set():
-    """avx512emu is built where CI expects it, runs on any CPU, and "auto" never picks it."""
+@pytest.mark.parametrize("name", ["avx512emu", "avx512vnniemu"])
+def test_emulated_avx512_set(name):
+    """The emulated AVX-512 sets are built where CI expects them, run on any CPU, and "auto"
+    never picks them."""
     info = gn.backend_info()
-    if "avx512emu" not in info["compiled_isas"]:
+    if name not in info["compiled_isas"]:
         assert os.environ.get("GEMMA_NATIVE_EXPECT_AVX512EMU") != "1", (
-            "GEMMA_NATIVE_EXPECT_AVX512EMU=1 but the build has no emulated AVX-512 set: were the "
+            f"GEMMA_NATIVE_EXPECT_AVX512EMU=1 but the build has no {name} set: were the "
             "SIMDe headers found (GEMMA_NATIVE_SIMDE_INCLUDE)?")
-        pytest.skip("built without the SIMDe headers: no emulated AVX-512 set")
-    assert "avx512emu" in info["available_isas"]
+        pytest.skip("built without the SIMDe headers: no emulated AVX-512 sets")
+    assert name in info["available_isas"]
     gn.set_cpu_isa("auto")
-    assert gn.backend_info()["cpu_isa"] != "avx512emu"
-    gn.set_cpu_isa("avx512emu")
+    assert not gn.backend_info()["cpu_isa"].endswith("emu")
+    gn.set_cpu_isa(name)
     try:
-        assert gn.backend_info()["cpu_isa"] == "avx512emu"
+        assert gn.backend_info()["cpu_isa"] == name
     finally:
         gn.set_cpu_isa("auto")
 

@@ -20,7 +20,7 @@ from tests.helpers import FIXTURES_DIR
 
 # byte offsets of the fp16 scale fields in each block
 SCALES = {"Q8_0": [0], "Q4_0": [0], "Q5_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}
-ISAS = ["scalar", "avx2", "avx512"]
+ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu"]
 
 
 def random_blocks(kind, rows, cols, seed):
@@ -42,7 +42,7 @@ def isa(request):
     """The CPU kernel sets only: replaces tests/ops/conftest.py's isa, which adds the CUDA
     devices."""
     if request.param not in gn.backend_info()["available_isas"]:
-        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+        pytest.skip(f"the {request.param} kernels are not built or this CPU cannot run them")
     gn.set_cpu_isa(request.param)
     yield request.param
     gn.set_cpu_isa("auto")

@@ -62,8 +62,12 @@ std::vector<Entry> entries() {
 #ifdef GN_HAVE_AVX512
   e.push_back({"avx512", kernel_table_avx512, avx512_ok});
 #endif
+#ifdef GN_HAVE_AVX512VNNI
+  e.push_back({"avx512vnni", kernel_table_avx512vnni, [] { return avx512_ok() && has("avx512vnni"); }});
+#endif
 #ifdef GN_HAVE_AVX512EMU
   e.push_back({"avx512emu", kernel_table_avx512emu, [] { return true; }, true});
+  e.push_back({"avx512vnniemu", kernel_table_avx512vnniemu, [] { return true; }, true});
 #endif
   return e;
 }

@@ -23,7 +23,9 @@ struct KernelTable {
 const KernelTable* kernel_table_scalar();
 const KernelTable* kernel_table_avx2();
 const KernelTable* kernel_table_avx512();
-const KernelTable* kernel_table_avx512emu();  // the AVX-512 code over SIMDe (any CPU; tests)
+const KernelTable* kernel_table_avx512vnni();
+const KernelTable* kernel_table_avx512emu();      // the AVX-512 code over SIMDe (any CPU; tests)
+const KernelTable* kernel_table_avx512vnniemu();  // the same with VNNI
 
 // The bf16 compute mode's GEMM (bf16_gemm.cc): on AMX tiles, and the same code over an emulation
 // of the tiles (any CPU; for tests).

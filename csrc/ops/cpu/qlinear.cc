@@ -255,10 +255,19 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
 // (decode_pairs) and then used for every activation row.  AVX-512 has no vpsignb: the
 // activation is negated under the mask of negative weights, which is sign(a, w) wherever
 // |w| != 0 (where |w| == 0 the product is 0 either way).
+// With VNNI, VPDPBUSD multiplies unsigned by signed bytes and adds each group of 4 products to
+// an int32 lane without saturating: the activation goes in as a + 128 (its byte XOR 0x80) and
+// the lane starts from -128 * (its 4 weights' sum), which leaves the same exact sum of a * w.
 struct PairBlock {
+#if defined(GN_X86_AVX512VNNI)
+  __m512i wq;      // w of rows 2p (bytes 0-31) and 2p + 1 (bytes 32-63)
+  __m512i corr;    // -128 * the sum of each lane's 4 weights
+  __m512 dw;       // their block scales, 8 lanes each
+#else
   __m512i wabs;    // |w| of rows 2p (bytes 0-31) and 2p + 1 (bytes 32-63)
   __m512 dw;       // their block scales, 8 lanes each
   __mmask64 wneg;  // bytes whose weight is negative
+#endif
 };
 constexpr int kPairs = 2;  // a group of 4 weight rows
 
@@ -272,8 +281,15 @@ void decode_pairs(const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
       const __m256i w1 = decode_b32<DT>(w + (2 * p + 1) * wstride, i, &d1);
       const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
       PairBlock& pb = out[i * kPairs + p];
+#if defined(GN_X86_AVX512VNNI)
+      pb.wq = wq;
+      pb.corr = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), wq));
+#else
       pb.wabs = _mm512_abs_epi8(wq);
       pb.wneg = _mm512_movepi8_mask(wq);
+#endif
       pb.dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
     }
   }
@@ -296,16 +312,27 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
   for (int p = 0; p < kPairs; ++p) {
     for (int r = 0; r < R; ++r) acc[p][r] = _mm512_setzero_ps();
   }
+#if defined(GN_X86_AVX512VNNI)
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+#else
   const __m512i ones = _mm512_set1_epi16(1);
+#endif
   for (int64_t i = 0; i < nb; ++i) {
     const PairBlock* b = pb + i * kPairs;
     for (int r = 0; r < R; ++r) {
       const __m512i ab = _mm512_broadcast_i64x4(load32(a[r][i].qs));
       const __m512 da = _mm512_set1_ps(a[r][i].d);
+#if defined(GN_X86_AVX512VNNI)
+      const __m512i au = _mm512_xor_si512(ab, flip);  // a + 128 as unsigned bytes
+#endif
       for (int p = 0; p < kPairs; ++p) {
+#if defined(GN_X86_AVX512VNNI)
+        const __m512 sv = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(b[p].corr, au, b[p].wq));
+#else
         const __m512i as = _mm512_mask_sub_epi8(ab, b[p].wneg, _mm512_setzero_si512(), ab);
         const __m512i p16 = _mm512_maddubs_epi16(b[p].wabs, as);
         const __m512 sv = _mm512_cvtepi32_ps(_mm512_madd_epi16(p16, ones));
+#endif
         acc[p][r] = _mm512_fmadd_ps(_mm512_mul_ps(b[p].dw, da), sv, acc[p][r]);
       }
     }

@@ -16,10 +16,11 @@
 //   vmax(a,b)    a > b ? a : b per lane (so a NaN in a is passed over, as MAXPS does)
 #pragma once
 
-// GN_X86_AVX2 / GN_X86_AVX512 say which x86 SIMD code a kernel file compiles: from the
-// compiler's ISA flags, or, for the emulated AVX-512 set (GN_SIMDE_AVX512, CMakeLists.txt), from
-// SIMDe's portable implementation of the same intrinsics, so that the AVX-512 code paths run
-// (slowly) on any CPU and the tests check their logic on machines without AVX-512.
+// GN_X86_AVX2 / GN_X86_AVX512 / GN_X86_AVX512VNNI say which x86 SIMD code a kernel file
+// compiles: from the compiler's ISA flags, or, for the emulated AVX-512 sets (GN_SIMDE_AVX512,
+// with GN_SIMDE_VNNI for the VNNI one; CMakeLists.txt), from SIMDe's portable implementation of
+// the same intrinsics, so that the AVX-512 code paths run (slowly) on any CPU and the tests
+// check their logic on machines without AVX-512.
 #if defined(GN_SIMDE_AVX512)
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
@@ -28,6 +29,9 @@
 #include <string.h>
 #define GN_X86_AVX2 1
 #define GN_X86_AVX512 1
+#if defined(GN_SIMDE_VNNI)
+#define GN_X86_AVX512VNNI 1
+#endif
 // SIMDe's portable fmadd multiplies, rounds, then adds; the instruction rounds once.  Our
 // kernels' bit-identity across sets rests on the single rounding, so the emulated set computes
 // each lane with fmaf (exact by the C standard, in software where the CPU has no FMA).
@@ -51,6 +55,9 @@ static inline V gn_emu_fmadd(V a, V b, V c) {
 #define GN_X86_AVX2 1
 #if defined(__AVX512F__)
 #define GN_X86_AVX512 1
+#endif
+#if defined(__AVX512VNNI__)
+#define GN_X86_AVX512VNNI 1
 #endif
 #endif
 
