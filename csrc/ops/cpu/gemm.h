@@ -1,28 +1,32 @@
 // Packed, cache-blocked, register-blocked GEMM for linear at large N (prefill):
 //   y[n, m] = sum_k x[n, k] * W[m, k] + bias[m]   (W [M, K] f32/bf16/f16, fp32 accumulation)
 //
-// The order of every sum is linear's one order (linear.cc): a single vector accumulator over
-// the whole kLanes vectors of K in increasing k, hsum, then the scalar tail; so a row's result
-// is the same bit for bit whether it went through this GEMM or the GEMV path (batch == singles,
-// chunked prefill == token by token).  The partial vectors live in a small accumulator buffer
-// between K blocks.
+// The order of every sum is linear's one order (simd.h dot_linear): eight lane sums, lane l
+// running over k = l, l + 8, l + 16, ... in increasing k with one rounding per FMA, then the fixed
+// tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), then the scalar tail k >= 8 * (K / 8),
+// then the bias.  So a row's result is the same bit for bit whether it went through this GEMM or
+// the GEMV path (batch == singles, chunked prefill == token by token), on every kernel set.
 //
-// Blocking (AVX2 sizes; 32 KiB L1d, 512 KiB L2 per core):
-//   microkernel  3 x-rows x 4 W-rows: 12 accumulators + 3 x vectors + 1 W vector = 16 ymm;
-//                per vector step 7 loads feed 12 FMAs.
-//   AVX-512: 6 x-rows x 8 W-rows in 24 zmm accumulators.  A zmm holds the 8-lane accumulators
-//                of two outputs side by side (W rows 2p and 2p+1 against one x row), never 16
-//                lanes of one output, so every output is still summed in the 8-lane order of
-//                simd.h and the result is bit-identical to the AVX2 and scalar sets.  The packed
-//                W layout [k vector][row][lane] already puts rows 2p, 2p+1 of one k vector in one
-//                64-byte run; the x row's 8 lanes are broadcast to both halves.  Per vector step
-//                4 W loads + 6 x broadcasts feed 24 zmm FMAs (2x the AVX2 kernel's work per
-//                load).
-//   W sliver     4 rows x kKc stays in L1 while the kernel walks the x slivers of the x block
-//                (kNx rows x kKc, packed so the block's slivers are one sequential stream).
-//   W super block (kMw rows, all of K) is packed and widened to fp32 once per task and reused
-//                for every x block; x is packed once per call and shared by the tasks.
-// Napkin math: 2*N*M*K FLOPs; packing costs O(N*K + M*K) and is a few percent for N >= 64.
+// Lane split.  The eight lane sums are eight independent products over K / 8 terms each:
+// lane l of output (n, m) is sum_j x[n, 8j + l] * W[m, 8j + l].  Packing x and W by lane turns
+// each into an ordinary outer-product GEMM in which one register lane holds one output's lane-l
+// sum, so a W vector (kNR / kWL registers of consecutive output rows) is reused against kMR
+// broadcast x values, as in a BLAS kernel, instead of a dot-product tile in which each output
+// needs a whole 8-lane register.  That is what makes the FMA units, not the loads, the limit:
+//   microkernel  kMR x rows x kNR W rows of one lane: AVX-512 14 x 32 (28 zmm accumulators;
+//                per step 2 W loads + 14 broadcasts feed 28 FMAs), AVX2 and the scalar baseline
+//                6 x 16 (12 accumulators + 2 W + 1 broadcast = 15 ymm).
+//   After the eight lanes of a tile, the tree above adds the eight lane tiles element by element
+//   (vector adds are per element, so it is the same tree as hsum's).
+// Packed layouts (floats, zero padded):
+//   x, per call chunk:   [panel p of kMR rows][lane l][j < K/8][row r]   (read by every task)
+//   W, per task:         [panel q of kNR rows][lane l][j < K/8][row c]   (kept in L2)
+// Loops per task (Mw W rows, a few panels, <= ~1 MiB packed): for each x panel p, for each lane l
+// (the x panel's lane slab stays in L1), for each W panel q: one microkernel over all of K / 8
+// with its accumulators in registers throughout, then the lane tree, the K tail and the bias.
+// One x chunk (<= kNb rows, ~5 MB at K = 2560) is packed once per call chunk and streamed by
+// every task; W is packed once per task and chunk.  Napkin math: 2*N*M*K FLOPs; packing is
+// O(N*K + M*K) per chunk, a few percent at N >= 64.
 #pragma once
 
 #include <cstring>
@@ -34,121 +38,122 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace gemm {
 
+// The GEMM's own register type: a zmm of 16 lanes on AVX-512 (each lane a different output row),
+// Vec elsewhere.  Only per-element operations are used, so the width never changes a result.
 #if defined(GN_X86_AVX512)
-constexpr int kR = 6;                  // x rows per microkernel
-constexpr int kC = 8;                  // W rows per microkernel (4 zmm pairs)
-#ifndef GN_GEMM_KC
-#define GN_GEMM_KC 256
-#define GN_GEMM_NX 4
-#define GN_GEMM_MW 4
-#endif
+using WVec = __m512;
+constexpr int kWL = 16;
+static inline WVec wzero() { return _mm512_setzero_ps(); }
+static inline WVec wload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void wstore(float* p, WVec v) { _mm512_storeu_ps(p, v); }
+static inline WVec wsplat(float x) { return _mm512_set1_ps(x); }
+static inline WVec wfma(WVec a, WVec b, WVec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline WVec wadd(WVec a, WVec b) { return _mm512_add_ps(a, b); }
+constexpr int kMR = 14;                // x rows per microkernel (broadcast)
+constexpr int64_t kPackBudget = 768 * 1024;  // bytes of packed W per task (2 MiB L2)
 #else
-constexpr int kR = 3;                  // x rows per microkernel
-constexpr int kC = 4;                  // W rows per microkernel
-// Sizes picked by timing on the 2-core EPYC (noisy; 256/4/4 was ~10-20% ahead of 1024/8/8): the
-// x block's K piece (12 KiB), one W sliver piece (4 KiB) and the block's accumulators (12 KiB)
-// mostly stay in L1, as loading a full x vector per 4 FMAs from L2 was the bottleneck.
-#ifndef GN_GEMM_KC
-#define GN_GEMM_KC 256
-#define GN_GEMM_NX 4
-#define GN_GEMM_MW 4
+using WVec = Vec;
+constexpr int kWL = kLanes;
+static inline WVec wzero() { return zero(); }
+static inline WVec wload(const float* p) { return load(p); }
+static inline void wstore(float* p, WVec v) { store(p, v); }
+static inline WVec wsplat(float x) { return splat(x); }
+static inline WVec wfma(WVec a, WVec b, WVec c) { return fma(a, b, c); }
+static inline WVec wadd(WVec a, WVec b) { return add(a, b); }
+constexpr int kMR = 6;
+constexpr int64_t kPackBudget = 256 * 1024;  // 512 KiB L2 on the EPYCs
 #endif
-#endif
-constexpr int64_t kKc = GN_GEMM_KC;      // K block (elements), a multiple of kLanes
-constexpr int64_t kNx = GN_GEMM_NX * kR;  // x rows per block
-constexpr int64_t kMw = GN_GEMM_MW * kC;  // W rows per task (super block)
-constexpr int64_t kNb = 516;               // x rows per call chunk (5 MB packed at K = 2560)
-static_assert(kKc % kLanes == 0, "K block must hold whole vectors");
+constexpr int kNR = 2 * kWL;             // W rows per microkernel (two registers)
+constexpr int64_t kNb = (516 / kMR) * kMR;  // x rows per call chunk (~5 MB packed at K = 2560)
 
-// Packs `rows` rows (row stride `ld` elements, dtype DT, zero rows past `valid`) over the first
-// nv*kLanes columns: for each K block, its vectors [j][row][lane].  K
-// block b of this sliver lands at dst + b * kKc * block_stride + index * ROWS * vb, where vb is
-// the block's width in elements: with block_stride = ROWS * slivers, the slivers of one K block
-// sit next to each other, so a pass over an x block is one sequential stream.
+// One lane's product of x panel xp ([j][kMR]) and W panel wp ([j][kNR]) over `steps` j:
+// out[r * kNR + c] = sum_j xp[j][r] * wp[j][c], one FMA chain per (r, c) in increasing j.
+static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* out) {
+  WVec c0[kMR], c1[kMR];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r) c0[r] = c1[r] = wzero();
+  for (int64_t j = 0; j < steps; ++j) {
+    const WVec w0 = wload(wp), w1 = wload(wp + kWL);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; ++r) {
+      const WVec x = wsplat(xp[r]);
+      c0[r] = wfma(w0, x, c0[r]);
+      c1[r] = wfma(w1, x, c1[r]);
+    }
+    xp += kMR;
+    wp += kNR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r) {
+    wstore(out + r * kNR, c0[r]);
+    wstore(out + r * kNR + kWL, c1[r]);
+  }
+}
+
+// Transposes the 8 x 8 block v[row][lane] in place into v[lane][row].
+static inline void transpose8(Vec* v) {
+#if defined(GN_X86_AVX2)
+  const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+  // u_c holds lanes c and c + 4 of four rows (0-3 in u0..u3, 4-7 in u4..u7).
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  v[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  v[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+#else
+  for (int i = 0; i < kLanes; ++i) {
+    for (int l = i + 1; l < kLanes; ++l) {
+      const float t = v[i].l[l];
+      v[i].l[l] = v[l].l[i];
+      v[l].l[i] = t;
+    }
+  }
+#endif
+}
+
+// Packs `rows` (<= ROWS; the rest zero) rows of src (row stride ld elements, dtype DT) into
+// one panel [l][j < nv][ROWS]: 8 rows x 8 lanes at a time, transposed in registers.
 template <DType DT, int ROWS>
-static inline void pack_sliver(const void* src, int64_t ld, int64_t valid, int64_t nv,
-                               int64_t block_stride, int64_t index, float* dst0) {
-  const int64_t kv = kKc / kLanes;
-  for (int64_t v0 = 0; v0 < nv; v0 += kv) {
-    const int64_t v1 = min64(nv, v0 + kv);
-    float* dst = dst0 + v0 * kLanes * block_stride + index * ROWS * (v1 - v0) * kLanes;
-    for (int64_t v = v0; v < v1; ++v) {
-      for (int r = 0; r < ROWS; ++r) {
-        store(dst, r < valid ? load_w<DT>(src, r * ld + v * kLanes) : zero());
-        dst += kLanes;
+static inline void pack_panel(const void* src, int64_t ld, int64_t rows, int64_t nv,
+                              float* dst) {
+  const int64_t lane_stride = nv * ROWS;
+  const int64_t row_bytes = ld * static_cast<int64_t>(dtype_size(DT));
+  const char* s0 = static_cast<const char*>(src);
+  // j outer: the 4 * ROWS bytes of one (lane, j) are written at once, whole cache lines.
+  for (int64_t j = 0; j < nv; ++j) {
+    for (int r0 = 0; r0 < ROWS; r0 += kLanes) {
+      const int g = ROWS - r0 < kLanes ? ROWS - r0 : kLanes;  // panel rows in this group
+      const int64_t valid = min64(g, max64(0, rows - r0));     // rows that exist
+      Vec v[kLanes];
+#pragma GCC unroll 8
+      for (int i = 0; i < kLanes; ++i) {
+        v[i] = i < valid ? load_w<DT>(s0 + (r0 + i) * row_bytes, j * kLanes) : zero();
+      }
+      transpose8(v);
+      float* d = dst + j * ROWS + r0;
+      if (g == kLanes) {
+#pragma GCC unroll 8
+        for (int l = 0; l < kLanes; ++l) store(d + l * lane_stride, v[l]);
+      } else {
+        for (int l = 0; l < kLanes; ++l) {
+          float t[kLanes];
+          store(t, v[l]);
+          for (int i = 0; i < g; ++i) d[l * lane_stride + i] = t[i];
+        }
       }
     }
   }
 }
-
-#if defined(GN_X86_AVX512)
-// acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c]; zmm (r, p) holds the
-// accumulators of (r, 2p) and (r, 2p+1), which are adjacent in acc.
-static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {
-  constexpr int kP = kC / 2;
-  __m512 c[kR][kP];
-#pragma GCC unroll 8
-  for (int r = 0; r < kR; ++r) {
-#pragma GCC unroll 4
-    for (int p = 0; p < kP; ++p) c[r][p] = _mm512_loadu_ps(acc + (r * kC + 2 * p) * kLanes);
-  }
-  for (int64_t j = 0; j < steps; ++j) {
-    __m512 w[kP];
-#pragma GCC unroll 4
-    for (int p = 0; p < kP; ++p) w[p] = _mm512_loadu_ps(wp + 2 * p * kLanes);
-#pragma GCC unroll 8
-    for (int r = 0; r < kR; ++r) {
-      const __m512 x = _mm512_broadcast_f32x8(_mm256_loadu_ps(xp + r * kLanes));
-#pragma GCC unroll 4
-      for (int p = 0; p < kP; ++p) c[r][p] = _mm512_fmadd_ps(w[p], x, c[r][p]);
-    }
-    xp += kR * kLanes;
-    wp += kC * kLanes;
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < kR; ++r) {
-#pragma GCC unroll 4
-    for (int p = 0; p < kP; ++p) _mm512_storeu_ps(acc + (r * kC + 2 * p) * kLanes, c[r][p]);
-  }
-}
-#else
-// acc[r*kC + c] += sum over `steps` packed vector steps of x[r] * w[c].
-static inline void microkernel(const float* xp, const float* wp, int64_t steps, float* acc) {
-  Vec a00 = load(acc + 0 * kLanes), a01 = load(acc + 1 * kLanes);
-  Vec a02 = load(acc + 2 * kLanes), a03 = load(acc + 3 * kLanes);
-  Vec a10 = load(acc + 4 * kLanes), a11 = load(acc + 5 * kLanes);
-  Vec a12 = load(acc + 6 * kLanes), a13 = load(acc + 7 * kLanes);
-  Vec a20 = load(acc + 8 * kLanes), a21 = load(acc + 9 * kLanes);
-  Vec a22 = load(acc + 10 * kLanes), a23 = load(acc + 11 * kLanes);
-  for (int64_t j = 0; j < steps; ++j) {
-    const Vec x0 = load(xp), x1 = load(xp + kLanes), x2 = load(xp + 2 * kLanes);
-    Vec w = load(wp);
-    a00 = fma(w, x0, a00);
-    a10 = fma(w, x1, a10);
-    a20 = fma(w, x2, a20);
-    w = load(wp + kLanes);
-    a01 = fma(w, x0, a01);
-    a11 = fma(w, x1, a11);
-    a21 = fma(w, x2, a21);
-    w = load(wp + 2 * kLanes);
-    a02 = fma(w, x0, a02);
-    a12 = fma(w, x1, a12);
-    a22 = fma(w, x2, a22);
-    w = load(wp + 3 * kLanes);
-    a03 = fma(w, x0, a03);
-    a13 = fma(w, x1, a13);
-    a23 = fma(w, x2, a23);
-    xp += kR * kLanes;
-    wp += kC * kLanes;
-  }
-  store(acc + 0 * kLanes, a00), store(acc + 1 * kLanes, a01);
-  store(acc + 2 * kLanes, a02), store(acc + 3 * kLanes, a03);
-  store(acc + 4 * kLanes, a10), store(acc + 5 * kLanes, a11);
-  store(acc + 6 * kLanes, a12), store(acc + 7 * kLanes, a13);
-  store(acc + 8 * kLanes, a20), store(acc + 9 * kLanes, a21);
-  store(acc + 10 * kLanes, a22), store(acc + 11 * kLanes, a23);
-}
-#endif
 
 // A per-thread buffer kept between calls (per-ISA type: no STL in kernel objects, simd.h Buf).
 struct Scratch {
@@ -166,76 +171,103 @@ struct Scratch {
   float* data() { return p; }
 };
 
-// One chunk of at most kNb rows of x (packed x stays in L3 while every task walks it).
+// One chunk of at most kNb rows of x.
 template <DType DT>
 void run_chunk(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t nv = k / kLanes;
-  const int64_t kv = kKc / kLanes;
-  const int64_t xs = (n_rows + kR - 1) / kR;  // x slivers
-  const int64_t xs_size = kR * nv * kLanes;   // floats per packed x sliver
+  const int64_t xpanels = (n_rows + kMR - 1) / kMR;
+  const int64_t xp_size = kLanes * nv * kMR;  // floats per packed x panel
+  const int64_t wp_size = kLanes * nv * kNR;  // floats per packed W panel
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
+  const char* wbase = static_cast<const char*>(a.w.data);
 
-  // x packed once (both parities of every K block), shared by all tasks.
-  Buf<float> xpack(xs * xs_size + 1);
-  par_for(xs, 8, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      pack_sliver<DType::kF32, kR>(a.x + s * kR * k, k, n_rows - s * kR, nv, kR * xs, s,
-                                   xpack.data());
+  // The calling thread's buffer, reused between calls (no page faults per call).  Workers see
+  // their own thread_local under the same name, so the lambdas use the pointer only.
+  thread_local Scratch xscratch;
+  xscratch.reserve(xpanels * xp_size + 1);
+  float* const xpack = xscratch.data();
+  par_for(xpanels, 4, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      pack_panel<DType::kF32, kMR>(a.x + p * kMR * k, k, min64(kMR, n_rows - p * kMR), nv,
+                                   xpack + p * xp_size);
     }
   });
 
-  const int64_t tasks = (m_rows + kMw - 1) / kMw;
+  // W panels per task: as many as fit the packing budget (at least one).
+  const int64_t per_task = max64(1, min64(4, kPackBudget / max64(1, wp_size * 4)));
+  const int64_t wpanels = (m_rows + kNR - 1) / kNR;
+  const int64_t tasks = (wpanels + per_task - 1) / per_task;
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    constexpr int64_t kWs = kMw / kC;  // W slivers per super block
-    constexpr int64_t kXs = kNx / kR;  // x slivers per x block
-    constexpr int64_t kAcc = kR * kC * kLanes;  // floats per (x sliver, W sliver) pair
-    thread_local Scratch wpack, acc;
-    const int64_t ws_size = kC * nv * kLanes;
-    wpack.reserve(kWs * ws_size + 1);
-    acc.reserve(kXs * kWs * kAcc);
-    const char* wbase = static_cast<const char*>(a.w.data);
+    constexpr int64_t kTile = kMR * kNR;
+    thread_local Scratch wpack, lanes;
+    wpack.reserve(per_task * wp_size + 1);
+    lanes.reserve(per_task * kLanes * kTile);
+    // Bias (or zeros) for a whole W panel, so the finish below can add it a vector at a time.
+    float bias_panel[kNR];
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t m0 = t * kMw, m1 = min64(m_rows, m0 + kMw);
-      const int64_t nws = (m1 - m0 + kC - 1) / kC;
-      for (int64_t ws = 0; ws < nws; ++ws) {
-        const int64_t mr = m0 + ws * kC;
-        pack_sliver<DT, kC>(wbase + static_cast<size_t>(mr) * row_bytes, k, m_rows - mr, nv,
-                            kC * kWs, ws, wpack.data());
+      const int64_t q0 = t * per_task, nq = min64(per_task, wpanels - q0);
+      for (int64_t q = 0; q < nq; ++q) {
+        const int64_t mr = (q0 + q) * kNR;
+        pack_panel<DT, kNR>(wbase + static_cast<size_t>(mr) * row_bytes, k,
+                            min64(kNR, m_rows - mr), nv, wpack.data() + q * wp_size);
       }
-      for (int64_t xb = 0; xb < xs; xb += kXs) {
-        const int64_t nxs = min64(kXs, xs - xb);
-        std::memset(acc.data(), 0, kXs * kWs * kAcc * sizeof(float));
-        for (int64_t v0 = 0; v0 < nv; v0 += kv) {
-          const int64_t vb = min64(kv, nv - v0);
-          for (int64_t ws = 0; ws < nws; ++ws) {
-            const float* wp = wpack.data() + v0 * kLanes * kC * kWs + ws * kC * vb * kLanes;
-            for (int64_t i = 0; i < nxs; ++i) {
-              const float* xp = xpack.data() + v0 * kLanes * kR * xs + (xb + i) * kR * vb * kLanes;
-              float* ac = acc.data() + (i * kWs + ws) * kAcc;
-              microkernel(xp, wp, vb, ac);
-            }
+      // The next task's W rows are read from memory into L2 while this one computes, a slice
+      // per x panel, so its packing does not wait on DRAM.
+      const char* next = nullptr;
+      int64_t next_lines = 0, lines_per_panel = 0;
+      if (t + 1 < t1) {
+        const int64_t m_next = (t + 1) * per_task * kNR;
+        next = wbase + static_cast<size_t>(m_next) * row_bytes;
+        next_lines = (min64(m_rows, m_next + per_task * kNR) - m_next) *
+                     static_cast<int64_t>(row_bytes) / 64;
+        lines_per_panel = (next_lines + xpanels - 1) / xpanels;
+      }
+      for (int64_t p = 0; p < xpanels; ++p) {
+        const float* xp = xpack + p * xp_size;
+        for (int64_t i = p * lines_per_panel; i < min64(next_lines, (p + 1) * lines_per_panel);
+             ++i) {
+          prefetch_l2(next + i * 64);
+        }
+        for (int l = 0; l < kLanes; ++l) {
+          for (int64_t q = 0; q < nq; ++q) {
+            microkernel(xp + l * nv * kMR, wpack.data() + q * wp_size + l * nv * kNR, nv,
+                        lanes.data() + (q * kLanes + l) * kTile);
           }
         }
-        // Finish each output in linear's order: hsum, then the scalar tail.
-        for (int64_t i = 0; i < nxs; ++i) {
-          for (int r = 0; r < kR; ++r) {
-            const int64_t n = (xb + i) * kR + r;
-            if (n >= n_rows) break;
-            const float* x = a.x + n * k;
-            float* yrow = a.y + n * m_rows;
-            for (int64_t ws = 0; ws < nws; ++ws) {
-              const float* ac = acc.data() + (i * kWs + ws) * kAcc;
-              for (int c = 0; c < kC; ++c) {
-                const int64_t m = m0 + ws * kC + c;
-                if (m >= m1) break;
-                const int q = r * kC + c;
-                float s = hsum(load(ac + q * kLanes));
-                const void* w = wbase + static_cast<size_t>(m) * row_bytes;
-                for (int64_t j = nv * kLanes; j < k; ++j) s += load_w1<DT>(w, j) * x[j];
-                const float bias = a.bias ? a.bias[m] : 0.0f;
-                yrow[m] = a.accumulate ? yrow[m] + (s + bias) : s + bias;
+        // Finish each output in linear's order: the lane tree, then the scalar tail, then the
+        // bias.  Per element, so a vector at a time where there is no tail.
+        const int64_t nr = min64(kMR, n_rows - p * kMR);
+        for (int64_t q = 0; q < nq; ++q) {
+          const float* L = lanes.data() + q * kLanes * kTile;
+          const int64_t m0 = (q0 + q) * kNR, nc = min64(kNR, m_rows - m0);
+          for (int64_t c = 0; c < kNR; ++c) bias_panel[c] = a.bias && c < nc ? a.bias[m0 + c] : 0.0f;
+          const bool whole = nc == kNR && nv * kLanes == k;
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t n = p * kMR + r;
+            float* yrow = a.y + n * m_rows + m0;
+            float s[kNR];
+            for (int h = 0; h < kNR; h += kWL) {
+              const int64_t o = r * kNR + h;
+              const WVec l04 = wadd(wload(L + 0 * kTile + o), wload(L + 4 * kTile + o));
+              const WVec l26 = wadd(wload(L + 2 * kTile + o), wload(L + 6 * kTile + o));
+              const WVec l15 = wadd(wload(L + 1 * kTile + o), wload(L + 5 * kTile + o));
+              const WVec l37 = wadd(wload(L + 3 * kTile + o), wload(L + 7 * kTile + o));
+              const WVec v = wadd(wadd(l04, l26), wadd(l15, l37));
+              if (whole) {
+                const WVec vb = wadd(v, wload(bias_panel + h));
+                wstore(yrow + h, a.accumulate ? wadd(wload(yrow + h), vb) : vb);
+              } else {
+                wstore(s + h, v);
               }
+            }
+            if (whole) continue;
+            const float* x = a.x + n * k;
+            for (int64_t c = 0; c < nc; ++c) {
+              float v = s[c];
+              const void* w = wbase + static_cast<size_t>(m0 + c) * row_bytes;
+              for (int64_t j = nv * kLanes; j < k; ++j) v += load_w1<DT>(w, j) * x[j];
+              yrow[c] = a.accumulate ? yrow[c] + (v + bias_panel[c]) : v + bias_panel[c];
             }
           }
         }
@@ -249,9 +281,9 @@ void run_chunk(const LinearArgs& a) {
 // chunk re-packs W, which costs about 2 / kNb of the FMA time.
 template <DType DT>
 void run(const LinearArgs& a) {
-  // Equal chunks (whole microkernel rows), not kNb + a sliver: each chunk costs a W pass.
+  // Equal chunks (whole microkernel panels), not kNb + a sliver: each chunk costs a W pass.
   const int64_t chunks = (a.n + kNb - 1) / kNb;
-  const int64_t size = ((a.n + chunks - 1) / chunks + kR - 1) / kR * kR;
+  const int64_t size = ((a.n + chunks - 1) / chunks + kMR - 1) / kMR * kMR;
   for (int64_t n0 = 0; n0 < a.n; n0 += size) {
     LinearArgs c = a;
     c.x = a.x + n0 * a.w.cols;
