@@ -286,9 +286,13 @@ def test_absurd_sizes_are_refused_at_load(preset, overrides, match):
 # 9. Ctrl-C during a long prefill
 # ---------------------------------------------------------------------------------------------
 
+# The child installs Python's Ctrl-C handler itself: a test run started as a background job of a
+# non-interactive shell (`.ci/run &`) ignores SIGINT, children inherit that, and Python then
+# installs no KeyboardInterrupt handler, so the signal would never reach the library.
 _INTERRUPT_CHILD = """
-    import json, sys, time
+    import json, signal, sys, time
     import numpy as np, gemma_native as gn
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     gn.set_num_threads({threads})
     m = gn.random_model("{preset}", dtype="bfloat16", seed=13)
     rng = np.random.default_rng(0)
