@@ -1,9 +1,10 @@
 """Prefill GEMM and decode GEMV speed of gemma_native.ops.linear next to the machine's limits.
 
 Measured in the same run (these machines are shared, so the ratios are what to read):
-  * fp32 FMA peak: a tiny C loop (12 independent AVX2 FMA chains per thread, compiled here with
-    the system C compiler into a temporary shared library and called through ctypes, one call
-    per thread so the GIL is released) on the same number of threads;
+  * fp32 FMA peak: a tiny C loop (12 independent FMA chains per thread, zmm where the kernel set
+    is an AVX-512 one and ymm otherwise, compiled here with the system C compiler into a
+    temporary shared library and called through ctypes, one call per thread so the GIL is
+    released) on the same number of threads;
   * memory bandwidth: a STREAM-like copy of 256 MiB per thread through the same library;
   * numpy's fp32 matmul and, when torch is installed, torch's fp32/bf16 matmul (same threads).
 gn_f32 / gn_bf16 are the exact GEMM on fp32 / bf16 weights; gn_bf16_mode (where a bf16 GEMM is
@@ -50,6 +51,22 @@ float gn_fma_peak(long n_iter) {
   float o[8]; _mm256_storeu_ps(o, s);
   return o[0];
 }
+/* The same with 16-lane zmm registers (384 flops per iteration), for CPUs with AVX-512. */
+__attribute__((target("avx512f"))) float gn_fma_peak512(long n_iter) {
+  __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+#define GN_W(i) __m512 a##i = _mm512_set1_ps((float)i);
+  GN_W(0) GN_W(1) GN_W(2) GN_W(3) GN_W(4) GN_W(5) GN_W(6) GN_W(7) GN_W(8) GN_W(9) GN_W(10)
+  GN_W(11)
+#define GN_G(i) a##i = _mm512_fmadd_ps(a##i, b, c);
+  for (long it = 0; it < n_iter; ++it) {
+    GN_G(0) GN_G(1) GN_G(2) GN_G(3) GN_G(4) GN_G(5) GN_G(6) GN_G(7) GN_G(8) GN_G(9) GN_G(10)
+    GN_G(11)
+  }
+  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+  return _mm512_reduce_add_ps(s);
+}
 void gn_copy(float* dst, const float* src, size_t n, int reps) {
   for (int r = 0; r < reps; ++r) memcpy(dst, src, n * sizeof(float));
 }
@@ -71,6 +88,8 @@ def _load_peak_lib():
     so = ctypes.CDLL(lib)
     so.gn_fma_peak.argtypes = [ctypes.c_long]
     so.gn_fma_peak.restype = ctypes.c_float
+    so.gn_fma_peak512.argtypes = [ctypes.c_long]
+    so.gn_fma_peak512.restype = ctypes.c_float
     so.gn_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return so
 
@@ -86,10 +105,14 @@ def _on_threads(n, fn):
 
 
 def fma_peak_gflops(so, threads, n_iter=100_000_000 // 4):
+    """The FMA peak of the widest vectors the library's kernels use here (zmm where the picked
+    kernel set is an AVX-512 one, else ymm)."""
+    wide = gn.backend_info()["cpu_isa"].startswith("avx512")
+    fn, flops = (so.gn_fma_peak512, 384) if wide else (so.gn_fma_peak, 192)
     best = 0.0
     for _ in range(3):
-        dt = _on_threads(threads, lambda i: so.gn_fma_peak(n_iter))
-        best = max(best, threads * n_iter * 192 / dt / 1e9)
+        dt = _on_threads(threads, lambda i: fn(n_iter))
+        best = max(best, threads * n_iter * flops / dt / 1e9)
     return best
 
 
