@@ -34,39 +34,24 @@ _C_SRC = r"""
 #include <immintrin.h>
 #include <string.h>
 #include <stddef.h>
-/* n_iter x 12 chains x 8 lanes FMAs = 192 flops per iteration. */
-float gn_fma_peak(long n_iter) {
-  __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-#define GN_V(i) __m256 a##i = _mm256_set1_ps((float)i);
-  GN_V(0) GN_V(1) GN_V(2) GN_V(3) GN_V(4) GN_V(5) GN_V(6) GN_V(7) GN_V(8) GN_V(9) GN_V(10)
-  GN_V(11)
-#define GN_F(i) a##i = _mm256_fmadd_ps(a##i, b, c);
-  for (long it = 0; it < n_iter; ++it) {
-    GN_F(0) GN_F(1) GN_F(2) GN_F(3) GN_F(4) GN_F(5) GN_F(6) GN_F(7) GN_F(8) GN_F(9) GN_F(10)
-    GN_F(11)
+/* n_iter x 12 independent FMA chains; returns a lane of their sum (so nothing is optimized out).
+   One body for both widths: ymm (8 lanes, 192 flops per iteration) and zmm (16 lanes, 384). */
+#define GN_PEAK(NAME, ATTR, T, SET1, FMADD, ADD, STORE, LANES)                         \
+  ATTR float NAME(long n_iter) {                                                       \
+    T b = SET1(0.999999f), c = SET1(1e-7f), a[12];                                     \
+    for (int i = 0; i < 12; ++i) a[i] = SET1((float)i);                                \
+    for (long it = 0; it < n_iter; ++it) {                                             \
+      for (int i = 0; i < 12; ++i) a[i] = FMADD(a[i], b, c);                           \
+    }                                                                                  \
+    T s = a[0];                                                                        \
+    for (int i = 1; i < 12; ++i) s = ADD(s, a[i]);                                     \
+    float o[LANES];                                                                    \
+    STORE(o, s);                                                                       \
+    return o[0];                                                                       \
   }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  float o[8]; _mm256_storeu_ps(o, s);
-  return o[0];
-}
-/* The same with 16-lane zmm registers (384 flops per iteration), for CPUs with AVX-512. */
-__attribute__((target("avx512f"))) float gn_fma_peak512(long n_iter) {
-  __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-#define GN_W(i) __m512 a##i = _mm512_set1_ps((float)i);
-  GN_W(0) GN_W(1) GN_W(2) GN_W(3) GN_W(4) GN_W(5) GN_W(6) GN_W(7) GN_W(8) GN_W(9) GN_W(10)
-  GN_W(11)
-#define GN_G(i) a##i = _mm512_fmadd_ps(a##i, b, c);
-  for (long it = 0; it < n_iter; ++it) {
-    GN_G(0) GN_G(1) GN_G(2) GN_G(3) GN_G(4) GN_G(5) GN_G(6) GN_G(7) GN_G(8) GN_G(9) GN_G(10)
-    GN_G(11)
-  }
-  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-  return _mm512_reduce_add_ps(s);
-}
+GN_PEAK(gn_fma_peak, , __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, 8)
+GN_PEAK(gn_fma_peak512, __attribute__((target("avx512f"))), __m512, _mm512_set1_ps,
+        _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps, 16)
 void gn_copy(float* dst, const float* src, size_t n, int reps) {
   for (int r = 0; r < reps; ++r) memcpy(dst, src, n * sizeof(float));
 }
@@ -80,7 +65,7 @@ def _load_peak_lib():
     with open(src, "w") as f:
         f.write(_C_SRC)
     try:
-        subprocess.run([cc, "-O2", "-mavx2", "-mfma", "-shared", "-fPIC", src, "-o", lib],
+        subprocess.run([cc, "-O3", "-mavx2", "-mfma", "-shared", "-fPIC", src, "-o", lib],
                        check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"(no peak measurement: cannot compile with {cc}: {e})", file=sys.stderr)
