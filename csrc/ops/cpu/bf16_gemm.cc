@@ -200,24 +200,6 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint
   }
 }
 
-// A thread's buffers kept between calls (no STL in kernel objects: simd.h).
-template <class T>
-struct Grow {
-  T* p = nullptr;
-  int64_t n = 0;
-  ~Grow() { delete[] p; }
-  T* get(int64_t m) {
-    if (m > n) {
-      delete[] p;
-      p = nullptr;
-      n = 0;
-      p = new T[m];
-      n = m;
-    }
-    return p;
-  }
-};
-
 template <DType DT>
 void run(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;

@@ -155,22 +155,6 @@ static inline void pack_panel(const void* src, int64_t ld, int64_t rows, int64_t
   }
 }
 
-// A per-thread buffer kept between calls (per-ISA type: no STL in kernel objects, simd.h Buf).
-struct Scratch {
-  float* p = nullptr;
-  int64_t n = 0;
-  ~Scratch() { delete[] p; }
-  void reserve(int64_t m) {
-    if (m <= n) return;
-    delete[] p;
-    p = nullptr;
-    n = 0;
-    p = new float[m];
-    n = m;
-  }
-  float* data() { return p; }
-};
-
 // One chunk of at most kNb rows of x.
 template <DType DT>
 void run_chunk(const LinearArgs& a) {
@@ -184,9 +168,8 @@ void run_chunk(const LinearArgs& a) {
 
   // The calling thread's buffer, reused between calls (no page faults per call).  Workers see
   // their own thread_local under the same name, so the lambdas use the pointer only.
-  thread_local Scratch xscratch;
-  xscratch.reserve(xpanels * xp_size + 1);
-  float* const xpack = xscratch.data();
+  thread_local Grow<float> xscratch;
+  float* const xpack = xscratch.get(xpanels * xp_size + 1);
   par_for(xpanels, 4, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       pack_panel<DType::kF32, kMR>(a.x + p * kMR * k, k, min64(kMR, n_rows - p * kMR), nv,
@@ -200,9 +183,9 @@ void run_chunk(const LinearArgs& a) {
   const int64_t tasks = (wpanels + per_task - 1) / per_task;
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     constexpr int64_t kTile = kMR * kNR;
-    thread_local Scratch wpack, lanes;
-    wpack.reserve(per_task * wp_size + 1);
-    lanes.reserve(per_task * kLanes * kTile);
+    thread_local Grow<float> wpack_buf, lanes_buf;
+    float* const wpack = wpack_buf.get(per_task * wp_size + 1);
+    float* const lanes = lanes_buf.get(per_task * kLanes * kTile);
     // Bias (or zeros) for a whole W panel, so the finish below can add it a vector at a time.
     float bias_panel[kNR];
     for (int64_t t = t0; t < t1; ++t) {
@@ -210,7 +193,7 @@ void run_chunk(const LinearArgs& a) {
       for (int64_t q = 0; q < nq; ++q) {
         const int64_t mr = (q0 + q) * kNR;
         pack_panel<DT, kNR>(wbase + static_cast<size_t>(mr) * row_bytes, k,
-                            min64(kNR, m_rows - mr), nv, wpack.data() + q * wp_size);
+                            min64(kNR, m_rows - mr), nv, wpack + q * wp_size);
       }
       // The next task's W rows are read from memory into L2 while this one computes, a slice
       // per x panel, so its packing does not wait on DRAM.
@@ -231,15 +214,15 @@ void run_chunk(const LinearArgs& a) {
         }
         for (int l = 0; l < kLanes; ++l) {
           for (int64_t q = 0; q < nq; ++q) {
-            microkernel(xp + l * nv * kMR, wpack.data() + q * wp_size + l * nv * kNR, nv,
-                        lanes.data() + (q * kLanes + l) * kTile);
+            microkernel(xp + l * nv * kMR, wpack + q * wp_size + l * nv * kNR, nv,
+                        lanes + (q * kLanes + l) * kTile);
           }
         }
         // Finish each output in linear's order: the lane tree, then the scalar tail, then the
         // bias.  Per element, so a vector at a time where there is no tail.
         const int64_t nr = min64(kMR, n_rows - p * kMR);
         for (int64_t q = 0; q < nq; ++q) {
-          const float* L = lanes.data() + q * kLanes * kTile;
+          const float* L = lanes + q * kLanes * kTile;
           const int64_t m0 = (q0 + q) * kNR, nc = min64(kNR, m_rows - m0);
           for (int64_t c = 0; c < kNR; ++c) bias_panel[c] = a.bias && c < nc ? a.bias[m0 + c] : 0.0f;
           const bool whole = nc == kNR && nv * kLanes == k;

@@ -62,6 +62,7 @@ static inline V gn_emu_fmadd(V a, V b, V c) {
 #endif
 
 #include <cstdint>
+#include <new>
 #include <type_traits>
 
 #include "gemma_native/dtype.h"
@@ -211,19 +212,54 @@ static inline void prefetch_l2(const void* p) {
 #endif
 }
 
-// A heap array freed when it goes out of scope (an interrupted parallel_for throws).  Kernel
-// files use this instead of std::vector: the STL's out-of-line template code is shared by every
-// ISA's object at link time, so an AVX-512 copy of it could end up on the baseline path; this
-// type lives in the per-ISA namespace.
+// Heap arrays for kernels, aligned to a cache line.  A large malloc block starts 16 bytes past
+// a page boundary, so without this every 64-byte vector or AMX tile row read from a packed
+// buffer straddles two cache lines (that alone cost the AMX GEMM ~40%).  Kernel files use these
+// instead of std::vector: the STL's out-of-line template code is shared by every ISA's object at
+// link time, so an AVX-512 copy of it could end up on the baseline path; these types live in the
+// per-ISA namespace.
+static constexpr std::align_val_t kCacheLine{64};
+template <class T>
+static inline T* alloc_lines(int64_t n) {
+  return static_cast<T*>(::operator new[](static_cast<size_t>(n > 0 ? n : 1) * sizeof(T), kCacheLine));
+}
+template <class T>
+static inline void free_lines(T* p) {
+  ::operator delete[](p, kCacheLine);
+}
+
+// A heap array freed when it goes out of scope (an interrupted parallel_for throws).
 template <class T>
 struct Buf {
   T* p;
-  explicit Buf(int64_t n) : p(new T[n > 0 ? n : 1]) {}
-  ~Buf() { delete[] p; }
+  explicit Buf(int64_t n) : p(alloc_lines<T>(n)) {}
+  ~Buf() { free_lines(p); }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
   T& operator[](int64_t i) { return p[i]; }
   T* data() { return p; }
+};
+
+// A buffer kept between calls (thread_local in a kernel), grown on demand; its contents do not
+// survive growing.
+template <class T>
+struct Grow {
+  T* p = nullptr;
+  int64_t n = 0;
+  Grow() = default;
+  Grow(const Grow&) = delete;
+  Grow& operator=(const Grow&) = delete;
+  ~Grow() { free_lines(p); }
+  T* get(int64_t m) {
+    if (m > n) {
+      free_lines(p);
+      p = nullptr;
+      n = 0;
+      p = alloc_lines<T>(m);
+      n = m;
+    }
+    return p;
+  }
 };
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
