@@ -158,6 +158,50 @@ def cmd_env(args):
     return 0
 
 
+def cmd_serve(args):
+    from .serve.app import Limits
+    from .serve.run import _need_serve_extra, serve
+
+    _need_serve_extra()
+    name = args.model_name
+    model = _load(args)
+    if name is None:
+        import os
+
+        name = os.path.basename(os.path.normpath(args.model))
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
+                    max_tokens=args.max_tokens_limit)
+    return serve(model, name, host=args.host, port=args.port, api_key=args.api_key,
+                 max_batch=args.max_batch, max_queue=args.max_queue,
+                 prefill_chunk=args.prefill_chunk, request_timeout=args.request_timeout,
+                 drain_timeout=args.drain_timeout, limits=limits, log_level=args.log_level)
+
+
+def _add_serve_args(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
+                   "this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model-name", default=None, help="the name clients pass as 'model' "
+                   "(default: the model path's last part)")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    p.add_argument("--max-batch", type=int, default=8, help="sequences decoded together")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests waiting beyond the batch (more get 429)")
+    p.add_argument("--prefill-chunk", type=int, default=256,
+                   help="prompt tokens per scheduler turn (long prompts do not stall streams)")
+    p.add_argument("--request-timeout", type=float, default=None,
+                   help="seconds a request may run (default: no limit)")
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="seconds SIGTERM waits for running requests")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="longest prompt accepted (default: the model's context)")
+    p.add_argument("--max-tokens-limit", type=int, default=4096,
+                   help="largest max_tokens a request may ask for")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="server log level (debug also logs every HTTP request)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="gemma-native",
                                  description="Run RecurrentGemma models natively (no PyTorch).")
@@ -177,6 +221,10 @@ def main(argv=None):
     i = sub.add_parser("info", help="print a model's config")
     _add_model_args(i, model_required=False)
     i.set_defaults(fn=cmd_info)
+    s = sub.add_parser("serve", help="OpenAI-compatible HTTP server (needs the 'serve' extra)")
+    _add_model_args(s, model_required=False)
+    _add_serve_args(s)
+    s.set_defaults(fn=cmd_serve)
     e = sub.add_parser("env", help="print the backend (CPU ISA, threads)")
     e.set_defaults(fn=cmd_env)
     from . import bench  # the bench is a client of the package; it never imports this module

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _logits
 from .errors import InvalidArgumentError, TokenizerError
 from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
 
@@ -26,6 +26,13 @@ class SamplingParams:
     ``stop`` strings end generation and never appear in the text; ``stop_token_ids`` default to
     the model's end-of-sequence and end-of-turn ids (pass ``()`` to generate exactly
     ``max_tokens`` tokens).
+
+    Before sampling, the logits may be changed (in this order): ``logit_bias`` ({token id:
+    bias in [-100, 100]}) is added; ``repetition_penalty`` (> 0, 1 = off; the Hugging Face
+    rule) divides positive / multiplies negative logits of every id seen in the prompt or the
+    output; ``presence_penalty`` and ``frequency_penalty`` (in [-2, 2], the OpenAI rule)
+    subtract presence + frequency x count from every generated id; ``min_p`` (in [0, 1), 0 =
+    off; sampling only) drops ids less likely than min_p times the most likely one.
     """
 
     max_tokens: int = 64
@@ -35,6 +42,11 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple = ()
     stop_token_ids: tuple | None = None
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict | None = None
 
     def __post_init__(self):
         def bad(msg):
@@ -72,6 +84,37 @@ class SamplingParams:
                 if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
                     bad(f"stop_token_ids must be integers, got {i!r}")
             object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in ids))
+
+        def number(name, lo, hi, lo_open=False, hi_open=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo) \
+                    or (hi_open and v == hi):
+                rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+                bad(f"{name} must be a number in {rng}, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+        number("min_p", 0.0, 1.0, hi_open=True)
+        number("presence_penalty", -2.0, 2.0)
+        number("frequency_penalty", -2.0, 2.0)
+        number("repetition_penalty", 0.0, 100.0, lo_open=True)
+        if self.logit_bias is not None:
+            if not isinstance(self.logit_bias, dict):
+                bad(f"logit_bias must be a dict {{token id: bias}}, got {self.logit_bias!r}")
+            clean = {}
+            for key, val in self.logit_bias.items():
+                try:
+                    tok = int(key)  # JSON object keys are strings
+                except (TypeError, ValueError):
+                    tok = -1
+                if isinstance(key, bool) or tok < 0 or str(key).strip() != str(tok):
+                    bad(f"logit_bias keys must be token ids (integers >= 0), got {key!r}")
+                if isinstance(val, bool) or not isinstance(val, (int, float, np.integer,
+                                                                 np.floating)) \
+                        or not math.isfinite(val) or not -100 <= val <= 100:
+                    bad(f"logit_bias[{key!r}] must be a number in [-100, 100], got {val!r}")
+                clean[tok] = float(val)
+            object.__setattr__(self, "logit_bias", clean or None)
 
 
 @dataclass
@@ -321,9 +364,14 @@ class Model:
             last[b] = self._core.forward(np.asarray([ids], np.int32), [states[b]], False)[0]
         counts = np.zeros(n, np.uint64)
         active = list(range(n))
+        process = _logits.needs_processing(p)
+        history = [_logits.TokenHistory(ids) for ids in prompts] if process else None
         while active:
             rows = np.asarray(active)
             k = len(active)
+            if process:
+                for b in active:
+                    last[b] = _logits.process(last[b], p, history[b])
             chosen = _core.sample(np.ascontiguousarray(last[rows]),
                                   np.full(k, p.temperature, np.float32),
                                   np.full(k, p.top_k, np.int32), np.full(k, p.top_p, np.float32),
@@ -331,6 +379,8 @@ class Model:
             counts[rows] += 1
             still = []
             for b, tok in zip(active, chosen.tolist()):
+                if process:
+                    history[b].add(tok)
                 finished = yield (b, tok)
                 if not finished and counts[b] < p.max_tokens and states[b].pos < max_context:
                     still.append((b, tok))
@@ -346,8 +396,8 @@ class Model:
 
         Text prompts are tokenized with a leading BOS (``add_bos``); id prompts are used as
         given.  Keyword arguments are SamplingParams fields (max_tokens, temperature, top_k,
-        top_p, seed, stop, stop_token_ids).  Returns a GenerationResult, or a list of them for a
-        batch.
+        top_p, seed, stop, stop_token_ids, min_p, the penalties, logit_bias).  Returns a
+        GenerationResult, or a list of them for a batch.
         """
         p = self._params(params, kw)
         if not isinstance(prompt, (str, list, tuple, np.ndarray)):
