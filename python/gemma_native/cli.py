@@ -174,7 +174,8 @@ def cmd_serve(args):
     return serve(model, name, host=args.host, port=args.port, api_key=args.api_key,
                  max_batch=args.max_batch, max_queue=args.max_queue,
                  prefill_chunk=args.prefill_chunk, request_timeout=args.request_timeout,
-                 drain_timeout=args.drain_timeout, limits=limits, log_level=args.log_level)
+                 prefix_cache_mib=args.prefix_cache_mib, drain_timeout=args.drain_timeout,
+                 limits=limits, log_level=args.log_level)
 
 
 def _add_serve_args(p):
@@ -189,6 +190,9 @@ def _add_serve_args(p):
                    help="requests waiting beyond the batch (more get 429)")
     p.add_argument("--prefill-chunk", type=int, default=256,
                    help="prompt tokens per scheduler turn (long prompts do not stall streams)")
+    p.add_argument("--prefix-cache-mib", type=float, default=0.0,
+                   help="memory for states of prompt prefixes, e.g. a shared system prompt "
+                   "(default 0: no cache); prefixes are stored every --prefill-chunk tokens")
     p.add_argument("--request-timeout", type=float, default=None,
                    help="seconds a request may run (default: no limit)")
     p.add_argument("--drain-timeout", type=float, default=30.0,

@@ -345,3 +345,45 @@ def _health(url) -> int:
         return httpx.get(url + "/health", timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(model):
+    """Prompts sharing a 3-chunk prefix: the second and later read only their own tail, and
+    every text still equals Model.generate."""
+    chunk = 8
+    r = Running(model, max_batch=2, prefill_chunk=chunk, prefix_cache_mib=64)
+    try:
+        system = model.encode("you are a helpful model " * 3, add_bos=True)[:3 * chunk]
+        assert len(system) == 3 * chunk
+        tails = [model.encode(t, add_bos=False) for t in (" one", " two two", " three three three")]
+        c = r.client()
+        for i, tail in enumerate(tails):
+            ids = system + tail
+            before = r.engine.metrics.cached_prompt_tokens
+            got = c.completions.create(model=NAME, prompt=ids, max_tokens=8, temperature=0)
+            assert got.choices[0].text == model.generate(ids, max_tokens=8).text
+            reused = r.engine.metrics.cached_prompt_tokens - before
+            assert reused == (0 if i == 0 else 3 * chunk)
+        assert r.engine.prefix_cache.hits == 2
+        assert r.engine.prefix_cache.used <= 64 * 2**20
+        assert "gemma_native_cached_prompt_tokens_total 48" in httpx.get(r.url + "/metrics").text
+    finally:
+        r.stop()
+
+
+def test_prefix_cache_evicts_to_its_bound(model):
+    state_bytes = model.new_state().nbytes
+    eng = Engine(model, prefill_chunk=4, prefix_cache_mib=2.5 * state_bytes / 2**20)
+    try:
+        done = threading.Event()
+        ids = list(range(10, 10 + 4 * 6 + 1))  # 6 whole chunks: 6 states offered to the cache
+        eng.submit(ids, gn.SamplingParams(max_tokens=1, stop_token_ids=()),
+                   lambda ev: ev.kind == "finish" and done.set())
+        assert done.wait(30)
+        assert len(eng.prefix_cache) == 2 and eng.prefix_cache.used == 2 * state_bytes
+        # the newest prefixes stayed: a prompt sharing 5 chunks starts after them
+        hit = eng.prefix_cache.lookup(ids[:4 * 5] + [3], 4)
+        assert hit is not None and hit[0] == 4 * 5
+        assert eng.prefix_cache.lookup(ids[:4 * 3] + [3], 4) is None
+    finally:
+        eng.close()

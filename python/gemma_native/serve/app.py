@@ -465,6 +465,12 @@ class Server:
             f"gemma_native_active_sequences {e.active}",
             "# TYPE gemma_native_prompt_tokens_total counter",
             f"gemma_native_prompt_tokens_total {m.prompt_tokens}",
+            "# HELP gemma_native_cached_prompt_tokens_total Prompt tokens not fed: their state "
+            "came from the prefix cache.",
+            "# TYPE gemma_native_cached_prompt_tokens_total counter",
+            f"gemma_native_cached_prompt_tokens_total {m.cached_prompt_tokens}",
+            "# TYPE gemma_native_prefix_cache_bytes gauge",
+            f"gemma_native_prefix_cache_bytes {e.prefix_cache.used}",
             "# TYPE gemma_native_completion_tokens_total counter",
             f"gemma_native_completion_tokens_total {m.completion_tokens}",
             "# HELP gemma_native_decode_steps_total Batched decode steps; batch_rows / steps is "

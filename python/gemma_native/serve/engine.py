@@ -100,7 +100,8 @@ class Metrics:
 
     def __init__(self):
         self.requests = collections.Counter()  # by finish: ok / cancelled / timeout / error
-        self.prompt_tokens = 0
+        self.prompt_tokens = 0  # fed to the model
+        self.cached_prompt_tokens = 0  # skipped thanks to the prefix cache
         self.completion_tokens = 0
         self.decode_steps = 0
         self.batch_rows = 0
@@ -119,13 +120,65 @@ class Metrics:
         h["count"] += 1
 
 
+class PrefixCache:
+    """States of prompt prefixes, least recently used first out, bounded in bytes.
+
+    While a prompt is read, the state after every whole chunk (``prefill_chunk`` tokens: the
+    prefix lengths are multiples of it) is stored under those tokens.  A new prompt starts
+    from the state of its longest stored prefix shorter than itself (at least one token is
+    always fed, for the logits).  A shared system prompt is so read once.  Chunked reading
+    gives the same bits as reading at once, so a hit changes nothing in the output."""
+
+    def __init__(self, capacity_bytes: int):
+        self.capacity = capacity_bytes
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: collections.OrderedDict = collections.OrderedDict()  # key -> core state
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def lookup(self, ids, chunk: int):
+        """(number of prompt tokens covered, a private copy of the state) or None."""
+        if not self.capacity:
+            return None
+        n = (len(ids) - 1) // chunk * chunk
+        while n > 0:
+            key = tuple(ids[:n])
+            state = self._items.get(key)
+            if state is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return n, state.clone()
+            n -= chunk
+        self.misses += 1
+        return None
+
+    def store(self, ids, state) -> None:
+        key = tuple(ids)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return
+        size = state.nbytes
+        if size > self.capacity:
+            return
+        while self.used + size > self.capacity and self._items:
+            _, old = self._items.popitem(last=False)
+            self.used -= old.nbytes
+        self._items[key] = state.clone()
+        self.used += size
+
+
 class Engine:
     """Runs a Model for many concurrent requests.  ``max_batch``: sequences decoded together;
     ``max_queue``: requests waiting beyond that (more raise QueueFullError);
-    ``prefill_chunk``: prompt tokens fed per scheduler turn."""
+    ``prefill_chunk``: prompt tokens fed per scheduler turn; ``prefix_cache_mib``: memory for
+    states of prompt prefixes (0: no cache), see PrefixCache."""
 
     def __init__(self, model: Model, *, max_batch: int = 8, max_queue: int = 64,
-                 prefill_chunk: int = 256, request_timeout: float | None = None):
+                 prefill_chunk: int = 256, request_timeout: float | None = None,
+                 prefix_cache_mib: float = 0.0):
         for name, v in (("max_batch", max_batch), ("max_queue", max_queue),
                         ("prefill_chunk", prefill_chunk)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -133,6 +186,11 @@ class Engine:
         self.model = model
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
         self.request_timeout = request_timeout
+        if isinstance(prefix_cache_mib, bool) or not isinstance(prefix_cache_mib, (int, float)) \
+                or not prefix_cache_mib >= 0:
+            raise InvalidArgumentError(f"prefix_cache_mib must be a number >= 0, got "
+                                       f"{prefix_cache_mib!r}")
+        self.prefix_cache = PrefixCache(int(prefix_cache_mib * 2**20))
         self.metrics = Metrics()
         self._queue: collections.deque = collections.deque()
         self._seqs: list[_Seq] = []
@@ -234,7 +292,15 @@ class Engine:
                 req = self._queue.popleft()
                 p = req.params
                 seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(8), "little")
-                seq = _Seq(req, 0, self.model._core.new_state(), seed)
+                seq = _Seq(req, 0, None, seed)
+                hit = self.prefix_cache.lookup(req.prompt_ids, self.prefill_chunk)
+                if hit is not None:
+                    n_cached, state = hit
+                    seq.state = state
+                    seq.pending = seq.pending[n_cached:]
+                    self.metrics.cached_prompt_tokens += n_cached
+                else:
+                    seq.state = self.model._core.new_state()
                 self._seqs.append(seq)
 
     def _loop(self) -> None:
@@ -280,6 +346,9 @@ class Engine:
                     seq.pending[self.prefill_chunk:]
                 out = self.model._core.forward(np.asarray([chunk], np.int32), [seq.state], False)
                 self.metrics.prompt_tokens += len(chunk)
+                done = len(seq.req.prompt_ids) - len(seq.pending)
+                if self.prefix_cache.capacity and done % self.prefill_chunk == 0:
+                    self.prefix_cache.store(seq.req.prompt_ids[:done], seq.state)
                 if not seq.pending:
                     self._prompt_done(seq, out[0])
                 break

@@ -27,7 +27,8 @@ def _need_serve_extra():
 def serve(model, model_name: str, *, host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, max_batch: int = 8, max_queue: int = 64,
           prefill_chunk: int = 256, request_timeout: float | None = None,
-          drain_timeout: float = 30.0, limits=None, log_level: str = "info") -> int:
+          prefix_cache_mib: float = 0.0, drain_timeout: float = 30.0, limits=None,
+          log_level: str = "info") -> int:
     """Serves ``model`` until SIGTERM / SIGINT; returns the exit status (0 after a drain)."""
     _need_serve_extra()
     import uvicorn
@@ -36,7 +37,8 @@ def serve(model, model_name: str, *, host: str = "127.0.0.1", port: int = 8000,
     from .engine import Engine
 
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue,
-                    prefill_chunk=prefill_chunk, request_timeout=request_timeout)
+                    prefill_chunk=prefill_chunk, request_timeout=request_timeout,
+                    prefix_cache_mib=prefix_cache_mib)
     server = Server(engine, model_name, api_key=api_key, limits=limits)
 
     class _Uvicorn(uvicorn.Server):
