@@ -277,6 +277,24 @@ def sample_uniform(seed, counter):
     return float(np.float32(z >> 40) * np.float32(1.0 / 16777216.0))
 
 
+def _sample_top_p(row, t, p, seed, counter):
+    """top-p alone: the total is summed in id order, the nucleus is the shortest run of the
+    order (logit descending, then id) whose running sum reaches top_p x total."""
+    lmax = row.max()
+    if not np.isfinite(lmax):
+        return int(np.argmax(row))
+    inv_t = 1.0 / np.float64(np.float32(t))
+    probs = np.exp((row.astype(np.float64) - np.float64(lmax)) * inv_t)
+    total = np.cumsum(probs)[-1]  # sequential, in id order (np.sum would sum pairwise)
+    order = np.lexsort((np.arange(row.size), -row))
+    cum = np.cumsum(probs[order])
+    target = np.float64(np.float32(p)) * total
+    idx = min(int(np.searchsorted(cum, target, side="left")), row.size - 1)
+    u = sample_uniform(seed, counter) * cum[idx]
+    hit = np.nonzero(cum[:idx + 1] > u)[0]
+    return int(order[hit[0]] if hit.size else order[idx])
+
+
 def sample(logits, temperature, top_k, top_p, seed, counter):
     """One id per row of logits [B, V]; parameters are per-row sequences (see ops.sample)."""
     logits = np.asarray(logits, np.float32)
@@ -286,6 +304,9 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
         t, k, p = float(temperature[b]), int(top_k[b]), float(top_p[b])
         if t <= 0:
             out[b] = int(np.argmax(row))
+            continue
+        if p < 1.0 and not 0 < k < row.size:
+            out[b] = _sample_top_p(row, t, p, seed[b], counter[b])
             continue
         need_sort = k > 0 or p < 1.0
         order = np.lexsort((np.arange(row.size), -row)) if need_sort else np.arange(row.size)

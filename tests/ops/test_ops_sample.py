@@ -173,3 +173,20 @@ def test_sample_bad_values_raise():
         kwargs[name][1] = value  # the bad row is not the first one
         with pytest.raises(InvalidArgumentError):
             ops.sample(logits, **kwargs)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 12.0])
+def test_top_p_large_vocab_matches_reference(scale):
+    """top-p alone sorts only the ids above a probability floor, lowered until they hold
+    top_p of the mass: flat rows (scale 0.01) need the whole row, peaked ones (12) a few ids.
+    Draw for draw against the numpy twin, which sorts everything."""
+    rng = np.random.default_rng(31)
+    vocab, rows = 20000, 6
+    logits = rnd(rng, rows, vocab, scale=scale)
+    logits[1, 7] = logits[1].max() + 3.0
+    seeds = np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(7919)
+    counters = np.arange(rows, dtype=np.uint64)
+    for temperature in (0.7, 1.5):
+        for top_p in (0.5, 0.95, 0.999999):
+            got, want = _sample_both(logits, temperature, 0, top_p, seeds, counters)
+            np.testing.assert_array_equal(got, want, err_msg=f"T={temperature} top_p={top_p}")
