@@ -10,7 +10,9 @@ nothing mixed up), and exits 1 if not.
     python benchmarks/serve_load.py [MODEL] [--clients 8] [--requests 2] [--max-tokens 32]
         [--threads N] [--dtype bfloat16] [--json out.json]
 
-MODEL: as for `gemma-native serve` (default random:recurrentgemma-2b).  Bounded: every request
+MODEL: as for `gemma-native serve` (default random:recurrentgemma-2b).  --ray-replicas N serves
+through Ray Serve instead (every replica loads the model; the mean decode batch is then that of
+the replica /metrics happened to reach).  Bounded: every request
 has a max_tokens, and the whole run a --timeout.
 """
 
@@ -22,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -117,6 +120,8 @@ def main(argv=None):
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--activations", default="int8")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
+    ap.add_argument("--ray-replicas", type=int, default=0,
+                    help="serve through Ray Serve with this many replicas (needs the ray extra)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -125,11 +130,14 @@ def main(argv=None):
            "--model-name", "bench", "--max-batch", str(max(1, args.clients)),
            "--max-queue", str(args.clients * args.requests + 8), "--activations",
            args.activations, "--log-level", "warning"]
+    if args.ray_replicas:
+        cmd += ["--ray", "--replicas", str(args.ray_replicas)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.dtype:
         cmd += ["--dtype", args.dtype]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block it
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + args.timeout
     try:
@@ -140,7 +148,8 @@ def main(argv=None):
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                print(proc.stderr.read() if proc.stderr else "", file=sys.stderr)
+                log.seek(0)
+                print(log.read()[-5000:], file=sys.stderr)
                 sys.exit("the server did not start")
             time.sleep(0.5)
         n = args.clients * args.requests
@@ -163,7 +172,7 @@ def main(argv=None):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
     cpu = "?"
@@ -173,13 +182,15 @@ def main(argv=None):
     except (OSError, StopIteration):
         pass
     report = {"model": args.model, "clients": args.clients, "requests": n,
+              "ray_replicas": args.ray_replicas,
               "max_tokens": args.max_tokens, "cpu": cpu, "cores": os.cpu_count(),
               "one_client": s1, "concurrent": sc,
               "aggregate_ratio": sc["tokens_per_s"] / max(s1["tokens_per_s"], 1e-12),
               "mean_decode_batch": rows / steps if steps else 0.0,
               "errors": errors, "mismatched": mismatched}
-    print(f"model {args.model}, CPU {cpu}, {os.cpu_count()} cores; {n} greedy streaming "
-          f"requests, max_tokens {args.max_tokens}")
+    where = f"Ray Serve, {args.ray_replicas} replicas" if args.ray_replicas else "one engine"
+    print(f"model {args.model} ({where}), CPU {cpu}, {os.cpu_count()} cores; {n} greedy "
+          f"streaming requests, max_tokens {args.max_tokens}")
     for name, s in (("1 client", s1), (f"{args.clients} clients", sc)):
         print(f"  {name:>10}: {s['requests_per_s']:.3f} req/s, {s['tokens_per_s']:.2f} tok/s, "
               f"TTFT p50/p99 {s['ttft_p50_s']:.3f}/{s['ttft_p99_s']:.3f} s, "

@@ -159,23 +159,53 @@ def cmd_env(args):
 
 
 def cmd_serve(args):
+    import os
+
     from .serve.app import Limits
     from .serve.run import _need_serve_extra, serve
 
     _need_serve_extra()
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
+                    max_tokens=args.max_tokens_limit)
+    if args.ray:
+        return _serve_ray(args, limits)
     name = args.model_name
     model = _load(args)
     if name is None:
-        import os
-
         name = os.path.basename(os.path.normpath(args.model))
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
-                    max_tokens=args.max_tokens_limit)
     return serve(model, name, host=args.host, port=args.port, api_key=args.api_key,
                  max_batch=args.max_batch, max_queue=args.max_queue,
                  prefill_chunk=args.prefill_chunk, request_timeout=args.request_timeout,
                  prefix_cache_mib=args.prefix_cache_mib, drain_timeout=args.drain_timeout,
                  limits=limits, log_level=args.log_level)
+
+
+def _serve_ray(args, limits):
+    import dataclasses
+    import os
+
+    from .errors import InvalidArgumentError, ModelNotFoundError
+    from .serve import ray_app
+
+    ray_app._need_ray()
+    if args.model is None:
+        args.model = demo_model_path()
+        if args.model is None:
+            raise ModelNotFoundError(DEMO_HINT)
+    if (args.min_replicas is None) != (args.max_replicas is None):
+        raise InvalidArgumentError("--min-replicas and --max-replicas go together")
+    replicas = args.max_replicas or args.replicas
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, replicas))
+    name = args.model_name or os.path.basename(os.path.normpath(args.model))
+    return ray_app.serve_forever(
+        args.model, name, host=args.host, port=args.port, ray_address=args.ray_address,
+        replicas=args.replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+        replica_cpus=args.replica_cpus if args.replica_cpus is not None else float(threads),
+        load_kw={"dtype": args.dtype, "n_threads": threads, "activations": args.activations},
+        engine_kw={"max_batch": args.max_batch, "max_queue": args.max_queue,
+                   "prefill_chunk": args.prefill_chunk, "request_timeout": args.request_timeout,
+                   "prefix_cache_mib": args.prefix_cache_mib},
+        server_kw={"api_key": args.api_key, "limits": dataclasses.asdict(limits)})
 
 
 def _add_serve_args(p):
@@ -202,6 +232,18 @@ def _add_serve_args(p):
                    help="longest prompt accepted (default: the model's context)")
     p.add_argument("--max-tokens-limit", type=int, default=4096,
                    help="largest max_tokens a request may ask for")
+    r = p.add_argument_group("Ray Serve (extra [ray])")
+    r.add_argument("--ray", action="store_true", help="run the routes as a Ray Serve "
+                   "application: one engine per replica behind Ray's HTTP proxy")
+    r.add_argument("--replicas", type=int, default=1, help="replicas (default 1)")
+    r.add_argument("--min-replicas", type=int, default=None,
+                   help="with --max-replicas: autoscale between the two")
+    r.add_argument("--max-replicas", type=int, default=None)
+    r.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. "
+                   "'auto' or ray://HOST:10001); default: start a local Ray instance")
+    r.add_argument("--replica-cpus", type=float, default=None,
+                   help="CPUs Ray reserves per replica (default: its kernel threads; "
+                   "--threads, else the machine's cores / replicas)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="server log level (debug also logs every HTTP request)")
 

@@ -1,0 +1,87 @@
+"""`gemma-native serve --ray`: a local Ray instance, 2 replicas of a tiny model, driven through
+Ray Serve's HTTP proxy by the official openai client (skipped without the `ray` extra)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("ray.serve")
+
+import gemma_native as gn  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _health(url) -> int:
+    try:
+        return httpx.get(url + "/health", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_two_replicas_through_the_ray_proxy(tiny_checkpoint):
+    path = tiny_checkpoint(tokenizer=True, seed=5)
+    model = gn.load(path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gemma_native.cli", "serve", path, "--ray", "--replicas", "2",
+         "--replica-cpus", "0.5", "--threads", "1", "--port", str(port), "--model-name", "tiny"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 180
+        while _health(url) != 200:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode}:\n{proc.stdout.read()}")
+            assert time.monotonic() < end, "Ray Serve did not come up in 180 s"
+            time.sleep(0.5)
+        c = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        assert [m.id for m in c.models.list().data] == ["tiny"]
+        prompts = ["the quick brown fox", "a", "1 2 3 4", "hello hello", "why is the sky"] * 2
+
+        def one(prompt):
+            return c.completions.create(model="tiny", prompt=prompt, max_tokens=12,
+                                        temperature=0).choices[0].text
+
+        with ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(one, prompts))
+        assert got == [model.generate(p, max_tokens=12).text for p in prompts]
+        pieces = [ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=10,
+            temperature=0, stream=True)]
+        assert "".join(pieces) == model.chat([{"role": "user", "content": "hi"}],
+                                             max_tokens=10).text
+        with pytest.raises(openai.BadRequestError):
+            c.completions.create(model="tiny", prompt="x", max_tokens=-1)
+        # both replicas answer: /metrics comes from whichever replica Ray picks, and each
+        # replica counts only its own requests
+        seen = set()
+        for _ in range(40):
+            text = httpx.get(url + "/metrics", timeout=10).text
+            line = next(x for x in text.splitlines()
+                        if x.startswith('gemma_native_requests_total{outcome="ok"}'))
+            seen.add(int(line.split()[-1]))
+            if len(seen) > 1:
+                break
+        assert len(seen) > 1, f"every /metrics answer looked the same: {seen}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
