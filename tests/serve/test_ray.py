@@ -4,7 +4,6 @@ Ray Serve's HTTP proxy by the official openai client (skipped without the `ray` 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,27 +16,17 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("ray.serve")
 
 import gemma_native as gn  # noqa: E402
+from tests.helpers.net import free_port, health  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _health(url) -> int:
-    try:
-        return httpx.get(url + "/health", timeout=5).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 def test_two_replicas_through_the_ray_proxy(tiny_checkpoint):
     path = tiny_checkpoint(tokenizer=True, seed=5)
     model = gn.load(path)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gemma_native.cli", "serve", path, "--ray", "--replicas", "2",
          "--replica-cpus", "0.5", "--threads", "1", "--port", str(port), "--model-name", "tiny"],
@@ -45,7 +34,7 @@ def test_two_replicas_through_the_ray_proxy(tiny_checkpoint):
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + 180
-        while _health(url) != 200:
+        while health(url) != 200:
             if proc.poll() is not None:
                 pytest.fail(f"the server exited with {proc.returncode}:\n{proc.stdout.read()}")
             assert time.monotonic() < end, "Ray Serve did not come up in 180 s"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,16 +22,12 @@ uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 import gemma_native as gn  # noqa: E402
+from tests.helpers.net import free_port, health  # noqa: E402
 from gemma_native.serve import Engine  # noqa: E402
 from gemma_native.serve.app import Limits, Server  # noqa: E402
 
 NAME = "tiny-test"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Running:
@@ -41,7 +36,7 @@ class Running:
     def __init__(self, model, api_key=None, limits=None, **engine_kw):
         self.engine = Engine(model, **engine_kw)
         self.server = Server(self.engine, NAME, api_key=api_key, limits=limits)
-        self.port = _free_port()
+        self.port = free_port()
         cfg = uvicorn.Config(self.server.app, host="127.0.0.1", port=self.port,
                              log_level="warning")
         self.uv = uvicorn.Server(cfg)
@@ -305,14 +300,14 @@ def test_sigterm_drains_running_streams_and_exits_0(tiny_checkpoint, model):
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gemma_native.cli", "serve", tiny_checkpoint(tokenizer=True, seed=3),
          "--port", str(port), "--model-name", NAME, "--max-tokens-limit", "100000",
          "--drain-timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _health(url) == 200, "the server to start", timeout=60)
+        _wait(lambda: health(url) == 200, "the server to start", timeout=60)
         n_tokens = 3000
         chunks, reasons, done = [], [], []
         with httpx.stream("POST", url + "/v1/completions",
@@ -322,7 +317,7 @@ def test_sigterm_drains_running_streams_and_exits_0(tiny_checkpoint, model):
                 if line.startswith("data: "):
                     break
             proc.send_signal(signal.SIGTERM)
-            _wait(lambda: _health(url) != 200, "the server to stop taking requests")
+            _wait(lambda: health(url) != 200, "the server to stop taking requests")
             for line in lines:
                 if line == "data: [DONE]":
                     done.append(line)
@@ -338,13 +333,6 @@ def test_sigterm_drains_running_streams_and_exits_0(tiny_checkpoint, model):
             proc.kill()
             proc.wait()
 
-
-def _health(url) -> int:
-    """/health's status, or 0 when nothing answers."""
-    try:
-        return httpx.get(url + "/health", timeout=2).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(model):
