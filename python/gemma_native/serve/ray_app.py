@@ -85,9 +85,11 @@ def deployment(*, replicas: int = 1, min_replicas: int | None = None,
 def start(model_spec: str, model_name: str, *, host: str = "127.0.0.1", port: int = 8000,
           ray_address: str | None = None, replicas: int = 1, min_replicas: int | None = None,
           max_replicas: int | None = None, replica_cpus: float = 1.0, load_kw=None,
-          engine_kw=None, server_kw=None):
+          engine_kw=None, server_kw=None, on_signal=None):
     """Starts (or joins, with ray_address) a Ray instance and runs the application; returns
-    when every replica is up.  Stop it with stop()."""
+    when every replica is up.  Stop it with stop().  on_signal: installed for SIGTERM and
+    SIGINT right after ray.init (which installs a handler of its own), so that a signal while
+    the replicas start is only noted, not raised in the middle of Ray's calls."""
     _need_ray()
     import ray
     from ray import serve
@@ -95,12 +97,25 @@ def start(model_spec: str, model_name: str, *, host: str = "127.0.0.1", port: in
     if not ray.is_initialized():
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True)
+    if on_signal is not None:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     serve.start(http_options={"host": host, "port": port})
     app = deployment(replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
                      replica_cpus=replica_cpus).bind(model_spec, model_name, dict(load_kw or {}),
                                                       dict(engine_kw or {}),
                                                       dict(server_kw or {}))
     serve.run(app, name="gemma_native", route_prefix="/", blocking=False)
+
+
+def running_replicas() -> int:
+    """How many replicas of the application are in the RUNNING state now."""
+    from ray import serve
+
+    app = serve.status().applications.get("gemma_native")
+    if app is None:
+        return 0
+    return sum(d.replica_states.get("RUNNING", 0) for d in app.deployments.values())
 
 
 def stop():
@@ -117,24 +132,29 @@ def stop():
 
 def serve_forever(model_spec: str, model_name: str, **kw) -> int:
     """`gemma-native serve --ray`: start, then wait for SIGTERM / SIGINT, then stop (exit 0)."""
-    start(model_spec, model_name, **kw)
     stopping = threading.Event()
 
     def on_signal(sig, frame):
         stopping.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     host, port = kw.get("host", "127.0.0.1"), kw.get("port", 8000)
-    print(f"gemma-native: serving {model_name!r} on Ray Serve at http://{host}:{port}/v1 "
-          "(Ctrl-C or SIGTERM stops)", file=sys.stderr, flush=True)
     try:
+        start(model_spec, model_name, on_signal=on_signal, **kw)
+        print(f"gemma-native: serving {model_name!r} on Ray Serve at http://{host}:{port}/v1 "
+              f"({running_replicas()} replicas running; Ctrl-C or SIGTERM stops)",
+              file=sys.stderr, flush=True)
         while not stopping.is_set():
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    except SystemExit as e:  # Ray's own SIGTERM handler (ray.init installs one) exits so
+    except SystemExit as e:  # SIGTERM while Ray's handler was the one installed
         if e.code != signal.SIGTERM:
             raise
-    stop()
+    # Shutting Ray down may deliver SIGTERM again; the stop was asked for, so it ends with 0.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        stop()
+    except SystemExit as e:
+        if e.code != signal.SIGTERM:
+            raise
     return 0
