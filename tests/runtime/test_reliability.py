@@ -406,6 +406,31 @@ def test_thread_count_bounds_and_oversubscription_warning():
     assert gn.backend_info()["num_threads"] == gn.backend_info()["default_num_threads"]
 
 
+def test_resizing_the_pool_between_calls_never_hangs_or_mixes_calls():
+    """New workers once started from generation 0 and ran an empty pass for a call they were
+    not part of: after a few resizes every worker slept while the caller waited (a hang of the
+    attention chunking test in CI).  1000 resizes between parallel calls, in a child process so
+    that a hang fails here instead of stalling the run."""
+    code = textwrap.dedent("""
+        import warnings
+        import numpy as np
+        import gemma_native as gn
+        from gemma_native import ops
+        warnings.simplefilter("ignore")
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64, 256), dtype=np.float32)
+        w = rng.standard_normal((512, 256), dtype=np.float32)
+        ref = ops.linear(x, w)
+        for i in range(1000):
+            gn.set_num_threads(1 + i % 3)
+            for _ in range(3):
+                assert np.array_equal(ops.linear(x, w), ref), i
+        print("done")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # 11. weights read into memory: the files may change under a running model
 # ---------------------------------------------------------------------------------------------

@@ -58,9 +58,15 @@ class Pool {
   }
 
  private:
+  // A new worker starts from the current generation: had it started from 0, it would take the
+  // generation already reached (by earlier calls and stop()) for new work, run an empty pass
+  // and decrement pending_ for a call it is not part of -- letting a later call return while a
+  // worker still runs its chunks, and, a few resizes on, leaving every worker asleep while the
+  // caller waits for them (seen as a hang of tests that call set_num_threads repeatedly).
   void start(int threads) {
     quit_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { loop(); });
+    const uint64_t now = generation_.load();
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, now] { loop(now); });
   }
 
   void stop() {
@@ -113,8 +119,7 @@ class Pool {
 #endif
   }
 
-  void loop() {
-    uint64_t seen = 0;
+  void loop(uint64_t seen) {
     for (;;) {
       spin_until([&] { return generation_.load() != seen; });
       {
