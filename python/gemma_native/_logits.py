@@ -78,7 +78,13 @@ def process(row: np.ndarray, p, history: TokenHistory) -> np.ndarray:
         if np.isfinite(top):
             # p_i / p_max = exp((l_i - l_max) / T) >= min_p  <=>  l_i >= l_max + T ln(min_p)
             floor = float(top) + float(p.temperature) * math.log(float(p.min_p))
-            out[out.astype(np.float64) < floor] = -np.inf
+            # l < floor for a float32 l  <=>  l < c, the smallest float32 >= floor (no float64
+            # copy of the row: at 262k ids that copy was most of min_p's cost)
+            with np.errstate(over="ignore"):
+                c = np.float32(floor)
+            if float(c) < floor:
+                c = np.nextafter(c, np.float32(np.inf))
+            out[out < c] = -np.inf
     return out
 
 

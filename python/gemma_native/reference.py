@@ -8,6 +8,8 @@ Weights may be float32, float16, or bfloat16 given as ``(uint16_bits, "bfloat16"
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._dtypes import QUANT_CODES, bf16_round, split_weight, weight_to_f32
@@ -277,22 +279,98 @@ def sample_uniform(seed, counter):
     return float(np.float32(z >> 40) * np.float32(1.0 / 16777216.0))
 
 
-def _sample_top_p(row, t, p, seed, counter):
-    """top-p alone: the total is summed in id order, the nucleus is the shortest run of the
-    order (logit descending, then id) whose running sum reaches top_p x total."""
-    lmax = row.max()
-    if not np.isfinite(lmax):
-        return int(np.argmax(row))
+_INV_FACTORIALS = [1.0 / math.factorial(i) for i in range(14)]
+
+
+def exp_d(x, degree=13):
+    """e^x in float64 by the library's own series to r^degree (IEEE adds and multiplies, no
+    libm): the same bits as the C++ ``pm::exp_d<degree>``.  Arguments are clamped to
+    [-708, 709]; NaN stays NaN."""
+    x = np.asarray(x, np.float64)
+    x = np.where(x < -708.0, -708.0, np.where(x > 709.0, 709.0, x))
+    magic = np.float64(6755399441055744.0)  # 1.5 * 2^52: x / ln 2 rounded to an integer
+    t = x * np.float64(1.4426950408889634) + magic
+    k = t - magic
+    r = (x - k * np.float64(6.93147180369123816490e-01)) - k * np.float64(1.90821492927058770002e-10)
+    p = np.full_like(r, _INV_FACTORIALS[degree])
+    for c in reversed(_INV_FACTORIALS[:degree]):
+        p = p * r + np.float64(c)
+    with np.errstate(over="ignore"):
+        bits = (t.view(np.uint64) - magic.view(np.uint64) + np.uint64(1023)) << np.uint64(52)
+    return p * bits.view(np.float64)
+
+
+def _weights(row, lmax, inv_t):
+    """exp_d((l - lmax) * inv_t) (series degree 10) per logit, 0 where that is below -708 or
+    NaN."""
+    a = (row.astype(np.float64) - np.float64(lmax)) * inv_t
+    with np.errstate(invalid="ignore"):
+        keep = a >= -708.0
+    return np.where(keep, exp_d(np.where(keep, a, 0.0), 10), 0.0)
+
+
+def _tree8(q):
+    """((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7)) over the last axis of 8."""
+    return ((q[..., 0] + q[..., 1]) + (q[..., 2] + q[..., 3])) \
+        + ((q[..., 4] + q[..., 5]) + (q[..., 6] + q[..., 7]))
+
+
+def _lane_total(w):
+    """The sampler's total: 8 lane sums (id i into lane i mod 8, in id order), then _tree8."""
+    padded = np.zeros(-(-w.size // 8) * 8, np.float64)
+    padded[:w.size] = w
+    return float(_tree8(np.cumsum(padded.reshape(-1, 8), axis=0)[-1]))
+
+
+def _sample_all(row, t, seed, counter):
+    """Temperature alone: walk blocks of 8 ids (running sum of their _tree8 sums) to the first
+    that passes u = uniform x total, then its ids one by one."""
     inv_t = 1.0 / np.float64(np.float32(t))
-    probs = np.exp((row.astype(np.float64) - np.float64(lmax)) * inv_t)
-    total = np.cumsum(probs)[-1]  # sequential, in id order (np.sum would sum pairwise)
+    w = _weights(row, row.max(), inv_t)
+    u = sample_uniform(seed, counter) * _lane_total(w)
+    padded = np.zeros(-(-w.size // 8) * 8, np.float64)
+    padded[:w.size] = w
+    run = np.cumsum(_tree8(padded.reshape(-1, 8)))  # sequential
+    b = int(np.searchsorted(run, u, side="right"))  # first block whose running sum > u
+    if b == run.size:  # rounding: u past every sum
+        return int(np.nonzero(w > 0)[0][-1])
+    before = run[b - 1] if b else 0.0
+    block = w[8 * b:8 * b + 8]
+    inside = np.cumsum(np.concatenate([[before], block]))[1:]
+    hit = np.nonzero(inside > u)[0]
+    if hit.size:
+        return 8 * b + int(hit[0])
+    return 8 * b + int(np.nonzero(block > 0)[0][-1])
+
+
+def _sample_top_p(row, t, p, seed, counter):
+    """top-p alone: the total is the lane sum of every weight, the nucleus the shortest run of
+    the order (logit descending, then id) whose running sum reaches top_p x total."""
+    inv_t = 1.0 / np.float64(np.float32(t))
+    w = _weights(row, row.max(), inv_t)
     order = np.lexsort((np.arange(row.size), -row))
-    cum = np.cumsum(probs[order])
-    target = np.float64(np.float32(p)) * total
+    cum = np.cumsum(w[order])
+    target = np.float64(np.float32(p)) * _lane_total(w)
     idx = min(int(np.searchsorted(cum, target, side="left")), row.size - 1)
     u = sample_uniform(seed, counter) * cum[idx]
     hit = np.nonzero(cum[:idx + 1] > u)[0]
     return int(order[hit[0]] if hit.size else order[idx])
+
+
+def _sample_top_k(row, t, k, p, seed, counter):
+    """top-k, then top-p within those k: weights and running sums in the sorted order."""
+    order = np.lexsort((np.arange(row.size), -row))[:k]
+    inv_t = 1.0 / np.float64(np.float32(t))  # in double: finite even for tiny temperatures
+    cum = np.cumsum(_weights(row[order], row[order].max(), inv_t))
+    keep = k
+    total = cum[-1]
+    if p < 1.0:
+        idx = int(np.searchsorted(cum, np.float64(np.float32(p)) * total, side="left"))
+        keep = min(idx, keep - 1) + 1
+        total = cum[keep - 1]
+    u = sample_uniform(seed, counter) * total
+    hit = np.nonzero(cum[:keep] > u)[0]
+    return int(order[hit[0]] if hit.size else order[keep - 1])
 
 
 def sample(logits, temperature, top_k, top_p, seed, counter):
@@ -302,31 +380,12 @@ def sample(logits, temperature, top_k, top_p, seed, counter):
     for b, row in enumerate(logits):
         row = np.where(np.isnan(row), -np.inf, row).astype(np.float32)
         t, k, p = float(temperature[b]), int(top_k[b]), float(top_p[b])
-        if t <= 0:
+        if t <= 0 or not np.isfinite(row.max()):  # greedy; or all -inf, or a +inf logit
             out[b] = int(np.argmax(row))
-            continue
-        if p < 1.0 and not 0 < k < row.size:
+        elif 0 < k < row.size:
+            out[b] = _sample_top_k(row, t, k, p, seed[b], counter[b])
+        elif p < 1.0:
             out[b] = _sample_top_p(row, t, p, seed[b], counter[b])
-            continue
-        need_sort = k > 0 or p < 1.0
-        order = np.lexsort((np.arange(row.size), -row)) if need_sort else np.arange(row.size)
-        if 0 < k < row.size:
-            order = order[:k]
-        kept = row[order]
-        lmax = kept.max()
-        if not np.isfinite(lmax):  # nothing finite to weigh (all -inf) or a +inf logit
-            out[b] = int(np.argmax(row))
-            continue
-        inv_t = 1.0 / np.float64(np.float32(t))  # in double: finite even for tiny temperatures
-        probs = np.exp((kept.astype(np.float64) - np.float64(lmax)) * inv_t)
-        cum = np.cumsum(probs)
-        keep = len(order)
-        total = cum[-1]
-        if p < 1.0:
-            idx = int(np.searchsorted(cum, np.float64(np.float32(p)) * total, side="left"))
-            keep = min(idx, keep - 1) + 1
-            total = cum[keep - 1]
-        u = sample_uniform(seed[b], counter[b]) * total
-        hit = np.nonzero(cum[:keep] > u)[0]
-        out[b] = int(order[hit[0]] if hit.size else order[keep - 1])
+        else:
+            out[b] = _sample_all(row, t, seed[b], counter[b])
     return out

@@ -127,3 +127,24 @@ def test_logit_bias_outside_the_vocabulary():
     model = gn.random_model("recurrentgemma-tiny", vocab_size=64, seed=2)
     with pytest.raises(InvalidArgumentError, match="vocabulary"):
         model.generate([2, 3], max_tokens=2, logit_bias={64: 1.0})
+
+
+def test_min_p_cut_is_the_float64_comparison_at_the_boundary():
+    """min_p compares float32 logits with the float64 floor l_max + T ln(min_p) through the
+    smallest float32 at or above the floor; the kept set must be exactly {l : l >= floor} in
+    float64, including the float32 neighbours of the floor itself."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        top = np.float32(rng.uniform(-30, 30))
+        temperature, min_p = float(rng.uniform(0.05, 3.0)), float(rng.uniform(1e-4, 0.99))
+        floor = float(top) + temperature * math.log(min_p)
+        near = np.float32(floor)
+        ladder = [near]
+        for _ in range(3):
+            ladder = [np.nextafter(ladder[0], np.float32(-np.inf))] + ladder
+            ladder.append(np.nextafter(ladder[-1], np.float32(np.inf)))
+        row = np.array([top, *ladder, -np.inf, top - np.float32(100)], np.float32)
+        out = _logits.process(row, gn.SamplingParams(temperature=temperature, min_p=min_p),
+                              _logits.TokenHistory([]))
+        want = np.where(row.astype(np.float64) >= floor, row, -np.inf).astype(np.float32)
+        np.testing.assert_array_equal(out, want)

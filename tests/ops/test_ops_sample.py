@@ -190,3 +190,67 @@ def test_top_p_large_vocab_matches_reference(scale):
         for top_p in (0.5, 0.95, 0.999999):
             got, want = _sample_both(logits, temperature, 0, top_p, seeds, counters)
             np.testing.assert_array_equal(got, want, err_msg=f"T={temperature} top_p={top_p}")
+
+
+@pytest.mark.parametrize("scale", [0.05, 2.0, 15.0])
+def test_every_path_at_a_large_vocab_matches_reference(isa, scale):
+    """The paths that only a large vocabulary takes: the per-ISA passes over the row (argmax,
+    the lane sum of the weights), the walk over blocks of 8 for temperature alone, the top-p
+    candidates above a logit threshold, top-k's threshold from every 16th id.  V is odd, so
+    every tail runs; rows hold NaN, -inf and ties at the top.  Draw for draw."""
+    rng = np.random.default_rng(41)
+    vocab, rows = 5003, 8
+    logits = rnd(rng, rows, vocab, scale=scale)
+    logits[1, [3, 700, 4999]] = logits[1].max() + 2.0  # a three-way tie at the top
+    logits[2, ::3] = np.nan
+    logits[3, 100:4000] = -np.inf
+    logits[4, :] = np.float32(0.5)  # all equal
+    logits[5, 1:] = -np.inf  # one id left
+    logits[6, ::16] = logits[6].max() + 1.0  # the sampled ids are the best ones
+    seeds = np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(104729)
+    for counter in (0, 1, 2**63):
+        counters = np.full(rows, counter, np.uint64) + np.arange(rows, dtype=np.uint64)
+        for temperature in (0.6, 1.0, 3.0):
+            for top_k in (0, 1, 7, 40, vocab - 1, vocab, vocab + 5):
+                for top_p in (1.0, 0.95, 0.3):
+                    got, want = _sample_both(logits, temperature, top_k, top_p, seeds, counters)
+                    np.testing.assert_array_equal(
+                        got, want, err_msg=f"T={temperature} top_k={top_k} top_p={top_p}")
+                    assert got[5] == 0 and not np.any(np.isnan(logits[2, got[2]]))
+
+
+def test_greedy_ties_across_vector_lanes(isa):
+    """The argmax runs as per-lane maxima on two chains; the lowest index of the largest value
+    must win whichever lane or chain holds it, -0 and +0 count as equal, NaN never wins."""
+    vocab = 1000
+    cases = []
+    for where in ([37, 5, 900], [999, 998], [16, 0], [33, 1, 64]):
+        row = np.full(vocab, -1.0, np.float32)
+        row[where] = 7.0
+        cases.append((row, min(where)))
+    row = np.full(vocab, -3.0, np.float32)
+    row[40], row[9] = 0.0, -0.0
+    cases.append((row, 9))
+    row = np.full(vocab, np.nan, np.float32)
+    row[[500, 20]] = -np.inf
+    row[777] = -5.0
+    cases.append((row, 777))
+    row = np.full(vocab, np.nan, np.float32)
+    cases.append((row, 0))
+    row = np.zeros(vocab, np.float32)
+    row[[300, 301]] = np.inf
+    cases.append((row, 300))
+    logits = np.stack([c[0] for c in cases])
+    got, want = _sample_both(logits, 0.0, 0, 1.0, 1, 0)
+    np.testing.assert_array_equal(got, [c[1] for c in cases])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_weight_exp_twin_is_exp():
+    """The sampler's weights come from the library's own exp series (the same bits in C++ and
+    in the numpy twin); the twin itself must be e^x to the series' accuracy."""
+    x = np.concatenate([np.linspace(-708.0, 709.0, 20001), -np.logspace(-12, 2.8, 2000)])
+    want = np.exp(x)
+    np.testing.assert_allclose(ref.exp_d(x), want, rtol=2e-15, atol=0)
+    np.testing.assert_allclose(ref.exp_d(x, 10), want, rtol=3e-13, atol=0)
+    assert np.isnan(ref.exp_d(np.array([np.nan])))[0]

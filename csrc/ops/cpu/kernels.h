@@ -17,6 +17,9 @@ struct KernelTable {
 #undef GN_KERNEL_FIELD
   void (*qlinear)(const LinearArgs&);
   void (*quantize_act)(const float* x, int64_t k, int block, void* out);
+  // Sampling's passes over a row of logits (sample_kernels.cc).
+  int64_t (*row_argmax)(const float* x, int64_t v, float* max_out);
+  double (*exp_weights)(const float* x, int64_t v, float lmax, double inv_t, double* p);
 };
 
 // One per ISA built into this binary (the x86 SIMD ones only on x86-64).
@@ -43,6 +46,13 @@ GN_ALL_OPS(GN_KERNEL_DECL)
 #undef GN_KERNEL_DECL
 void qlinear(const LinearArgs& a);
 void quantize_act(const float* x, int64_t k, int block, void* out);
+// The largest non-NaN value of x[0, v) into *max_out (-inf if none) and the lowest index
+// holding it (0 if none).
+int64_t row_argmax(const float* x, int64_t v, float* max_out);
+// Sum over i of w_i = exp_d((x_i - lmax) * inv_t), with w_i = 0 where that argument is NaN or
+// below -708: per lane l the ids i = l mod 8 in order, then ((l0 + l1) + (l2 + l3)) +
+// ((l4 + l5) + (l6 + l7)).  Stores each w_i into p[i] unless p is null.
+double exp_weights(const float* x, int64_t v, float lmax, double inv_t, double* p);
 }  // namespace GN_ISA
 #endif
 

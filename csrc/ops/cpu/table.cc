@@ -12,6 +12,7 @@ const KernelTable* GN_CAT(kernel_table_, GN_ISA)() {
 #define GN_KERNEL_ENTRY(name, Args) GN_ISA::name,
   static const KernelTable table = {
       GN_STR(GN_ISA), GN_ALL_OPS(GN_KERNEL_ENTRY) GN_ISA::qlinear, GN_ISA::quantize_act,
+      GN_ISA::row_argmax, GN_ISA::exp_weights,
   };
 #undef GN_KERNEL_ENTRY
   return &table;
