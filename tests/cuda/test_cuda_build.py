@@ -80,6 +80,25 @@ def test_module_needs_no_cuda_library_at_run_time():
     assert needed and not any("cuda" in n.lower() for n in needed), needed
 
 
+def test_a_machine_without_a_driver_is_told_so():
+    """The static runtime reports a missing driver as 'CUDA driver version is insufficient',
+    like a driver that is too old; the reason must say which it is."""
+    _need_cuda_build()
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        pass
+    else:
+        pytest.skip("this machine has an NVIDIA driver (libcuda.so.1 loads)")
+    assert not CUDA["available"]
+    assert "no NVIDIA driver found" in CUDA["reason"], CUDA["reason"]
+    assert "insufficient" not in CUDA["reason"]
+    with pytest.raises(gn.DeviceError, match="no NVIDIA driver found"):
+        gn.random_model("recurrentgemma-tiny", device="cuda")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_no_kernel_spills_or_uses_local_memory(arch, tmp_path):

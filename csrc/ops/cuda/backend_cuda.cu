@@ -4,6 +4,7 @@
 // Built only with GEMMA_NATIVE_CUDA; without a driver or a device cuda_backend() returns null
 // with the runtime's reason, and nothing here is touched.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <memory>
 #include <mutex>
@@ -19,6 +20,31 @@ namespace {
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) fail(ErrorKind::kDevice, std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// Why the runtime found no usable device, in words a user can act on.  The statically linked
+// runtime reports a machine with no NVIDIA driver at all as "CUDA driver version is
+// insufficient for CUDA runtime version", the same as a driver that is too old; the driver
+// library (libcuda.so.1) tells the two apart.
+std::string no_device_reason(cudaError_t e, int count) {
+  if (e == cudaSuccess && count == 0) return "no CUDA device is present";
+  void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (lib == nullptr) {
+    return "no NVIDIA driver found (libcuda.so.1 cannot be loaded): CUDA needs a GPU and its "
+           "driver";
+  }
+  int driver = 0;
+  using GetVersion = int (*)(int*);
+  if (auto get = reinterpret_cast<GetVersion>(dlsym(lib, "cuDriverGetVersion"))) get(&driver);
+  dlclose(lib);
+  if (e == cudaErrorInsufficientDriver && driver > 0) {
+    return "the NVIDIA driver supports CUDA up to " + std::to_string(driver / 1000) + "." +
+           std::to_string(driver % 1000 / 10) + ", older than the CUDA " +
+           std::to_string(CUDART_VERSION / 1000) + "." +
+           std::to_string(CUDART_VERSION % 1000 / 10) +
+           " runtime this package was built with: update the driver";
+  }
+  return cudaGetErrorString(e);
 }
 
 class CudaGraph final : public Graph {
@@ -131,7 +157,7 @@ CudaInfo cuda_info() {
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
     cudaGetLastError();
-    info.reason = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present";
+    info.reason = no_device_reason(e, count);
     return info;
   }
   for (int d = 0; d < count; ++d) {
@@ -166,8 +192,7 @@ Backend* cuda_backend(int index, std::string* why) {
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
     cudaGetLastError();  // clear the sticky error of a failed driver query
-    if (why != nullptr)
-      *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present";
+    if (why != nullptr) *why = no_device_reason(e, count);
     return nullptr;
   }
   if (index < 0 || index >= count) {
