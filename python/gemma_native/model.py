@@ -33,6 +33,10 @@ class SamplingParams:
     output; ``presence_penalty`` and ``frequency_penalty`` (in [-2, 2], the OpenAI rule)
     subtract presence + frequency x count from every generated id; ``min_p`` (in [0, 1), 0 =
     off; sampling only) drops ids less likely than min_p times the most likely one.
+
+    ``skip_special_tokens`` (default True) leaves control and marker tokens (``<eos>``,
+    ``<end_of_turn>``, ``<start_of_image>`` ...; ``Tokenizer.special_ids``) out of the text;
+    False writes them as their piece text.  Token ids are reported either way.
     """
 
     max_tokens: int = 64
@@ -47,6 +51,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
     logit_bias: dict | None = None
+    skip_special_tokens: bool = True
 
     def __post_init__(self):
         def bad(msg):
@@ -115,6 +120,9 @@ class SamplingParams:
                     bad(f"logit_bias[{key!r}] must be a number in [-100, 100], got {val!r}")
                 clean[tok] = float(val)
             object.__setattr__(self, "logit_bias", clean or None)
+        if not isinstance(self.skip_special_tokens, (bool, np.bool_)):
+            bad(f"skip_special_tokens must be True or False, got {self.skip_special_tokens!r}")
+        object.__setattr__(self, "skip_special_tokens", bool(self.skip_special_tokens))
 
 
 @dataclass
@@ -346,19 +354,21 @@ class Model:
                 ids.add(eot)
         return {i for i in ids if i is not None and i >= 0}
 
-    def _run(self, prompts: list, p: SamplingParams) -> Iterator[tuple]:
+    def _run(self, prompts: list, p: SamplingParams, states=None) -> Iterator[tuple]:
         """Core loop: yields (row, token_id) as tokens are chosen.  The consumer answers each
         with True when that row is finished (stop token or string); rows also finish at
         max_tokens, and when their sequence reaches the model's context length (the token
         chosen from the last position's logits is kept: finish_reason "length").  Prompts are
         prefilled one by one (their lengths differ), then all live rows share one batched
-        decode step per token."""
+        decode step per token.  ``states`` (State objects, one per prompt): continue those
+        instead of new ones."""
         seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(8), "little")
         n = len(prompts)
         if p.max_tokens == 0:
             return
         max_context = self._core.max_context
-        states = [self._core.new_state() for _ in range(n)]
+        states = [self._core.new_state() for _ in range(n)] if states is None else \
+            [s._core for s in states]
         last = np.zeros((n, self.config.vocab_size), np.float32)
         for b, ids in enumerate(prompts):
             last[b] = self._core.forward(np.asarray([ids], np.int32), [states[b]], False)[0]
@@ -449,12 +459,16 @@ class Model:
         ids = self._prompt_ids(prompt, add_bos)
         return self._stream_ids(ids, p)
 
-    def _stream_ids(self, ids, p):
+    def _stream_ids(self, ids, p, token_ids: list | None = None):
+        """Text pieces of the continuation of ``ids``; each chosen id is also appended to
+        ``token_ids`` when given."""
         stream = _TextStream(self, p)
         gen = self._run([ids], p)
         try:
             _, tok = next(gen)
             while True:
+                if token_ids is not None:
+                    token_ids.append(tok)
                 piece, hit = stream.push(tok)
                 if piece:
                     yield piece
@@ -480,6 +494,15 @@ class Model:
             return self._stream_ids(ids, p)
         return self._collect([ids], p)[0]
 
+    def chat_session(self, system: str | None = None, params: SamplingParams | None = None,
+                     **kw):
+        """A :class:`~gemma_native.chat.ChatSession`: a conversation that keeps this model's
+        state between turns, so each turn reads only its own tokens (``chat()`` re-reads the
+        whole conversation)."""
+        from .chat import ChatSession
+
+        return ChatSession(self, system, params, **kw)
+
 
 class _TextStream:
     """Turns one row's token ids into text pieces: UTF-8-safe, stop strings held back and cut.
@@ -488,7 +511,8 @@ class _TextStream:
     def __init__(self, model: Model, p: SamplingParams):
         self.stop_ids = model._stop_ids(p)
         tok = model.tokenizer
-        self.decoder = IncrementalDecoder(tok) if tok is not None else None
+        self.decoder = IncrementalDecoder(tok, p.skip_special_tokens) if tok is not None \
+            else None
         self.vocab = tok.vocab_size if tok is not None else 0
         self.matcher = StopMatcher(list(p.stop)) if p.stop and tok is not None else None
 

@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 START_OF_TURN = "<start_of_turn>"
+# Pieces of the Gemma vocabularies that are not text but are typed USER_DEFINED (not CONTROL)
+# in some files, so SentencePiece would decode them literally: the turn markers (Gemma 1/2
+# tokenizer.model files), the image / audio markers (Gemma 3, 3n), and <unused0>, <unused1> ...
+SPECIAL_MARKERS = ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
+                   "<image_soft_token>", "[multimodal]", "<start_of_audio>", "<end_of_audio>",
+                   "<audio_soft_token>", "<mask>")
 END_OF_TURN = "<end_of_turn>"
 
 # Control pieces with these names are never produced from text (as in Gemma), even though
@@ -92,6 +98,7 @@ class Tokenizer:
         if self._vocab_size <= 0:
             raise ModelFormatError(f"SentencePiece model {source} has an empty vocabulary")
         self._text_specials: dict[str, int] | None = None  # built lazily by encode()
+        self._special_ids: frozenset | None = None  # built lazily by special_ids
         self._text_special_re: re.Pattern | None = None
 
     # ------------------------------------------------------------------ construction
@@ -210,6 +217,27 @@ class Tokenizer:
     def is_control(self, token_id: int) -> bool:
         """True for CONTROL pieces (``<bos>``, ``<eos>``, ``<pad>`` ...): they decode to ''."""
         return bool(self._sp.IsControl(self._check_id(token_id)))
+
+    @property
+    def special_ids(self) -> frozenset:
+        """Ids that are not text: every CONTROL piece (``<bos>``, ``<eos>``, ``<start_of_turn>``,
+        ``<unused0>`` ...) and the Gemma markers some files type as ordinary (USER_DEFINED)
+        pieces: the turn markers, ``<start_of_image>``, ``<end_of_image>``,
+        ``<image_soft_token>``, ``[multimodal]``, the audio ones, ``<mask>``, ``<unusedN>``.
+        Other USER_DEFINED pieces (runs of spaces, tabs, newlines; HTML tags in Gemma 1/2) are
+        text and are not included."""
+        if self._special_ids is None:
+            ids = {i for i in range(self._vocab_size) if self._sp.IsControl(i)}
+            for piece in SPECIAL_MARKERS:
+                i = self.piece_to_id(piece)
+                if i is not None:
+                    ids.add(i)
+            n = 0
+            while (i := self.piece_to_id(f"<unused{n}>")) is not None:
+                ids.add(i)
+                n += 1
+            self._special_ids = frozenset(ids)
+        return self._special_ids
 
     def is_byte(self, token_id: int) -> bool:
         """True for byte-fallback pieces ``<0x00>`` ... ``<0xFF>``."""
@@ -345,13 +373,20 @@ class Tokenizer:
         except Exception as exc:
             raise TokenizerError(f"SentencePiece failed to decode ids: {exc}") from exc
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids`` (a sequence of ints, a 1-D integer array, or a single int).
 
-        Control tokens (``<bos>``, ``<eos>``, ``<pad>`` ...) decode to ''; byte-fallback pieces
-        are re-assembled into UTF-8 (invalid bytes become U+FFFD, one per byte).
+        Special tokens (:attr:`special_ids`: ``<bos>``, ``<eos>``, ``<end_of_turn>``,
+        ``<start_of_image>`` ...) are left out, or with ``skip_special_tokens=False`` written as
+        their piece text; byte-fallback pieces are re-assembled into UTF-8 (invalid bytes become
+        U+FFFD, one per byte).
         """
-        return self._decode_checked(self._check_ids(ids))
+        ids = self._check_ids(ids)
+        if skip_special_tokens:
+            special = self.special_ids
+            return self._decode_checked([i for i in ids if i not in special])
+        dec = IncrementalDecoder(self, skip_special_tokens=False)
+        return "".join(dec.push(i) for i in ids) + dec.flush()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,6 +462,9 @@ class IncrementalDecoder:
 
     ``"".join(push(i) for i in ids) + flush() == tokenizer.decode(ids)``.  A chunk never ends
     inside a UTF-8 character: byte-fallback pieces ``<0xE2><0x82><0xAC>`` yield '' , '' , '€'.
+    Special tokens (``Tokenizer.special_ids``) give '' or, with ``skip_special_tokens=False``,
+    the text completed before them followed by their piece (an unfinished character before
+    one becomes U+FFFD per byte).
 
     Work per token is O(1): only the ids since the last character boundary are decoded, behind a
     fixed one-piece "anchor" that stands for the text already emitted (so SentencePiece's
@@ -434,12 +472,14 @@ class IncrementalDecoder:
     ``flush()`` ends the stream (unfinished bytes become U+FFFD) and resets the decoder.
     """
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = True):
         if not isinstance(tokenizer, Tokenizer):
             raise InvalidArgumentError(
                 f"IncrementalDecoder needs a Tokenizer, got {type(tokenizer).__name__}"
             )
         self._tok = tokenizer
+        self._special = tokenizer.special_ids
+        self._skip_special = bool(skip_special_tokens)
         self._anchor_id, self._anchor_text = self._find_anchor(tokenizer)
         self._history: list[int] = []  # only used if the model has no usable anchor piece
         self._emitted_len = 0  # idem
@@ -526,6 +566,8 @@ class IncrementalDecoder:
     def push(self, token_id: int) -> str:
         """Add one token id; return the text completed by it ('' while a character is open)."""
         i = self._tok._check_id(token_id)
+        if i in self._special:
+            return "" if self._skip_special else self._push_special(i)
         if self._anchor_id is None:
             return self._push_slow(i)
         self._pending.append(i)
@@ -544,6 +586,16 @@ class IncrementalDecoder:
             text = self._commit(self._pending)
         self.reset()
         return text
+
+    def _push_special(self, i: int) -> str:
+        piece = self._tok._sp.IdToPiece(i)
+        if self._anchor_id is None:
+            text = self._tok._decode_checked(self._history)[self._emitted_len :]
+            self._history, self._emitted_len = [], 0
+        else:
+            text, self._pending = self._commit(self._pending), []
+        self._started = True  # what follows is not at the start of the text
+        return text + piece
 
     def _push_slow(self, i: int) -> str:
         # Fallback for exotic vocabularies without a usable anchor piece: O(n) per token.

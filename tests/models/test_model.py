@@ -224,3 +224,20 @@ def test_forward_batch_equals_forward_per_state(preset):
     with pytest.raises(gn.InvalidArgumentError):
         m.forward_batch(ids, [states[0], states[0], states[1]])  # one state twice
     assert all(s.pos == 9 for s in states)  # refused calls change nothing
+
+
+def test_special_tokens_are_left_out_of_generated_text(text_model):
+    """A generated <end_of_turn> (here forced by logit_bias, with no stop ids) is not text by
+    default; with skip_special_tokens=False it is written as its piece.  Streaming and
+    generate agree either way, and the token ids are reported either way."""
+    m = text_model
+    eot = m.tokenizer.piece_to_id("<end_of_turn>")
+    kw = dict(max_tokens=6, stop_token_ids=(), logit_bias={eot: 100.0})
+    hidden = m.generate("hello", **kw)
+    shown = m.generate("hello", skip_special_tokens=False, **kw)
+    assert hidden.token_ids == shown.token_ids == [eot] * 6
+    assert hidden.text == "" and shown.text == "<end_of_turn>" * 6
+    for skip, want in ((True, hidden), (False, shown)):
+        assert "".join(m.stream("hello", skip_special_tokens=skip, **kw)) == want.text
+    with pytest.raises(gn.InvalidArgumentError, match="skip_special_tokens"):
+        gn.SamplingParams(skip_special_tokens="no")

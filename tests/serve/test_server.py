@@ -206,6 +206,7 @@ def _post(srv, path, body, headers=None, raw=None):
     ({"prompt": "x", "logit_bias": [1]}, "logit_bias"),
     ({"prompt": "x", "presence_penalty": 9}, "presence_penalty"),
     ({"prompt": "x", "seed": "s"}, "seed"),
+    ({"prompt": "x", "skip_special_tokens": "no"}, "skip_special_tokens"),
     ({"prompt": ""}, "prompt"),
     ({"prompt": [1, -4]}, "prompt"),
     ({"prompt": {"a": 1}}, "prompt"),
@@ -217,6 +218,16 @@ def test_bad_completion_requests_get_400_naming_the_field(srv, body, param):
     err = r.json()["error"]
     assert err["param"] == param or param in err["message"]
     assert err["type"] == "invalid_request_error"
+
+
+def test_skip_special_tokens_field(srv, model):
+    """The extension field reaches the sampler: a forced <end_of_turn> shows only when asked."""
+    eot = model.tokenizer.piece_to_id("<end_of_turn>")
+    base = {"model": NAME, "prompt": "a", "max_tokens": 3, "temperature": 0,
+            "logit_bias": {str(eot): 100}}
+    hidden = _post(srv, "/v1/completions", base).json()["choices"][0]["text"]
+    shown = _post(srv, "/v1/completions", {**base, "skip_special_tokens": False}).json()
+    assert hidden == "" and shown["choices"][0]["text"] == "<end_of_turn>"
 
 
 def test_other_errors_and_the_server_keeps_serving(srv, model):

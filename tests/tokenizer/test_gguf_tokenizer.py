@@ -23,7 +23,7 @@ from gemma_native.errors import (
     UnsupportedModelError,
 )
 from gemma_native.gguf_tokenizer import spm_proto_from_gguf, tokenizer_from_gguf
-from gemma_native.tokenizer import Tokenizer
+from gemma_native.tokenizer import SPECIAL_MARKERS, Tokenizer
 
 from tests.tools.make_llamacpp_fixtures import (
     DIVERGENT_TEXTS,
@@ -93,20 +93,6 @@ def reference(llama_vocab, fixture_data):
     return ids
 
 
-def _decode_keeping_control(tok, ids):
-    """Decode with CONTROL tokens rendered as their piece text (like llama.cpp special=True)."""
-    parts, run = [], []
-    for i in ids:
-        if tok.is_control(i):
-            parts.append(tok.decode(run))
-            parts.append(tok.id_to_piece(i))
-            run = []
-        else:
-            run.append(i)
-    parts.append(tok.decode(run))
-    return "".join(parts)
-
-
 def test_gemma3_vocabulary_facts(tok):
     assert tok.vocab_size == 262144
     assert (tok.pad_id, tok.eos_id, tok.bos_id, tok.unk_id) == (0, 1, 2, 3)
@@ -136,16 +122,14 @@ def test_ids_match_llamacpp(tok, reference, name):
 def test_decode_roundtrip(tok, name):
     text = TOKENIZER_TEXTS[name]
     ids = tok.encode(text)
-    if any(s in text for s in CONTROL_STRINGS):
-        # CONTROL tokens decode to '' (as llama.cpp's detokenize(special=False)); the text
-        # around them is intact, and rendering them as their pieces gives the text back.
-        stripped = text
-        for s in CONTROL_STRINGS:
-            stripped = stripped.replace(s, "")
-        assert tok.decode(ids) == stripped
-        assert _decode_keeping_control(tok, ids) == text
-    else:
-        assert tok.decode(ids) == text
+    # Special tokens (CONTROL ones, and the image markers this file types USER_DEFINED) are
+    # left out of the text by default; the text around them is intact, and writing them as
+    # their pieces gives the text back.
+    stripped = text
+    for s in CONTROL_STRINGS + SPECIAL_MARKERS:
+        stripped = stripped.replace(s, "")
+    assert tok.decode(ids) == stripped
+    assert tok.decode(ids, skip_special_tokens=False) == text
 
 
 def test_decode_matches_llamacpp_detokenize(tok, llama_vocab):
@@ -153,7 +137,10 @@ def test_decode_matches_llamacpp_detokenize(tok, llama_vocab):
         pytest.skip("llama-cpp-python is not installed")
     for name, text in TOKENIZER_TEXTS.items():
         ids = tok.encode(text)
-        assert tok.decode(ids) == llama_vocab.detokenize(ids).decode("utf-8"), name
+        # llama.cpp's detokenize(special=False) drops CONTROL pieces only
+        shown = [i for i in ids if not tok.is_control(i)]
+        assert tok.decode(shown, skip_special_tokens=False) == \
+            llama_vocab.detokenize(ids).decode("utf-8"), name
 
 
 @pytest.mark.parametrize("name", list(DIVERGENT_TEXTS))

@@ -169,7 +169,10 @@ def test_turn_tokens_single_ids(tok):
     ids = tok.encode("<start_of_turn>user\nhi<end_of_turn>\n")
     assert ids[0] == 5 and 6 in ids
     assert ids.count(5) == 1 and ids.count(6) == 1
-    assert tok.decode(ids) == "<start_of_turn>user\nhi<end_of_turn>\n"
+    # the markers are special tokens: left out of the text unless asked for
+    assert tok.decode(ids) == "user\nhi\n"
+    assert tok.decode(ids, skip_special_tokens=False) == "<start_of_turn>user\nhi<end_of_turn>\n"
+    assert {5, 6} <= tok.special_ids
 
 
 def test_control_strings_never_from_text(tok, tok_control):
@@ -584,3 +587,26 @@ def test_format_chat_system_folded():
 def test_format_chat_errors(messages):
     with pytest.raises(InvalidArgumentError):
         format_chat(messages)
+
+
+def test_special_tokens_written_or_left_out(tok, tok_control, tok_default):
+    """decode() leaves special tokens out by default and writes them as their pieces with
+    skip_special_tokens=False, whether the file types the turn markers USER_DEFINED (tok) or
+    CONTROL (tok_control); the text around them is the text of each run, and the streaming
+    decoder gives the same text chunk by chunk."""
+    for t in (tok, tok_control, tok_default):
+        sot, eot, bos = t.piece_to_id("<start_of_turn>"), t.piece_to_id("<end_of_turn>"), t.bos_id
+        assert {sot, eot, bos} <= t.special_ids
+        runs = ["héllo", " world €", "x y"]
+        ids = [bos] + t.encode(runs[0], add_bos=False) + [sot] + \
+            t.encode(runs[1], add_bos=False) + [eot] + t.encode(runs[2], add_bos=False)
+        texts = [t.decode(t.encode(r, add_bos=False)) for r in runs]
+        assert t.decode(ids) == t.decode([i for i in ids if i not in (sot, eot, bos)])
+        shown = t.decode(ids, skip_special_tokens=False)
+        assert shown.startswith("<bos>") and "<start_of_turn>" in shown and "<end_of_turn>" in shown
+        if t is not tok_default:  # no dummy-prefix handling: each run decodes as it does alone
+            assert shown == f"<bos>{texts[0]}<start_of_turn>{texts[1]}<end_of_turn>{texts[2]}"
+        for skip in (True, False):
+            dec = IncrementalDecoder(t, skip_special_tokens=skip)
+            streamed = "".join(dec.push(i) for i in ids) + dec.flush()
+            assert streamed == t.decode(ids, skip_special_tokens=skip)

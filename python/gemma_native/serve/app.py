@@ -182,6 +182,7 @@ class Server:
                 logit_bias=bias or None,
                 seed=seed % 2**64 if seed is not None else None,
                 stop=stop,
+                skip_special_tokens=_opt_bool(body, "skip_special_tokens", True),
             )
         except InvalidArgumentError as e:
             raise ApiError(400, str(e), "logit_bias" if "logit_bias" in str(e) else None) \
