@@ -7,8 +7,9 @@ import os
 import numpy as np
 
 from ._dtypes import CODE_NAMES, canonical_dtype
-from .errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
+from .errors import InvalidArgumentError, UnsupportedModelError
 from .loading.hf import load_hf_folder
+from .loading.hub import resolve
 from .model import Model
 from .models import for_gguf, for_hf_config
 from .tokenizer import Tokenizer
@@ -18,12 +19,17 @@ from .device import check_device
 
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
-         activations: str = "int8", device: str = "cpu", mmap: bool = True) -> Model:
+         activations: str = "int8", device: str = "cpu", mmap: bool = True,
+         revision: str | None = None) -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
     model.safetensors.index.json, optional tokenizer.model) of RecurrentGemma or a Gemma 1/2/3
-    text model, or a .safetensors file with a config.json beside it.
+    text model, a .safetensors file with a config.json beside it, or a .gguf file.  Also a
+    Hugging Face cache folder (``.../models--ORG--NAME``: the snapshot of ``refs/main``), or a
+    Hub id, ``"ORG/NAME"`` or ``"ORG/NAME/FILE.gguf"``, fetched into the Hugging Face cache
+    (needs the ``hub`` extra; with ``HF_HUB_OFFLINE=1`` only the cache is used).
+    revision: with a Hub id or cache folder: a branch, tag or commit (default: main).
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
     copy), or "float32" / "bfloat16" / "float16" (converted at load), or "int8" (quantized at
     load to 8-bit blocks of 32 with one scale each: GGML's Q8_0).
@@ -62,8 +68,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
         p = os.fsdecode(p)
     if not p or "\0" in p:
         raise InvalidArgumentError(f"not a usable model path: {p!r}")
-    if not os.path.exists(p):
-        raise ModelNotFoundError(f"no such model path: {p}")
+    p = resolve(p, revision)
     if p.lower().endswith(".gguf"):
         return _load_gguf(p, want, activations, mmap, device)
     ckpt = load_hf_folder(p)
