@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from ._text import GenerationResult, _TextStream
 from .errors import InvalidArgumentError, TokenizerError
 from .tokenizer import END_OF_TURN, START_OF_TURN
 
@@ -97,14 +98,10 @@ class ChatSession:
         pieces = self._reply(ids, text)
         if stream:
             return pieces
-        from .model import GenerationResult
-
         out = "".join(pieces)
         return GenerationResult(self._last_ids, out, self._last_reason, ids)
 
     def _reply(self, ids: list, text: str) -> Iterator[str]:
-        from .model import _TextStream
-
         model, p = self.model, self.params
         stream = _TextStream(model, p)
         pos0 = self.state.pos

@@ -11,7 +11,7 @@ from .commands import run_command
 from .random_model import PRESETS
 
 
-from ._demo import DEMO_HINT as DEMO_HINT, demo_model_or_raise, demo_model_path  # noqa: F401
+from .demo import DEMO_HINT as DEMO_HINT, demo_model_or_raise, demo_model_path  # noqa: F401
 
 
 def _load(args):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from . import _core, _logits
 from .errors import InvalidArgumentError, TokenizerError
-from .tokenizer import END_OF_TURN, IncrementalDecoder, StopMatcher, Tokenizer, format_chat
+from ._text import GenerationResult as GenerationResult, _TextStream
+from .tokenizer import END_OF_TURN, Tokenizer, format_chat
 
 
 @dataclass(frozen=True)
@@ -123,19 +124,6 @@ class SamplingParams:
         if not isinstance(self.skip_special_tokens, (bool, np.bool_)):
             bad(f"skip_special_tokens must be True or False, got {self.skip_special_tokens!r}")
         object.__setattr__(self, "skip_special_tokens", bool(self.skip_special_tokens))
-
-
-@dataclass
-class GenerationResult:
-    """One generated continuation: new tokens only (the prompt is not repeated)."""
-
-    token_ids: list
-    text: str | None
-    finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens reached)
-    prompt_token_ids: list = field(default_factory=list)
-
-    def __str__(self):
-        return self.text if self.text is not None else str(self.token_ids)
 
 
 class State:
@@ -502,38 +490,3 @@ class Model:
         from .chat import ChatSession
 
         return ChatSession(self, system, params, **kw)
-
-
-class _TextStream:
-    """Turns one row's token ids into text pieces: UTF-8-safe, stop strings held back and cut.
-    generate() and stream() both use it, so their texts are identical."""
-
-    def __init__(self, model: Model, p: SamplingParams):
-        self.stop_ids = model._stop_ids(p)
-        tok = model.tokenizer
-        self.decoder = IncrementalDecoder(tok, p.skip_special_tokens) if tok is not None \
-            else None
-        self.vocab = tok.vocab_size if tok is not None else 0
-        self.matcher = StopMatcher(list(p.stop)) if p.stop and tok is not None else None
-
-    def push(self, token_id: int) -> tuple:
-        """Returns (text piece, finished)."""
-        hit = token_id in self.stop_ids
-        if self.decoder is None or token_id >= self.vocab:
-            return "", hit  # rows past the tokenizer's vocabulary (padding) carry no text
-        piece = self.decoder.push(token_id)
-        if self.matcher is not None:
-            piece, hit_s = self.matcher.push(piece)
-            hit = hit or hit_s
-        return piece, hit
-
-    def finish(self) -> str:
-        """Text still held back at the end (nothing after a stop string)."""
-        if self.decoder is None or (self.matcher is not None and self.matcher.stopped):
-            return ""
-        tail = self.decoder.flush()
-        if self.matcher is not None:
-            tail, _ = self.matcher.push(tail)
-            if not self.matcher.stopped:
-                tail += self.matcher.flush()
-        return tail

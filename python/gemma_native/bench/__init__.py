@@ -107,7 +107,7 @@ def cmd_bench(args) -> int:
     """Runs the bench for parsed options: prints the summary, writes --json; 1 if our model
     failed, else 0."""
     if args.model is None:
-        from .._demo import demo_model_or_raise
+        from ..demo import demo_model_or_raise
 
         args.model = demo_model_or_raise()
     rep = run(args)

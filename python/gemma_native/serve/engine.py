@@ -29,7 +29,8 @@ import numpy as np
 
 from .. import _core, _logits
 from ..errors import GemmaNativeError, InvalidArgumentError
-from ..model import Model, SamplingParams, _TextStream
+from .._text import _TextStream
+from ..model import Model, SamplingParams
 
 
 class QueueFullError(GemmaNativeError, RuntimeError):
