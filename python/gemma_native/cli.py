@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -14,14 +15,45 @@ from .random_model import PRESETS
 from .demo import DEMO_HINT as DEMO_HINT, demo_model_or_raise, demo_model_path  # noqa: F401
 
 
+class _Progress(logging.Handler):
+    """Draws the library's progress records (``extra={"progress": (done, total, what)}``) as
+    one line on a terminal, erased when done."""
+
+    def __init__(self, stream):
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record):
+        p = getattr(record, "progress", None)
+        if p is None:
+            return
+        done, total, what = p
+        width = 30
+        bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+        self.stream.write(f"\r{what} [{bar}] {done}/{total}")
+        if done >= total:
+            self.stream.write("\r\033[K")
+        self.stream.flush()
+
+
 def _load(args):
     from .random_model import model_from_spec
 
     if args.model is None:
         args.model = demo_model_or_raise()
-    # a path, or random:PRESET: random weights at a named shape (no download needed)
-    return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads,
-                           activations=args.activations)
+    log = logging.getLogger("gemma_native.load")
+    handler = None
+    if sys.stderr.isatty():  # a progress bar on a terminal; quiet otherwise
+        handler = _Progress(sys.stderr)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    try:
+        # a path, or random:PRESET: random weights at a named shape (no download needed)
+        return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads,
+                               activations=args.activations)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
 
 
 def _add_model_args(p, model_required=True):

@@ -71,3 +71,13 @@ def test_ctrl_c_stops_the_reply_and_returns_to_the_prompt(tok_dir):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_a_terminal_shows_weight_conversion_progress(tok_dir):
+    child = _spawn(tok_dir, "--dtype", "bfloat16", "-n", "2")
+    child.expect(r"converting weights to bfloat16 \[[#-]+\] \d+/\d+")
+    child.expect("> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

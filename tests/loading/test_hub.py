@@ -100,3 +100,17 @@ def test_hub_id_without_the_hub_extra(monkeypatch):
 def test_other_missing_paths(name):
     with pytest.raises(ModelNotFoundError, match="no such model path"):
         gn.load(name)
+
+
+def test_loading_reports_progress_through_logging_only(folder, caplog, capsys):
+    """Per-layer progress records on the 'gemma_native.load' logger (INFO), nothing printed."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="gemma_native.load"):
+        m = gn.load(folder, dtype="bfloat16")
+    steps = [r.progress for r in caplog.records if hasattr(r, "progress")]
+    n = m.config.num_layers
+    assert [s[:2] for s in steps] == [(i + 1, n) for i in range(n)]
+    assert all(s[2] == "converting weights to bfloat16" for s in steps)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""

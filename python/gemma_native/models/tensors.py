@@ -13,6 +13,8 @@ file, and tensors the table does not know are reported.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -219,6 +221,9 @@ class GGUFSource:
 # --------------------------------------------------------------------------------------
 
 
+log = logging.getLogger("gemma_native.load")
+
+
 def map_tensors(table: TensorTable, cfg, source, dtype: str | None = None) -> dict:
     """Applies ``table`` to ``source`` for config ``cfg``: ``{engine name: (array, code)}``.
 
@@ -248,6 +253,7 @@ def map_tensors(table: TensorTable, cfg, source, dtype: str | None = None) -> di
     for spec in table.globals:
         if spec.applies(cfg, None):
             take(spec, spec.source, spec.engine)
+    what = f"converting weights to {want}" if want is not None else "reading weights"
     for i in range(cfg.num_layers):
         prefix, eng = table.layer_prefix.format(i=i), ENGINE_LAYER.format(i=i)
         specs = table.layer_specs(cfg, i)
@@ -255,6 +261,9 @@ def map_tensors(table: TensorTable, cfg, source, dtype: str | None = None) -> di
             _check_block_kind(table, cfg, i, prefix, source)
         for spec in specs:
             take(spec, prefix + spec.source, eng + spec.engine)
+        # progress for a front end (the CLI draws it on a terminal); silent by default
+        log.info("%s: layer %d of %d", what, i + 1, cfg.num_layers,
+                 extra={"progress": (i + 1, cfg.num_layers, what)})
 
     extra = sorted(set(source.names()) - used - set(table.ignored)
                    - {s.source for s in table.tied})
