@@ -5,7 +5,9 @@ instead feeds each turn's own tokens on top of the state the previous turns left
 turn in Gemma's format, then the reply as it is generated.  For RecurrentGemma that state has
 a fixed size, so a long conversation costs no more per turn than a short one; Gemma keeps its
 KV cache.  The reply tokens stay as the model produced them (they are not re-tokenized from
-text), so turn N continues exactly the sequence the model has seen.
+text), so turn N continues exactly the sequence the model has seen.  A model whose stored chat
+template is not Gemma's turn format (gemma_native.templates) re-reads the conversation through
+that template on every turn instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Iterator
 
 from ._text import GenerationResult, _TextStream
 from .errors import InvalidArgumentError, TokenizerError
+from .templates import is_gemma_template
 from .tokenizer import END_OF_TURN, START_OF_TURN
 
 # A path component naming an instruction-tuned checkpoint: gemma-2b-it, recurrentgemma-9b-it,
@@ -71,6 +74,13 @@ class ChatSession:
         self._eot = self.model.tokenizer.piece_to_id(END_OF_TURN)
 
     def _turn_ids(self, text: str) -> list:
+        if not is_gemma_template(self.model.chat_template):
+            # the model's own template: no known way to continue its text, so each turn reads
+            # the whole conversation again, from a new state
+            self.state = self.model.new_state()
+            self._unfed = []
+            return self.model.chat_prompt_ids(self.messages + [{"role": "user",
+                                                                "content": text}])
         tok = self.model.tokenizer
         body = f"{START_OF_TURN}user\n{text}{END_OF_TURN}\n{START_OF_TURN}model\n"
         if self.state.pos == 0:
@@ -133,7 +143,8 @@ class ChatSession:
         if self.state.pos == pos0:  # interrupted while reading the turn: nothing was fed
             return
         self.messages.append({"role": "user", "content": text})
-        self.messages.append({"role": "model", "content": reply})
+        role = "model" if is_gemma_template(self.model.chat_template) else "assistant"
+        self.messages.append({"role": role, "content": reply})
         # The loop feeds every chosen token but the last (the reply ends on it, or was
         # interrupted before feeding it): the next turn starts by feeding it, then closes this
         # turn with <end_of_turn> unless that token was one.

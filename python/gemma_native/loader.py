@@ -12,6 +12,7 @@ from .loading.hf import load_hf_folder
 from .loading.hub import resolve
 from .model import Model
 from .models import for_gguf, for_hf_config
+from .templates import template_from_gguf, template_from_hf_folder
 from .tokenizer import Tokenizer
 from ._threads import set_threads
 from ._modes import check_activations, core_options
@@ -84,6 +85,8 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
     model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd, activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    folder = ckpt.path if os.path.isdir(ckpt.path) else os.path.dirname(ckpt.path)
+    model.chat_template = template_from_hf_folder(folder)
     return model
 
 
@@ -128,4 +131,5 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
                   activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
+    model.chat_template = template_from_gguf(gf.metadata)
     return model

@@ -12,7 +12,8 @@ import numpy as np
 from . import _core, _logits
 from .errors import InvalidArgumentError, TokenizerError
 from ._text import GenerationResult as GenerationResult, _TextStream
-from .tokenizer import END_OF_TURN, Tokenizer, format_chat
+from .templates import chat_prompt
+from .tokenizer import END_OF_TURN, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class Model:
         self.weight_dtype = weight_dtype
         self.activations = activations  # the compute mode asked for (load's activations=)
         self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
+        self.chat_template: str | None = None  # the Jinja template stored with the model
         self._core = core
 
     @property
@@ -469,18 +471,24 @@ class Model:
 
     def chat(self, messages: Sequence[dict], params: SamplingParams | None = None, *,
              stream: bool = False, **kw):
-        """Replies to a conversation in the Gemma turn format (roles user/model, a leading
-        system message folded into the first user turn).  Stops at <end_of_turn> / <eos>.
-        Returns a GenerationResult, or an iterator of text pieces when stream=True."""
-        if self.tokenizer is None:
-            raise TokenizerError("chat needs a tokenizer (tokenizer.model)")
-        text = format_chat(list(messages), add_generation_prompt=True)
-        ids = self.encode(text, add_bos=True)
+        """Replies to a conversation (:meth:`chat_prompt_ids`).  Stops at <end_of_turn> /
+        <eos>.  Returns a GenerationResult, or an iterator of text pieces when stream=True."""
+        ids = self.chat_prompt_ids(messages)
         self._check_fits(ids)
         p = self._params(params, kw)
         if stream:
             return self._stream_ids(ids, p)
         return self._collect([ids], p)[0]
+
+    def chat_prompt_ids(self, messages: Sequence[dict]) -> list:
+        """The prompt asking for the next reply to ``messages``: in the Gemma turn format
+        (roles user/model, a leading system message folded into the first user turn), or
+        through the model's own chat template when it has one that is not Gemma's
+        (``chat_template``, rendered with Jinja2; see gemma_native.templates)."""
+        if self.tokenizer is None:
+            raise TokenizerError("chat needs a tokenizer (tokenizer.model)")
+        return chat_prompt(self.chat_template, list(messages) if not isinstance(
+            messages, (str, bytes, dict)) else messages, self.tokenizer)
 
     def chat_session(self, system: str | None = None, params: SamplingParams | None = None,
                      **kw):

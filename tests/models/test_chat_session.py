@@ -149,3 +149,67 @@ class _M:
 ])
 def test_base_model_detection_by_name(path, want):
     assert looks_instruction_tuned(_M(path)) is want
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+GEMMA_LIKE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m.role }}\n"
+              "{{ m.content }}<end_of_turn>\n{% endfor %}")
+
+
+def _with_template(model, template):
+    import copy
+
+    m = copy.copy(model)
+    m.chat_template = template
+    return m
+
+
+def test_a_stored_non_gemma_template_is_rendered(model):
+    pytest.importorskip("jinja2")
+    m = _with_template(model, CHATML)
+    msgs = [{"role": "user", "content": "hi"}]
+    text = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    want_ids = m.tokenizer.encode(text, add_bos=False)  # the template writes its own <bos>
+    r = m.chat(msgs, max_tokens=3)
+    assert r.prompt_token_ids == want_ids
+    assert r.token_ids == m.generate(want_ids, max_tokens=3).token_ids
+    # a session re-reads the conversation through the template every turn
+    s = m.chat_session(max_tokens=3)
+    r1 = s.send("hi")
+    r2 = s.send("again")
+    assert r1.prompt_token_ids == want_ids
+    text2 = text + r1.text + "<|im_end|>\n<|im_start|>user\nagain<|im_end|>\n" \
+        "<|im_start|>assistant\n"
+    assert r2.prompt_token_ids == m.tokenizer.encode(text2, add_bos=False)
+
+
+def test_a_gemma_template_needs_no_jinja(model, monkeypatch):
+    import sys
+
+    for name in ("jinja2", "jinja2.sandbox", "jinja2.exceptions"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails
+    m = _with_template(model, GEMMA_LIKE)
+    msgs = [{"role": "user", "content": "hi"}]
+    assert m.chat_prompt_ids(msgs) == model.chat_prompt_ids(msgs)
+    other = _with_template(model, CHATML)
+    with pytest.raises(TokenizerError, match="jinja2"):
+        other.chat(msgs, max_tokens=1)
+
+
+def test_templates_are_read_from_hf_folders_and_gguf_metadata(tmp_path):
+    import json
+
+    from gemma_native.templates import template_from_gguf, template_from_hf_folder
+
+    assert template_from_hf_folder(str(tmp_path)) is None
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
+    assert template_from_hf_folder(str(tmp_path)) == CHATML
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": [{"name": "tool_use", "template": "x"},
+                           {"name": "default", "template": GEMMA_LIKE}]}))
+    assert template_from_hf_folder(str(tmp_path)) == GEMMA_LIKE
+    (tmp_path / "chat_template.jinja").write_text(CHATML)
+    assert template_from_hf_folder(str(tmp_path)) == CHATML
+    assert template_from_gguf({"tokenizer.chat_template": CHATML}) == CHATML
+    assert template_from_gguf({}) is None

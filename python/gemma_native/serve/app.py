@@ -24,7 +24,6 @@ from starlette.routing import Route
 
 from ..errors import GemmaNativeError, InvalidArgumentError
 from ..model import SamplingParams
-from ..tokenizer import format_chat
 from .engine import DrainingError, Engine, QueueFullError
 
 
@@ -311,10 +310,9 @@ class Server:
                 role = "system"
             clean.append({"role": role, "content": content})
         try:
-            text = format_chat(clean, add_generation_prompt=True)
+            ids = self.model.chat_prompt_ids(clean)
         except InvalidArgumentError as e:
             raise ApiError(400, str(e), "messages") from None
-        ids = self.model.encode(text, add_bos=True)
         self._check_prompt(ids)
         p, n, stream, include_usage = self._params(
             body, max(1, self.model._core.max_context - len(ids)))
