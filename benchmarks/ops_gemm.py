@@ -7,8 +7,9 @@ Measured in the same run (these machines are shared, so the ratios are what to r
     released) on the same number of threads;
   * memory bandwidth: a STREAM-like copy of 256 MiB per thread through the same library;
   * numpy's fp32 matmul and, when torch is installed, torch's fp32/bf16 matmul (same threads).
-gn_f32 / gn_bf16 are the exact GEMM on fp32 / bf16 weights; gn_bf16_mode (where a bf16 GEMM is
-usable, see gn.backend_info()["bf16_gemm"]) is the bf16 compute mode, to compare with torch_bf16.
+gn_f32 / gn_bf16 are the exact GEMM on fp32 / bf16 weights; gn_bf16_mode_amx /
+gn_bf16_mode_avx512bf16 (each where usable, see gn.backend_info()["available_bf16_gemms"]) are
+the bf16 compute mode on AMX tiles / AVX512-BF16 dot products, to compare with torch_bf16.
 
     python benchmarks/ops_gemm.py [--threads 2] [--json]
 """
@@ -161,10 +162,14 @@ def main():
         res = {"kind": "gemm", "n": n, "k": k, "m": m}
         res["gn_f32"] = flops / best_time(lambda: ops.linear(x, wf)) / 1e9
         res["gn_bf16"] = flops / best_time(lambda: ops.linear(x, (wb, "bfloat16"))) / 1e9
-        if gn.backend_info().get("bf16_gemm", "none") != "none":
-            # the bf16 compute mode (x and W rounded to bf16, fp32 sums; AMX where present)
-            res["gn_bf16_mode"] = flops / best_time(
-                lambda: ops.linear(x, (wb, "bfloat16"), bf16_activations=True)) / 1e9
+        # the bf16 compute mode (x and W rounded to bf16, fp32 sums) on every unit this CPU
+        # has: AMX tiles, AVX512-BF16 dot products
+        for unit in ("amx", "avx512bf16"):
+            if unit in gn.backend_info()["available_bf16_gemms"]:
+                gn.set_bf16_gemm(unit)
+                res[f"gn_bf16_mode_{unit}"] = flops / best_time(
+                    lambda: ops.linear(x, (wb, "bfloat16"), bf16_activations=True)) / 1e9
+        gn.set_bf16_gemm("auto")
         res["numpy_f32"] = flops / best_time(lambda: x @ wf.T) / 1e9
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(wf)

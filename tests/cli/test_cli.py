@@ -153,11 +153,12 @@ def test_info_with_tokenizer_and_dtype(tok_dir, tok_model):
 def test_info_reports_the_compute_mode(model_dir):
     assert json.loads(ok(cli("info", model_dir)))["compute_mode"] == "exact float32"
     info = json.loads(ok(cli("info", model_dir, "--activations", "bfloat16")))
-    # the child process picks its bf16 GEMM itself: AMX where the CPU has it, else exact
-    expected = ("bfloat16 (amx; decode steps exact)"
-                if "amx" in gn.backend_info()["available_bf16_gemms"] else
-                "exact float32 (activations='bfloat16' asked; no bf16 matrix unit in use: "
-                "no AMX here, or set_bf16_gemm('none'))")
+    # the child process picks its bf16 GEMM itself: AMX, else AVX512-BF16, else exact
+    avail = gn.backend_info()["available_bf16_gemms"]
+    unit = next((u for u in ("amx", "avx512bf16") if u in avail), None)
+    expected = (f"bfloat16 ({unit}; decode steps exact)" if unit else
+                "exact float32 (activations='bfloat16' asked; no bf16 unit in use: "
+                "no AMX or AVX512-BF16 here, or set_bf16_gemm('none'))")
     assert info["compute_mode"] == expected
     r = cli("info", model_dir, "--activations", "bf16")
     assert r.returncode == 2 and "invalid choice" in r.stderr

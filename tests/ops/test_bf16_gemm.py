@@ -1,15 +1,20 @@
-"""The bf16 compute mode's GEMM (csrc/ops/cpu/bf16_gemm.cc): linear with bf16_activations.
+"""The bf16 compute mode's GEMMs (csrc/ops/cpu/bf16_gemm.cc on AMX tiles, bf16_dot.cc with
+AVX512-BF16 dot products): linear with bf16_activations.
 
-Run on every machine through the emulated tiles ("amx-emulated": the same kernel source with
-the tile instructions done in C++) and on the real AMX unit where this CPU has one.  The truth is
+Run on every machine through emulation ("amx-emulated": the same kernel source with the tile
+instructions done in C++; "avx512bf16-emulated": the dot-product kernel over SIMDe, built
+where the SIMDe headers are, which CI requires) and on the real units where this CPU has them.  The truth is
 numpy in float64 on the same bfloat16-rounded x and W; the kernel sums in float32 in an order of
 its own (and the hardware rounds its bf16 pairs its own way), so each output is checked against
 the worst-case bound of a float32 sum of K products, K * 2^-24 * sum_k |x_k * w_k| (plus the
 bias and output roundings), which holds for any summation order -- a verdict that cannot
-depend on rounding luck.  Inputs are normal numbers: AMX flushes subnormals to zero.
+depend on rounding luck.  Inputs are normal numbers: AMX and VDPBF16PS flush subnormals to
+zero.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -20,14 +25,17 @@ from gemma_native._dtypes import bf16_round
 
 from tests.helpers.arrays import weight_arg
 
-KERNELS = ["amx-emulated", "amx"]
+KERNELS = ["amx-emulated", "amx", "avx512bf16-emulated", "avx512bf16"]
 
 
 @pytest.fixture(params=KERNELS)
 def kernel(request):
     name = request.param
     if name not in gn.backend_info()["available_bf16_gemms"]:
-        pytest.skip(f"bf16 GEMM {name!r} cannot run here (no AMX-BF16, or not granted by the OS)")
+        if name == "avx512bf16-emulated" and os.environ.get("GEMMA_NATIVE_EXPECT_AVX512EMU") == "1":
+            pytest.fail("GEMMA_NATIVE_EXPECT_AVX512EMU=1 but the build has no SIMDe kernels")
+        pytest.skip(f"bf16 GEMM {name!r} cannot run here (not built, no such unit on this CPU, "
+                    "or AMX not granted by the OS)")
     gn.set_bf16_gemm(name)
     assert _core.bf16_gemm() == name
     yield name
@@ -108,11 +116,12 @@ def test_none_runs_exactly():
         gn.set_bf16_gemm("auto")
 
 
-def test_auto_picks_amx_exactly_where_it_is_usable():
+def test_auto_picks_amx_then_avx512bf16_where_usable():
     gn.set_bf16_gemm("auto")
     avail = gn.backend_info()["available_bf16_gemms"]
     assert {"none", "amx-emulated"} <= set(avail)
-    assert gn.backend_info()["bf16_gemm"] == ("amx" if "amx" in avail else "none")
+    want = "amx" if "amx" in avail else ("avx512bf16" if "avx512bf16" in avail else "none")
+    assert gn.backend_info()["bf16_gemm"] == want
 
 
 def test_bad_names_and_quantized_weights_are_refused():

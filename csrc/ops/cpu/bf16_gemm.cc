@@ -105,17 +105,6 @@ static inline void emu_dp(int c, int a, int b) {
 #define GN_TILE_DP(c, a, b) emu_dp(c, a, b)
 #endif
 
-static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-template <DType DT>
-static inline uint16_t weight_bf16(const void* w, int64_t i) {
-  if constexpr (DT == DType::kBF16) {
-    return static_cast<const uint16_t*>(w)[i];
-  } else {
-    return f32_to_bf16(load_as_f32(w, DT, i));
-  }
-}
-
 #if defined(GN_AMX_NATIVE)
 // The 16 x 16 matrix of 32-bit words (bf16 pairs) rows[n][j0 .. j0 + 32) transposed into
 // tile: tile row i = word i of every row.  Four exchange steps: step s swaps bit s of the

@@ -165,6 +165,12 @@ const std::vector<Bf16Entry>& bf16_entries() {
   static const std::vector<Bf16Entry> e = {
       {"none", nullptr, [] { return true; }},
       {"amx-emulated", amxemu::linear_bf16, [] { return true; }},
+#ifdef GN_HAVE_AVX512BF16EMU
+      {"avx512bf16-emulated", avx512bf16emu::linear_bf16, [] { return true; }},
+#endif
+#ifdef GN_HAVE_AVX512BF16
+      {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has("avx512bf16"); }},
+#endif
 #ifdef GN_HAVE_AMX
       {"amx", amx::linear_bf16, amx_granted},
 #endif
@@ -178,9 +184,11 @@ int pick_bf16(const std::string& requested) {
   std::string name = requested;
   for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   const auto& all = bf16_entries();
-  if (name.empty() || name == "auto") {
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (std::string(all[i].name) == "amx" && all[i].usable()) return static_cast<int>(i);
+  if (name.empty() || name == "auto") {  // AMX tiles, else AVX512-BF16, else exact
+    for (const char* best : {"amx", "avx512bf16"}) {
+      for (size_t i = 0; i < all.size(); ++i) {
+        if (std::string(all[i].name) == best && all[i].usable()) return static_cast<int>(i);
+      }
     }
     return 0;
   }
@@ -189,7 +197,8 @@ int pick_bf16(const std::string& requested) {
     if (name == all[i].name) {
       if (!all[i].usable()) {
         fail(ErrorKind::kDevice, "bf16 GEMM '" + name + "' was built but this CPU or OS does not "
-                                 "allow it (AMX-BF16 and the kernel's tile permission are needed)");
+                                 "allow it (amx: AMX-BF16 and the kernel's tile permission; "
+                                 "avx512bf16: AVX512-BF16)");
       }
       return static_cast<int>(i);
     }

@@ -19,9 +19,10 @@ std::vector<std::string> compiled_isas();
 // "auto" or one of available_isas(); anything else throws Error(kDevice).
 void set_isa(const std::string& name);
 // The bf16 compute mode's GEMM (ops::WeightMatrix::bf16_activations): "amx" where the CPU has
-// AMX-BF16 and the OS grants the tile state, else "none" (linear then runs exactly), unless
-// GEMMA_NATIVE_BF16_GEMM or set_bf16_gemm() names one: "auto", "amx", "amx-emulated" (the same
-// kernel over emulated tiles: any CPU, slow; for tests) or "none".
+// AMX-BF16 and the OS grants the tile state, else "avx512bf16" (VDPBF16PS) where it has
+// AVX512-BF16, else "none" (linear then runs exactly), unless GEMMA_NATIVE_BF16_GEMM or
+// set_bf16_gemm() names one: "auto", "amx", "avx512bf16", "none", or "amx-emulated" /
+// "avx512bf16-emulated" (the same kernels over emulated instructions: any CPU, slow; tests).
 using Bf16Gemm = void (*)(const LinearArgs&);
 Bf16Gemm bf16_gemm();
 std::string bf16_gemm_name();

@@ -38,6 +38,13 @@ void linear_bf16(const LinearArgs& a);
 namespace amxemu {
 void linear_bf16(const LinearArgs& a);
 }
+// The same GEMM with AVX512-BF16 dot products (bf16_dot.cc), and over SIMDe (any CPU; tests).
+namespace avx512bf16 {
+void linear_bf16(const LinearArgs& a);
+}
+namespace avx512bf16emu {
+void linear_bf16(const LinearArgs& a);
+}
 
 #ifdef GN_ISA
 namespace GN_ISA {

@@ -161,6 +161,17 @@ static inline Vec load_w(const void* w, int64_t i) {
   }
 }
 
+// Element i of a weight row of dtype DT as bf16 bits (bf16 as stored; others rounded to
+// nearest even): the operand of the bf16 compute mode's GEMMs.
+template <DType DT>
+static inline uint16_t weight_bf16(const void* w, int64_t i) {
+  if constexpr (DT == DType::kBF16) {
+    return static_cast<const uint16_t*>(w)[i];
+  } else {
+    return f32_to_bf16(load_as_f32(w, DT, i));
+  }
+}
+
 template <DType DT>
 static inline float load_w1(const void* w, int64_t i) {
   return load_as_f32(w, DT, i);
@@ -263,6 +274,7 @@ struct Grow {
 };
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // parallel_for over a callable (lambda) without crossing translation units with templates.

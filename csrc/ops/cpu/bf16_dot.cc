@@ -1,0 +1,158 @@
+// The bf16 compute mode's GEMM on CPUs with AVX512-BF16 but no AMX (AMD Zen 4 / Zen 5, Intel
+// Cooper Lake): y[n, m] = sum_k bf16(x[n, k]) * bf16(W[m, k]) + bias[m], products exact, sums
+// in fp32, with VDPBF16PS (16 lanes, each adding the two products of one bf16 pair).
+//
+// Compiled twice from this one file:
+//   GN_ISA=avx512bf16     with -mavx512bf16: the real instruction;
+//   GN_ISA=avx512bf16emu  over SIMDe (GN_SIMDE_AVX512, no ISA flags): the same code on any
+//                         CPU, so that the packing, tiling and edge logic is tested everywhere.
+// The instruction adds the odd product, then the even one, to the fp32 lane, rounding each sum
+// to nearest even and flushing denormals; SIMDe adds them in the other order without flushing.
+// The two agree to fp32 rounding, not bit for bit (as the AMX path and its emulation).
+//
+// Layout: x is rounded to bf16 once per call and stored as 32-bit words, one per pair of k
+// (xp[n][i] = x[n][2i] | x[n][2i+1] << 16, zero past k).  Each task packs its mb rows of W
+// the same way in groups of 16 rows, [group][i][16 words], so that one zmm load gives pair i
+// of 16 output rows.  The micro-kernel holds 12 rows of x x 32 rows of W in 24 accumulators:
+// per pair i, 2 W loads and 12 broadcasts of x feed 24 VDPBF16PS (768 multiply-adds).
+// Napkin math: a VDPBF16PS is 32 multiply-adds, twice an fp32 FMA's 16, at the same rate on
+// Zen 4 (one zmm per cycle) and on Intel cores (two), so bf16 mode can run prefill at up to
+// twice the exact mode's speed, before counting the halved weight and activation traffic.
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/simd.h"
+
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace {
+
+constexpr int kRows = 12;           // rows of x per micro-tile
+constexpr int64_t kGroup = 16;      // rows of W per zmm
+constexpr int64_t kMaxMb = 256;     // rows of W per task at most
+constexpr int64_t kPackBytes = 512 * 1024;  // packed W per task at most (from 32 rows up)
+
+static inline __m512bh as_bh(__m512i v) {
+  __m512bh r;
+  std::memcpy(&r, &v, sizeof r);
+  return r;
+}
+
+// W rows [m0, m0 + mb) (zero past the matrix) as dst[(g * k2 + i) * 16 + r] = the pair i of
+// row m0 + 16 g + r.
+template <DType DT>
+static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t k2, uint32_t* dst) {
+  const int64_t k = a.w.cols, rows = a.w.rows;
+  const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
+  const char* base = static_cast<const char*>(a.w.data);
+  for (int64_t g = 0; g < mb / kGroup; ++g) {
+    uint32_t* out = dst + g * k2 * kGroup;
+    for (int64_t r = 0; r < kGroup; ++r) {
+      const int64_t m = m0 + g * kGroup + r;
+      if (m >= rows) {
+        for (int64_t i = 0; i < k2; ++i) out[i * kGroup + r] = 0;
+        continue;
+      }
+      const void* w = base + static_cast<size_t>(m) * row_bytes;
+      if constexpr (DT == DType::kBF16) {
+        const uint16_t* h = static_cast<const uint16_t*>(w);
+        for (int64_t i = 0; i < k / 2; ++i) {
+          uint32_t word;
+          std::memcpy(&word, h + 2 * i, 4);
+          out[i * kGroup + r] = word;
+        }
+      } else {
+        for (int64_t i = 0; i < k / 2; ++i) {
+          out[i * kGroup + r] = static_cast<uint32_t>(weight_bf16<DT>(w, 2 * i)) |
+                                static_cast<uint32_t>(weight_bf16<DT>(w, 2 * i + 1)) << 16;
+        }
+      }
+      if (k % 2) out[(k2 - 1) * kGroup + r] = weight_bf16<DT>(w, k - 1);
+    }
+  }
+}
+
+// acc[r][h] = sum over pairs of xp row r . W group h, for R rows of x (R <= kRows), stored as
+// out[r][0..32).
+template <int R>
+static void tile(const uint32_t* xp, int64_t k2, const uint32_t* w0, const uint32_t* w1,
+                 float* out) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k2; ++i) {
+    const __m512bh b0 = as_bh(_mm512_loadu_si512(w0 + i * kGroup));
+    const __m512bh b1 = as_bh(_mm512_loadu_si512(w1 + i * kGroup));
+    for (int r = 0; r < R; ++r) {
+      const __m512bh x = as_bh(_mm512_set1_epi32(static_cast<int>(xp[r * k2 + i])));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(out + r * 32, acc[r][0]);
+    _mm512_storeu_ps(out + r * 32 + 16, acc[r][1]);
+  }
+}
+
+using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, const uint32_t*, float*);
+
+constexpr TileFn kTiles[kRows + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>, &tile<4>,
+                                      &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>, &tile<9>,
+                                      &tile<10>, &tile<11>, &tile<12>};
+
+template <DType DT>
+void run(const LinearArgs& a) {
+  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
+  const int64_t k2 = (k + 1) / 2;
+
+  // x to bf16 pairs (nearest even), once per call.
+  Buf<uint32_t> xp(n_rows * k2);
+  par_for(n_rows, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) {
+      const float* src = a.x + n * k;
+      uint32_t* dst = xp.data() + n * k2;
+      for (int64_t i = 0; i < k / 2; ++i) {
+        dst[i] = static_cast<uint32_t>(f32_to_bf16(src[2 * i])) |
+                 static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
+      }
+      if (k % 2) dst[k2 - 1] = f32_to_bf16(src[k - 1]);
+    }
+  });
+
+  const int64_t mb = max64(32, min64(kMaxMb, kPackBytes / (k2 * 4) / 32 * 32));
+  const int64_t tasks = (m_rows + mb - 1) / mb;
+  par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    thread_local Grow<uint32_t> wbuf;
+    uint32_t* wp = wbuf.get(k2 * mb);
+    alignas(64) float out[kRows * 32];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t m0 = t * mb;
+      const int64_t m_task = min64(mb, m_rows - m0);
+      const int64_t mbp = round_up(m_task, 32);
+      pack_w<DT>(a, m0, mbp, k2, wp);
+      for (int64_t n0 = 0; n0 < n_rows; n0 += kRows) {
+        const int rows = static_cast<int>(min64(kRows, n_rows - n0));
+        for (int64_t j0 = 0; j0 < mbp; j0 += 32) {
+          const uint32_t* w0 = wp + (j0 / kGroup) * k2 * kGroup;
+          kTiles[rows](xp.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, out);
+          const int64_t cols = min64(32, m_task - j0);
+          for (int r = 0; r < rows; ++r) {
+            float* yrow = a.y + (n0 + r) * m_rows + m0 + j0;
+            const float* c = out + r * 32;
+            for (int64_t j = 0; j < cols; ++j) {
+              const float s = c[j] + (a.bias ? a.bias[m0 + j0 + j] : 0.0f);
+              yrow[j] = a.accumulate ? yrow[j] + s : s;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void linear_bf16(const LinearArgs& a) {
+  with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
+}
+
+}  // namespace gemma_native::ops::cpu::GN_ISA
