@@ -129,9 +129,11 @@ def cmd_generate(args):
         print(prompt + out.text if out.text is not None else out.token_ids)
         n_new = len(out.token_ids)
     else:
-        sys.stdout.write(prompt)
         new_ids: list = []
-        for piece in model._stream_ids(model._prompt_ids(prompt, True), params, new_ids):
+        ids, state = _prefill_with_progress(model, model._prompt_ids(prompt, True))
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        for piece in model._stream_ids(ids, params, new_ids, state):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -144,6 +146,24 @@ def cmd_generate(args):
               f"state {model.new_state().nbytes / 2**20:.1f} MiB per sequence]",
               file=sys.stderr)
     return 0
+
+
+PREFILL_CHUNK = 256
+
+
+def _prefill_with_progress(model, ids):
+    """On a terminal, a long prompt is read in chunks with a progress line (chunked reading
+    gives the same state as one call); returns (ids still to feed, state or None)."""
+    if not sys.stderr.isatty() or len(ids) < 4 * PREFILL_CHUNK:
+        return ids, None
+    state = model.new_state()
+    head = len(ids) - 1
+    bar = _Progress(sys.stderr)
+    for start in range(0, head, PREFILL_CHUNK):
+        model.forward(ids[start:min(head, start + PREFILL_CHUNK)], state)
+        done = min(head, start + PREFILL_CHUNK)
+        bar.emit(logging.makeLogRecord({"progress": (done, head, "reading the prompt")}))
+    return ids[head:], state
 
 
 CHAT_HELP = ("commands: /reset (new conversation), /system TEXT (set the system prompt and "

@@ -449,11 +449,11 @@ class Model:
         ids = self._prompt_ids(prompt, add_bos)
         return self._stream_ids(ids, p)
 
-    def _stream_ids(self, ids, p, token_ids: list | None = None):
+    def _stream_ids(self, ids, p, token_ids: list | None = None, state: State | None = None):
         """Text pieces of the continuation of ``ids``; each chosen id is also appended to
-        ``token_ids`` when given."""
+        ``token_ids`` when given; ``state``: continue it (it holds the tokens before ``ids``)."""
         stream = _TextStream(self, p)
-        gen = self._run([ids], p)
+        gen = self._run([ids], p, states=None if state is None else [state])
         try:
             _, tok = next(gen)
             while True:

@@ -112,3 +112,26 @@ def test_a_newcomer_session_on_the_demo_model():
     child = _spawn("-n", 100000, "--ignore-eos", timeout=180)
     _ctrl_c_stops_a_long_reply(child, "Tell me a very long story.")
     _ends_cleanly(child)
+
+
+def test_a_long_prompt_shows_reading_progress_and_the_same_text(tok_dir, tmp_path):
+    """generate on a terminal reads a long prompt in chunks with a progress line; the text is
+    the one the library gives for the whole prompt at once."""
+    import gemma_native as gn
+
+    model = gn.load(tok_dir)
+    prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * 200)
+    n = len(model.encode(prompt))
+    assert n >= 1024  # long enough for the chunked path
+    want = model.generate(prompt, max_tokens=8).text
+    (tmp_path / "p.txt").write_text(prompt)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="dumb")
+    child = pexpect.spawn("/bin/sh", ["-c", f"{sys.executable} -m gemma_native generate "
+                                            f"{tok_dir} -n 8 -p - < {tmp_path / 'p.txt'}"],
+                          env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 400))
+    child.expect(r"reading the prompt \[[#-]+\] \d+/" + str(n - 1))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    out = child.before.split("\x1b[K")[-1].replace("\r\n", "\n")  # after the erased bar
+    assert out == prompt + want + "\n"
