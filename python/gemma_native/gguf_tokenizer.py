@@ -262,7 +262,8 @@ def _absent_piece(base: str, seen: Mapping) -> str:
 # Public API
 
 
-def spm_proto_from_gguf(metadata: Mapping) -> bytes:
+def spm_proto_from_gguf(metadata: Mapping, default_bos: int | None = None,
+                        default_eos: int | None = None) -> bytes:
     """Serialized SentencePiece ``ModelProto`` for the SentencePiece vocabulary in ``metadata``.
 
     Raises :class:`UnsupportedModelError` for tokenizer families other than SentencePiece
@@ -300,8 +301,12 @@ def spm_proto_from_gguf(metadata: Mapping) -> bytes:
         if math.isnan(s):
             raise ModelFormatError(f"{KEY_SCORES}[{i}] is NaN")
 
-    bos = _get_token_id(metadata, KEY_BOS_ID, _DEFAULT_BOS if n > _DEFAULT_BOS else None, n)
-    eos = _get_token_id(metadata, KEY_EOS_ID, _DEFAULT_EOS if n > _DEFAULT_EOS else None, n)
+    # without the keys: the model family's ids when the caller knows them (Gemma: <bos> 2,
+    # <eos> 1, as its config defaults), else llama.cpp's SentencePiece defaults
+    dbos = _DEFAULT_BOS if default_bos is None else default_bos
+    deos = _DEFAULT_EOS if default_eos is None else default_eos
+    bos = _get_token_id(metadata, KEY_BOS_ID, dbos if 0 <= dbos < n else None, n)
+    eos = _get_token_id(metadata, KEY_EOS_ID, deos if 0 <= deos < n else None, n)
     unk = _get_token_id(metadata, KEY_UNK_ID, None, n)
     pad = _get_token_id(metadata, KEY_PAD_ID, None, n)
     add_space_prefix = _get_bool(metadata, KEY_ADD_SPACE_PREFIX, _DEFAULT_ADD_SPACE_PREFIX)
@@ -400,7 +405,10 @@ def spm_proto_from_gguf(metadata: Mapping) -> bytes:
     return bytes(out)
 
 
-def tokenizer_from_gguf(metadata: Mapping) -> Tokenizer:
+def tokenizer_from_gguf(metadata: Mapping, default_bos: int | None = None,
+                        default_eos: int | None = None) -> Tokenizer:
     """A :class:`~gemma_native.tokenizer.Tokenizer` for the SentencePiece vocabulary in
-    ``metadata`` (see :func:`spm_proto_from_gguf` for the accepted metadata and the errors)."""
-    return Tokenizer.from_bytes(spm_proto_from_gguf(metadata))
+    ``metadata`` (see :func:`spm_proto_from_gguf` for the accepted metadata and the errors).
+    ``default_bos`` / ``default_eos``: the ids to use when the metadata names none (the
+    model's config defaults, so that the model and its tokenizer agree)."""
+    return Tokenizer.from_bytes(spm_proto_from_gguf(metadata, default_bos, default_eos))

@@ -122,7 +122,8 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
                            gelu_f16_table=activations == "int8")
     tok = None
     if "tokenizer.ggml.tokens" in gf.metadata:
-        tok = tokenizer_from_gguf(gf.metadata)
+        tok = tokenizer_from_gguf(gf.metadata, getattr(cfg, "bos_token_id", None),
+                                  getattr(cfg, "eos_token_id", None))
         if tok.vocab_size > cfg.vocab_size:
             raise UnsupportedModelError(f"{path}: tokenizer has {tok.vocab_size} pieces but the "
                                         f"model only {cfg.vocab_size} rows")

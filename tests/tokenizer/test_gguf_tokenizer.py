@@ -229,6 +229,22 @@ def test_tiny_vocab_end_to_end():
     assert tok.encode("ab", add_bos=True) == [2, ids_of["ab"]]
 
 
+def test_missing_bos_eos_keys_take_the_given_defaults():
+    """Without the bos/eos keys the ids are llama.cpp's SentencePiece defaults (<bos> 1, <eos>
+    2) unless the caller names the model's own (Gemma's config: <bos> 2, <eos> 1), so that
+    model and tokenizer agree."""
+    meta = _tiny_meta(**{"tokenizer.ggml.bos_token_id": None,
+                         "tokenizer.ggml.eos_token_id": None})
+    plain = tokenizer_from_gguf(meta)
+    assert (plain.bos_id, plain.eos_id) == (1, 2)
+    gemma = tokenizer_from_gguf(meta, default_bos=2, default_eos=1)
+    assert (gemma.bos_id, gemma.eos_id) == (2, 1)
+    assert gemma.encode("ab", add_bos=True)[0] == 2
+    # keys that are present win over the defaults
+    given = tokenizer_from_gguf(_tiny_meta(), default_bos=1, default_eos=2)
+    assert (given.bos_id, given.eos_id) == (2, 1)
+
+
 def test_add_space_prefix():
     ids_of = {p: i for i, p in enumerate(_tiny_meta()["tokenizer.ggml.tokens"])}
     with_prefix = tokenizer_from_gguf(_tiny_meta(**{"tokenizer.ggml.add_space_prefix": True}))
