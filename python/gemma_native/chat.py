@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from ._text import GenerationResult, _TextStream
+from ._text import GenerationResult
 from .errors import InvalidArgumentError, TokenizerError
 from .templates import is_gemma_template
 from .tokenizer import END_OF_TURN, START_OF_TURN
@@ -72,13 +72,10 @@ class ChatSession:
         self._unfed: list[int] = []  # the last reply's final token, sampled but not fed yet
         self._closed = True  # whether that reply ended with <end_of_turn>
         self._eot = self.model.tokenizer.piece_to_id(END_OF_TURN)
+        self._stateful = is_gemma_template(self.model.chat_template)
 
     def _turn_ids(self, text: str) -> list:
-        if not is_gemma_template(self.model.chat_template):
-            # the model's own template: no known way to continue its text, so each turn reads
-            # the whole conversation again, from a new state
-            self.state = self.model.new_state()
-            self._unfed = []
+        if not self._stateful:  # the whole conversation through the model's own template
             return self.model.chat_prompt_ids(self.messages + [{"role": "user",
                                                                 "content": text}])
         tok = self.model.tokenizer
@@ -98,6 +95,10 @@ class ChatSession:
         text = text.strip()
         if not text:
             raise InvalidArgumentError("empty chat turn")
+        if not self._stateful:
+            # no known way to continue a non-Gemma template's text: each turn reads the whole
+            # conversation again, from a new state
+            self.state = self.model.new_state()
         ids = self._turn_ids(text)
         room = self.model._core.max_context - self.state.pos
         if len(ids) >= room:
@@ -112,38 +113,30 @@ class ChatSession:
         return GenerationResult(self._last_ids, out, self._last_reason, ids)
 
     def _reply(self, ids: list, text: str) -> Iterator[str]:
-        model, p = self.model, self.params
-        stream = _TextStream(model, p)
         pos0 = self.state.pos
         toks: list[int] = []
         texts: list[str] = []
         self._last_ids, self._last_reason = toks, "length"
-        gen = model._run([ids], p, states=[self.state])
+
+        def seen(tok, finished):
+            toks.append(tok)
+            if finished:
+                self._last_reason = "stop"
+
+        pieces = self.model._stream_ids(ids, self.params, self.state, seen)
         try:
-            _, tok = next(gen)
-            while True:
-                toks.append(tok)
-                piece, hit = stream.push(tok)
-                if hit:
-                    self._last_reason = "stop"
-                if piece:
-                    texts.append(piece)
-                    yield piece
-                _, tok = gen.send(hit)
-        except StopIteration:
-            tail = stream.finish()
-            if tail:
-                texts.append(tail)
-                yield tail
+            for piece in pieces:
+                texts.append(piece)
+                yield piece
         finally:
-            gen.close()
+            pieces.close()
             self._record(pos0, len(ids), text, toks, "".join(texts))
 
     def _record(self, pos0: int, n_ids: int, text: str, toks: list, reply: str) -> None:
         if self.state.pos == pos0:  # interrupted while reading the turn: nothing was fed
             return
         self.messages.append({"role": "user", "content": text})
-        role = "model" if is_gemma_template(self.model.chat_template) else "assistant"
+        role = "model" if self._stateful else "assistant"
         self.messages.append({"role": role, "content": reply})
         # The loop feeds every chosen token but the last (the reply ends on it, or was
         # interrupted before feeding it): the next turn starts by feeding it, then closes this

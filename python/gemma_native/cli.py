@@ -25,9 +25,10 @@ class _Progress(logging.Handler):
 
     def emit(self, record):
         p = getattr(record, "progress", None)
-        if p is None:
-            return
-        done, total, what = p
+        if p is not None:
+            self.draw(*p)
+
+    def draw(self, done, total, what):
         width = 30
         bar = "#" * (width * done // total) + "-" * (width - width * done // total)
         self.stream.write(f"\r{what} [{bar}] {done}/{total}")
@@ -122,18 +123,23 @@ def cmd_generate(args):
               "--ids", file=sys.stderr)
         return 2
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    n_prompt = len(model.encode(prompt)) if model.tokenizer is not None else 0
+    if model.tokenizer is None:
+        from .errors import TokenizerError
+
+        raise TokenizerError("a text prompt needs the model's tokenizer (tokenizer.model); "
+                             "give token ids with --ids")
+    ids = model._prompt_ids(prompt, True)
     t0 = time.perf_counter()
-    if args.no_stream or model.tokenizer is None:
-        out = model.generate(prompt, params)
-        print(prompt + out.text if out.text is not None else out.token_ids)
+    if args.no_stream:
+        out = model.generate(ids, params)
+        print(prompt + out.text)
         n_new = len(out.token_ids)
     else:
         new_ids: list = []
-        ids, state = _prefill_with_progress(model, model._prompt_ids(prompt, True))
+        rest, state = _prefill_with_progress(model, ids)
         sys.stdout.write(prompt)
         sys.stdout.flush()
-        for piece in model._stream_ids(ids, params, new_ids, state):
+        for piece in model._stream_ids(rest, params, state, lambda t, _: new_ids.append(t)):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -141,7 +147,7 @@ def cmd_generate(args):
     t_gen = time.perf_counter() - t0
     if args.stats:
         rate = f" ({n_new / t_gen:.2f} tokens/s overall)" if t_gen > 0 else ""
-        print(f"[load {t_load:.1f} s; {n_prompt} prompt + {n_new} new tokens in {t_gen:.2f} s"
+        print(f"[load {t_load:.1f} s; {len(ids)} prompt + {n_new} new tokens in {t_gen:.2f} s"
               f"{rate}; "
               f"state {model.new_state().nbytes / 2**20:.1f} MiB per sequence]",
               file=sys.stderr)
@@ -162,7 +168,7 @@ def _prefill_with_progress(model, ids):
     for start in range(0, head, PREFILL_CHUNK):
         model.forward(ids[start:min(head, start + PREFILL_CHUNK)], state)
         done = min(head, start + PREFILL_CHUNK)
-        bar.emit(logging.makeLogRecord({"progress": (done, head, "reading the prompt")}))
+        bar.draw(done, head, "reading the prompt")
     return ids[head:], state
 
 

@@ -449,22 +449,24 @@ class Model:
         ids = self._prompt_ids(prompt, add_bos)
         return self._stream_ids(ids, p)
 
-    def _stream_ids(self, ids, p, token_ids: list | None = None, state: State | None = None):
-        """Text pieces of the continuation of ``ids``; each chosen id is also appended to
-        ``token_ids`` when given; ``state``: continue it (it holds the tokens before ``ids``)."""
+    def _stream_ids(self, ids, p, state: State | None = None, seen=None):
+        """Text pieces of the continuation of ``ids``.  ``state``: continue it (it holds the
+        tokens before ``ids``); ``seen(token_id, finished)`` is called for every chosen id."""
         stream = _TextStream(self, p)
         gen = self._run([ids], p, states=None if state is None else [state])
         try:
             _, tok = next(gen)
             while True:
-                if token_ids is not None:
-                    token_ids.append(tok)
                 piece, hit = stream.push(tok)
+                if seen is not None:
+                    seen(tok, hit)
                 if piece:
                     yield piece
                 _, tok = gen.send(hit)
         except StopIteration:
             pass
+        finally:
+            gen.close()
         tail = stream.finish()
         if tail:
             yield tail
@@ -487,8 +489,7 @@ class Model:
         (``chat_template``, rendered with Jinja2; see gemma_native.templates)."""
         if self.tokenizer is None:
             raise TokenizerError("chat needs a tokenizer (tokenizer.model)")
-        return chat_prompt(self.chat_template, list(messages) if not isinstance(
-            messages, (str, bytes, dict)) else messages, self.tokenizer)
+        return chat_prompt(self.chat_template, messages, self.tokenizer)
 
     def chat_session(self, system: str | None = None, params: SamplingParams | None = None,
                      **kw):

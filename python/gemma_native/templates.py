@@ -80,7 +80,7 @@ def render(template: str, messages: Sequence[Mapping], add_generation_prompt: bo
 def chat_prompt(template: str | None, messages: Sequence[Mapping], tokenizer) -> list:
     """Token ids of the prompt that asks the model for the next reply to ``messages``."""
     if is_gemma_template(template):
-        return tokenizer.encode(format_chat(list(messages), add_generation_prompt=True),
+        return tokenizer.encode(format_chat(messages, add_generation_prompt=True),
                                 add_bos=True)
     if isinstance(messages, (str, bytes, Mapping)) or not messages:
         raise InvalidArgumentError("messages must be a non-empty list of {'role', 'content'}")

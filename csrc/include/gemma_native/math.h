@@ -57,7 +57,7 @@ struct InvFactorials {
 
 // e^x for any x (NaN propagates); arguments outside [-708, 709] are clamped (the result is
 // then below 1e-307 or above 1e307: 0 or inf once rounded to float).  The Taylor series of e^r
-// runs to r^Degree: 13 (the default) gives ~2e-16 relative error, 10 gives < 3e-13 (the GELU's
+// runs to r^Degree: 13 (the default) gives ~2e-16 relative error, 10 gives at most 3.1e-13 (the GELU's
 // choice, far below a float's rounding).  Branch-free (the clamps are selects, 2^k is built
 // from the bits of the rounding) so that loops calling it vectorize.
 template <int Degree = 13>
@@ -77,6 +77,16 @@ GN_HD double exp_d(double x) {
   for (int i = Degree - 1; i >= 0; --i) p = p * r + inv.v[i];
   // 2^k: k in [-1022, 1023] sits in the low bits of t as a two's complement offset.
   return p * double_of((bits_of(t) - bits_of(magic) + 1023) << 52);
+}
+
+// The sampler's weight of logit l: exp_d<kSampleExpDegree>((l - lmax) * inv_t), 0 where that
+// argument is below -708 (e^-708 ~ 3e-308 of the most likely id's weight) or NaN.  The CPU
+// sampler's scalar code and the vector code of its per-ISA row pass (which repeats exp_d's
+// steps on GCC vectors) give the same bits; the numpy twin is reference._weights.
+constexpr int kSampleExpDegree = 10;
+GN_HD double sample_weight(float l, double lmax, double inv_t) {
+  const double a = (static_cast<double>(l) - lmax) * inv_t;
+  return a >= -708.0 ? exp_d<kSampleExpDegree>(a) : 0.0;
 }
 
 // log(1 + y) for y >= 0 (also correct for y in (-0.25, 0)); relative error ~1e-15.

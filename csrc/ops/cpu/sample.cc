@@ -23,13 +23,6 @@
 namespace gemma_native::ops {
 namespace {
 
-// The weight of logit l: exp_d<10>((l - lmax) * inv_t), 0 where that argument is below -708
-// or NaN (the scalar twin of the terms of cpu exp_weights: the same operations, the same bits).
-double weight(float l, double lmax, double inv_t) {
-  const double a = (static_cast<double>(l) - lmax) * inv_t;
-  return a >= -708.0 ? pm::exp_d<10>(a) : 0.0;
-}
-
 // Logit descending, then id; NaN counts as -inf.
 struct ByLogit {
   const float* logits;
@@ -127,7 +120,7 @@ int32_t sample_top_p(const float* logits, int64_t v, const SamplingRow& r, float
     double run = 0.0;
     int64_t k = -1;
     for (int64_t i = 0; i < n; ++i) {
-      run += weight(logits[cand[i]], lm, inv_t);
+      run += pm::sample_weight(logits[cand[i]], lm, inv_t);
       cum[i] = run;
       if (run >= target) {
         k = i;
@@ -188,7 +181,7 @@ int32_t sample_top_k(const float* logits, int64_t v, const SamplingRow& r) {
   std::vector<double> cum(kk);
   double total = 0.0;
   for (int64_t i = 0; i < kk; ++i) {
-    total += weight(logits[order[i]], static_cast<double>(lmax), inv_t);
+    total += pm::sample_weight(logits[order[i]], static_cast<double>(lmax), inv_t);
     cum[i] = total;
   }
   int64_t keep = kk;

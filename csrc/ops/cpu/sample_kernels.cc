@@ -89,10 +89,9 @@ int64_t row_argmax(const float* x, int64_t v, float* max_out) {
 
 namespace {
 
-constexpr int kDegree = 10;  // exp_d's series degree: < 3e-13 relative, plenty for weights
+constexpr int kDegree = pm::kSampleExpDegree;
 
-// weight() of sample.cc on kD logits: exp_d<kDegree>((x - lmax) * inv_t), 0 where that
-// argument is below -708 or NaN.  The same operations in the same order as pm::exp_d (its
+// pm::sample_weight on kD logits: the same operations in the same order as pm::exp_d (its
 // clamps are no-ops here: the argument lies in [-708, 0]), so the same bits.
 inline DV weights_v(const float* x, DV lm, DV inv_t) {
   constexpr pm::InvFactorials inv{};
@@ -110,11 +109,6 @@ inline DV weights_v(const float* x, DV lm, DV inv_t) {
   for (int i = kDegree - 1; i >= 0; --i) p = p * r + splat_v<DV>(inv.v[i]);
   const LV scale = ((LV)t - (LV)magic + 1023) << 52;
   return keep ? p * (DV)scale : splat_v<DV>(0.0);
-}
-
-inline double weight(float x, double lmax, double inv_t) {
-  const double a = (static_cast<double>(x) - lmax) * inv_t;
-  return a >= -708.0 ? pm::exp_d<kDegree>(a) : 0.0;
 }
 
 template <bool kStore>
@@ -135,7 +129,7 @@ double exp_weights_impl(const float* x, int64_t v, float lmax, double inv_t, dou
   double lanes[8];
   memcpy(lanes, acc, sizeof lanes);
   for (int j = 0; i + j < v; ++j) {
-    const double w = weight(x[i + j], lm, inv_t);
+    const double w = pm::sample_weight(x[i + j], lm, inv_t);
     lanes[j] += w;
     if (kStore) p[i + j] = w;
   }
