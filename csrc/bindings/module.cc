@@ -10,6 +10,7 @@
 
 #include "bindings/arrays.h"
 #include "ops/backend.h"
+#include "ops/cpu/cpu_features.h"
 #include "ops/cpu/cpu_limits.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/threadpool.h"
@@ -118,6 +119,33 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", &ops::cpu::set_isa, py::arg("name"),
         "Force a CPU kernel set: 'auto', 'scalar', 'avx2' or 'avx512'.");
   m.def("cpu_isa", &ops::cpu::active_isa);
+  // The feature decoding of csrc/ops/cpu/cpu_features.h on given register values (tests feed
+  // it made-up CPUs; backend_info()["cpu_features"] is the same decoding of this machine's).
+  m.def(
+      "decode_x86_cpuid",
+      [](uint32_t leaf1_ecx, uint32_t leaf7_ebx, uint32_t leaf7_ecx, uint32_t leaf7_edx,
+         uint32_t leaf7_1_eax, uint64_t xcr0) {
+        ops::cpu::X86Cpuid r;
+        r.leaf1_ecx = leaf1_ecx;
+        r.leaf7_ebx = leaf7_ebx;
+        r.leaf7_ecx = leaf7_ecx;
+        r.leaf7_edx = leaf7_edx;
+        r.leaf7_1_eax = leaf7_1_eax;
+        r.xcr0 = xcr0;
+        py::dict d;
+        for (const auto& f : ops::cpu::decode_x86(r)) d[py::str(f.first)] = f.second;
+        return d;
+      },
+      py::arg("leaf1_ecx"), py::arg("leaf7_ebx"), py::arg("leaf7_ecx"), py::arg("leaf7_edx"),
+      py::arg("leaf7_1_eax"), py::arg("xcr0"));
+  m.def(
+      "decode_arm_hwcaps",
+      [](uint64_t hwcap, uint64_t hwcap2) {
+        py::dict d;
+        for (const auto& f : ops::cpu::decode_arm(hwcap, hwcap2)) d[py::str(f.first)] = f.second;
+        return d;
+      },
+      py::arg("hwcap"), py::arg("hwcap2"));
   m.def("set_bf16_gemm", &ops::cpu::set_bf16_gemm, py::arg("name"),
         "Force the bf16 compute mode's GEMM: 'auto', 'amx', 'amx-emulated' or 'none' (exact).");
   m.def("bf16_gemm", &ops::cpu::bf16_gemm_name);

@@ -39,9 +39,17 @@ def backend_info() -> Dict[str, Any]:
     {compiled, available, device_count, architectures, devices, reason}."""
 
 def set_cpu_isa(name: str) -> None:
-    """'auto', 'scalar', 'avx2' or 'avx512'; DeviceError if this build or CPU lacks it."""
+    """'auto', 'scalar', 'avx2', 'avx512', ... ('neon', 'neondot' on aarch64); DeviceError if
+    this build or CPU lacks it."""
 
 def cpu_isa() -> str: ...
+def decode_x86_cpuid(leaf1_ecx: int, leaf7_ebx: int, leaf7_ecx: int, leaf7_edx: int,
+                     leaf7_1_eax: int, xcr0: int) -> Dict[str, bool]:
+    """The x86 feature decoding of backend_info()['cpu_features'] on given CPUID/XGETBV words."""
+
+def decode_arm_hwcaps(hwcap: int, hwcap2: int) -> Dict[str, bool]:
+    """The aarch64 feature decoding on given AT_HWCAP / AT_HWCAP2 words."""
+
 def set_bf16_gemm(name: str) -> None:
     """'auto', 'amx', 'amx-emulated' or 'none'; DeviceError if this build or CPU lacks it."""
 

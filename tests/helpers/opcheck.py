@@ -11,10 +11,10 @@ from gemma_native import ops
 from gemma_native._dtypes import f32_to_bf16_bits, weight_to_f32
 
 # Every CPU kernel set (avx512emu / avx512vnniemu: the AVX-512 code, without and with VNNI, over
-# SIMDe, built when its headers are found), the SIMT emulator of the CUDA kernels and a real GPU
-# (marked gpu).
-ALL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu", ops.EMULATOR,
-            pytest.param("cuda", marks=pytest.mark.gpu)]
+# SIMDe, built when its headers are found; neon / neondot on aarch64), the SIMT emulator of the
+# CUDA kernels and a real GPU (marked gpu).
+ALL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu", "neon",
+            "neondot", ops.EMULATOR, pytest.param("cuda", marks=pytest.mark.gpu)]
 AVAILABLE_ISAS = list(gn.backend_info()["available_isas"])
 
 

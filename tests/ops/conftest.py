@@ -19,8 +19,8 @@ def _restore_auto_isa():
 
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
-    """The kernel set ("scalar", "avx2", "avx512", "avx512vnni": skipped where this CPU lacks it;
-    "avx512emu", "avx512vnniemu": skipped where they were not built) or the device
+    """The kernel set ("scalar", "avx2", "avx512", "avx512vnni", "neon", "neondot": skipped where
+    this CPU lacks it; "avx512emu", "avx512vnniemu": skipped where they were not built) or the device
     ("cuda-emu", "cuda") the test's ops run on.  On a device, a test of an op without a CUDA
     kernel skips; the op is the test name's prefix (test_<op>_...)."""
     name = request.param

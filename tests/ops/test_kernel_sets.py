@@ -1,5 +1,5 @@
-"""Every CPU kernel set (scalar, AVX2, AVX-512, and the AVX-512 code emulated through SIMDe)
-gives bit-identical results.
+"""Every CPU kernel set (scalar, AVX2, AVX-512, the AVX-512 code emulated through SIMDe, and NEON
+on aarch64) gives bit-identical results.
 
 The kernels share one arithmetic (csrc/ops/cpu/simd.h): every float reduction runs over the same
 8 lanes in the same order, fma rounds once in every set, the lanes are added in one fixed tree,
@@ -19,6 +19,7 @@ one unit in the last place of the float result everywhere.
 from __future__ import annotations
 
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -85,6 +86,23 @@ def test_emulated_avx512_set(name):
     finally:
         gn.set_cpu_isa("auto")
 
+
+
+def test_neon_sets():
+    """On aarch64 the NEON sets are built and "auto" picks the best that runs (neondot where the
+    CPU has the dot-product extension); tools/test_aarch64.sh sets GEMMA_NATIVE_EXPECT_NEON=1 so
+    that a build without them fails instead of skipping."""
+    info = gn.backend_info()
+    if platform.machine() != "aarch64":
+        assert os.environ.get("GEMMA_NATIVE_EXPECT_NEON") != "1", "NEON expected on aarch64 only"
+        assert "neon" not in info["compiled_isas"]
+        pytest.skip("not an aarch64 machine")
+    if os.environ.get("GEMMA_NATIVE_EXPECT_NEON") == "1":
+        assert {"neon", "neondot"} <= set(info["compiled_isas"]), info["compiled_isas"]
+    assert "neon" in info["available_isas"]
+    gn.set_cpu_isa("auto")
+    best = "neondot" if info["cpu_features"]["dotprod"] else "neon"
+    assert gn.backend_info()["cpu_isa"] == best
 
 
 SPECIAL = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-40, 3e38, -3e38, np.inf, -np.inf, np.nan,

@@ -20,7 +20,7 @@ from tests.helpers import FIXTURES_DIR
 
 # byte offsets of the fp16 scale fields in each block
 SCALES = {"Q8_0": [0], "Q4_0": [0], "Q5_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}
-ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu"]
+ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512emu", "avx512vnniemu", "neon", "neondot"]
 
 
 def random_blocks(kind, rows, cols, seed):

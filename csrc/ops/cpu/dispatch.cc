@@ -1,12 +1,13 @@
 #include "ops/cpu/dispatch.h"
 
+#include "ops/cpu/cpu_features.h"
+
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <mutex>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -14,33 +15,7 @@
 namespace gemma_native::ops::cpu {
 namespace {
 
-bool has(const char* feature) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // __builtin_cpu_supports needs literal strings, hence the chain.
-  const std::string f(feature);
-  if (f == "avx2") return __builtin_cpu_supports("avx2");
-  if (f == "fma") return __builtin_cpu_supports("fma");
-  if (f == "f16c") return __builtin_cpu_supports("f16c");
-  if (f == "avx512f") return __builtin_cpu_supports("avx512f");
-  if (f == "avx512bw") return __builtin_cpu_supports("avx512bw");
-  if (f == "avx512vl") return __builtin_cpu_supports("avx512vl");
-  if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
-  if (f == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
-  if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
-#endif
-#if defined(__x86_64__)
-  // AMX (CPUID leaf 7 EDX: bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8); GCC 12 has no names.
-  if (f == "amx_bf16" || f == "amx_tile" || f == "amx_int8") {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    const int bit = f == "amx_bf16" ? 22 : (f == "amx_tile" ? 24 : 25);
-    return (d >> bit) & 1u;
-  }
-#endif
-  (void)feature;
-  return false;
-}
+bool has(const char* feature) { return has_feature(feature); }
 
 struct Entry {
   const char* name;
@@ -49,8 +24,8 @@ struct Entry {
   bool emulated = false;  // runs anywhere, slowly: only when asked for by name
 };
 
-bool avx2_ok() { return has("avx2") && has("fma") && has("f16c"); }
-bool avx512_ok() {
+[[maybe_unused]] bool avx2_ok() { return has("avx2") && has("fma") && has("f16c"); }
+[[maybe_unused]] bool avx512_ok() {
   return avx2_ok() && has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq");
 }
 
@@ -64,6 +39,12 @@ std::vector<Entry> entries() {
 #endif
 #ifdef GN_HAVE_AVX512VNNI
   e.push_back({"avx512vnni", kernel_table_avx512vnni, [] { return avx512_ok() && has("avx512vnni"); }});
+#endif
+#ifdef GN_HAVE_NEON
+  e.push_back({"neon", kernel_table_neon, [] { return has("neon"); }});
+#endif
+#ifdef GN_HAVE_NEONDOT
+  e.push_back({"neondot", kernel_table_neondot, [] { return has("neon") && has("dotprod"); }});
 #endif
 #ifdef GN_HAVE_AVX512EMU
   e.push_back({"avx512emu", kernel_table_avx512emu, [] { return true; }, true});
@@ -141,7 +122,7 @@ namespace {
 
 // Linux hands out the AMX tile data state only on request, once per process (arch_prctl
 // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); a tile instruction without it is SIGILL.
-bool amx_granted() {
+[[maybe_unused]] bool amx_granted() {
 #if defined(__x86_64__) && defined(__linux__) && defined(GN_HAVE_AMX)
   static const bool ok = [] {
     if (!(has("amx_tile") && has("amx_bf16") && has("avx512f"))) return false;
@@ -240,13 +221,6 @@ void set_bf16_gemm(const std::string& name) {
   g_bf16.store(i, std::memory_order_release);
 }
 
-std::vector<std::pair<std::string, bool>> cpu_features() {
-  std::vector<std::pair<std::string, bool>> out;
-  for (const char* f : {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                        "avx512bf16", "avx512vnni", "amx_tile", "amx_bf16", "amx_int8"}) {
-    out.emplace_back(f, has(f));
-  }
-  return out;
-}
+std::vector<std::pair<std::string, bool>> cpu_features() { return detected_features(); }
 
 }  // namespace gemma_native::ops::cpu

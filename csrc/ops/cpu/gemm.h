@@ -110,6 +110,26 @@ static inline void transpose8(Vec* v) {
   v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
   v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+#elif defined(GN_ARM_NEON)
+  // 4 x 4 quarters: q(a, b) = rows 4a..4a+3, lanes 4b..4b+3; quarter (a, b) goes to (b, a),
+  // transposed.  Rows 0-3's high halves become rows 4-7's low halves and so on.
+  auto t4 = [](float32x4_t& r0, float32x4_t& r1, float32x4_t& r2, float32x4_t& r3) {
+    const float32x4_t a0 = vtrn1q_f32(r0, r1), a1 = vtrn2q_f32(r0, r1);
+    const float32x4_t a2 = vtrn1q_f32(r2, r3), a3 = vtrn2q_f32(r2, r3);
+    r0 = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(a0), vreinterpretq_f64_f32(a2)));
+    r1 = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(a1), vreinterpretq_f64_f32(a3)));
+    r2 = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(a0), vreinterpretq_f64_f32(a2)));
+    r3 = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(a1), vreinterpretq_f64_f32(a3)));
+  };
+  t4(v[0].lo, v[1].lo, v[2].lo, v[3].lo);
+  t4(v[0].hi, v[1].hi, v[2].hi, v[3].hi);
+  t4(v[4].lo, v[5].lo, v[6].lo, v[7].lo);
+  t4(v[4].hi, v[5].hi, v[6].hi, v[7].hi);
+  for (int i = 0; i < 4; ++i) {  // swap the off-diagonal quarters
+    const float32x4_t t = v[i].hi;
+    v[i].hi = v[i + 4].lo;
+    v[i + 4].lo = t;
+  }
 #else
   for (int i = 0; i < kLanes; ++i) {
     for (int l = i + 1; l < kLanes; ++l) {

@@ -27,6 +27,8 @@ const KernelTable* kernel_table_scalar();
 const KernelTable* kernel_table_avx2();
 const KernelTable* kernel_table_avx512();
 const KernelTable* kernel_table_avx512vnni();
+const KernelTable* kernel_table_neon();          // aarch64
+const KernelTable* kernel_table_neondot();       // aarch64 with the dot-product extension
 const KernelTable* kernel_table_avx512emu();      // the AVX-512 code over SIMDe (any CPU; tests)
 const KernelTable* kernel_table_avx512vnniemu();  // the same with VNNI
 

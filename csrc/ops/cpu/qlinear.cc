@@ -218,6 +218,39 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
   for (int k = 0; k < MW; ++k) {
     for (int r = 0; r < R; ++r) out[k * R + r] = hsum_f32(acc[k][r]);
   }
+#elif defined(GN_ARM_NEON)
+  // The AVX2 arithmetic on NEON: lanes 0-3 and 4-7 of a block (the exact int32 sums of products
+  // 4l..4l+3) come from SDOT where the set has the dot-product extension, else from widening
+  // multiplies and two pairwise adds; then one fused multiply-add per lane, as below.
+  int8_t q[32];
+  float32x4_t acc[MW][R][2];
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) acc[k][r][0] = acc[k][r][1] = vdupq_n_f32(0.0f);
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int k = 0; k < MW; ++k) {
+      const float dw = block32_int(w + k * wstride, DT, i, q);
+      const int8x16_t w0 = vld1q_s8(q), w1 = vld1q_s8(q + 16);
+      for (int r = 0; r < R; ++r) {
+        const int8x16_t a0 = vld1q_s8(a[r][i].qs), a1 = vld1q_s8(a[r][i].qs + 16);
+#if defined(GN_ARM_DOTPROD)
+        const int32x4_t s0 = vdotq_s32(vdupq_n_s32(0), w0, a0);
+        const int32x4_t s1 = vdotq_s32(vdupq_n_s32(0), w1, a1);
+#else
+        const int32x4_t s0 = vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w0), vget_low_s8(a0))),
+                                        vpaddlq_s16(vmull_high_s8(w0, a0)));
+        const int32x4_t s1 = vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w1), vget_low_s8(a1))),
+                                        vpaddlq_s16(vmull_high_s8(w1, a1)));
+#endif
+        const float32x4_t sc = vdupq_n_f32(dw * a[r][i].d);
+        acc[k][r][0] = vfmaq_f32(acc[k][r][0], sc, vcvtq_f32_s32(s0));
+        acc[k][r][1] = vfmaq_f32(acc[k][r][1], sc, vcvtq_f32_s32(s1));
+      }
+    }
+  }
+  for (int k = 0; k < MW; ++k) {
+    for (int r = 0; r < R; ++r) out[k * R + r] = hsum(Vec{acc[k][r][0], acc[k][r][1]});
+  }
 #else
   // The AVX2 arithmetic lane by lane: lane l of a block holds the exact integer sum of products
   // 4l..4l+3 (what maddubs + madd leave there), each lane accumulates its fp32 chain with one
@@ -231,13 +264,13 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
     for (int k = 0; k < MW; ++k) {
       const float dw = block32_int(w + k * wstride, DT, i, q);
       for (int r = 0; r < R; ++r) {
-        Vec s;
+        float s[8];
         for (int l = 0; l < 8; ++l) {
           int32_t v = 0;
           for (int j = 4 * l; j < 4 * l + 4; ++j) v += q[j] * a[r][i].qs[j];
-          s.l[l] = static_cast<float>(v);
+          s[l] = static_cast<float>(v);
         }
-        acc[k][r] = fma(splat(dw * a[r][i].d), s, acc[k][r]);
+        acc[k][r] = fma(splat(dw * a[r][i].d), load(s), acc[k][r]);
       }
     }
   }

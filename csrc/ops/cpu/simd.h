@@ -4,9 +4,10 @@
 //
 // One arithmetic for every kernel set.  A Vec is kLanes = 8 fp32 lanes in *every* set: a
 // __m256 on AVX2 and on AVX-512 (which brings ymm16-31 and its integer instructions, not wider
-// reductions) and a struct of 8 floats on the scalar baseline.  Every float reduction runs over
-// these 8 lanes in the same order, fma rounds once everywhere (fmaf on the baseline), and hsum
-// adds the lanes in one fixed tree, so the scalar, AVX2 and AVX-512 kernels give bit-identical
+// reductions), two 4-lane registers on aarch64 NEON, and a struct of 8 floats on the scalar
+// baseline.  Every float reduction runs over these 8 lanes in the same order, fma rounds once
+// everywhere (fmaf on the baseline, FMLA on NEON), and hsum adds the lanes in one fixed tree, so
+// the scalar, AVX2, AVX-512 and NEON kernels give bit-identical
 // results.  (A wider register may hold the lanes of several outputs, never more lanes of one.)
 // Plain float code outside Vec must not be contracted into FMAs either: the build passes
 // -ffp-contract=off to every C++ file.
@@ -59,6 +60,12 @@ static inline V gn_emu_fmadd(V a, V b, V c) {
 #if defined(__AVX512VNNI__)
 #define GN_X86_AVX512VNNI 1
 #endif
+#elif defined(GN_ARM_NEON_SET)
+// The aarch64 NEON set (CMakeLists.txt defines GN_ARM_NEON_SET for it; NEON is part of every
+// ARMv8-A core, so it needs no compiler flag).  GN_ARM_DOTPROD marks the copy built with the
+// dot-product extension (SDOT), used by the int8 block products.
+#include <arm_neon.h>
+#define GN_ARM_NEON 1
 #endif
 
 #include <cstdint>
@@ -98,6 +105,42 @@ static inline Vec load_bf16(const uint16_t* p) {
 }
 static inline Vec load_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+#elif defined(GN_ARM_NEON)  // two 4-lane NEON registers: lanes 0-3 and 4-7
+struct Vec {
+  float32x4_t lo, hi;
+};
+static inline Vec zero() { return Vec{vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
+static inline Vec splat(float x) { return Vec{vdupq_n_f32(x), vdupq_n_f32(x)}; }
+static inline Vec load(const float* p) { return Vec{vld1q_f32(p), vld1q_f32(p + 4)}; }
+static inline void store(float* p, Vec v) {
+  vst1q_f32(p, v.lo);
+  vst1q_f32(p + 4, v.hi);
+}
+// vfmaq_f32(c, a, b) = c + a * b with one rounding (FMLA), like fmaf and VFMADD.
+static inline Vec fma(Vec a, Vec b, Vec c) {
+  return Vec{vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)};
+}
+static inline Vec mul(Vec a, Vec b) { return Vec{vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)}; }
+static inline Vec add(Vec a, Vec b) { return Vec{vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; }
+// FMAX returns NaN when either operand is; the other sets pass over a NaN in a, so select.
+static inline Vec vmax(Vec a, Vec b) {
+  return Vec{vbslq_f32(vcgtq_f32(a.lo, b.lo), a.lo, b.lo),
+             vbslq_f32(vcgtq_f32(a.hi, b.hi), a.hi, b.hi)};
+}
+static inline float hsum(Vec v) {
+  const float32x4_t s = vaddq_f32(v.lo, v.hi);             // l_i + l_i+4
+  const float32x4_t t = vaddq_f32(s, vextq_f32(s, s, 2));  // s0 + s2, s1 + s3
+  return vgetq_lane_f32(t, 0) + vgetq_lane_f32(t, 1);
+}
+static inline Vec load_bf16(const uint16_t* p) {
+  const uint16x8_t u = vld1q_u16(p);
+  return Vec{vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(u), 16)),
+             vreinterpretq_f32_u32(vshll_high_n_u16(u, 16))};
+}
+static inline Vec load_f16(const uint16_t* p) {
+  const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(p));
+  return Vec{vcvt_f32_f16(vget_low_f16(h)), vcvt_high_f32_f16(h)};
 }
 #else  // the scalar baseline: the same 8 lanes, one after another
 struct Vec {
@@ -214,10 +257,12 @@ static inline float dot_f32(const float* a, const float* b, int64_t k) {
   return dot_w<DType::kF32>(a, b, k);
 }
 
-// Hint that the cache line at p will be read soon (into L2); a no-op without x86 SIMD.
+// Hint that the cache line at p will be read soon (into L2); a no-op on the scalar sets.
 static inline void prefetch_l2(const void* p) {
 #if defined(__AVX2__)  // a real x86 SIMD set (the emulated one has nothing to prefetch for)
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#elif defined(GN_ARM_NEON)
+  __builtin_prefetch(p, 0, 2);
 #else
   (void)p;
 #endif
