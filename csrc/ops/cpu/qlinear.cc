@@ -385,6 +385,20 @@ static inline int32_t dot16_i16(__m256i a, __m256i b) { return hsum_i32(_mm256_m
 static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums); }
 #endif
 
+#if defined(GN_ARM_NEON)
+// sum of the 16 products a[l] * b[l] of int8 operands, exact (SDOT with the dot-product
+// extension; widening multiplies and pairwise adds without it).
+static inline int32_t dot16_s8(const int8_t* a, const int8_t* b) {
+  const int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
+#if defined(GN_ARM_DOTPROD)
+  return vaddvq_s32(vdotq_s32(vdupq_n_s32(0), va, vb));
+#else
+  const int16x8_t lo = vmull_s8(vget_low_s8(va), vget_low_s8(vb));
+  return vaddvq_s32(vpadalq_s16(vpaddlq_s16(lo), vmull_high_s8(va, vb)));
+#endif
+}
+#endif
+
 // Q4_K weights x q8_K activations: per super-block d*dA*sum_j sc_j*dot_j - dmin*dA*sum_j m_j*bsum_j.
 // Each super-block is decoded once for all `rows` activation rows (act + r * act_row, r < rows),
 // which are summed one after another in the same order whatever `rows` is (batch == singles).
@@ -445,8 +459,13 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
       for (int j = 0; j < 8; ++j) msum += mn[j] * (ar.bsums[2 * j] + ar.bsums[2 * j + 1]);
       int32_t isum = 0;
       for (int j = 0; j < 8; ++j) {
+#if defined(GN_ARM_NEON)  // u is 0..15: the same bytes read as int8
+        const int8_t* uj = reinterpret_cast<const int8_t*>(u + 32 * j);
+        const int32_t s = dot16_s8(uj, ar.qs + 32 * j) + dot16_s8(uj + 16, ar.qs + 32 * j + 16);
+#else
         int32_t s = 0;
         for (int l = 0; l < 32; ++l) s += u[32 * j + l] * ar.qs[32 * j + l];
+#endif
         isum += sc[j] * s;
       }
 #endif
@@ -509,8 +528,12 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
 #else
       int32_t isum = 0;
       for (int g = 0; g < 16; ++g) {
+#if defined(GN_ARM_NEON)
+        const int32_t s = dot16_s8(q + 16 * g, ar.qs + 16 * g);
+#else
         int32_t s = 0;
         for (int l = 0; l < 16; ++l) s += q[16 * g + l] * ar.qs[16 * g + l];
+#endif
         isum += b.scales[g] * s;
       }
 #endif
