@@ -221,7 +221,8 @@ py::tuple quantize_activations(py::array x, int block) {
 }
 
 template <Dev D>
-py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b) {
+py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b,
+                            bool bf16_activations) {
   check_ndim(w, 3, "w");
   GN_CHECK(w.shape(1) == w.shape(2), ErrorKind::kShape, "w must be [blocks, bs, bs]");
   check_ndim(x, 2, "x");
@@ -234,6 +235,7 @@ py::array block_diag_linear(py::array x, py::array w, int dtype_code, OptArray b
   a.n = x.shape(0);
   a.w_dtype = dtype_from_code(dtype_code);
   a.w = st.in_bytes(weight_ptr(w, a.w_dtype, "w"), nbytes(w));
+  a.bf16_activations = bf16_activations;
   if (b) {
     check_ndim(*b, 2, "b");
     check_dim(*b, 0, a.blocks, "b");
@@ -480,7 +482,7 @@ void def_linear(py::module_& m) {
 template <Dev D>
 void def_block_diag_linear(py::module_& m) {
   m.def("block_diag_linear", &block_diag_linear<D>, arg("x"), arg("w"), arg("dtype"),
-        arg("b") = py::none());
+        arg("b") = py::none(), arg("bf16_activations") = false);
 }
 template <Dev D>
 void def_conv1d(py::module_& m) {

@@ -85,6 +85,10 @@ struct BlockDiagLinearArgs {
   DType w_dtype = DType::kF32;
   const float* b = nullptr;
   float* y = nullptr;
+  // The bf16 compute mode, as WeightMatrix::bf16_activations (float w only): from kBf16MinRows
+  // rows of x on, with a block size that is a multiple of 32, x and w are rounded to bf16 and
+  // multiplied on the AMX tiles where the bf16 GEMM in use is one of those; exact otherwise.
+  bool bf16_activations = false;
 };
 void block_diag_linear(const BlockDiagLinearArgs& a);
 

@@ -76,7 +76,8 @@ def linear(x: _Array, w: _Array, dtype: int, bias: Optional[_Array] = None,
     activations are quantized to 8 bits first unless ``float_activations``; float weights with
     ``bf16_activations`` run the bf16 compute mode's GEMM from 16 rows on."""
 
-def block_diag_linear(x: _Array, w: _Array, dtype: int, b: Optional[_Array] = None) -> _Array:
+def block_diag_linear(x: _Array, w: _Array, dtype: int, b: Optional[_Array] = None,
+                      bf16_activations: bool = False) -> _Array:
     """x [N, H*bs] through H independent [bs, bs] blocks ``w`` [H, bs, bs] (+ b [H, bs])."""
 
 def conv1d(x: _Array, pos: _Array, w: _Array, bias: Optional[_Array] = None,
@@ -136,7 +137,7 @@ class _DeviceOps:
     def linear(self, x: _Array, w: _Array, dtype: int, bias: Optional[_Array] = None,
                float_activations: bool = False, bf16_activations: bool = False) -> _Array: ...
     def block_diag_linear(self, x: _Array, w: _Array, dtype: int,
-                          b: Optional[_Array] = None) -> _Array: ...
+                          b: Optional[_Array] = None, bf16_activations: bool = False) -> _Array: ...
     def conv1d(self, x: _Array, pos: _Array, w: _Array, bias: Optional[_Array] = None,
                state: Optional[_Array] = None) -> _Array: ...
     def rglru_scan(self, x: _Array, gate_x: _Array, gate_a: _Array, a_param: _Array,

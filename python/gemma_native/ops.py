@@ -138,9 +138,12 @@ def linear(x, w, bias=None, float_activations=False, bf16_activations=False):
 
 
 @with_device
-def block_diag_linear(x, w, b=None):
+def block_diag_linear(x, w, b=None, bf16_activations=False):
+    """y[n, h*bs + j] = sum_i x[n, h*bs + i] * w[h, i, j] + b[h, j].  ``bf16_activations``: as
+    for :func:`linear` (float w, from 16 rows of x and a block size that is a multiple of 32,
+    on the AMX tiles when the bf16 GEMM in use is an AMX one; exact otherwise)."""
     arr, code = _w(w)
-    return _be().block_diag_linear(_f32(x), arr, code, _opt(b))
+    return _be().block_diag_linear(_f32(x), arr, code, _opt(b), bool(bf16_activations))
 
 
 @with_device

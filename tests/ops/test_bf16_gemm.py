@@ -135,3 +135,51 @@ def test_bad_names_and_quantized_weights_are_refused():
     with pytest.raises(gn.InvalidArgumentError, match="bf16 activations are for float weights"):
         ops.linear(np.ones((20, 64), np.float32), (_core.quantize_q8_0(w), "Q8_0"),
                    bf16_activations=True)
+
+
+def _bd_reference(x, w, b, bf16):
+    """float64 y[n, h*bs + j] = sum_i x[n, h*bs + i] * w[h, i, j] + b[h, j], with x and w
+    rounded to bfloat16 first when bf16; and the fp32-sum bound of each output."""
+    blocks, bs, _ = w.shape
+    xr = bf16_round(x).astype(np.float64) if bf16 else x.astype(np.float64)
+    wr = bf16_round(w).astype(np.float64) if bf16 else w.astype(np.float64)
+    xh = xr.reshape(x.shape[0], blocks, bs)
+    ref = np.einsum("nhi,hij->nhj", xh, wr).reshape(x.shape[0], -1)
+    mag = np.einsum("nhi,hij->nhj", np.abs(xh), np.abs(wr)).reshape(x.shape[0], -1)
+    bias = b.reshape(-1).astype(np.float64)
+    ref = ref + bias
+    bound = (bs + 2) * 2.0 ** -24 * mag + 2.0 ** -23 * np.abs(ref) + 2.0 ** -24 * np.abs(bias)
+    return ref, bound
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("n,blocks,bs", [(16, 1, 32), (17, 3, 64), (40, 2, 96), (33, 5, 256)])
+def test_block_diag_bf16(kernel, dtype, n, blocks, bs):
+    """The RG-LRU gates' block-diagonal product in the bf16 mode: on the AMX tiles (real or
+    emulated) within the fp32-sum bound of the bf16-rounded operands; where the bf16 unit in use
+    has no block-diagonal kernel (the AVX512-BF16 one), exactly the float32 op."""
+    rng = np.random.default_rng(n + blocks * 7 + bs)
+    x = rng.standard_normal((n, blocks * bs), dtype=np.float32)
+    w32 = rng.standard_normal((blocks, bs, bs), dtype=np.float32) * 0.1
+    w = weight_arg(w32, dtype)
+    b = rng.standard_normal((blocks, bs), dtype=np.float32)
+    y = ops.block_diag_linear(x, w, b, bf16_activations=True)
+    exact = ops.block_diag_linear(x, w, b)
+    if kernel.startswith("amx"):
+        ref, bound = _bd_reference(x, reference.weight_to_f32(w).reshape(w32.shape), b, True)
+        err = np.abs(y.astype(np.float64) - ref)
+        assert np.all(err <= bound), f"worst excess {np.max(err - bound):.3g}"
+        assert not np.array_equal(y, exact)  # the bf16 rounding did happen
+    else:
+        np.testing.assert_array_equal(y.view(np.uint32), exact.view(np.uint32))
+
+
+def test_block_diag_bf16_falls_back_to_exact(kernel):
+    """Fewer than 16 rows, or a block size that is not a multiple of 32: the exact op."""
+    rng = np.random.default_rng(3)
+    for n, bs in [(15, 64), (20, 48)]:
+        x = rng.standard_normal((n, 2 * bs), dtype=np.float32)
+        w = rng.standard_normal((2, bs, bs), dtype=np.float32)
+        y = ops.block_diag_linear(x, w, bf16_activations=True)
+        np.testing.assert_array_equal(y.view(np.uint32),
+                                      ops.block_diag_linear(x, w).view(np.uint32))

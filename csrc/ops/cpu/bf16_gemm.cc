@@ -189,22 +189,46 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint
   }
 }
 
-template <DType DT>
-void run(const LinearArgs& a) {
-  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
-  const int64_t kp = round_up(k, kBlockK), np = round_up(n_rows, kBlockN);
-  const int64_t nkb = kp / kBlockK;
+// One 32 x 32 block of C: 16-row x tiles xa0 / xa1 (k blocks 512 values apart) against a
+// 32-row pair of packed W tiles at b, over `steps` k blocks of 32, into c[32][ld] (floats).
+// Per k block: 4 tile loads feed 4 TDPBF16PS; step() runs once per k block (prefetches).
+template <class Step>
+static inline void c_block(const uint16_t* xa0, const uint16_t* xa1, const uint16_t* b,
+                           int64_t steps, float* c, int64_t ld, Step&& step) {
+  const int64_t ldc = ld * 4;  // bytes per row of c
+  GN_TILE_ZERO(0);
+  GN_TILE_ZERO(1);
+  GN_TILE_ZERO(2);
+  GN_TILE_ZERO(3);
+  for (int64_t kb = 0; kb < steps; ++kb, b += kTileBytes) {
+    step();
+    GN_TILE_LOAD(4, xa0 + kb * (kTileBytes / 2), 64);
+    GN_TILE_LOAD(5, xa1 + kb * (kTileBytes / 2), 64);
+    GN_TILE_LOAD(6, b, 64);
+    GN_TILE_LOAD(7, b + kTileBytes / 2, 64);
+    GN_TILE_DP(0, 4, 6);
+    GN_TILE_DP(1, 4, 7);
+    GN_TILE_DP(2, 5, 6);
+    GN_TILE_DP(3, 5, 7);
+  }
+  GN_TILE_STORE(0, c, ldc);
+  GN_TILE_STORE(1, c + 16, ldc);
+  GN_TILE_STORE(2, c + 16 * ld, ldc);
+  GN_TILE_STORE(3, c + 16 * ld + 16, ldc);
+}
 
-  // x rounded to bf16 (nearest even), zero-padded, as A tiles: the tile of 16-row group g and
-  // k block kb is 1 KiB at xb + (g * nkb + kb) * 512 values (row r: x[16g + r][32kb ..]).
-  Buf<uint16_t> xb(np * kp);
+// x [n_rows, k] rounded to bf16 (nearest even), zero-padded to np rows and a multiple of 32
+// values, as A tiles: the tile of 16-row group g and k block kb is 1 KiB at
+// xb + (g * nkb + kb) * 512 values (row r: x[16g + r][32kb ..]).
+static void pack_x(const float* x, int64_t n_rows, int64_t k, int64_t np, uint16_t* xb) {
+  const int64_t nkb = round_up(k, kBlockK) / kBlockK;
   par_for(np / 16, 1, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       for (int64_t r = 0; r < 16; ++r) {
         const int64_t row = g * 16 + r;
-        const float* src = a.x + row * k;
+        const float* src = x + row * k;
         for (int64_t kb = 0; kb < nkb; ++kb) {
-          uint16_t* dst = xb.data() + (g * nkb + kb) * (kTileBytes / 2) + r * kBlockK;
+          uint16_t* dst = xb + (g * nkb + kb) * (kTileBytes / 2) + r * kBlockK;
           const int64_t j0 = kb * kBlockK;
           const int64_t valid = row < n_rows ? min64(kBlockK, k - j0) : 0;
           if (valid == kBlockK) {
@@ -216,6 +240,16 @@ void run(const LinearArgs& a) {
       }
     }
   });
+}
+
+template <DType DT>
+void run(const LinearArgs& a) {
+  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
+  const int64_t kp = round_up(k, kBlockK), np = round_up(n_rows, kBlockN);
+  const int64_t nkb = kp / kBlockK;
+
+  Buf<uint16_t> xb(np * kp);
+  pack_x(a.x, n_rows, k, np, xb.data());
 
   const int64_t mb = max64(32, min64(kMaxMb, kPackBytes / (kp * 2) / 32 * 32));
   const int64_t tasks = (m_rows + mb - 1) / mb;
@@ -224,7 +258,6 @@ void run(const LinearArgs& a) {
     thread_local Grow<float> cgrow;
     uint16_t* wp = wbuf.get(kp * mb);
     float* cbuf = cgrow.get(kBlockN * mb);  // the C tiles of a 32-row block of x, [32][mb]
-    const int64_t ldc = mb * 4;             // bytes per cbuf row
     tiles_begin();
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m0 = t * mb;
@@ -240,12 +273,7 @@ void run(const LinearArgs& a) {
         const int64_t pf_lines = n0 + kBlockN < np ? nkb * 16 : 0;  // cache lines per stream
         int64_t pf = 0;
         for (int64_t mg = 0; mg < mgroups; ++mg) {
-          GN_TILE_ZERO(0);
-          GN_TILE_ZERO(1);
-          GN_TILE_ZERO(2);
-          GN_TILE_ZERO(3);
-          const uint16_t* b = wp + mg * nkb * kTileBytes;
-          for (int64_t kb = 0; kb < nkb; ++kb, b += kTileBytes) {
+          c_block(xa0, xa1, wp + mg * nkb * kTileBytes, nkb, cbuf + mg * 32, mb, [&] {
             if (pf < pf_lines) {
               prefetch_l2(pf0 + pf * 32);
               prefetch_l2(pf1 + pf * 32);
@@ -253,20 +281,7 @@ void run(const LinearArgs& a) {
               prefetch_l2(pf1 + pf * 32 + 32);
               pf += 2;
             }
-            GN_TILE_LOAD(4, xa0 + kb * (kTileBytes / 2), 64);
-            GN_TILE_LOAD(5, xa1 + kb * (kTileBytes / 2), 64);
-            GN_TILE_LOAD(6, b, 64);
-            GN_TILE_LOAD(7, b + kTileBytes / 2, 64);
-            GN_TILE_DP(0, 4, 6);
-            GN_TILE_DP(1, 4, 7);
-            GN_TILE_DP(2, 5, 6);
-            GN_TILE_DP(3, 5, 7);
-          }
-          float* c = cbuf + mg * 32;
-          GN_TILE_STORE(0, c, ldc);
-          GN_TILE_STORE(1, c + 16, ldc);
-          GN_TILE_STORE(2, c + 16 * mb, ldc);
-          GN_TILE_STORE(3, c + 16 * mb + 16, ldc);
+          });
         }
         const int64_t n_end = min64(kBlockN, n_rows - n0), m_end = min64(mb, m_rows - m0);
         for (int64_t i = 0; i < n_end; ++i) {
@@ -283,10 +298,72 @@ void run(const LinearArgs& a) {
   });
 }
 
+// Block h of an input-major block-diagonal weight (w[h][i][j], i input, j output; bs % 32 == 0)
+// as B tiles in pack_w's layout: the tile of 16-output group g and k block kb sits at
+// dst + ((g / 2 * nkb + kb) * 2 + g % 2) * 512 values, its row i holding, for n = 0..15,
+// w[h][32kb + 2i][16g + n] and w[h][32kb + 2i + 1][16g + n].  Input-major rows are contiguous
+// over the outputs, so no transpose is needed.
+template <DType DT>
+static void pack_block(const void* w, int64_t h, int64_t bs, uint16_t* dst) {
+  const int64_t nkb = bs / kBlockK, base = h * bs * bs;
+  for (int64_t g = 0; g < bs / 16; ++g) {
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      uint16_t* tile = dst + (((g / 2) * nkb + kb) * 2 + g % 2) * (kTileBytes / 2);
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t r0 = base + (kb * kBlockK + 2 * i) * bs + g * 16;  // w[h][2i'][16g]
+        for (int64_t n = 0; n < 16; ++n) {
+          tile[i * 32 + 2 * n] = weight_bf16<DT>(w, r0 + n);
+          tile[i * 32 + 2 * n + 1] = weight_bf16<DT>(w, r0 + bs + n);
+        }
+      }
+    }
+  }
+}
+
+// y[n, h*bs + j] = sum_i bf16(x[n, h*bs + i]) * bf16(w[h, i, j]) + b[h, j]: x packed once as
+// A tiles over the whole width (block h's tiles are k blocks h*bs/32 ..), each block's weights
+// packed by the thread that runs it, the same 2 x 2 C tile loop as run().
+template <DType DT>
+void run_block_diag(const BlockDiagLinearArgs& a) {
+  const int64_t bs = a.block_size, width = a.blocks * bs, n_rows = a.n;
+  const int64_t np = round_up(n_rows, kBlockN), nkb = width / kBlockK, bkb = bs / kBlockK;
+  Buf<uint16_t> xb(np * width);
+  pack_x(a.x, n_rows, width, np, xb.data());
+  par_for(a.blocks, 1, [&](int64_t h0, int64_t h1) {
+    thread_local Grow<uint16_t> wbuf;
+    thread_local Grow<float> cgrow;
+    uint16_t* wp = wbuf.get(bs * bs);
+    float* cbuf = cgrow.get(kBlockN * bs);  // [32][bs]
+    tiles_begin();
+    for (int64_t h = h0; h < h1; ++h) {
+      pack_block<DT>(a.w, h, bs, wp);
+      for (int64_t n0 = 0; n0 < np; n0 += kBlockN) {
+        const uint16_t* xa0 = xb.data() + ((n0 / 16) * nkb + h * bkb) * (kTileBytes / 2);
+        const uint16_t* xa1 = xa0 + nkb * (kTileBytes / 2);
+        for (int64_t mg = 0; mg < bs / 32; ++mg) {
+          c_block(xa0, xa1, wp + mg * bkb * kTileBytes, bkb, cbuf + mg * 32, bs, [] {});
+        }
+        const int64_t n_end = min64(kBlockN, n_rows - n0);
+        const float* bias = a.b ? a.b + h * bs : nullptr;
+        for (int64_t i = 0; i < n_end; ++i) {
+          float* yrow = a.y + (n0 + i) * width + h * bs;
+          const float* c = cbuf + i * bs;
+          for (int64_t j = 0; j < bs; ++j) yrow[j] = c[j] + (bias ? bias[j] : 0.0f);
+        }
+      }
+    }
+    tiles_end();
+  });
+}
+
 }  // namespace
 
 void linear_bf16(const LinearArgs& a) {
   with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
+}
+
+void block_diag_bf16(const BlockDiagLinearArgs& a) {
+  with_dtype(a.w_dtype, [&](auto dt) { run_block_diag<decltype(dt)::value>(a); });
 }
 
 }  // namespace gemma_native::ops::cpu::GN_ISA

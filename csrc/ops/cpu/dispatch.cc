@@ -140,12 +140,13 @@ struct Bf16Entry {
   const char* name;
   Bf16Gemm fn;
   bool (*usable)();
+  Bf16BlockDiag block_diag = nullptr;
 };
 
 const std::vector<Bf16Entry>& bf16_entries() {
   static const std::vector<Bf16Entry> e = {
       {"none", nullptr, [] { return true; }},
-      {"amx-emulated", amxemu::linear_bf16, [] { return true; }},
+      {"amx-emulated", amxemu::linear_bf16, [] { return true; }, amxemu::block_diag_bf16},
 #ifdef GN_HAVE_AVX512BF16EMU
       {"avx512bf16-emulated", avx512bf16emu::linear_bf16, [] { return true; }},
 #endif
@@ -153,7 +154,7 @@ const std::vector<Bf16Entry>& bf16_entries() {
       {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has("avx512bf16"); }},
 #endif
 #ifdef GN_HAVE_AMX
-      {"amx", amx::linear_bf16, amx_granted},
+      {"amx", amx::linear_bf16, amx_granted, amx::block_diag_bf16},
 #endif
   };
   return e;
@@ -206,6 +207,7 @@ int bf16_index() {
 
 Bf16Gemm bf16_gemm() { return bf16_entries()[bf16_index()].fn; }
 std::string bf16_gemm_name() { return bf16_entries()[bf16_index()].name; }
+Bf16BlockDiag bf16_block_diag() { return bf16_entries()[bf16_index()].block_diag; }
 
 std::vector<std::string> available_bf16_gemms() {
   std::vector<std::string> out;

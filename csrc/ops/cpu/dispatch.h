@@ -29,6 +29,10 @@ std::string bf16_gemm_name();
 // Those usable here ("none" and "amx-emulated" always).
 std::vector<std::string> available_bf16_gemms();
 void set_bf16_gemm(const std::string& name);
+// The same unit's block-diagonal product (ops::BlockDiagLinearArgs::bf16_activations), or null
+// where the chosen bf16 GEMM has none (then block_diag_linear runs exactly).
+using Bf16BlockDiag = void (*)(const BlockDiagLinearArgs&);
+Bf16BlockDiag bf16_block_diag();
 // CPU feature flags relevant to the kernels, for backend_info().
 std::vector<std::pair<std::string, bool>> cpu_features();
 

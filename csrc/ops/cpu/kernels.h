@@ -36,9 +36,11 @@ const KernelTable* kernel_table_avx512vnniemu();  // the same with VNNI
 // of the tiles (any CPU; for tests).
 namespace amx {
 void linear_bf16(const LinearArgs& a);
+void block_diag_bf16(const BlockDiagLinearArgs& a);  // block_size % 32 == 0
 }
 namespace amxemu {
 void linear_bf16(const LinearArgs& a);
+void block_diag_bf16(const BlockDiagLinearArgs& a);
 }
 // The same GEMM with AVX512-BF16 dot products (bf16_dot.cc), and over SIMDe (any CPU; tests).
 namespace avx512bf16 {
