@@ -37,6 +37,13 @@ const char* exception_name(ErrorKind k) {
   return "GemmaNativeError";
 }
 
+// {feature name: usable} of cpu_features.h's decodings.
+py::dict features_dict(const std::vector<std::pair<std::string, bool>>& features) {
+  py::dict d;
+  for (const auto& f : features) d[py::str(f.first)] = f.second;
+  return d;
+}
+
 py::dict backend_info() {
   py::dict d;
   d["cpu_isa"] = ops::cpu::active_isa();
@@ -44,9 +51,7 @@ py::dict backend_info() {
   d["compiled_isas"] = ops::cpu::compiled_isas();
   d["bf16_gemm"] = ops::cpu::bf16_gemm_name();
   d["available_bf16_gemms"] = ops::cpu::available_bf16_gemms();
-  py::dict feats;
-  for (const auto& f : ops::cpu::cpu_features()) feats[py::str(f.first)] = f.second;
-  d["cpu_features"] = feats;
+  d["cpu_features"] = features_dict(ops::cpu::detected_features());
   d["num_threads"] = ops::cpu::num_threads();
   const ops::cpu::CpuLimits lim = ops::cpu::cpu_limits();
   d["default_num_threads"] = lim.usable();
@@ -125,25 +130,15 @@ PYBIND11_MODULE(_core, m) {
       "decode_x86_cpuid",
       [](uint32_t leaf1_ecx, uint32_t leaf7_ebx, uint32_t leaf7_ecx, uint32_t leaf7_edx,
          uint32_t leaf7_1_eax, uint64_t xcr0) {
-        ops::cpu::X86Cpuid r;
-        r.leaf1_ecx = leaf1_ecx;
-        r.leaf7_ebx = leaf7_ebx;
-        r.leaf7_ecx = leaf7_ecx;
-        r.leaf7_edx = leaf7_edx;
-        r.leaf7_1_eax = leaf7_1_eax;
-        r.xcr0 = xcr0;
-        py::dict d;
-        for (const auto& f : ops::cpu::decode_x86(r)) d[py::str(f.first)] = f.second;
-        return d;
+        return bindings::features_dict(ops::cpu::decode_x86(
+            {leaf1_ecx, leaf7_ebx, leaf7_ecx, leaf7_edx, leaf7_1_eax, xcr0}));
       },
       py::arg("leaf1_ecx"), py::arg("leaf7_ebx"), py::arg("leaf7_ecx"), py::arg("leaf7_edx"),
       py::arg("leaf7_1_eax"), py::arg("xcr0"));
   m.def(
       "decode_arm_hwcaps",
       [](uint64_t hwcap, uint64_t hwcap2) {
-        py::dict d;
-        for (const auto& f : ops::cpu::decode_arm(hwcap, hwcap2)) d[py::str(f.first)] = f.second;
-        return d;
+        return bindings::features_dict(ops::cpu::decode_arm(hwcap, hwcap2));
       },
       py::arg("hwcap"), py::arg("hwcap2"));
   m.def("set_bf16_gemm", &ops::cpu::set_bf16_gemm, py::arg("name"),

@@ -224,10 +224,9 @@ void GriffinModel::recurrent_block(const Layer& l, Workspace& w, State* const* s
     be.conv1d(ca);
   }
   const int64_t H = cfg_.num_heads;
-  // The gates join the bf16 compute mode with the other float weights (quantized ones stay exact).
-  const bool bf16 = cfg_.bf16_activations;
-  be.block_diag_linear({c, N, H, L / H, l.gx_w, l.gx_dtype, l.gx_b, gx, bf16 && !is_quantized(l.gx_dtype)});
-  be.block_diag_linear({c, N, H, L / H, l.ga_w, l.ga_dtype, l.ga_b, ga, bf16 && !is_quantized(l.ga_dtype)});
+  const bool bf16 = cfg_.bf16_activations;  // the gates join the bf16 compute mode
+  be.block_diag_linear({c, N, H, L / H, l.gx_w, l.gx_dtype, l.gx_b, gx, bf16});
+  be.block_diag_linear({c, N, H, L / H, l.ga_w, l.ga_dtype, l.ga_b, ga, bf16});
   for (int64_t b = 0; b < B; ++b) {
     ops::RgLruArgs ra;
     ra.x = c + b * T * L;

@@ -50,6 +50,8 @@ bool linear(const LinearArgs& a) {
 bool block_diag_linear(const BlockDiagLinearArgs& a) {
   GN_CHECK(a.blocks > 0 && a.block_size > 0, ErrorKind::kShape,
            "block_diag_linear: blocks and block size must be > 0");
+  GN_CHECK(!is_quantized(a.w_dtype), ErrorKind::kDType,
+           "block_diag_linear: weights must be float32, bfloat16 or float16");
   return a.n > 0;
 }
 

@@ -37,8 +37,8 @@ void quantize_activations(const float* x, int64_t k, int block, void* out) {
 
 void block_diag_linear(const BlockDiagLinearArgs& a) {
   if (!check::block_diag_linear(a)) return;
-  if (a.bf16_activations && !is_quantized(a.w_dtype) && a.n >= kBf16MinRows &&
-      a.block_size % 32 == 0 && cpu::bf16_block_diag() != nullptr) {
+  if (a.bf16_activations && a.n >= kBf16MinRows && a.block_size % 32 == 0 &&
+      cpu::bf16_block_diag() != nullptr) {
     cpu::bf16_block_diag()(a);
   } else {
     cpu::active().block_diag_linear(a);

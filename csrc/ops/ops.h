@@ -75,7 +75,8 @@ void quantize_activations(const float* x, int64_t k, int block, void* out);
 
 // Block-diagonal linear with input-major blocks (RG-LRU gates):
 // y[n, h*bs + j] = sum_i x[n, h*bs + i] * w[h, i, j] + b[h, j].
-// x, y [N, H*bs] fp32 (must not alias); w [H, bs, bs] in `w_dtype`; b [H, bs] fp32 or null.
+// x, y [N, H*bs] fp32 (must not alias); w [H, bs, bs] in `w_dtype` (a float dtype); b [H, bs]
+// fp32 or null.
 struct BlockDiagLinearArgs {
   const float* x = nullptr;
   int64_t n = 0;
@@ -85,7 +86,7 @@ struct BlockDiagLinearArgs {
   DType w_dtype = DType::kF32;
   const float* b = nullptr;
   float* y = nullptr;
-  // The bf16 compute mode, as WeightMatrix::bf16_activations (float w only): from kBf16MinRows
+  // The bf16 compute mode, as WeightMatrix::bf16_activations: from kBf16MinRows
   // rows of x on, with a block size that is a multiple of 32, x and w are rounded to bf16 and
   // multiplied on the AMX tiles where the bf16 GEMM in use is one of those; exact otherwise.
   bool bf16_activations = false;

@@ -37,7 +37,7 @@ cases = json.loads(sys.argv[2])
 ids = json.loads(sys.argv[3])
 info = gn.backend_info()
 out = {}
-sets = [s for s in info["available_isas"]]
+sets = list(info["available_isas"])
 for isa in sets:
     gn.set_cpu_isa(isa)
     for name, dtype, act in cases:

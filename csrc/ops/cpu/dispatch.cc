@@ -15,8 +15,6 @@
 namespace gemma_native::ops::cpu {
 namespace {
 
-bool has(const char* feature) { return has_feature(feature); }
-
 struct Entry {
   const char* name;
   const KernelTable* (*table)();
@@ -24,9 +22,9 @@ struct Entry {
   bool emulated = false;  // runs anywhere, slowly: only when asked for by name
 };
 
-[[maybe_unused]] bool avx2_ok() { return has("avx2") && has("fma") && has("f16c"); }
+[[maybe_unused]] bool avx2_ok() { return has_feature("avx2") && has_feature("fma") && has_feature("f16c"); }
 [[maybe_unused]] bool avx512_ok() {
-  return avx2_ok() && has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq");
+  return avx2_ok() && has_feature("avx512f") && has_feature("avx512bw") && has_feature("avx512vl") && has_feature("avx512dq");
 }
 
 std::vector<Entry> entries() {
@@ -38,13 +36,13 @@ std::vector<Entry> entries() {
   e.push_back({"avx512", kernel_table_avx512, avx512_ok});
 #endif
 #ifdef GN_HAVE_AVX512VNNI
-  e.push_back({"avx512vnni", kernel_table_avx512vnni, [] { return avx512_ok() && has("avx512vnni"); }});
+  e.push_back({"avx512vnni", kernel_table_avx512vnni, [] { return avx512_ok() && has_feature("avx512vnni"); }});
 #endif
 #ifdef GN_HAVE_NEON
-  e.push_back({"neon", kernel_table_neon, [] { return has("neon"); }});
+  e.push_back({"neon", kernel_table_neon, [] { return has_feature("neon"); }});
 #endif
 #ifdef GN_HAVE_NEONDOT
-  e.push_back({"neondot", kernel_table_neondot, [] { return has("neon") && has("dotprod"); }});
+  e.push_back({"neondot", kernel_table_neondot, [] { return has_feature("neon") && has_feature("dotprod"); }});
 #endif
 #ifdef GN_HAVE_AVX512EMU
   e.push_back({"avx512emu", kernel_table_avx512emu, [] { return true; }, true});
@@ -125,7 +123,7 @@ namespace {
 [[maybe_unused]] bool amx_granted() {
 #if defined(__x86_64__) && defined(__linux__) && defined(GN_HAVE_AMX)
   static const bool ok = [] {
-    if (!(has("amx_tile") && has("amx_bf16") && has("avx512f"))) return false;
+    if (!(has_feature("amx_tile") && has_feature("amx_bf16") && has_feature("avx512f"))) return false;
     constexpr long kArchReqXcompPerm = 0x1023;
     constexpr long kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -151,7 +149,7 @@ const std::vector<Bf16Entry>& bf16_entries() {
       {"avx512bf16-emulated", avx512bf16emu::linear_bf16, [] { return true; }},
 #endif
 #ifdef GN_HAVE_AVX512BF16
-      {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has("avx512bf16"); }},
+      {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has_feature("avx512bf16"); }},
 #endif
 #ifdef GN_HAVE_AMX
       {"amx", amx::linear_bf16, amx_granted, amx::block_diag_bf16},
@@ -222,7 +220,5 @@ void set_bf16_gemm(const std::string& name) {
   std::lock_guard<std::mutex> lk(g_mutex);
   g_bf16.store(i, std::memory_order_release);
 }
-
-std::vector<std::pair<std::string, bool>> cpu_features() { return detected_features(); }
 
 }  // namespace gemma_native::ops::cpu

@@ -33,7 +33,5 @@ void set_bf16_gemm(const std::string& name);
 // where the chosen bf16 GEMM has none (then block_diag_linear runs exactly).
 using Bf16BlockDiag = void (*)(const BlockDiagLinearArgs&);
 Bf16BlockDiag bf16_block_diag();
-// CPU feature flags relevant to the kernels, for backend_info().
-std::vector<std::pair<std::string, bool>> cpu_features();
 
 }  // namespace gemma_native::ops::cpu

@@ -99,6 +99,20 @@ static inline __m256 fma_block(__m256i w, float dw, const ActBlock32& a, __m256 
 }
 #endif
 
+#if defined(GN_ARM_NEON)
+// Lane l = the exact int32 sum of products 4l..4l+3 of 16 int8 pairs: SDOT with the
+// dot-product extension, else widening multiplies and two pairwise adds.  These are the lane
+// partial sums the x86 sets form with maddubs + madd.
+static inline int32x4_t dot4x4_s8(int8x16_t a, int8x16_t b) {
+#if defined(GN_ARM_DOTPROD)
+  return vdotq_s32(vdupq_n_s32(0), a, b);
+#else
+  return vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b))),
+                    vpaddlq_s16(vmull_high_s8(a, b)));
+#endif
+}
+#endif
+
 #if defined(GN_X86_AVX2)
 // ---- activation quantization, 8 lanes at a time, bit for bit quant.h's scalar definitions ----
 static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -220,8 +234,7 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
   }
 #elif defined(GN_ARM_NEON)
   // The AVX2 arithmetic on NEON: lanes 0-3 and 4-7 of a block (the exact int32 sums of products
-  // 4l..4l+3) come from SDOT where the set has the dot-product extension, else from widening
-  // multiplies and two pairwise adds; then one fused multiply-add per lane, as below.
+  // 4l..4l+3, dot4x4_s8), then one fused multiply-add per lane, as below.
   int8_t q[32];
   float32x4_t acc[MW][R][2];
   for (int k = 0; k < MW; ++k) {
@@ -233,15 +246,7 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
       const int8x16_t w0 = vld1q_s8(q), w1 = vld1q_s8(q + 16);
       for (int r = 0; r < R; ++r) {
         const int8x16_t a0 = vld1q_s8(a[r][i].qs), a1 = vld1q_s8(a[r][i].qs + 16);
-#if defined(GN_ARM_DOTPROD)
-        const int32x4_t s0 = vdotq_s32(vdupq_n_s32(0), w0, a0);
-        const int32x4_t s1 = vdotq_s32(vdupq_n_s32(0), w1, a1);
-#else
-        const int32x4_t s0 = vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w0), vget_low_s8(a0))),
-                                        vpaddlq_s16(vmull_high_s8(w0, a0)));
-        const int32x4_t s1 = vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w1), vget_low_s8(a1))),
-                                        vpaddlq_s16(vmull_high_s8(w1, a1)));
-#endif
+        const int32x4_t s0 = dot4x4_s8(w0, a0), s1 = dot4x4_s8(w1, a1);
         const float32x4_t sc = vdupq_n_f32(dw * a[r][i].d);
         acc[k][r][0] = vfmaq_f32(acc[k][r][0], sc, vcvtq_f32_s32(s0));
         acc[k][r][1] = vfmaq_f32(acc[k][r][1], sc, vcvtq_f32_s32(s1));
@@ -386,16 +391,9 @@ static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums);
 #endif
 
 #if defined(GN_ARM_NEON)
-// sum of the 16 products a[l] * b[l] of int8 operands, exact (SDOT with the dot-product
-// extension; widening multiplies and pairwise adds without it).
+// sum of the 16 products a[l] * b[l] of int8 operands, exact.
 static inline int32_t dot16_s8(const int8_t* a, const int8_t* b) {
-  const int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
-#if defined(GN_ARM_DOTPROD)
-  return vaddvq_s32(vdotq_s32(vdupq_n_s32(0), va, vb));
-#else
-  const int16x8_t lo = vmull_s8(vget_low_s8(va), vget_low_s8(vb));
-  return vaddvq_s32(vpadalq_s16(vpaddlq_s16(lo), vmull_high_s8(va, vb)));
-#endif
+  return vaddvq_s32(dot4x4_s8(vld1q_s8(a), vld1q_s8(b)));
 }
 #endif
 
