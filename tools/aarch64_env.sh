@@ -12,8 +12,8 @@
 #                 the tests' subprocesses run emulated too (no binfmt_misc needed)
 # pybind11 for the host Python (HOST_PYTHON, default python3) is needed for the build only.
 # Needs root for apt-get (Debian/Ubuntu), and a host Python with pip, pybind11 and cmake/ninja.
-# QEMU_CPU defaults to max with SVE off: the default CPU's SVE makes numpy's OpenBLAS ~15x slower
-# under emulation.
+# QEMU_CPU defaults to max with SVE off: the default CPU's SVE was reported to make numpy's
+# OpenBLAS ~15x slower under emulation.
 set -euo pipefail
 DIR="$(mkdir -p "${1:?usage: tools/aarch64_env.sh DIR}" && cd "$1" && pwd)"
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
