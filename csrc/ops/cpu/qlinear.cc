@@ -384,10 +384,237 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
 }
 #endif
 
+#if defined(GN_X86_AVX2) && !defined(GN_X86_AVX512)
+// Prefill on AVX2: a group of kRowGroup weight rows is decoded once (signed bytes and |w|) and
+// then met by every activation row, kActRows at a time.  Per pair and block the arithmetic is
+// fma_block's (sign, maddubs, madd, cvt, then one fma with dw * dA), so every lane holds the
+// same exact int32 partial sum and every output the same bits as tile_b32.  What goes is the
+// weight decoding per 4 activation rows (~12 vector instructions per Q5_0 block) and the scale
+// product per pair: a tile's dw * dA products are formed 8 activation rows per vmulps (the
+// activation scales are kept transposed, [block][row]) and broadcast from memory in the loop.
+// On Zen 3 sign, maddubs, madd, mul and fma share two pipes, so the products were a fifth of
+// the bottleneck's work.
+struct RowBlock {
+  __m256i w;     // the 32 signed weights of one block
+  __m256i wabs;  // sign(w, w): |w| as unsigned bytes
+};
+constexpr int kRowGroup = 4;  // weight rows decoded together
+constexpr int kActRows = 3;   // activation rows per tile (<= 8)
+
+// rb[i * kRowGroup + k], dw[i * kRowGroup + k] = block i of weight row k (rows wstride apart).
+template <DType DT>
+void decode_rows(const char* w, int64_t wstride, int64_t nb, RowBlock* rb, float* dw) {
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int k = 0; k < kRowGroup; ++k) {
+      const __m256i q = decode_b32<DT>(w + k * wstride, i, &dw[i * kRowGroup + k]);
+      rb[i * kRowGroup + k] = RowBlock{q, _mm256_sign_epi8(q, q)};
+    }
+  }
+}
+
+void decode_rows_any(DType t, const char* w, int64_t wstride, int64_t nb, RowBlock* rb,
+                     float* dw) {
+  switch (t) {
+    case DType::kQ8_0: return decode_rows<DType::kQ8_0>(w, wstride, nb, rb, dw);
+    case DType::kQ4_0: return decode_rows<DType::kQ4_0>(w, wstride, nb, rb, dw);
+    default: return decode_rows<DType::kQ5_0>(w, wstride, nb, rb, dw);
+  }
+}
+
+// out[k * R + r] = W[k] . x[r] for the kRowGroup decoded weight rows and R activation rows.
+// daT[i * ldt + r]: activation row r's block-i scale (8 readable floats from each row start);
+// sc: scratch for nb * kRowGroup * 8 floats, 32-byte aligned.
+template <int R>
+void tile_rows(const RowBlock* rb, const float* dw, const char* act, int64_t act_row,
+               const float* daT, int64_t ldt, int64_t nb, float* sc, float* out) {
+  static_assert(R <= 8, "one vmulps forms the scale products of up to 8 activation rows");
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256 da = _mm256_loadu_ps(daT + i * ldt);
+    for (int k = 0; k < kRowGroup; ++k) {
+      _mm256_store_ps(sc + (i * kRowGroup + k) * 8,
+                      _mm256_mul_ps(_mm256_set1_ps(dw[i * kRowGroup + k]), da));
+    }
+  }
+  const ActBlock32* a[R];
+  for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
+  __m256 acc[kRowGroup][R];
+  for (int k = 0; k < kRowGroup; ++k) {
+    for (int r = 0; r < R; ++r) acc[k][r] = _mm256_setzero_ps();
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < nb; ++i) {
+    const RowBlock* b = rb + i * kRowGroup;
+    const float* si = sc + i * kRowGroup * 8;
+    for (int r = 0; r < R; ++r) {
+      const __m256i aq = load32(a[r][i].qs);
+      for (int k = 0; k < kRowGroup; ++k) {
+        const __m256i p16 = _mm256_maddubs_epi16(b[k].wabs, _mm256_sign_epi8(aq, b[k].w));
+        const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[k][r] = _mm256_fmadd_ps(_mm256_broadcast_ss(si + k * 8 + r), s, acc[k][r]);
+      }
+    }
+  }
+  for (int k = 0; k < kRowGroup; ++k) {
+    for (int r = 0; r < R; ++r) out[k * R + r] = hsum_f32(acc[k][r]);
+  }
+}
+#endif
+
 #if defined(GN_X86_AVX2)
 // sum of 16 int16 products a[g] * b[g] (exact: |products| < 2^31 / 16 for these operands).
 static inline int32_t dot16_i16(__m256i a, __m256i b) { return hsum_i32(_mm256_madd_epi16(a, b)); }
 static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums); }
+
+// One Q4_K super-block unpacked for the integer products: q[j] holds sub-block j's 32 unsigned
+// nibbles, sj[j] its 6-bit scale as int16 in every lane, mins the 8 mins as int16 pairs
+// (m0 m0 m1 m1 ...) against the activation's 16-value sums.
+struct Q4KBlock {
+  __m256i q[8], sj[8], mins;
+  float d, dmin;
+};
+static inline void unpack_q4k(const BlockQ4_K& b, Q4KBlock& u) {
+  u.d = half_to_f32(b.d);
+  u.dmin = half_to_f32(b.dmin);
+  // q4k_scale_min's unpacking, four sub-blocks per 32-bit word: bytes 0-3 hold scales 0-3 and
+  // 4-7 mins 0-3 (6 bits each); bytes 8-11 the low 4 bits of scales / mins 4-7, whose top two
+  // bits are bits 6-7 of bytes 0-3 / 4-7.
+  uint32_t s0, s1, s2;
+  std::memcpy(&s0, b.scales, 4);
+  std::memcpy(&s1, b.scales + 4, 4);
+  std::memcpy(&s2, b.scales + 8, 4);
+  const uint64_t sc8 = (s0 & 0x3F3F3F3Fu) |
+                       static_cast<uint64_t>((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u)) << 32;
+  const uint64_t mn8 = (s1 & 0x3F3F3F3Fu) |
+                       static_cast<uint64_t>(((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u))
+                           << 32;
+  const __m128i mnb = _mm_cvtsi64_si128(static_cast<long long>(mn8));
+  // int16 scales 0-7 in both lanes; scale j is broadcast with a shuffle of bytes 2j, 2j + 1
+  const __m256i scales = _mm256_broadcastsi128_si256(
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i raw = load32(b.qs + 32 * c);
+    u.q[2 * c] = _mm256_and_si256(raw, m4);
+    u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+  }
+  for (int j = 0; j < 8; ++j) {
+    u.sj[j] = _mm256_shuffle_epi8(scales,
+                                  _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j)));
+  }
+  u.mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
+}
+
+// One Q6_K super-block unpacked: q[k] run k's 32 unsigned 6-bit values (0..63), scl[k] the
+// int16 scales of its two 16-value groups, scales16 the 16 group scales against the
+// activation's 16-value sums (the -32 offset).
+struct Q6KBlock {
+  __m256i q[8], scl[8], scales16;
+  float d;
+};
+static inline void unpack_q6k(const BlockQ6_K& b, Q6KBlock& u) {
+  u.d = half_to_f32(b.d);
+  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {  // halves of 128 values
+    const uint8_t* ql = b.ql + 64 * h;
+    const __m256i qh = load32(b.qh + 32 * h);
+    const __m256i l0 = load32(ql), l1 = load32(ql + 32);
+    const auto hi2 = [&](int shift) {
+      return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), m2), 4);
+    };
+    u.q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), hi2(0));
+    u.q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), hi2(2));
+    u.q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hi2(4));
+    u.q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hi2(6));
+  }
+  const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+  u.scales16 = _mm256_cvtepi8_epi16(s8);
+  // run k's two groups: scale 2k in the low lane, 2k + 1 in the high one, from the even
+  // scales (low lane) and odd scales (high lane) as int16 and one in-lane byte shuffle
+  const __m256i eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
+      s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+  for (int k = 0; k < 8; ++k) {
+    u.scl[k] = _mm256_shuffle_epi8(eo, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
+  }
+}
+
+// Lane r = the sum of v[r]'s eight int32 lanes (exact, so the order is free).
+static inline __m256i hsum8x8_i32(const __m256i* v) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i lo = _mm256_hadd_epi32(h01, h23), hi = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                          _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// The k-quant products for 8 * groups activation rows (act + r * act_row) at once: each
+// super-block is unpacked once; per row the integer sums are dot_rows_q4_k's / _q6_k's (exact,
+// so they may be added in any order), reduced 8 rows per vector, and the float expression of
+// those functions is evaluated 8 rows a vector, the same IEEE operations lane by lane, so every
+// row gets the bits the one-row path gives it.  daT[i * ldt + r] is row r's block-i scale.
+void dot8_q4_k(const void* wrow, const char* act, int64_t act_row, const float* daT,
+               int64_t ldt, int groups, int64_t nb, float* out) {
+  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(wrow);
+  __m256 acc[kPanel / 8];
+  for (int g = 0; g < groups; ++g) acc[g] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    Q4KBlock u;
+    unpack_q4k(w[i], u);
+    for (int g = 0; g < groups; ++g) {
+      const ActBlock256* ar[8];
+      for (int r = 0; r < 8; ++r) {
+        ar[r] = reinterpret_cast<const ActBlock256*>(act + (8 * g + r) * act_row) + i;
+      }
+      __m256i v[8];
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(load_bsums(*ar[r]), u.mins);
+      const __m256 msum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        for (int r = 0; r < 8; ++r) {
+          const __m256i p = _mm256_maddubs_epi16(u.q[j], load32(ar[r]->qs + 32 * j));
+          v[r] = _mm256_add_epi32(v[r], _mm256_madd_epi16(p, u.sj[j]));
+        }
+      }
+      const __m256 isum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
+      const __m256 da = _mm256_loadu_ps(daT + i * ldt + 8 * g);
+      acc[g] = _mm256_add_ps(
+          acc[g], _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.d), da), isum),
+                                _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.dmin), da), msum)));
+    }
+  }
+  for (int g = 0; g < groups; ++g) _mm256_storeu_ps(out + 8 * g, acc[g]);
+}
+
+void dot8_q6_k(const void* wrow, const char* act, int64_t act_row, const float* daT,
+               int64_t ldt, int groups, int64_t nb, float* out) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
+  __m256 acc[kPanel / 8];
+  for (int g = 0; g < groups; ++g) acc[g] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    Q6KBlock u;
+    unpack_q6k(w[i], u);
+    for (int g = 0; g < groups; ++g) {
+      const ActBlock256* ar[8];
+      for (int r = 0; r < 8; ++r) {
+        ar[r] = reinterpret_cast<const ActBlock256*>(act + (8 * g + r) * act_row) + i;
+      }
+      __m256i v[8];  // start from -32 * the offset term: sum (q - 32) a, exact in int32
+      for (int r = 0; r < 8; ++r) {
+        v[r] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(*ar[r]), u.scales16), 5));
+      }
+      for (int k = 0; k < 8; ++k) {
+        for (int r = 0; r < 8; ++r) {
+          const __m256i p = _mm256_maddubs_epi16(u.q[k], load32(ar[r]->qs + 32 * k));
+          v[r] = _mm256_add_epi32(v[r], _mm256_madd_epi16(p, u.scl[k]));
+        }
+      }
+      const __m256 isum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
+      const __m256 da = _mm256_loadu_ps(daT + i * ldt + 8 * g);
+      acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.d), da), isum));
+    }
+  }
+  for (int g = 0; g < groups; ++g) _mm256_storeu_ps(out + 8 * g, acc[g]);
+}
 #endif
 
 #if defined(GN_ARM_NEON)
@@ -407,32 +634,9 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ4_K& b = w[i];
 #if defined(GN_X86_AVX2)
-    const float d = half_to_f32(b.d), dmin = half_to_f32(b.dmin);
-    // q4k_scale_min's unpacking, four sub-blocks per 32-bit word: bytes 0-3 hold scales 0-3 and
-    // 4-7 mins 0-3 (6 bits each); bytes 8-11 the low 4 bits of scales / mins 4-7, whose top two
-    // bits are bits 6-7 of bytes 0-3 / 4-7.
-    uint32_t s0, s1, s2;
-    std::memcpy(&s0, b.scales, 4);
-    std::memcpy(&s1, b.scales + 4, 4);
-    std::memcpy(&s2, b.scales + 8, 4);
-    const uint64_t sc8 = (s0 & 0x3F3F3F3Fu) |
-                         static_cast<uint64_t>((s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u)) << 32;
-    const uint64_t mn8 = (s1 & 0x3F3F3F3Fu) |
-                         static_cast<uint64_t>(((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u))
-                             << 32;
-    const __m128i mnb = _mm_cvtsi64_si128(static_cast<long long>(mn8));
-    // int16 scales 0-7 in both lanes; scale j is broadcast with a shuffle of bytes 2j, 2j + 1
-    const __m256i scales = _mm256_broadcastsi128_si256(
-        _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256i q[8];  // sub-block j: 32 unsigned nibbles
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw = load32(b.qs + 32 * c);
-      q[2 * c] = _mm256_and_si256(raw, m4);
-      q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-    }
-    // the mins against the activation's 16-value sums: m_j pairs with bsums 2j and 2j + 1
-    const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));  // m0 m0 m1 m1 ...
+    Q4KBlock u;
+    unpack_q4k(b, u);
+    const float d = u.d, dmin = u.dmin;
 #else
     int sc[8], mn[8];
     for (int j = 0; j < 8; ++j) q4k_scale_min(j, b.scales, &sc[j], &mn[j]);
@@ -443,13 +647,11 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
     for (int r = 0; r < rows; ++r) {
       const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
 #if defined(GN_X86_AVX2)
-      const int32_t msum = dot16_i16(load_bsums(ar), mins);
+      const int32_t msum = dot16_i16(load_bsums(ar), u.mins);
       __m256i s32 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
-        const __m256i p = _mm256_maddubs_epi16(q[j], load32(ar.qs + 32 * j));
-        const __m256i sj = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(
-                                                   static_cast<int16_t>(0x0100 + 0x0202 * j)));
-        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, sj));
+        const __m256i p = _mm256_maddubs_epi16(u.q[j], load32(ar.qs + 32 * j));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.sj[j]));
       }
       const int32_t isum = hsum_i32(s32);
 #else
@@ -482,32 +684,9 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
   for (int64_t i = 0; i < nb; ++i) {
     const BlockQ6_K& b = w[i];
 #if defined(GN_X86_AVX2)
-    const float d = half_to_f32(b.d);
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
-    __m256i q[8];   // run of 32 values v0 = 32 * k: unsigned 6-bit q (0..63)
-    __m256i scl[8];  // int16 scales of the run's two 16-value groups
-    for (int h = 0; h < 2; ++h) {  // halves of 128 values
-      const uint8_t* ql = b.ql + 64 * h;
-      const __m256i qh = load32(b.qh + 32 * h);
-      const __m256i l0 = load32(ql), l1 = load32(ql + 32);
-      const auto hi2 = [&](int shift) {
-        return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), m2), 4);
-      };
-      q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), hi2(0));
-      q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), hi2(2));
-      q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hi2(4));
-      q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hi2(6));
-    }
-    // the 16 group scales as int16, against the activation's 16-value sums (the -32 offset)
-    const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    const __m256i scales16 = _mm256_cvtepi8_epi16(s8);
-    // run k's two groups: scale 2k in the low lane, 2k + 1 in the high one, from the even
-    // scales (low lane) and odd scales (high lane) as int16 and one in-lane byte shuffle
-    const __m256i eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
-        s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
-    for (int k = 0; k < 8; ++k) {
-      scl[k] = _mm256_shuffle_epi8(eo, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
-    }
+    Q6KBlock u;
+    unpack_q6k(b, u);
+    const float d = u.d;
 #else
     const float d = f16_to_f32(b.d);
     int8_t q[256];
@@ -516,11 +695,11 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
     for (int r = 0; r < rows; ++r) {
       const ActBlock256& ar = reinterpret_cast<const ActBlock256*>(act + r * act_row)[i];
 #if defined(GN_X86_AVX2)
-      const int32_t off = dot16_i16(load_bsums(ar), scales16);
+      const int32_t off = dot16_i16(load_bsums(ar), u.scales16);
       __m256i s32 = _mm256_setzero_si256();
       for (int k = 0; k < 8; ++k) {
-        const __m256i p = _mm256_maddubs_epi16(q[k], load32(ar.qs + 32 * k));
-        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, scl[k]));
+        const __m256i p = _mm256_maddubs_epi16(u.q[k], load32(ar.qs + 32 * k));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.scl[k]));
       }
       const int32_t isum = hsum_i32(s32) - 32 * off;
 #else
@@ -600,6 +779,27 @@ void qlinear_int8(const LinearArgs& a) {
   });
   const int64_t wrow = row_bytes(t, K);
   const char* wbase = static_cast<const char*>(a.w.data);
+#if defined(GN_X86_AVX2)
+  // The activation scales as [block][row] for the batch tiles (AVX2's 32-value tiles and the
+  // k-quants' 8-row products; +8: a tile reads 8 per block).
+#if defined(GN_X86_AVX512)
+  const bool scales_t = k_quant && a.n >= 8;
+#else
+  const bool scales_t = a.n >= (k_quant ? 8 : kActRows);
+#endif
+  Buf<float> da_t(scales_t ? nb * a.n + 8 : 1);
+  if (scales_t) {
+    float* dt = da_t.data();
+    for (int64_t n = 0; n < a.n; ++n) {
+      const char* an = act + n * act_row;
+      for (int64_t i = 0; i < nb; ++i) {
+        dt[i * a.n + n] = k_quant ? reinterpret_cast<const ActBlock256*>(an)[i].d
+                                  : reinterpret_cast<const ActBlock32*>(an)[i].d;
+      }
+    }
+    for (int j = 0; j < 8; ++j) dt[nb * a.n + j] = 0.0f;
+  }
+#endif
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
     float out[32];  // the largest tile: 4 weight rows x 8 activation rows
     if (!k_quant) {
@@ -622,6 +822,39 @@ void qlinear_int8(const LinearArgs& a) {
           }
         }
         for (; m < m1; ++m) {  // the last 1-3 rows of the range
+          for (int64_t n = 0; n < a.n;) {
+            const int r_rows = n + 4 <= a.n ? 4 : 1;
+            tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb,
+                         out);
+            for (int r = 0; r < r_rows; ++r) store(a, n + r, m, out[r]);
+            n += r_rows;
+          }
+        }
+        return;
+      }
+#elif defined(GN_X86_AVX2)
+      if (a.n >= kActRows) {  // batches: each pair of weight rows decoded once, then every row
+        Buf<RowBlock> rb(nb * kRowGroup);
+        Buf<float> dw(nb * kRowGroup), sc(nb * kRowGroup * 8);
+        int64_t m = m0;
+        for (; m + kRowGroup <= m1; m += kRowGroup) {
+          decode_rows_any(t, wbase + m * wrow, wrow, nb, rb.data(), dw.data());
+          for (int64_t n = 0; n < a.n;) {
+            const int r_rows = n + kActRows <= a.n ? kActRows : 1;
+            const char* an = act + n * act_row;
+            const float* dn = da_t.data() + n;
+            if (r_rows == kActRows) {
+              tile_rows<kActRows>(rb.data(), dw.data(), an, act_row, dn, a.n, nb, sc.data(), out);
+            } else {
+              tile_rows<1>(rb.data(), dw.data(), an, act_row, dn, a.n, nb, sc.data(), out);
+            }
+            for (int k = 0; k < kRowGroup; ++k) {
+              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+            }
+            n += r_rows;
+          }
+        }
+        for (; m < m1; ++m) {  // the last row of an odd range
           for (int64_t n = 0; n < a.n;) {
             const int r_rows = n + 4 <= a.n ? 4 : 1;
             tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb,
@@ -656,7 +889,22 @@ void qlinear_int8(const LinearArgs& a) {
     for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
       const int rows = static_cast<int>(min64(a.n, n0 + kPanel) - n0);
       for (int64_t m = m0; m < m1; ++m) {
-        dot_rows(t, wbase + m * wrow, act + n0 * act_row, act_row, rows, nb, outk);
+        const char* wm = wbase + m * wrow;
+        int done = 0;
+#if defined(GN_X86_AVX2)
+        if (scales_t && rows >= 8) {  // 8 rows a vector, then the one-row path for the rest
+          const int groups = rows / 8;
+          if (t == DType::kQ4_K) {
+            dot8_q4_k(wm, act + n0 * act_row, act_row, da_t.data() + n0, a.n, groups, nb, outk);
+          } else {
+            dot8_q6_k(wm, act + n0 * act_row, act_row, da_t.data() + n0, a.n, groups, nb, outk);
+          }
+          done = 8 * groups;
+        }
+#endif
+        if (done < rows) {
+          dot_rows(t, wm, act + (n0 + done) * act_row, act_row, rows - done, nb, outk + done);
+        }
         for (int r = 0; r < rows; ++r) store(a, n0 + r, m, outk[r]);
       }
     }
