@@ -46,6 +46,7 @@ def check_engine(e, settings, griffin):
     for p in e["prefill"]:
         assert pos(p["seconds"]) and pos(p["tokens_per_s"])
         assert math.isclose(p["tokens_per_s"], p["tokens"] / p["seconds"], rel_tol=1e-9)
+        assert 1 <= p["runs"] <= 3
     assert [d["batch"] for d in e["decode"]] == settings["batches"]
     for d in e["decode"]:
         assert d["steps"] == settings["decode_tokens"]
@@ -213,3 +214,19 @@ def test_ours_engine_steps_and_places_states(preset, griffin):
     assert len(far) == 1 and far[0].pos == 300
     eng.decode(far, source[:1])
     assert far[0].pos == 301
+
+
+def test_prefill_best_of_stops_at_the_run_count_or_the_time_budget(monkeypatch):
+    """Prefill counts the fastest of up to 3 runs while they took under the budget."""
+    from gemma_native.bench import harness
+
+    clock = [0.0]
+    monkeypatch.setattr(harness, "now", lambda: clock[0])
+
+    def run(durations):
+        it = iter(durations)
+        return harness._best_of(lambda: clock.__setitem__(0, clock[0] + next(it)), 3, 3.0)
+
+    assert run([0.5, 0.4, 0.6, 9.0]) == [0.5, 0.4, 0.6]   # three runs, not a fourth
+    assert run([2.0, 1.5, 9.0]) == [2.0, 1.5]             # 3.5 s > budget: stops
+    assert run([5.0, 9.0]) == [5.0]                       # a long prefill runs once

@@ -100,8 +100,10 @@ def run_engine(spec: dict) -> dict:
         for n in cfg["prefill"]:
             def pre(n=n):
                 ids = tokens(n, V, 2)[None]
-                _, dt = _timed(lambda: eng.prefill(ids))
-                res["prefill"].append({"tokens": n, "seconds": dt, "tokens_per_s": n / dt})
+                times = _best_of(lambda: eng.prefill(ids), PREFILL_RUNS, PREFILL_BUDGET_S)
+                dt = min(times)
+                res["prefill"].append({"tokens": n, "seconds": dt, "tokens_per_s": n / dt,
+                                       "runs": len(times)})
             guard(f"prefill_{n}", pre)
     if "decode" in parts:
         res["decode"] = []
@@ -116,6 +118,23 @@ def run_engine(spec: dict) -> dict:
     res["rss_end_bytes"] = proc_status_bytes("VmRSS")
     res["rss_peak_self_bytes"] = proc_status_bytes("VmHWM")
     return res
+
+
+# A prefill is timed up to PREFILL_RUNS times, the same for every engine, while the runs so far
+# took less than PREFILL_BUDGET_S, and the fastest run counts: on shared machines one run of a
+# sub-second prefill moved by up to 1.5x between neighbouring runs, and the first run of a size
+# also pays for its buffers.  A prefill that takes seconds runs once.
+PREFILL_RUNS = 3
+PREFILL_BUDGET_S = 3.0
+
+
+def _best_of(fn, runs, budget_s):
+    """Seconds of each call of fn: at least one, at most `runs`, stopping once they add up to
+    budget_s."""
+    times = []
+    while len(times) < runs and sum(times) < budget_s:
+        times.append(_timed(fn)[1])
+    return times
 
 
 def _measure_positions(eng, cfg, res, guard):
