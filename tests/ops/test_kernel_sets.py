@@ -172,6 +172,22 @@ def test_quantized_linear(kind, float_activations):
 
 
 @needs_two
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q5_0"])
+def test_quantized_decode_long_rows(kind):
+    """Decode (< 4 activation rows) takes rows shorter than 4 KiB one at a time and longer ones
+    in tiles of 4 (qlinear.cc); 8192 columns make every 32-value type's rows longer than that.
+    The tiles must give each row what it gets alone, on every set."""
+    rng = np.random.default_rng(3)
+    raw = q_blocks(kind, 9, 8192, rng)
+    for n in (1, 3):
+        x = rnd(rng, n, 8192, scale=3.0)
+        got = on_each_set(lambda: ops.linear(x, (raw, kind)))
+        assert_identical(got, f"{kind} n={n} long rows")
+        alone = np.concatenate([ops.linear(x, (raw[m:m + 1], kind)) for m in range(9)], axis=1)
+        np.testing.assert_array_equal(next(iter(got.values())), alone)
+
+
+@needs_two
 def test_quantize_activations():
     from gemma_native import _core
 

@@ -17,6 +17,10 @@
 // because each 32-value block carries its own scale.  The AVX-512 prefill runs two pairs per
 // instruction in 4 x 8 tiles and decodes each group of 4 weight rows once for all activation
 // rows (Xeon, 1 thread, 512 x 2560 @ 2560 x 7680: Q8_0 72 -> ~120 GOP/s, Q4_0 70 -> ~126).
+// The AVX2 prefill decodes groups of 4 weight rows once and forms the scale products 8 rows
+// per vmulps; its k-quant products take 8 activation rows per vector (AMD EPYC Zen 3, 1
+// thread, 512 rows of the 270M GGUF's layer-0 weights: Q5_0 47 -> 68 GOP/s, Q8_0 57 -> 66,
+// Q4_K 66 -> 99, Q6_K 70 -> 102).
 #include <cstring>
 
 #include "gemma_native/quant.h"
@@ -866,8 +870,13 @@ void qlinear_int8(const LinearArgs& a) {
         return;
       }
 #endif
-      // Decode (n < 4): four weight rows per tile; prefill: 2 x 4 tiles; then the edges.
-      const int mw = a.n < 4 ? 4 : 2;
+      // Decode (n < 4) streams the weights from memory.  Rows shorter than 4 KiB go one at a
+      // time, a single sequential stream per thread: in tiles of 4 such rows each 4-row run
+      // is four short streams the prefetchers must pick up anew (AMD EPYC Zen 3, 2 threads,
+      // cold Q8_0: K = 640 22 -> 24-28 GB/s, 1280 24 -> 30-32, the 270M GGUF's 262144 x 640
+      // logits matrix 22 -> 30, decode 69-73 -> 78-81 tok/s); longer rows keep 4-row tiles
+      // (K = 7680: 28 GB/s against 22 one at a time).  Prefill: 2 x 4 tiles; then the edges.
+      const int mw = a.n < 4 ? (wrow < 4096 ? 1 : 4) : 2;
       for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
         const int64_t n1 = min64(a.n, n0 + kPanel);
         for (int64_t m = m0; m < m1; m += mw) {
