@@ -14,7 +14,7 @@ Parts (``--only``, comma separated; default all):
             sum over the same array size: what decode does to its weights) and GEMM peak (numpy fp32
             n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
             bf16 hardware run it at ~1 GFLOP/s), measured in this process
-  prefill   prompt tokens/s at 128, 512, 2048 tokens
+  prefill   prompt tokens/s at 128, 512, 2048 tokens (the fastest of up to 3 runs within 3 s)
   ttft      time to first token for a 128-token prompt (prefill + picking the token)
   decode    decode tokens/s at batch 1 and 4 (after a 16-token prompt)
   position  decode tokens/s at position ~100 and ~10000.  RecurrentGemma's state has a fixed
