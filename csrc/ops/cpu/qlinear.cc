@@ -22,6 +22,7 @@
 // thread, 512 rows of the 270M GGUF's layer-0 weights: Q5_0 47 -> 68 GOP/s, Q8_0 57 -> 66,
 // Q4_K 66 -> 99, Q6_K 70 -> 102).
 #include <cstring>
+#include <type_traits>
 
 #include "gemma_native/quant.h"
 #include "ops/cpu/kernels.h"
@@ -470,13 +471,13 @@ static inline int32_t dot16_i16(__m256i a, __m256i b) { return hsum_i32(_mm256_m
 static inline __m256i load_bsums(const ActBlock256& a) { return load32(a.bsums); }
 
 // One Q4_K super-block unpacked for the integer products: q[j] holds sub-block j's 32 unsigned
-// nibbles, sj[j] its 6-bit scale as int16 in every lane, mins the 8 mins as int16 pairs
+// nibbles, mul[j] its 6-bit scale as int16 in every lane, mins the 8 mins as int16 pairs
 // (m0 m0 m1 m1 ...) against the activation's 16-value sums.
 struct Q4KBlock {
-  __m256i q[8], sj[8], mins;
+  __m256i q[8], mul[8], mins;
   float d, dmin;
 };
-static inline void unpack_q4k(const BlockQ4_K& b, Q4KBlock& u) {
+static inline void unpack_kquant(const BlockQ4_K& b, Q4KBlock& u) {
   u.d = half_to_f32(b.d);
   u.dmin = half_to_f32(b.dmin);
   // q4k_scale_min's unpacking, four sub-blocks per 32-bit word: bytes 0-3 hold scales 0-3 and
@@ -502,20 +503,20 @@ static inline void unpack_q4k(const BlockQ4_K& b, Q4KBlock& u) {
     u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
   }
   for (int j = 0; j < 8; ++j) {
-    u.sj[j] = _mm256_shuffle_epi8(scales,
+    u.mul[j] = _mm256_shuffle_epi8(scales,
                                   _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j)));
   }
   u.mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
 }
 
-// One Q6_K super-block unpacked: q[k] run k's 32 unsigned 6-bit values (0..63), scl[k] the
+// One Q6_K super-block unpacked: q[k] run k's 32 unsigned 6-bit values (0..63), mul[k] the
 // int16 scales of its two 16-value groups, scales16 the 16 group scales against the
 // activation's 16-value sums (the -32 offset).
 struct Q6KBlock {
-  __m256i q[8], scl[8], scales16;
+  __m256i q[8], mul[8], scales16;
   float d;
 };
-static inline void unpack_q6k(const BlockQ6_K& b, Q6KBlock& u) {
+static inline void unpack_kquant(const BlockQ6_K& b, Q6KBlock& u) {
   u.d = half_to_f32(b.d);
   const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
   for (int h = 0; h < 2; ++h) {  // halves of 128 values
@@ -537,7 +538,7 @@ static inline void unpack_q6k(const BlockQ6_K& b, Q6KBlock& u) {
   const __m256i eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
       s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
   for (int k = 0; k < 8; ++k) {
-    u.scl[k] = _mm256_shuffle_epi8(eo, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
+    u.mul[k] = _mm256_shuffle_epi8(eo, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
   }
 }
 
@@ -555,66 +556,49 @@ static inline __m256i hsum8x8_i32(const __m256i* v) {
 // so they may be added in any order), reduced 8 rows per vector, and the float expression of
 // those functions is evaluated 8 rows a vector, the same IEEE operations lane by lane, so every
 // row gets the bits the one-row path gives it.  daT[i * ldt + r] is row r's block-i scale.
-void dot8_q4_k(const void* wrow, const char* act, int64_t act_row, const float* daT,
-               int64_t ldt, int groups, int64_t nb, float* out) {
-  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(wrow);
+template <DType T>
+void dot8_kquant(const void* wrow, const char* act, int64_t act_row, const float* daT,
+                 int64_t ldt, int groups, int64_t nb, float* out) {
+  constexpr bool q4k = T == DType::kQ4_K;
+  using Block = std::conditional_t<q4k, BlockQ4_K, BlockQ6_K>;
+  using Unpacked = std::conditional_t<q4k, Q4KBlock, Q6KBlock>;
+  const Block* w = static_cast<const Block*>(wrow);
   __m256 acc[kPanel / 8];
   for (int g = 0; g < groups; ++g) acc[g] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    Q4KBlock u;
-    unpack_q4k(w[i], u);
+    Unpacked u;
+    unpack_kquant(w[i], u);
     for (int g = 0; g < groups; ++g) {
       const ActBlock256* ar[8];
       for (int r = 0; r < 8; ++r) {
         ar[r] = reinterpret_cast<const ActBlock256*>(act + (8 * g + r) * act_row) + i;
       }
       __m256i v[8];
-      for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(load_bsums(*ar[r]), u.mins);
-      const __m256 msum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
-      for (int r = 0; r < 8; ++r) v[r] = _mm256_setzero_si256();
+      __m256 msum = _mm256_setzero_ps();
+      if constexpr (q4k) {  // the mins term, then the sums start from 0
+        for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(load_bsums(*ar[r]), u.mins);
+        msum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
+        for (int r = 0; r < 8; ++r) v[r] = _mm256_setzero_si256();
+      } else {  // start from -32 * the offset term: sum (q - 32) a, exact in int32
+        for (int r = 0; r < 8; ++r) {
+          v[r] = _mm256_sub_epi32(
+              _mm256_setzero_si256(),
+              _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(*ar[r]), u.scales16), 5));
+        }
+      }
       for (int j = 0; j < 8; ++j) {
         for (int r = 0; r < 8; ++r) {
           const __m256i p = _mm256_maddubs_epi16(u.q[j], load32(ar[r]->qs + 32 * j));
-          v[r] = _mm256_add_epi32(v[r], _mm256_madd_epi16(p, u.sj[j]));
+          v[r] = _mm256_add_epi32(v[r], _mm256_madd_epi16(p, u.mul[j]));
         }
       }
       const __m256 isum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
       const __m256 da = _mm256_loadu_ps(daT + i * ldt + 8 * g);
-      acc[g] = _mm256_add_ps(
-          acc[g], _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.d), da), isum),
-                                _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.dmin), da), msum)));
-    }
-  }
-  for (int g = 0; g < groups; ++g) _mm256_storeu_ps(out + 8 * g, acc[g]);
-}
-
-void dot8_q6_k(const void* wrow, const char* act, int64_t act_row, const float* daT,
-               int64_t ldt, int groups, int64_t nb, float* out) {
-  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
-  __m256 acc[kPanel / 8];
-  for (int g = 0; g < groups; ++g) acc[g] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < nb; ++i) {
-    Q6KBlock u;
-    unpack_q6k(w[i], u);
-    for (int g = 0; g < groups; ++g) {
-      const ActBlock256* ar[8];
-      for (int r = 0; r < 8; ++r) {
-        ar[r] = reinterpret_cast<const ActBlock256*>(act + (8 * g + r) * act_row) + i;
+      __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.d), da), isum);
+      if constexpr (q4k) {
+        term = _mm256_sub_ps(term, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.dmin), da), msum));
       }
-      __m256i v[8];  // start from -32 * the offset term: sum (q - 32) a, exact in int32
-      for (int r = 0; r < 8; ++r) {
-        v[r] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(*ar[r]), u.scales16), 5));
-      }
-      for (int k = 0; k < 8; ++k) {
-        for (int r = 0; r < 8; ++r) {
-          const __m256i p = _mm256_maddubs_epi16(u.q[k], load32(ar[r]->qs + 32 * k));
-          v[r] = _mm256_add_epi32(v[r], _mm256_madd_epi16(p, u.scl[k]));
-        }
-      }
-      const __m256 isum = _mm256_cvtepi32_ps(hsum8x8_i32(v));
-      const __m256 da = _mm256_loadu_ps(daT + i * ldt + 8 * g);
-      acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(u.d), da), isum));
+      acc[g] = _mm256_add_ps(acc[g], term);
     }
   }
   for (int g = 0; g < groups; ++g) _mm256_storeu_ps(out + 8 * g, acc[g]);
@@ -639,7 +623,7 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
     const BlockQ4_K& b = w[i];
 #if defined(GN_X86_AVX2)
     Q4KBlock u;
-    unpack_q4k(b, u);
+    unpack_kquant(b, u);
     const float d = u.d, dmin = u.dmin;
 #else
     int sc[8], mn[8];
@@ -655,7 +639,7 @@ void dot_rows_q4_k(const void* wrow, const char* act, int64_t act_row, int rows,
       __m256i s32 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
         const __m256i p = _mm256_maddubs_epi16(u.q[j], load32(ar.qs + 32 * j));
-        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.sj[j]));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.mul[j]));
       }
       const int32_t isum = hsum_i32(s32);
 #else
@@ -689,7 +673,7 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
     const BlockQ6_K& b = w[i];
 #if defined(GN_X86_AVX2)
     Q6KBlock u;
-    unpack_q6k(b, u);
+    unpack_kquant(b, u);
     const float d = u.d;
 #else
     const float d = f16_to_f32(b.d);
@@ -703,7 +687,7 @@ void dot_rows_q6_k(const void* wrow, const char* act, int64_t act_row, int rows,
       __m256i s32 = _mm256_setzero_si256();
       for (int k = 0; k < 8; ++k) {
         const __m256i p = _mm256_maddubs_epi16(u.q[k], load32(ar.qs + 32 * k));
-        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.scl[k]));
+        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, u.mul[k]));
       }
       const int32_t isum = hsum_i32(s32) - 32 * off;
 #else
@@ -806,6 +790,18 @@ void qlinear_int8(const LinearArgs& a) {
 #endif
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
     float out[32];  // the largest tile: 4 weight rows x 8 activation rows
+    // Weight rows [mb, me) one at a time against every activation row (the batch paths'
+    // leftover rows).
+    [[maybe_unused]] const auto rows_alone = [&](int64_t mb, int64_t me, float* o) {
+      for (int64_t m = mb; m < me; ++m) {
+        for (int64_t n = 0; n < a.n;) {
+          const int r_rows = n + 4 <= a.n ? 4 : 1;
+          tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb, o);
+          for (int r = 0; r < r_rows; ++r) store(a, n + r, m, o[r]);
+          n += r_rows;
+        }
+      }
+    };
     if (!k_quant) {
 #if defined(GN_X86_AVX512)
       if (a.n >= 4) {  // batches: each group of 4 weight rows decoded once, then every row
@@ -825,19 +821,11 @@ void qlinear_int8(const LinearArgs& a) {
             n += r_rows;
           }
         }
-        for (; m < m1; ++m) {  // the last 1-3 rows of the range
-          for (int64_t n = 0; n < a.n;) {
-            const int r_rows = n + 4 <= a.n ? 4 : 1;
-            tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb,
-                         out);
-            for (int r = 0; r < r_rows; ++r) store(a, n + r, m, out[r]);
-            n += r_rows;
-          }
-        }
+        rows_alone(m, m1, out);  // the last 1-3 rows of the range
         return;
       }
 #elif defined(GN_X86_AVX2)
-      if (a.n >= kActRows) {  // batches: each pair of weight rows decoded once, then every row
+      if (a.n >= kActRows) {  // batches: each group of weight rows decoded once, then every row
         Buf<RowBlock> rb(nb * kRowGroup);
         Buf<float> dw(nb * kRowGroup), sc(nb * kRowGroup * 8);
         int64_t m = m0;
@@ -858,15 +846,7 @@ void qlinear_int8(const LinearArgs& a) {
             n += r_rows;
           }
         }
-        for (; m < m1; ++m) {  // the last row of an odd range
-          for (int64_t n = 0; n < a.n;) {
-            const int r_rows = n + 4 <= a.n ? 4 : 1;
-            tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb,
-                         out);
-            for (int r = 0; r < r_rows; ++r) store(a, n + r, m, out[r]);
-            n += r_rows;
-          }
-        }
+        rows_alone(m, m1, out);  // the last 1-3 rows of the range
         return;
       }
 #endif
@@ -903,11 +883,8 @@ void qlinear_int8(const LinearArgs& a) {
 #if defined(GN_X86_AVX2)
         if (scales_t && rows >= 8) {  // 8 rows a vector, then the one-row path for the rest
           const int groups = rows / 8;
-          if (t == DType::kQ4_K) {
-            dot8_q4_k(wm, act + n0 * act_row, act_row, da_t.data() + n0, a.n, groups, nb, outk);
-          } else {
-            dot8_q6_k(wm, act + n0 * act_row, act_row, da_t.data() + n0, a.n, groups, nb, outk);
-          }
+          const auto dot8 = t == DType::kQ4_K ? dot8_kquant<DType::kQ4_K> : dot8_kquant<DType::kQ6_K>;
+          dot8(wm, act + n0 * act_row, act_row, da_t.data() + n0, a.n, groups, nb, outk);
           done = 8 * groups;
         }
 #endif
