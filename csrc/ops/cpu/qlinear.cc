@@ -33,6 +33,16 @@ namespace {
 
 constexpr int64_t kPanel = 16;  // activation rows kept hot while a thread walks its weight rows
 
+// Calls f with a 32-value block type (Q8_0, Q4_0 or Q5_0) as a compile-time constant.
+template <class F>
+void with_b32(DType t, F&& f) {
+  switch (t) {
+    case DType::kQ8_0: return f(std::integral_constant<DType, DType::kQ8_0>());
+    case DType::kQ4_0: return f(std::integral_constant<DType, DType::kQ4_0>());
+    default: return f(std::integral_constant<DType, DType::kQ5_0>());
+  }
+}
+
 // ---- integer block dot products: sum over one block pair, exact in int32 ----
 
 #if defined(GN_X86_AVX2)
@@ -339,11 +349,7 @@ void decode_pairs(const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
 }
 
 void decode_pairs_any(DType t, const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
-  switch (t) {
-    case DType::kQ8_0: return decode_pairs<DType::kQ8_0>(w, wstride, nb, out);
-    case DType::kQ4_0: return decode_pairs<DType::kQ4_0>(w, wstride, nb, out);
-    default: return decode_pairs<DType::kQ5_0>(w, wstride, nb, out);
-  }
+  with_b32(t, [&](auto dt) { decode_pairs<decltype(dt)::value>(w, wstride, nb, out); });
 }
 
 // out[k * R + r] = W[k] . x[r] for the 4 decoded weight rows and R activation rows.
@@ -419,11 +425,7 @@ void decode_rows(const char* w, int64_t wstride, int64_t nb, RowBlock* rb, float
 
 void decode_rows_any(DType t, const char* w, int64_t wstride, int64_t nb, RowBlock* rb,
                      float* dw) {
-  switch (t) {
-    case DType::kQ8_0: return decode_rows<DType::kQ8_0>(w, wstride, nb, rb, dw);
-    case DType::kQ4_0: return decode_rows<DType::kQ4_0>(w, wstride, nb, rb, dw);
-    default: return decode_rows<DType::kQ5_0>(w, wstride, nb, rb, dw);
-  }
+  with_b32(t, [&](auto dt) { decode_rows<decltype(dt)::value>(w, wstride, nb, rb, dw); });
 }
 
 // out[k * R + r] = W[k] . x[r] for the kRowGroup decoded weight rows and R activation rows.
@@ -735,11 +737,7 @@ void tile_b32_dt(int mw, int r, const char* w, int64_t ws, const char* x, int64_
 
 void tile_b32_any(DType t, int mw, int r, const char* w, int64_t ws, const char* x, int64_t xs,
                   int64_t nb, float* out) {
-  switch (t) {
-    case DType::kQ8_0: return tile_b32_dt<DType::kQ8_0>(mw, r, w, ws, x, xs, nb, out);
-    case DType::kQ4_0: return tile_b32_dt<DType::kQ4_0>(mw, r, w, ws, x, xs, nb, out);
-    default: return tile_b32_dt<DType::kQ5_0>(mw, r, w, ws, x, xs, nb, out);
-  }
+  with_b32(t, [&](auto dt) { tile_b32_dt<decltype(dt)::value>(mw, r, w, ws, x, xs, nb, out); });
 }
 
 void store(const LinearArgs& a, int64_t n, int64_t m, float s) {
