@@ -187,9 +187,24 @@ def _chat_banner(model, args):
         print(f"warning: {BASE_MODEL_WARNING}", file=sys.stderr)
 
 
+def _ctrl_c_raises():
+    """Makes Ctrl-C raise KeyboardInterrupt in an interactive chat even when this process was
+    started with SIGINT ignored or blocked (a shell without job control starts background
+    commands that way, and children inherit it): there Ctrl-C would otherwise be lost and a
+    reply could not be stopped.  Only when stdin is a terminal, where the key is the user's."""
+    import signal
+
+    if not sys.stdin.isatty() or not hasattr(signal, "pthread_sigmask"):
+        return
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def cmd_chat(args):
     from .errors import InvalidArgumentError
 
+    _ctrl_c_raises()
     model = _load(args)
     session = model.chat_session(system=args.system, params=_params(args))
     _chat_banner(model, args)

@@ -15,12 +15,13 @@ TIMEOUT = 60
 PROMPT = "\r\n> "
 
 
-def _spawn(*args, timeout=TIMEOUT):
+def _spawn(*args, timeout=TIMEOUT, preexec_fn=None):
     """`python -m gemma_native chat ARGS` in a pseudo-terminal."""
     env = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="dumb")
     env.pop("PYTHONWARNINGS", None)
     return pexpect.spawn(sys.executable, ["-m", "gemma_native", "chat", *map(str, args)],
-                         env=env, encoding="utf-8", timeout=timeout, dimensions=(40, 200))
+                         env=env, encoding="utf-8", timeout=timeout, dimensions=(40, 200),
+                         preexec_fn=preexec_fn)
 
 
 def _ends_cleanly(child, how="eof"):
@@ -78,6 +79,26 @@ def test_ctrl_c_stops_the_reply_and_returns_to_the_prompt(tok_dir):
     child.expect("Ctrl-D leaves")
     child.sendline("/reset")
     child.expect("new conversation")
+    _ends_cleanly(child)
+
+
+@pytest.mark.parametrize("how", ["ignored", "blocked"])
+def test_ctrl_c_works_when_started_with_sigint_ignored_or_blocked(tok_dir, how):
+    """A shell without job control starts background commands with SIGINT ignored, and a
+    child inherits that (and a blocked signal mask) across exec; Python then installs no
+    KeyboardInterrupt handler and Ctrl-C would be lost in the middle of a reply (seen: the
+    README's test command run as such a background job)."""
+    import signal
+
+    def start_with_sigint_off():
+        if how == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    child = _spawn(tok_dir, "-n", 100000000, "--ignore-eos", "-t", 1.0, "--seed", 2,
+                   preexec_fn=start_with_sigint_off)
+    _ctrl_c_stops_a_long_reply(child, "write forever")
     _ends_cleanly(child)
 
 
