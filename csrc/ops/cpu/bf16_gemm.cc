@@ -29,6 +29,7 @@
 // ~1 TFLOP/s per core is feeding the tiles: each TDPBF16PS needs a fresh 1 KiB tile from L2.
 #include <cstring>
 
+#include "ops/cpu/bf16_pack.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
@@ -105,43 +106,6 @@ static inline void emu_dp(int c, int a, int b) {
 #define GN_TILE_DP(c, a, b) emu_dp(c, a, b)
 #endif
 
-#if defined(GN_AMX_NATIVE)
-// The 16 x 16 matrix of 32-bit words (bf16 pairs) rows[n][j0 .. j0 + 32) transposed into
-// tile: tile row i = word i of every row.  Four exchange steps: step s swaps bit s of the
-// row index with bit s of the word index (rows n and n + 2^s trade the words whose index has
-// bit s set), one two-source permute per row and step.
-struct TransposeIndex {
-  alignas(64) int32_t v[4][2][16];  // [step][row with bit s clear / set][word]
-  constexpr TransposeIndex() : v() {
-    for (int s = 0; s < 4; ++s) {
-      const int bit = 1 << s;
-      for (int i = 0; i < 16; ++i) {
-        v[s][0][i] = (i & bit) ? 16 + (i ^ bit) : i;
-        v[s][1][i] = (i & bit) ? 16 + i : (i ^ bit);
-      }
-    }
-  }
-};
-alignas(64) static constexpr TransposeIndex kTransposeIndex{};
-
-static inline void transpose16(const void* const rows[16], int64_t j0, uint16_t* tile) {
-  __m512i r[16];
-  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(static_cast<const uint16_t*>(rows[n]) + j0);
-  for (int s = 0; s < 4; ++s) {
-    const int bit = 1 << s;
-    const __m512i lo = _mm512_load_si512(kTransposeIndex.v[s][0]);
-    const __m512i hi = _mm512_load_si512(kTransposeIndex.v[s][1]);
-    for (int n = 0; n < 16; ++n) {
-      if (n & bit) continue;
-      const __m512i a = r[n], b = r[n | bit];
-      r[n] = _mm512_permutex2var_epi32(a, lo, b);
-      r[n | bit] = _mm512_permutex2var_epi32(a, hi, b);
-    }
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_si512(tile + i * 32, r[i]);
-}
-#endif
-
 // W rows [m0, m0 + mb) (zero past `rows`) into B tiles, each 32-row pair's tiles one
 // sequential stream: the tile of 16-row group g (= 2 pair + h) and k block kb sits at
 // dst + ((pair * nkb + kb) * 2 + h) * 512 values; its row i holds, for n = 0..15,
@@ -165,7 +129,9 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint
       uint16_t* tile = dst + (((g / 2) * nkb + kb) * 2 + g % 2) * (kTileBytes / 2);
       if (full && (kb + 1) * kBlockK <= k) {
 #if defined(GN_AMX_NATIVE)
-        transpose16(wrow, kb * kBlockK, tile);
+        const uint16_t* src[16];
+        for (int64_t n = 0; n < 16; ++n) src[n] = static_cast<const uint16_t*>(wrow[n]);
+        transpose16_pairs(src, kb * kBlockK, tile);
         continue;
 #endif
         uint32_t words[16][16];  // [i][n]

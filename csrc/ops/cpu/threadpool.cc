@@ -200,9 +200,13 @@ void parallel_for(int64_t n, int64_t min_chunk, RangeFn fn, void* ctx) {
     }
     return;
   }
+  p.run(n, parallel_for_chunk(n, min_chunk), fn, ctx);
+}
+
+int64_t parallel_for_chunk(int64_t n, int64_t min_chunk) {
   // About four chunks per thread balances uneven work without much scheduling overhead.
-  const int64_t chunk = std::max(min_chunk, (n + 4 * threads - 1) / (4 * threads));
-  p.run(n, chunk, fn, ctx);
+  const int64_t threads = pool().threads();
+  return std::max({int64_t{1}, min_chunk, (n + 4 * threads - 1) / (4 * threads)});
 }
 
 }  // namespace gemma_native::ops::cpu
