@@ -88,7 +88,7 @@ struct BlockDiagLinearArgs {
   float* y = nullptr;
   // The bf16 compute mode, as WeightMatrix::bf16_activations: from kBf16MinRows
   // rows of x on, with a block size that is a multiple of 32, x and w are rounded to bf16 and
-  // multiplied on the AMX tiles where the bf16 GEMM in use is one of those; exact otherwise.
+  // multiplied on the bf16 unit in use (AMX tiles or AVX512-BF16); exact where none is.
   bool bf16_activations = false;
 };
 void block_diag_linear(const BlockDiagLinearArgs& a);

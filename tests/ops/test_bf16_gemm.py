@@ -91,6 +91,24 @@ def test_the_mode_rounds_the_activations(kernel):
     np.testing.assert_array_equal(ops.linear(x[:15], w, bf16_activations=True), exact[:15])
 
 
+@pytest.mark.parametrize("k", [96, 97])
+def test_activations_round_to_nearest_even(kernel, k):
+    """Against an identity W each output is one product, bf16(x) * 1: the kernels' own rounding
+    of x (vectorised on AVX512-BF16) must be nearest-even, ties included, as the scalar rule."""
+    rng = np.random.default_rng(7 + k)
+    n = 40
+    base = bf16_round(rng.standard_normal((n, k), dtype=np.float32) * 3.0)
+    ulp = np.spacing(base.astype(np.float32)) * 2.0 ** 16  # one bf16 ulp at each value
+    kind = rng.integers(0, 4, (n, k))
+    x = np.where(kind == 0, base + ulp / 2,                    # ties: to even
+                 np.where(kind == 1, base + ulp * 0.5000001,   # just above a tie: up
+                          np.where(kind == 2, base + ulp * 0.4999999, base))).astype(np.float32)
+    eye = weight_arg(np.eye(k, dtype=np.float32), "bfloat16")
+    y = ops.linear(x, eye, bf16_activations=True)
+    np.testing.assert_array_equal(y, bf16_round(x))
+    assert not np.array_equal(bf16_round(x), x)  # the rounding did happen
+
+
 def test_non_finite_rows_stay_in_their_rows(kernel):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((32, 64), dtype=np.float32)
@@ -155,9 +173,8 @@ def _bd_reference(x, w, b, bf16):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 @pytest.mark.parametrize("n,blocks,bs", [(16, 1, 32), (17, 3, 64), (40, 2, 96), (33, 5, 256)])
 def test_block_diag_bf16(kernel, dtype, n, blocks, bs):
-    """The RG-LRU gates' block-diagonal product in the bf16 mode: on the AMX tiles (real or
-    emulated) within the fp32-sum bound of the bf16-rounded operands; where the bf16 unit in use
-    has no block-diagonal kernel (the AVX512-BF16 one), exactly the float32 op."""
+    """The RG-LRU gates' block-diagonal product in the bf16 mode, on every bf16 unit (AMX tiles
+    and AVX512-BF16, real or emulated): within the fp32-sum bound of the bf16-rounded operands."""
     rng = np.random.default_rng(n + blocks * 7 + bs)
     x = rng.standard_normal((n, blocks * bs), dtype=np.float32)
     w32 = rng.standard_normal((blocks, bs, bs), dtype=np.float32) * 0.1
@@ -165,13 +182,10 @@ def test_block_diag_bf16(kernel, dtype, n, blocks, bs):
     b = rng.standard_normal((blocks, bs), dtype=np.float32)
     y = ops.block_diag_linear(x, w, b, bf16_activations=True)
     exact = ops.block_diag_linear(x, w, b)
-    if kernel.startswith("amx"):
-        ref, bound = _bd_reference(x, reference.weight_to_f32(w).reshape(w32.shape), b, True)
-        err = np.abs(y.astype(np.float64) - ref)
-        assert np.all(err <= bound), f"worst excess {np.max(err - bound):.3g}"
-        assert not np.array_equal(y, exact)  # the bf16 rounding did happen
-    else:
-        np.testing.assert_array_equal(y.view(np.uint32), exact.view(np.uint32))
+    ref, bound = _bd_reference(x, reference.weight_to_f32(w).reshape(w32.shape), b, True)
+    err = np.abs(y.astype(np.float64) - ref)
+    assert np.all(err <= bound), f"worst excess {np.max(err - bound):.3g}"
+    assert not np.array_equal(y, exact)  # the bf16 rounding did happen
 
 
 def test_block_diag_bf16_falls_back_to_exact(kernel):

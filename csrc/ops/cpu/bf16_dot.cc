@@ -118,6 +118,67 @@ constexpr TileFn kTiles[kRows + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>,
                                       &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>, &tile<9>,
                                       &tile<10>, &tile<11>, &tile<12>};
 
+// f32_to_bf16 of 16 floats, each result in the high half of its 32-bit lane (nearest even;
+// a NaN stays a quiet NaN), bit for bit the scalar definition.
+static inline __m512i bf16_hi(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  return _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));
+}
+
+// 16-bit element j of a two-register permute: element 2j + 1 of (a, b), j < 32.
+struct OddHalves {
+  alignas(64) int16_t v[32];
+  constexpr OddHalves() : v() {
+    for (int j = 0; j < 32; ++j) v[j] = static_cast<int16_t>(2 * j + 1);
+  }
+};
+alignas(64) static constexpr OddHalves kOddHalves{};
+
+// Words of the packed x: blocks of kRows rows (the last one zero-padded) x (k + 1) / 2 pairs.
+static int64_t x_words(int64_t n_rows, int64_t k) {
+  return (n_rows + kRows - 1) / kRows * ((k + 1) / 2) * kRows;
+}
+
+// x [n_rows, k] to bf16 pairs (nearest even), interleaved per block of kRows rows:
+// xq[(b * k2 + i) * kRows + r] = x[b kRows + r][2i] | x[b kRows + r][2i + 1] << 16.  Each row
+// is converted 32 values at a time into a row of words, which is then spread into the block.
+static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
+  const int64_t k2 = (k + 1) / 2, blocks = (n_rows + kRows - 1) / kRows;
+  par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    thread_local Grow<uint32_t> row_buf;
+    uint32_t* words = row_buf.get(k2 + 16);
+    for (int64_t b = b0; b < b1; ++b) {
+      uint32_t* dst = xq + b * k2 * kRows;
+      for (int r = 0; r < kRows; ++r) {
+        const int64_t n = b * kRows + r;
+        if (n >= n_rows) {
+          for (int64_t i = 0; i < k2; ++i) dst[i * kRows + r] = 0;
+          continue;
+        }
+        const float* src = x + n * k;
+        int64_t i = 0;
+        // 32 values: the high 16-bit halves of both registers' lanes, in order, are 16 pairs.
+        const __m512i odd_halves = _mm512_load_si512(kOddHalves.v);
+        for (; 2 * i + 32 <= k; i += 16) {
+          const __m512i lo = bf16_hi(_mm512_loadu_ps(src + 2 * i));
+          const __m512i hi = bf16_hi(_mm512_loadu_ps(src + 2 * i + 16));
+          _mm512_storeu_si512(words + i, _mm512_permutex2var_epi16(lo, odd_halves, hi));
+        }
+        for (; i < k / 2; ++i) {
+          words[i] = static_cast<uint32_t>(f32_to_bf16(src[2 * i])) |
+                     static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
+        }
+        if (k % 2) words[k2 - 1] = f32_to_bf16(src[k - 1]);
+        for (int64_t j = 0; j < k2; ++j) dst[j * kRows + r] = words[j];
+      }
+    }
+  });
+}
+
 // Rows of W per task: a multiple of 32 up to `cap`, chosen so that the tasks split evenly over
 // the threads.  parallel_for hands the tasks out in chunks, one at a time, so the last thread
 // to finish runs ceil(chunks / threads) of them; 2560 rows in tasks of 96 on two threads ran 15
@@ -143,28 +204,8 @@ void run(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t k2 = (k + 1) / 2;
 
-  // x to bf16 pairs (nearest even), once per call, in blocks of kRows rows (the last one
-  // zero-padded).
-  const int64_t blocks = (n_rows + kRows - 1) / kRows;
-  Buf<uint32_t> xq(blocks * k2 * kRows);
-  par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      uint32_t* dst = xq.data() + b * k2 * kRows;
-      for (int r = 0; r < kRows; ++r) {
-        const int64_t n = b * kRows + r;
-        if (n >= n_rows) {
-          for (int64_t i = 0; i < k2; ++i) dst[i * kRows + r] = 0;
-          continue;
-        }
-        const float* src = a.x + n * k;
-        for (int64_t i = 0; i < k / 2; ++i) {
-          dst[i * kRows + r] = static_cast<uint32_t>(f32_to_bf16(src[2 * i])) |
-                               static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
-        }
-        if (k % 2) dst[(k2 - 1) * kRows + r] = f32_to_bf16(src[k - 1]);
-      }
-    }
-  });
+  Buf<uint32_t> xq(x_words(n_rows, k));
+  pack_x(a.x, n_rows, k, xq.data());
 
   const int64_t cap = max64(32, min64(kMaxMb, kPackBytes / (k2 * 4) / 32 * 32));
   const int64_t mb = rows_per_task(m_rows, cap);
@@ -198,10 +239,78 @@ void run(const LinearArgs& a) {
   });
 }
 
+// Block h of an input-major block-diagonal weight (w[h][i][j], i input, j output; bs % 32 == 0)
+// in pack_w's layout: dst[(g * bs / 2 + i) * 16 + r] = w[h][2i][16g + r] | w[h][2i + 1][16g + r]
+// << 16.  Input-major rows run over the outputs, so a bf16 block needs no transpose: two rows'
+// 16 values are interleaved.
+template <DType DT>
+static void pack_block(const void* w, int64_t h, int64_t bs, uint32_t* dst) {
+  const int64_t k2 = bs / 2, base = h * bs * bs;
+  for (int64_t g = 0; g < bs / kGroup; ++g) {
+    for (int64_t i = 0; i < k2; ++i) {
+      const int64_t r0 = base + 2 * i * bs + g * kGroup;  // w[h][2i][16g]
+      uint32_t* out = dst + (g * k2 + i) * kGroup;
+      if constexpr (DT == DType::kBF16) {
+        const uint16_t* wb = static_cast<const uint16_t*>(w);
+        const __m512i even = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + r0)));
+        const __m512i odd = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + r0 + bs)));
+        _mm512_storeu_si512(out, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+      } else {
+        for (int64_t r = 0; r < kGroup; ++r) {
+          out[r] = static_cast<uint32_t>(weight_bf16<DT>(w, r0 + r)) |
+                   static_cast<uint32_t>(weight_bf16<DT>(w, r0 + bs + r)) << 16;
+        }
+      }
+    }
+  }
+}
+
+// y[n, h*bs + j] = sum_i bf16(x[n, h*bs + i]) * bf16(w[h, i, j]) + b[h, j]: x packed once over
+// the whole width (block h's pairs start at pair h*bs/2 of every 12-row block), every block's
+// weights packed once, then one task per (block, 12 rows of x), so that the few blocks (10 at
+// the 2B shape) still split evenly over the threads.
+template <DType DT>
+void run_block_diag(const BlockDiagLinearArgs& a) {
+  const int64_t bs = a.block_size, width = a.blocks * bs, n_rows = a.n;
+  const int64_t k2 = width / 2, bk2 = bs / 2;
+  Buf<uint32_t> xq(x_words(n_rows, width));
+  pack_x(a.x, n_rows, width, xq.data());
+  Buf<uint32_t> wq(a.blocks * bs * bk2);
+  par_for(a.blocks, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) pack_block<DT>(a.w, h, bs, wq.data() + h * bs * bk2);
+  });
+  const int64_t xblocks = (n_rows + kRows - 1) / kRows;
+  par_for(a.blocks * xblocks, 1, [&](int64_t t0, int64_t t1) {
+    alignas(64) float out[kRows * 32];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t h = t / xblocks, n0 = (t % xblocks) * kRows;
+      const int rows = static_cast<int>(min64(kRows, n_rows - n0));
+      const uint32_t* xb = xq.data() + n0 * k2 + h * bk2 * kRows;
+      const uint32_t* wb = wq.data() + h * bs * bk2;
+      const float* bias = a.b ? a.b + h * bs : nullptr;
+      for (int64_t j0 = 0; j0 < bs; j0 += 32) {
+        const uint32_t* w0 = wb + (j0 / kGroup) * bk2 * kGroup;
+        kTiles[rows](xb, bk2, w0, w0 + bk2 * kGroup, out);
+        for (int r = 0; r < rows; ++r) {
+          float* yrow = a.y + (n0 + r) * width + h * bs + j0;
+          const float* c = out + r * 32;
+          for (int64_t j = 0; j < 32; ++j) yrow[j] = c[j] + (bias ? bias[j0 + j] : 0.0f);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void linear_bf16(const LinearArgs& a) {
   with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
+}
+
+void block_diag_bf16(const BlockDiagLinearArgs& a) {
+  with_dtype(a.w_dtype, [&](auto dt) { run_block_diag<decltype(dt)::value>(a); });
 }
 
 }  // namespace gemma_native::ops::cpu::GN_ISA

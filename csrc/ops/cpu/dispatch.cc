@@ -146,10 +146,12 @@ const std::vector<Bf16Entry>& bf16_entries() {
       {"none", nullptr, [] { return true; }},
       {"amx-emulated", amxemu::linear_bf16, [] { return true; }, amxemu::block_diag_bf16},
 #ifdef GN_HAVE_AVX512BF16EMU
-      {"avx512bf16-emulated", avx512bf16emu::linear_bf16, [] { return true; }},
+      {"avx512bf16-emulated", avx512bf16emu::linear_bf16, [] { return true; },
+       avx512bf16emu::block_diag_bf16},
 #endif
 #ifdef GN_HAVE_AVX512BF16
-      {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has_feature("avx512bf16"); }},
+      {"avx512bf16", avx512bf16::linear_bf16, [] { return avx512_ok() && has_feature("avx512bf16"); },
+       avx512bf16::block_diag_bf16},
 #endif
 #ifdef GN_HAVE_AMX
       {"amx", amx::linear_bf16, amx_granted, amx::block_diag_bf16},

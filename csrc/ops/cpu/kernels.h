@@ -45,9 +45,11 @@ void block_diag_bf16(const BlockDiagLinearArgs& a);
 // The same GEMM with AVX512-BF16 dot products (bf16_dot.cc), and over SIMDe (any CPU; tests).
 namespace avx512bf16 {
 void linear_bf16(const LinearArgs& a);
+void block_diag_bf16(const BlockDiagLinearArgs& a);  // block_size % 32 == 0
 }
 namespace avx512bf16emu {
 void linear_bf16(const LinearArgs& a);
+void block_diag_bf16(const BlockDiagLinearArgs& a);
 }
 
 #ifdef GN_ISA
