@@ -324,27 +324,32 @@ struct PairBlock {
 };
 constexpr int kPairs = 2;  // a group of 4 weight rows
 
+// Block i of weight rows 2p, 2p + 1 (rows wstride apart) as a PairBlock.
+template <DType DT>
+static inline PairBlock decode_pair(const char* w, int64_t wstride, int64_t i, int p) {
+  float d0, d1;
+  const __m256i w0 = decode_b32<DT>(w + (2 * p) * wstride, i, &d0);
+  const __m256i w1 = decode_b32<DT>(w + (2 * p + 1) * wstride, i, &d1);
+  const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+  PairBlock pb;
+#if defined(GN_X86_AVX512VNNI)
+  pb.wq = wq;
+  pb.corr = _mm512_sub_epi32(
+      _mm512_setzero_si512(),
+      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), wq));
+#else
+  pb.wabs = _mm512_abs_epi8(wq);
+  pb.wneg = _mm512_movepi8_mask(wq);
+#endif
+  pb.dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+  return pb;
+}
+
 // out[i * kPairs + p] for the blocks i < nb of weight rows 2p, 2p + 1 (rows wstride apart).
 template <DType DT>
 void decode_pairs(const char* w, int64_t wstride, int64_t nb, PairBlock* out) {
   for (int64_t i = 0; i < nb; ++i) {
-    for (int p = 0; p < kPairs; ++p) {
-      float d0, d1;
-      const __m256i w0 = decode_b32<DT>(w + (2 * p) * wstride, i, &d0);
-      const __m256i w1 = decode_b32<DT>(w + (2 * p + 1) * wstride, i, &d1);
-      const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-      PairBlock& pb = out[i * kPairs + p];
-#if defined(GN_X86_AVX512VNNI)
-      pb.wq = wq;
-      pb.corr = _mm512_sub_epi32(
-          _mm512_setzero_si512(),
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), wq));
-#else
-      pb.wabs = _mm512_abs_epi8(wq);
-      pb.wneg = _mm512_movepi8_mask(wq);
-#endif
-      pb.dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
-    }
+    for (int p = 0; p < kPairs; ++p) out[i * kPairs + p] = decode_pair<DT>(w, wstride, i, p);
   }
 }
 
@@ -352,9 +357,11 @@ void decode_pairs_any(DType t, const char* w, int64_t wstride, int64_t nb, PairB
   with_b32(t, [&](auto dt) { decode_pairs<decltype(dt)::value>(w, wstride, nb, out); });
 }
 
-// out[k * R + r] = W[k] . x[r] for the 4 decoded weight rows and R activation rows.
-template <int R>
-void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t nb, float* out) {
+// out[k * R + r] = W[k] . x[r] for a group of 4 weight rows and R activation rows; pairs(i, p)
+// gives block i of pair p (decoded before, or now).
+template <int R, class Pairs>
+static inline void tile_pairs_of(Pairs&& pairs, const char* act, int64_t act_row, int64_t nb,
+                                 float* out) {
   const ActBlock32* a[R];
   for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActBlock32*>(act + r * act_row);
   __m512 acc[kPairs][R];
@@ -367,7 +374,8 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
   const __m512i ones = _mm512_set1_epi16(1);
 #endif
   for (int64_t i = 0; i < nb; ++i) {
-    const PairBlock* b = pb + i * kPairs;
+    PairBlock b[kPairs];
+    for (int p = 0; p < kPairs; ++p) b[p] = pairs(i, p);
     for (int r = 0; r < R; ++r) {
       const __m512i ab = _mm512_broadcast_i64x4(load32(a[r][i].qs));
       const __m512 da = _mm512_set1_ps(a[r][i].d);
@@ -393,6 +401,29 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
     }
   }
 }
+
+// The 4 weight rows decoded once into pb (nb * kPairs blocks) and met by many activation rows.
+template <int R>
+void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t nb, float* out) {
+  tile_pairs_of<R>([pb](int64_t i, int p) { return pb[i * kPairs + p]; }, act, act_row, nb, out);
+}
+
+// The same for a batch of 4-7 rows (batched decode): each block decoded in registers and used
+// at once, since storing and reloading it would cost more than the one use it gets.
+template <DType DT>
+void tile_pairs_direct(const char* w, int64_t wstride, const char* act, int64_t act_row,
+                       int64_t nb, float* out) {
+  tile_pairs_of<4>([w, wstride](int64_t i, int p) { return decode_pair<DT>(w, wstride, i, p); },
+                   act, act_row, nb, out);
+}
+
+void tile_pairs_direct_any(DType t, const char* w, int64_t wstride, const char* act,
+                           int64_t act_row, int64_t nb, float* out) {
+  with_b32(t, [&](auto dt) {
+    tile_pairs_direct<decltype(dt)::value>(w, wstride, act, act_row, nb, out);
+  });
+}
+
 #endif
 
 #if defined(GN_X86_AVX2) && !defined(GN_X86_AVX512)
@@ -802,6 +833,21 @@ void qlinear_int8(const LinearArgs& a) {
     };
     if (!k_quant) {
 #if defined(GN_X86_AVX512)
+      if (a.n < 8 && a.n >= 4) {  // 4-7 rows: 4 decoded in registers, then the rest alone
+        int64_t m = m0;
+        for (; m + 4 <= m1; m += 4) {
+          tile_pairs_direct_any(t, wbase + m * wrow, wrow, act, act_row, nb, out);
+          for (int k = 0; k < 4; ++k) {
+            for (int r = 0; r < 4; ++r) store(a, r, m + k, out[k * 4 + r]);
+          }
+          for (int64_t n = 4; n < a.n; ++n) {
+            tile_b32_any(t, 4, 1, wbase + m * wrow, wrow, act + n * act_row, act_row, nb, out);
+            for (int k = 0; k < 4; ++k) store(a, n, m + k, out[k]);
+          }
+        }
+        rows_alone(m, m1, out);  // the last 1-3 rows of the range
+        return;
+      }
       if (a.n >= 4) {  // batches: each group of 4 weight rows decoded once, then every row
         Buf<PairBlock> pb(nb * kPairs);
         int64_t m = m0;
