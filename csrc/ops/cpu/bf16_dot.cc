@@ -112,6 +112,20 @@ static void tile(const uint32_t* xq, int64_t k2, const uint32_t* w0, const uint3
   }
 }
 
+// A micro-tile's out[r][0..32) into y: rows rows ldy floats apart, the first cols columns,
+// plus bias[j] (none if null), added to what y holds when accumulate.
+static inline void store_tile(const float* out, int rows, int64_t cols, float* y, int64_t ldy,
+                              const float* bias, bool accumulate) {
+  for (int r = 0; r < rows; ++r) {
+    float* yrow = y + r * ldy;
+    const float* c = out + r * 32;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float v = c[j] + (bias ? bias[j] : 0.0f);
+      yrow[j] = accumulate ? yrow[j] + v : v;
+    }
+  }
+}
+
 using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, const uint32_t*, float*);
 
 constexpr TileFn kTiles[kRows + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>, &tile<4>,
@@ -151,6 +165,7 @@ static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
   par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     thread_local Grow<uint32_t> row_buf;
     uint32_t* words = row_buf.get(k2 + 16);
+    const __m512i odd_halves = _mm512_load_si512(kOddHalves.v);
     for (int64_t b = b0; b < b1; ++b) {
       uint32_t* dst = xq + b * k2 * kRows;
       for (int r = 0; r < kRows; ++r) {
@@ -162,7 +177,6 @@ static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
         const float* src = x + n * k;
         int64_t i = 0;
         // 32 values: the high 16-bit halves of both registers' lanes, in order, are 16 pairs.
-        const __m512i odd_halves = _mm512_load_si512(kOddHalves.v);
         for (; 2 * i + 32 <= k; i += 16) {
           const __m512i lo = bf16_hi(_mm512_loadu_ps(src + 2 * i));
           const __m512i hi = bf16_hi(_mm512_loadu_ps(src + 2 * i + 16));
@@ -224,15 +238,8 @@ void run(const LinearArgs& a) {
         for (int64_t j0 = 0; j0 < mbp; j0 += 32) {
           const uint32_t* w0 = wp + (j0 / kGroup) * k2 * kGroup;
           kTiles[rows](xq.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, out);
-          const int64_t cols = min64(32, m_task - j0);
-          for (int r = 0; r < rows; ++r) {
-            float* yrow = a.y + (n0 + r) * m_rows + m0 + j0;
-            const float* c = out + r * 32;
-            for (int64_t j = 0; j < cols; ++j) {
-              const float s = c[j] + (a.bias ? a.bias[m0 + j0 + j] : 0.0f);
-              yrow[j] = a.accumulate ? yrow[j] + s : s;
-            }
-          }
+          store_tile(out, rows, min64(32, m_task - j0), a.y + n0 * m_rows + m0 + j0, m_rows,
+                     a.bias ? a.bias + m0 + j0 : nullptr, a.accumulate);
         }
       }
     }
@@ -293,11 +300,8 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
       for (int64_t j0 = 0; j0 < bs; j0 += 32) {
         const uint32_t* w0 = wb + (j0 / kGroup) * bk2 * kGroup;
         kTiles[rows](xb, bk2, w0, w0 + bk2 * kGroup, out);
-        for (int r = 0; r < rows; ++r) {
-          float* yrow = a.y + (n0 + r) * width + h * bs + j0;
-          const float* c = out + r * 32;
-          for (int64_t j = 0; j < 32; ++j) yrow[j] = c[j] + (bias ? bias[j0 + j] : 0.0f);
-        }
+        store_tile(out, rows, 32, a.y + n0 * width + h * bs + j0, width,
+                   bias ? bias + j0 : nullptr, false);
       }
     }
   });
