@@ -21,7 +21,7 @@ import pytest
 
 import gemma_native as gn
 from gemma_native import _core, ops, reference
-from gemma_native._dtypes import bf16_round
+from gemma_native._dtypes import bf16_round, f32_to_bf16_bits
 
 from tests.helpers.arrays import weight_arg
 
@@ -98,15 +98,21 @@ def test_activations_round_to_nearest_even(kernel, k):
     rng = np.random.default_rng(7 + k)
     n = 40
     base = bf16_round(rng.standard_normal((n, k), dtype=np.float32) * 3.0)
-    ulp = np.spacing(base.astype(np.float32)) * 2.0 ** 16  # one bf16 ulp at each value
+    sp = np.spacing(base)            # one float32 step at each value (bf16 keeps 16 fewer bits)
+    tie = base + sp * np.float32(2.0 ** 15)  # halfway to the next bf16 value, exact in float32
     kind = rng.integers(0, 4, (n, k))
-    x = np.where(kind == 0, base + ulp / 2,                    # ties: to even
-                 np.where(kind == 1, base + ulp * 0.5000001,   # just above a tie: up
-                          np.where(kind == 2, base + ulp * 0.4999999, base))).astype(np.float32)
+    x = np.select([kind == 0, kind == 1, kind == 2], [tie, tie + sp, tie - sp], base)
+    assert x.dtype == np.float32
     eye = weight_arg(np.eye(k, dtype=np.float32), "bfloat16")
     y = ops.linear(x, eye, bf16_activations=True)
-    np.testing.assert_array_equal(y, bf16_round(x))
-    assert not np.array_equal(bf16_round(x), x)  # the rounding did happen
+    want = bf16_round(x)
+    np.testing.assert_array_equal(y, want)
+    # every kind happened: ties went to the even neighbour, one step past them away from base
+    odd = (f32_to_bf16_bits(base) & 1) == 1
+    np.testing.assert_array_equal(want[kind == 0], np.where(odd, bf16_round(tie + sp), base)[kind == 0])
+    np.testing.assert_array_equal(want[kind == 1], bf16_round(tie + sp)[kind == 1])
+    assert not np.array_equal(want[kind == 1], base[kind == 1])
+    np.testing.assert_array_equal(want[kind == 2], base[kind == 2])
 
 
 def test_non_finite_rows_stay_in_their_rows(kernel):
