@@ -162,25 +162,28 @@ def q_blocks(kind, rows, cols, rng):
 @pytest.mark.parametrize("float_activations", [False, True], ids=["int8_act", "f32_act"])
 def test_quantized_linear(kind, float_activations):
     rng = np.random.default_rng(2)
-    w = (q_blocks(kind, 21, 512, rng), kind)
-    for n in (1, 3, 4, 5, 17, 20):
-        x = rnd(rng, n, 512, scale=3.0)
-        x[0, :7] = [0.0, -0.0, 1e-30, 65504.0, -1e5, 0.5, -0.5]
-        assert_identical(on_each_set(
-            lambda: ops.linear(x, w, float_activations=float_activations)),
-            f"{kind} n={n} float_activations={float_activations}")
+    # 544 columns: an odd count of 32-value blocks (the AVX-512 decode takes blocks in pairs)
+    for cols in (512, 544) if block_size_of(kind)[0] == 32 else (512,):
+        w = (q_blocks(kind, 21, cols, rng), kind)
+        for n in (1, 3, 4, 5, 17, 20):
+            x = rnd(rng, n, cols, scale=3.0)
+            x[0, :7] = [0.0, -0.0, 1e-30, 65504.0, -1e5, 0.5, -0.5]
+            assert_identical(on_each_set(
+                lambda: ops.linear(x, w, float_activations=float_activations)),
+                f"{kind} n={n} cols={cols} float_activations={float_activations}")
 
 
 @needs_two
 @pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q5_0"])
 def test_quantized_decode_long_rows(kind):
-    """Decode (< 4 activation rows) takes rows shorter than 4 KiB one at a time and longer ones
-    in tiles of 4 (qlinear.cc); 8192 columns make every 32-value type's rows longer than that.
-    The tiles must give each row what it gets alone, on every set."""
+    """Decode (< 4 activation rows) on AVX2 takes rows shorter than 4 KiB one at a time and
+    longer ones in tiles of 4; the AVX-512 sets take every row alone, two blocks per step
+    (qlinear.cc).  8224 columns (257 blocks, an odd count) make every 32-value type's rows longer
+    than 4 KiB.  The tiles must give each row what it gets alone, on every set."""
     rng = np.random.default_rng(3)
-    raw = q_blocks(kind, 9, 8192, rng)
+    raw = q_blocks(kind, 9, 8224, rng)
     for n in (1, 3):
-        x = rnd(rng, n, 8192, scale=3.0)
+        x = rnd(rng, n, 8224, scale=3.0)
         got = on_each_set(lambda: ops.linear(x, (raw, kind)))
         assert_identical(got, f"{kind} n={n} long rows")
         alone = np.concatenate([ops.linear(x, (raw[m:m + 1], kind)) for m in range(9)], axis=1)

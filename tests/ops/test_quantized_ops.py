@@ -68,9 +68,10 @@ def test_linear_equals_dequantized(isa, kind, n):
 @pytest.mark.parametrize("kind", sorted(SCALES))
 @pytest.mark.parametrize("n", [1, 2, 4, 7, 21])
 def test_linear_int8_activations_match_integer_reference(isa, kind, n):
-    """n spans the decode paths (n < 4: four weight rows at a time), whole groups of four
-    activation rows and tails; 37 rows leave a tail of weight rows too."""
-    rows, cols = 37, 768
+    """n spans the decode paths (n < 4: one weight row at a time, on AVX-512 two blocks per
+    step), whole groups of four activation rows and tails; 37 rows leave a tail of weight rows
+    too, and 25 blocks of 32 (3 of 256) an odd block count."""
+    rows, cols = 37, (800 if block_size_of(kind)[0] == 32 else 768)
     raw = random_blocks(kind, rows, cols, seed=10 + n)
     rng = np.random.default_rng(n)
     x = (rng.normal(size=(n, cols)) * rng.uniform(0.1, 10, size=(n, 1))).astype(np.float32)

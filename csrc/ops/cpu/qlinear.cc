@@ -424,6 +424,100 @@ void tile_pairs_direct_any(DType t, const char* w, int64_t wstride, const char* 
   });
 }
 
+// Decode (one activation row) on AVX-512: each weight row's blocks two at a time, block i in
+// lanes 0-7 and block i + 1 in lanes 8-15 of one zmm, so that one integer product, one
+// convert and one extract serve two blocks; the two fmas stay separate 8-lane steps, so every
+// lane's chain is fma_block's, block after block, and the bits are the one-row path's.  The
+// activation row is laid out once per call for all weight rows (GemvAct).  With VNNI the
+// weights go in unsigned (u = w + off, off = 128 / 8 / 16 for Q8_0 / Q4_0 / Q5_0: the byte
+// XOR 0x80, the raw nibbles) against the signed activation, and each lane starts from
+// -off * (the sum of its 4 activation bytes), precomputed here once instead of per weight
+// block: per pair of blocks the integer side is one XOR (Q8_0), one VPDPBUSD and one convert.
+struct GemvAct {
+  const int8_t* qs;      // [nb][32]: the activation bytes, pairs of blocks contiguous
+  const float* d;        // [nb]: their block scales
+  const int32_t* corr;   // VNNI: [nb][8]: -off * the sum of lane l's 4 bytes
+};
+
+// Block i of a Q8_0/Q4_0/Q5_0 row as 32 unsigned bytes w + off (the offset of kGemvOffset).
+template <DType DT>
+constexpr int kGemvOffset = DT == DType::kQ8_0 ? 128 : (DT == DType::kQ4_0 ? 8 : 16);
+template <DType DT>
+static inline __m256i decode_b32_u(const void* wrow, int64_t i, float* d) {
+  if constexpr (DT == DType::kQ8_0) {
+    const BlockQ8_0& b = static_cast<const BlockQ8_0*>(wrow)[i];
+    *d = half_to_f32(b.d);
+    return _mm256_xor_si256(load32(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else if constexpr (DT == DType::kQ4_0) {
+    const BlockQ4_0& b = static_cast<const BlockQ4_0*>(wrow)[i];
+    *d = half_to_f32(b.d);
+    return nibbles_lo_hi(b.qs);
+  } else {
+    const BlockQ5_0& b = static_cast<const BlockQ5_0*>(wrow)[i];
+    *d = half_to_f32(b.d);
+    return _mm256_or_si256(nibbles_lo_hi(b.qs), fifth_bits(b.qh));
+  }
+}
+
+// W's row w . x (nb blocks), prefetching the row after it (rows wstride apart).
+template <DType DT>
+static float gemv_b32(const char* w, int64_t wstride, const GemvAct& x, int64_t nb) {
+  constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
+                             : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    _mm_prefetch(w + wstride + i * kBlock, _MM_HINT_T0);  // the next row; never faults
+    const __m512i xa = _mm512_loadu_si512(x.qs + 32 * i);
+    float d0, d1;
+#if defined(GN_X86_AVX512VNNI)
+    const __m256i u0 = decode_b32_u<DT>(w, i, &d0), u1 = decode_b32_u<DT>(w, i + 1, &d1);
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(x.corr + 8 * i),
+                                          _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1), xa);
+#else
+    const __m256i w0 = decode_b32<DT>(w, i, &d0), w1 = decode_b32<DT>(w, i + 1, &d1);
+    const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+    const __m512i xs = _mm512_mask_sub_epi8(xa, _mm512_movepi8_mask(wq), _mm512_setzero_si512(), xa);
+    const __m512i s = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(wq), xs),
+                                        _mm512_set1_epi16(1));
+#endif
+    const __m512 sv = _mm512_cvtepi32_ps(s);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x.d[i]), _mm512_castps512_ps256(sv), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x.d[i + 1]), _mm512_extractf32x8_ps(sv, 1), acc);
+  }
+  if (i < nb) {  // an odd block count: the last block alone
+    const __m256i xa = load32(x.qs + 32 * i);
+    float d0;
+#if defined(GN_X86_AVX512VNNI)
+    const __m256i s = _mm256_dpbusd_epi32(load32(x.corr + 8 * i), decode_b32_u<DT>(w, i, &d0), xa);
+#else
+    const __m256i wq = decode_b32<DT>(w, i, &d0);
+    const __m256i s = _mm256_madd_epi16(
+        _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xa, wq)),
+        _mm256_set1_epi16(1));
+#endif
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x.d[i]), _mm256_cvtepi32_ps(s), acc);
+  }
+  return hsum_f32(acc);
+}
+
+// The activation row act (nb ActBlock32) laid out for gemv_b32 with weight type t in qs, d and
+// corr (nb * 32 bytes, nb floats, nb * 8 int32).
+static GemvAct gemv_act(DType t, const ActBlock32* act, int64_t nb, int8_t* qs, float* d,
+                        int32_t* corr) {
+  const int off = t == DType::kQ8_0 ? 128 : (t == DType::kQ4_0 ? 8 : 16);
+  for (int64_t i = 0; i < nb; ++i) {
+    std::memcpy(qs + 32 * i, act[i].qs, 32);
+    d[i] = act[i].d;
+    for (int l = 0; l < 8; ++l) {
+      int32_t s = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j) s += act[i].qs[j];
+      corr[8 * i + l] = -off * s;
+    }
+  }
+  return {qs, d, corr};
+}
+
 #endif
 
 #if defined(GN_X86_AVX2) && !defined(GN_X86_AVX512)
@@ -817,8 +911,32 @@ void qlinear_int8(const LinearArgs& a) {
     for (int j = 0; j < 8; ++j) dt[nb * a.n + j] = 0.0f;
   }
 #endif
+#if defined(GN_X86_AVX512)
+  // Decode (1-3 rows) of a 32-value type: each activation row laid out once for gemv_b32.
+  const int gemv_rows = !k_quant && a.n < 4 ? static_cast<int>(a.n) : 0;
+  Buf<int8_t> gv_qs(gemv_rows * nb * 32 + 1);
+  Buf<float> gv_d(gemv_rows * nb + 1);
+  Buf<int32_t> gv_corr(gemv_rows * nb * 8 + 1);
+  GemvAct gv[3];
+  for (int n = 0; n < gemv_rows; ++n) {
+    gv[n] = gemv_act(t, reinterpret_cast<const ActBlock32*>(act + n * act_row), nb,
+                     gv_qs.data() + n * nb * 32, gv_d.data() + n * nb, gv_corr.data() + n * nb * 8);
+  }
+#endif
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
     float out[32];  // the largest tile: 4 weight rows x 8 activation rows
+#if defined(GN_X86_AVX512)
+    if (gemv_rows > 0) {
+      with_b32(t, [&](auto dt) {
+        for (int64_t m = m0; m < m1; ++m) {
+          for (int n = 0; n < gemv_rows; ++n) {
+            store(a, n, m, gemv_b32<decltype(dt)::value>(wbase + m * wrow, wrow, gv[n], nb));
+          }
+        }
+      });
+      return;
+    }
+#endif
     // Weight rows [mb, me) one at a time against every activation row (the batch paths'
     // leftover rows).
     [[maybe_unused]] const auto rows_alone = [&](int64_t mb, int64_t me, float* o) {
