@@ -413,8 +413,16 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
 template <DType DT>
 void tile_pairs_direct(const char* w, int64_t wstride, const char* act, int64_t act_row,
                        int64_t nb, float* out) {
-  tile_pairs_of<4>([w, wstride](int64_t i, int p) { return decode_pair<DT>(w, wstride, i, p); },
-                   act, act_row, nb, out);
+  constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
+                             : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+  tile_pairs_of<4>(
+      [w, wstride](int64_t i, int p) {
+        // the next group's two rows of this pair, as the one-row decode does (never faults)
+        _mm_prefetch(w + (4 + 2 * p) * wstride + i * kBlock, _MM_HINT_T0);
+        _mm_prefetch(w + (5 + 2 * p) * wstride + i * kBlock, _MM_HINT_T0);
+        return decode_pair<DT>(w, wstride, i, p);
+      },
+      act, act_row, nb, out);
 }
 
 void tile_pairs_direct_any(DType t, const char* w, int64_t wstride, const char* act,
