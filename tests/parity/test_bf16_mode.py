@@ -8,7 +8,8 @@ RecurrentGemma and 0.03-0.05 against 0.12-0.15 for Gemma 1/2/3, so the bar has a
 whatever the reference's own bf16 kernels do on another CPU), and clearly further than fp32
 rounding (the mode ran).  Greedy text must agree with the float32 reference except at a
 step the reference itself leads by less than twice its bf16 distance (tests/helpers/refmodels.py,
-assert_greedy_agrees).  Run with the emulated tiles everywhere and the real AMX unit where present.
+assert_greedy_agrees).  Run with the emulated AMX tiles and AVX512-BF16 dot products everywhere, and
+the real units where present.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ transformers = pytest.importorskip("transformers")
 from tests.helpers import refmodels as rm  # noqa: E402  (needs torch)
 from tests.helpers.arrays import random_ids  # noqa: E402
 
-KERNELS = ["amx-emulated", "amx"]
+KERNELS = ["amx-emulated", "amx", "avx512bf16-emulated", "avx512bf16"]
 EXACT = 1e-3  # far above fp32 rounding of these logits (the exact mode is within 1e-4)
 
 

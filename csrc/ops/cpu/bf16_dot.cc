@@ -90,11 +90,30 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t k2, uint
   }
 }
 
-// acc[r][h] = sum over pairs of x row r . W group h, for R rows of x (R <= kRows) interleaved
-// as xq[i][kRows], stored as out[r][0..32).
+// Where a micro-tile's sums go: y rows ldy floats apart, the first cols (<= 32) columns, plus
+// bias[j] (none if null), added to what y holds when accumulate.
+struct TileOut {
+  float* y;
+  int64_t ldy;
+  int64_t cols;
+  const float* bias;
+  bool accumulate;
+};
+
+// Row y's 16 sums c plus bias (zero if null), added to what y holds when accumulate: the
+// scalar tail's arithmetic 16 columns at a time.  (No masked loads and stores: SIMDe's write
+// and read the whole 64 bytes.)
+static inline void store16(__m512 c, float* y, const float* bias, bool accumulate) {
+  c = _mm512_add_ps(c, bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps());
+  if (accumulate) c = _mm512_add_ps(_mm512_loadu_ps(y), c);
+  _mm512_storeu_ps(y, c);
+}
+
+// y[r][0..32) (to o.cols) = sum over pairs of x row r . W groups w0, w1, for R rows of x
+// (R <= kRows) interleaved as xq[i][kRows].
 template <int R>
 static void tile(const uint32_t* xq, int64_t k2, const uint32_t* w0, const uint32_t* w1,
-                 float* out) {
+                 const TileOut& o) {
   __m512 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t i = 0; i < k2; ++i) {
@@ -106,27 +125,28 @@ static void tile(const uint32_t* xq, int64_t k2, const uint32_t* w0, const uint3
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm512_storeu_ps(out + r * 32, acc[r][0]);
-    _mm512_storeu_ps(out + r * 32 + 16, acc[r][1]);
+  if (o.cols == 32) {
+    for (int r = 0; r < R; ++r) {
+      float* y = o.y + r * o.ldy;
+      store16(acc[r][0], y, o.bias, o.accumulate);
+      store16(acc[r][1], y + 16, o.bias ? o.bias + 16 : nullptr, o.accumulate);
+    }
+    return;
   }
-}
-
-// A micro-tile's out[r][0..32) into y: rows rows ldy floats apart, the first cols columns,
-// plus bias[j] (none if null), added to what y holds when accumulate.
-static inline void store_tile(const float* out, int rows, int64_t cols, float* y, int64_t ldy,
-                              const float* bias, bool accumulate) {
-  for (int r = 0; r < rows; ++r) {
-    float* yrow = y + r * ldy;
-    const float* c = out + r * 32;
-    for (int64_t j = 0; j < cols; ++j) {
-      const float v = c[j] + (bias ? bias[j] : 0.0f);
-      yrow[j] = accumulate ? yrow[j] + v : v;
+  alignas(64) float c[32];  // a partial tile (the last columns of W)
+  for (int r = 0; r < R; ++r) {
+    _mm512_store_ps(c, acc[r][0]);
+    _mm512_store_ps(c + 16, acc[r][1]);
+    float* y = o.y + r * o.ldy;
+    for (int64_t j = 0; j < o.cols; ++j) {
+      const float v = c[j] + (o.bias ? o.bias[j] : 0.0f);
+      y[j] = o.accumulate ? y[j] + v : v;
     }
   }
 }
 
-using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, const uint32_t*, float*);
+using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, const uint32_t*,
+                        const TileOut&);
 
 constexpr TileFn kTiles[kRows + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>, &tile<4>,
                                       &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>, &tile<9>,
@@ -227,7 +247,6 @@ void run(const LinearArgs& a) {
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     thread_local Grow<uint32_t> wbuf;
     uint32_t* wp = wbuf.get(k2 * mb);
-    alignas(64) float out[kRows * 32];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m0 = t * mb;
       const int64_t m_task = min64(mb, m_rows - m0);
@@ -237,9 +256,9 @@ void run(const LinearArgs& a) {
         const int rows = static_cast<int>(min64(kRows, n_rows - n0));
         for (int64_t j0 = 0; j0 < mbp; j0 += 32) {
           const uint32_t* w0 = wp + (j0 / kGroup) * k2 * kGroup;
-          kTiles[rows](xq.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, out);
-          store_tile(out, rows, min64(32, m_task - j0), a.y + n0 * m_rows + m0 + j0, m_rows,
-                     a.bias ? a.bias + m0 + j0 : nullptr, a.accumulate);
+          const TileOut o{a.y + n0 * m_rows + m0 + j0, m_rows, min64(32, m_task - j0),
+                          a.bias ? a.bias + m0 + j0 : nullptr, a.accumulate};
+          kTiles[rows](xq.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, o);
         }
       }
     }
@@ -290,7 +309,6 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
   });
   const int64_t xblocks = (n_rows + kRows - 1) / kRows;
   par_for(a.blocks * xblocks, 1, [&](int64_t t0, int64_t t1) {
-    alignas(64) float out[kRows * 32];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t h = t / xblocks, n0 = (t % xblocks) * kRows;
       const int rows = static_cast<int>(min64(kRows, n_rows - n0));
@@ -299,9 +317,9 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
       const float* bias = a.b ? a.b + h * bs : nullptr;
       for (int64_t j0 = 0; j0 < bs; j0 += 32) {
         const uint32_t* w0 = wb + (j0 / kGroup) * bk2 * kGroup;
-        kTiles[rows](xb, bk2, w0, w0 + bk2 * kGroup, out);
-        store_tile(out, rows, 32, a.y + n0 * width + h * bs + j0, width,
-                   bias ? bias + j0 : nullptr, false);
+        kTiles[rows](xb, bk2, w0, w0 + bk2 * kGroup,
+                     TileOut{a.y + n0 * width + h * bs + j0, width, 32,
+                             bias ? bias + j0 : nullptr, false});
       }
     }
   });
