@@ -1020,9 +1020,10 @@ void qlinear_int8(const LinearArgs& a) {
         return;
       }
 #endif
-      // Decode (n < 4) streams the weights from memory.  Rows shorter than 4 KiB go one at a
-      // time, a single sequential stream per thread: in tiles of 4 such rows each 4-row run
-      // is four short streams the prefetchers must pick up anew (AMD EPYC Zen 3, 2 threads,
+      // Decode (n < 4; AVX2, scalar and NEON here, the AVX-512 sets took gemv_b32 above)
+      // streams the weights from memory.  Rows shorter than 4 KiB go one at a time, a single
+      // sequential stream per thread: in tiles of 4 such rows each 4-row run is four short
+      // streams the prefetchers must pick up anew (AMD EPYC Zen 3, 2 threads,
       // cold Q8_0: K = 640 22 -> 24-28 GB/s, 1280 24 -> 30-32, the 270M GGUF's 262144 x 640
       // logits matrix 22 -> 30, decode 69-73 -> 78-81 tok/s); longer rows keep 4-row tiles
       // (K = 7680: 28 GB/s against 22 one at a time).  Prefill: 2 x 4 tiles; then the edges.
