@@ -43,6 +43,12 @@ void with_b32(DType t, F&& f) {
   }
 }
 
+// Bytes per block of a 32-value type.
+template <DType DT>
+constexpr int64_t kB32Bytes = DT == DType::kQ8_0   ? sizeof(BlockQ8_0)
+                              : DT == DType::kQ4_0 ? sizeof(BlockQ4_0)
+                                                   : sizeof(BlockQ5_0);
+
 // ---- integer block dot products: sum over one block pair, exact in int32 ----
 
 #if defined(GN_X86_AVX2)
@@ -234,8 +240,7 @@ void tile_b32(const char* w, int64_t wstride, const char* act, int64_t act_row, 
     float dw[MW];
     for (int k = 0; k < MW; ++k) wq[k] = decode_b32<DT>(w + k * wstride, i, &dw[k]);
     if constexpr (R == 1) {  // decode streams the weights: fetch the next tile's rows early
-      constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
-                                 : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+      constexpr int64_t kBlock = kB32Bytes<DT>;
       for (int k = 0; k < MW; ++k) {
         _mm_prefetch(w + (MW + k) * wstride + i * kBlock, _MM_HINT_T0);  // never faults
       }
@@ -413,8 +418,7 @@ void tile_pairs(const PairBlock* pb, const char* act, int64_t act_row, int64_t n
 template <DType DT>
 void tile_pairs_direct(const char* w, int64_t wstride, const char* act, int64_t act_row,
                        int64_t nb, float* out) {
-  constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
-                             : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+  constexpr int64_t kBlock = kB32Bytes<DT>;
   tile_pairs_of<4>(
       [w, wstride](int64_t i, int p) {
         // the next group's two rows of this pair, as the one-row decode does (never faults)
@@ -447,9 +451,7 @@ struct GemvAct {
   const int32_t* corr;   // VNNI: [nb][8]: -off * the sum of lane l's 4 bytes
 };
 
-// Block i of a Q8_0/Q4_0/Q5_0 row as 32 unsigned bytes w + off (the offset of kGemvOffset).
-template <DType DT>
-constexpr int kGemvOffset = DT == DType::kQ8_0 ? 128 : (DT == DType::kQ4_0 ? 8 : 16);
+// Block i of a Q8_0/Q4_0/Q5_0 row as 32 unsigned bytes w + off (off as in gemv_act).
 template <DType DT>
 static inline __m256i decode_b32_u(const void* wrow, int64_t i, float* d) {
   if constexpr (DT == DType::kQ8_0) {
@@ -470,8 +472,7 @@ static inline __m256i decode_b32_u(const void* wrow, int64_t i, float* d) {
 // W's row w . x (nb blocks), prefetching the row after it (rows wstride apart).
 template <DType DT>
 static float gemv_b32(const char* w, int64_t wstride, const GemvAct& x, int64_t nb) {
-  constexpr int64_t kBlock = DT == DType::kQ8_0 ? sizeof(BlockQ8_0)
-                             : DT == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+  constexpr int64_t kBlock = kB32Bytes<DT>;
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
@@ -510,14 +511,14 @@ static float gemv_b32(const char* w, int64_t wstride, const GemvAct& x, int64_t 
 }
 
 // The activation row act (nb ActBlock32) laid out for gemv_b32 with weight type t in qs, d and
-// corr (nb * 32 bytes, nb floats, nb * 8 int32).
+// corr (nb * 32 bytes, nb floats, nb * 8 int32; corr null without VNNI, which needs none).
 static GemvAct gemv_act(DType t, const ActBlock32* act, int64_t nb, int8_t* qs, float* d,
                         int32_t* corr) {
   const int off = t == DType::kQ8_0 ? 128 : (t == DType::kQ4_0 ? 8 : 16);
   for (int64_t i = 0; i < nb; ++i) {
     std::memcpy(qs + 32 * i, act[i].qs, 32);
     d[i] = act[i].d;
-    for (int l = 0; l < 8; ++l) {
+    for (int l = 0; l < 8 && corr != nullptr; ++l) {
       int32_t s = 0;
       for (int j = 4 * l; j < 4 * l + 4; ++j) s += act[i].qs[j];
       corr[8 * i + l] = -off * s;
@@ -924,11 +925,18 @@ void qlinear_int8(const LinearArgs& a) {
   const int gemv_rows = !k_quant && a.n < 4 ? static_cast<int>(a.n) : 0;
   Buf<int8_t> gv_qs(gemv_rows * nb * 32 + 1);
   Buf<float> gv_d(gemv_rows * nb + 1);
+#if defined(GN_X86_AVX512VNNI)
   Buf<int32_t> gv_corr(gemv_rows * nb * 8 + 1);
+#endif
   GemvAct gv[3];
   for (int n = 0; n < gemv_rows; ++n) {
+#if defined(GN_X86_AVX512VNNI)
+    int32_t* corr = gv_corr.data() + n * nb * 8;
+#else
+    int32_t* corr = nullptr;
+#endif
     gv[n] = gemv_act(t, reinterpret_cast<const ActBlock32*>(act + n * act_row), nb,
-                     gv_qs.data() + n * nb * 32, gv_d.data() + n * nb, gv_corr.data() + n * nb * 8);
+                     gv_qs.data() + n * nb * 32, gv_d.data() + n * nb, corr);
   }
 #endif
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
