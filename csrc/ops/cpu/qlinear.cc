@@ -1035,22 +1035,26 @@ void qlinear_int8(const LinearArgs& a) {
       // cold Q8_0: K = 640 22 -> 24-28 GB/s, 1280 24 -> 30-32, the 270M GGUF's 262144 x 640
       // logits matrix 22 -> 30, decode 69-73 -> 78-81 tok/s); longer rows keep 4-row tiles
       // (K = 7680: 28 GB/s against 22 one at a time).  Prefill: 2 x 4 tiles; then the edges.
+      // (The weight type is resolved once per range, so that the tiles inline into the loop:
+      // a decode calls them once per weight row.)
       const int mw = a.n < 4 ? (wrow < 4096 ? 1 : 4) : 2;
-      for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
-        const int64_t n1 = min64(a.n, n0 + kPanel);
-        for (int64_t m = m0; m < m1; m += mw) {
-          const int k_rows = static_cast<int>(min64(mw, m1 - m));
-          for (int64_t n = n0; n < n1;) {
-            const int r_rows = n + 4 <= n1 ? 4 : 1;
-            tile_b32_any(t, k_rows, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row,
-                         nb, out);
-            for (int k = 0; k < k_rows; ++k) {
-              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+      with_b32(t, [&](auto dt) {
+        for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
+          const int64_t n1 = min64(a.n, n0 + kPanel);
+          for (int64_t m = m0; m < m1; m += mw) {
+            const int k_rows = static_cast<int>(min64(mw, m1 - m));
+            for (int64_t n = n0; n < n1;) {
+              const int r_rows = n + 4 <= n1 ? 4 : 1;
+              tile_b32_dt<decltype(dt)::value>(k_rows, r_rows, wbase + m * wrow, wrow,
+                                               act + n * act_row, act_row, nb, out);
+              for (int k = 0; k < k_rows; ++k) {
+                for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+              }
+              n += r_rows;
             }
-            n += r_rows;
           }
         }
-      }
+      });
       return;
     }
     float outk[kPanel];
