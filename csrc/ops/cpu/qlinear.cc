@@ -446,12 +446,17 @@ void tile_pairs_direct_any(DType t, const char* w, int64_t wstride, const char* 
 // -off * (the sum of its 4 activation bytes), precomputed here once instead of per weight
 // block: per pair of blocks the integer side is one XOR (Q8_0), one VPDPBUSD and one convert.
 struct GemvAct {
-  const int8_t* qs;      // [nb][32]: the activation bytes, pairs of blocks contiguous
-  const float* d;        // [nb]: their block scales
+  const ActBlock32* a;   // [nb]: the quantized row (its scales; the odd block's products)
+  const int8_t* qs;      // [nb][32]: its bytes, pairs of blocks contiguous
   const int32_t* corr;   // VNNI: [nb][8]: -off * the sum of lane l's 4 bytes
 };
 
-// Block i of a Q8_0/Q4_0/Q5_0 row as 32 unsigned bytes w + off (off as in gemv_act).
+// off: what decode_b32_u adds to a block's weights to make them unsigned.
+static inline int unsigned_offset(DType t) {
+  return t == DType::kQ8_0 ? 128 : (t == DType::kQ4_0 ? 8 : 16);
+}
+
+// Block i of a Q8_0/Q4_0/Q5_0 row as 32 unsigned bytes w + unsigned_offset(DT).
 template <DType DT>
 static inline __m256i decode_b32_u(const void* wrow, int64_t i, float* d) {
   if constexpr (DT == DType::kQ8_0) {
@@ -491,40 +496,30 @@ static float gemv_b32(const char* w, int64_t wstride, const GemvAct& x, int64_t 
                                         _mm512_set1_epi16(1));
 #endif
     const __m512 sv = _mm512_cvtepi32_ps(s);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x.d[i]), _mm512_castps512_ps256(sv), acc);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x.d[i + 1]), _mm512_extractf32x8_ps(sv, 1), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x.a[i].d), _mm512_castps512_ps256(sv), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x.a[i + 1].d), _mm512_extractf32x8_ps(sv, 1), acc);
   }
-  if (i < nb) {  // an odd block count: the last block alone
-    const __m256i xa = load32(x.qs + 32 * i);
+  if (i < nb) {  // an odd block count: the last block alone, as the AVX2 path does it
     float d0;
-#if defined(GN_X86_AVX512VNNI)
-    const __m256i s = _mm256_dpbusd_epi32(load32(x.corr + 8 * i), decode_b32_u<DT>(w, i, &d0), xa);
-#else
     const __m256i wq = decode_b32<DT>(w, i, &d0);
-    const __m256i s = _mm256_madd_epi16(
-        _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xa, wq)),
-        _mm256_set1_epi16(1));
-#endif
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x.d[i]), _mm256_cvtepi32_ps(s), acc);
+    acc = fma_block(wq, d0, x.a[i], acc);
   }
   return hsum_f32(acc);
 }
 
-// The activation row act (nb ActBlock32) laid out for gemv_b32 with weight type t in qs, d and
-// corr (nb * 32 bytes, nb floats, nb * 8 int32; corr null without VNNI, which needs none).
-static GemvAct gemv_act(DType t, const ActBlock32* act, int64_t nb, int8_t* qs, float* d,
-                        int32_t* corr) {
-  const int off = t == DType::kQ8_0 ? 128 : (t == DType::kQ4_0 ? 8 : 16);
+// The activation row act (nb ActBlock32) laid out for gemv_b32 with weight type t in qs and
+// corr (nb * 32 bytes, nb * 8 int32; corr null without VNNI, which needs none).
+static GemvAct gemv_act(DType t, const ActBlock32* act, int64_t nb, int8_t* qs, int32_t* corr) {
+  const int off = unsigned_offset(t);
   for (int64_t i = 0; i < nb; ++i) {
     std::memcpy(qs + 32 * i, act[i].qs, 32);
-    d[i] = act[i].d;
     for (int l = 0; l < 8 && corr != nullptr; ++l) {
       int32_t s = 0;
       for (int j = 4 * l; j < 4 * l + 4; ++j) s += act[i].qs[j];
       corr[8 * i + l] = -off * s;
     }
   }
-  return {qs, d, corr};
+  return {act, qs, corr};
 }
 
 #endif
@@ -924,7 +919,6 @@ void qlinear_int8(const LinearArgs& a) {
   // Decode (1-3 rows) of a 32-value type: each activation row laid out once for gemv_b32.
   const int gemv_rows = !k_quant && a.n < 4 ? static_cast<int>(a.n) : 0;
   Buf<int8_t> gv_qs(gemv_rows * nb * 32 + 1);
-  Buf<float> gv_d(gemv_rows * nb + 1);
 #if defined(GN_X86_AVX512VNNI)
   Buf<int32_t> gv_corr(gemv_rows * nb * 8 + 1);
 #endif
@@ -936,7 +930,7 @@ void qlinear_int8(const LinearArgs& a) {
     int32_t* corr = nullptr;
 #endif
     gv[n] = gemv_act(t, reinterpret_cast<const ActBlock32*>(act + n * act_row), nb,
-                     gv_qs.data() + n * nb * 32, gv_d.data() + n * nb, corr);
+                     gv_qs.data() + n * nb * 32, corr);
   }
 #endif
   par_for(M, 16, [&](int64_t m0, int64_t m1) {
