@@ -38,6 +38,7 @@ constexpr int kRows = 12;           // rows of x per micro-tile
 constexpr int64_t kGroup = 16;      // rows of W per zmm
 constexpr int64_t kMaxMb = 256;     // rows of W per task at most
 constexpr int64_t kPackBytes = 512 * 1024;  // packed W per task at most (from 32 rows up)
+constexpr int64_t kPackAhead = 8;  // cache lines of each W row fetched ahead of the transposes
 
 static inline __m512bh as_bh(__m512i v) {
   __m512bh r;
@@ -62,6 +63,9 @@ static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t k2, uint
         src[r] = reinterpret_cast<const uint16_t*>(base + static_cast<size_t>(m) * row_bytes);
       }
       for (; done + 16 <= k / 2; done += 16) {
+        if (done + 16 * (kPackAhead + 1) <= k / 2) {
+          for (int64_t r = 0; r < kGroup; ++r) prefetch_l2(src[r] + 2 * done + 32 * kPackAhead);
+        }
         transpose16_pairs(src, 2 * done, reinterpret_cast<uint16_t*>(out + done * kGroup));
       }
     }
@@ -178,36 +182,52 @@ static int64_t x_words(int64_t n_rows, int64_t k) {
 }
 
 // x [n_rows, k] to bf16 pairs (nearest even), interleaved per block of kRows rows:
-// xq[(b * k2 + i) * kRows + r] = x[b kRows + r][2i] | x[b kRows + r][2i + 1] << 16.  Each row
-// is converted 32 values at a time into a row of words, which is then spread into the block.
+// xq[(b * k2 + i) * kRows + r] = x[b kRows + r][2i] | x[b kRows + r][2i + 1] << 16 (zero for
+// rows past n_rows).  32 values of each of the block's rows become one register of 16 pairs,
+// a 16 x 16 transpose turns the block's registers into one register per pair, and each of
+// those stores its first kRows words; the last pairs of a row (k % 32 values) go one by one.
 static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
+  static_assert(kRows <= 16, "one register per pair holds 16 rows");
   const int64_t k2 = (k + 1) / 2, blocks = (n_rows + kRows - 1) / kRows;
+  const int64_t kv = k / 32 * 16;  // pairs converted 16 at a time
   par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    thread_local Grow<uint32_t> row_buf;
-    uint32_t* words = row_buf.get(k2 + 16);
     const __m512i odd_halves = _mm512_load_si512(kOddHalves.v);
     for (int64_t b = b0; b < b1; ++b) {
       uint32_t* dst = xq + b * k2 * kRows;
+      const int64_t n0 = b * kRows;
+      const int rows = static_cast<int>(min64(kRows, n_rows - n0));
+      for (int64_t i = 0; i < kv; i += 16) {
+        __m512i r[16];
+        for (int n = 0; n < 16; ++n) {
+          if (n >= rows) {
+            r[n] = _mm512_setzero_si512();
+            continue;
+          }
+          // The high 16-bit halves of both registers' lanes, in order, are 16 pairs.
+          const float* src = x + (n0 + n) * k + 2 * i;
+          const __m512i lo = bf16_hi(_mm512_loadu_ps(src));
+          const __m512i hi = bf16_hi(_mm512_loadu_ps(src + 16));
+          r[n] = _mm512_permutex2var_epi16(lo, odd_halves, hi);
+        }
+        transpose16_words(r);
+        // Each 16-word store runs 16 - kRows words into the next pair, which the next store
+        // rewrites; the last one stores exactly kRows (the words after belong to other rows).
+        uint32_t* out = dst + i * kRows;
+        for (int p = 0; p < 15; ++p) _mm512_storeu_si512(out + p * kRows, r[p]);
+        alignas(64) uint32_t last[16];
+        _mm512_store_si512(last, r[15]);
+        std::memcpy(out + 15 * kRows, last, kRows * sizeof(uint32_t));
+      }
       for (int r = 0; r < kRows; ++r) {
-        const int64_t n = b * kRows + r;
-        if (n >= n_rows) {
-          for (int64_t i = 0; i < k2; ++i) dst[i * kRows + r] = 0;
-          continue;
+        for (int64_t i = kv; i < k2; ++i) {
+          uint32_t word = 0;
+          if (r < rows) {
+            const float* src = x + (n0 + r) * k;
+            word = f32_to_bf16(src[2 * i]);
+            if (2 * i + 1 < k) word |= static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
+          }
+          dst[i * kRows + r] = word;
         }
-        const float* src = x + n * k;
-        int64_t i = 0;
-        // 32 values: the high 16-bit halves of both registers' lanes, in order, are 16 pairs.
-        for (; 2 * i + 32 <= k; i += 16) {
-          const __m512i lo = bf16_hi(_mm512_loadu_ps(src + 2 * i));
-          const __m512i hi = bf16_hi(_mm512_loadu_ps(src + 2 * i + 16));
-          _mm512_storeu_si512(words + i, _mm512_permutex2var_epi16(lo, odd_halves, hi));
-        }
-        for (; i < k / 2; ++i) {
-          words[i] = static_cast<uint32_t>(f32_to_bf16(src[2 * i])) |
-                     static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
-        }
-        if (k % 2) words[k2 - 1] = f32_to_bf16(src[k - 1]);
-        for (int64_t j = 0; j < k2; ++j) dst[j * kRows + r] = words[j];
       }
     }
   });

@@ -29,11 +29,8 @@ struct TransposeIndex16 {
 };
 alignas(64) static constexpr TransposeIndex16 kTransposeIndex16{};
 
-// out[2 * (i * 16 + n) + h] = rows[n][j0 + 2 * i + h] for i, n < 16, h < 2: the bf16 pairs
-// (32-bit words) of 16 rows from value j0 on, transposed.
-static inline void transpose16_pairs(const uint16_t* const rows[16], int64_t j0, uint16_t* out) {
-  __m512i r[16];
-  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(rows[n] + j0);
+// r[n] word i -> r[i] word n for n, i < 16: a 16 x 16 transpose of 32-bit words in registers.
+static inline void transpose16_words(__m512i r[16]) {
   for (int s = 0; s < 4; ++s) {
     const int bit = 1 << s;
     const __m512i lo = _mm512_load_si512(kTransposeIndex16.v[s][0]);
@@ -45,6 +42,14 @@ static inline void transpose16_pairs(const uint16_t* const rows[16], int64_t j0,
       r[n | bit] = _mm512_permutex2var_epi32(a, hi, b);
     }
   }
+}
+
+// out[2 * (i * 16 + n) + h] = rows[n][j0 + 2 * i + h] for i, n < 16, h < 2: the bf16 pairs
+// (32-bit words) of 16 rows from value j0 on, transposed.
+static inline void transpose16_pairs(const uint16_t* const rows[16], int64_t j0, uint16_t* out) {
+  __m512i r[16];
+  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(rows[n] + j0);
+  transpose16_words(r);
   for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + i * 32, r[i]);
 }
 
