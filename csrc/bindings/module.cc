@@ -11,6 +11,7 @@
 #include "bindings/arrays.h"
 #include "ops/backend.h"
 #include "ops/cpu/cpu_features.h"
+#include "ops/cpu/core_peak.h"
 #include "ops/cpu/cpu_limits.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/threadpool.h"
@@ -155,6 +156,13 @@ PYBIND11_MODULE(_core, m) {
         "The cgroup CPU quota (CPUs, 0 = none) from /proc/self/cgroup and mountinfo texts, "
         "reading files under root (tests).");
   m.def("num_threads", &ops::cpu::num_threads);
+  m.def("core_peaks", [](int threads) {
+          py::gil_scoped_release nogil;
+          return ops::cpu::core_peaks(threads);
+        }, py::arg("threads"),
+        "The cores' arithmetic ceiling, measured by register-only loops of independent "
+        "multiply-adds on `threads` threads: FLOP/s per instruction family the CPU has "
+        "('fp32_fma_256', 'fp32_fma_512', 'bf16_dot_512', 'int8_dot_512'; none off x86-64).");
 
   bindings::bind_ops(m);
   bindings::bind_models(m);

@@ -58,6 +58,11 @@ def set_num_threads(n: int) -> None:
     """1..1024 kernel threads; 0 restores the default (the usable CPUs)."""
 
 def num_threads() -> int: ...
+def core_peaks(threads: int) -> dict[str, float]:
+    """FLOP/s of register-only multiply-add loops on `threads` threads, per instruction family
+    the CPU has: 'fp32_fma_256', 'fp32_fma_512', 'bf16_dot_512', 'int8_dot_512' (none off
+    x86-64)."""
+
 def _cgroup_cpu_limit(proc_cgroup: str, mountinfo: str, root: str) -> float:
     """The cgroup CPU quota in CPUs (0: none) from the texts of /proc/self/cgroup and
     /proc/self/mountinfo, reading the controller files under ``root`` (for tests)."""

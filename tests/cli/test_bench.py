@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
+
+from gemma_native.bench.report import core_peak_key
 
 TIMEOUT = 120
 
@@ -74,6 +77,8 @@ def test_quick_json_structure(tmp_path, preset, griffin):
     assert pos(lim["bandwidth_bytes_per_s"]) and pos(lim["bandwidth_1thread_bytes_per_s"])
     assert pos(lim["read_bandwidth_bytes_per_s"])
     assert pos(lim["gemm_flops_per_s"]["numpy_fp32"])
+    assert set(lim["core_peak_flops_per_s"]) == expected_core_peaks()
+    assert all(pos(v) for v in lim["core_peak_flops_per_s"].values())
     ours = rep["ours"]
     check_engine(ours, s, griffin)
     cfg = ours["config"]
@@ -94,6 +99,14 @@ def test_quick_json_structure(tmp_path, preset, griffin):
                             lim["read_bandwidth_bytes_per_s"])
     for n in s["prefill"]:
         assert pos(r[f"prefill_{n}_vs_gemm_peak"])
+    key = core_peak_key(ours["compute_mode"], rep["backend"]["cpu_isa"])
+    assert r.get("core_peak_used") == (key if key in lim["core_peak_flops_per_s"] else None)
+    if "core_peak_used" in r:
+        fl = r["prefill_flops_per_token"]
+        for p in ours["prefill"]:
+            assert math.isclose(r[f"prefill_{p['tokens']}_vs_core_peak"],
+                                p["tokens_per_s"] * fl / lim["core_peak_flops_per_s"][key])
+        assert "prefill FLOP/s vs core peak" in text
     p0, p1 = ours["position"]
     assert math.isclose(r["decode_far_vs_near_position"],
                         p1["tokens_per_s"] / p0["tokens_per_s"])
@@ -103,6 +116,42 @@ def test_quick_json_structure(tmp_path, preset, griffin):
                 "peak RSS", "decode ceiling", "decode read ceiling", "read bandwidth",
                 "linear decode GEMV"):
         assert row in text
+
+
+def expected_core_peaks():
+    """The core peak families this CPU has (the bench measures exactly these)."""
+    from gemma_native import _core
+    f = _core.backend_info()["cpu_features"]
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return set()
+    out = {"fp32_fma_256"} if f.get("avx2") and f.get("fma") else set()
+    if f.get("avx512f"):
+        out.add("fp32_fma_512")
+        out |= {"bf16_dot_512"} if f.get("avx512bf16") else set()
+        out |= {"int8_dot_512"} if f.get("avx512vnni") else set()
+    return out
+
+
+def test_core_peaks_measure_what_the_cpu_has():
+    from gemma_native import _core
+    for threads in (1, 2):
+        peaks = _core.core_peaks(threads)
+        assert set(peaks) == expected_core_peaks()
+        assert all(pos(v) for v in peaks.values())
+    for bad in (0, -1, 1025):
+        with pytest.raises(ValueError, match="threads"):
+            _core.core_peaks(bad)
+
+
+@pytest.mark.parametrize("mode,isa,key", [
+    ("exact float32", "avx512vnni", "fp32_fma_512"), ("exact float32", "avx512", "fp32_fma_512"),
+    ("exact float32", "avx2", "fp32_fma_256"), ("exact float32", "scalar", None),
+    ("bfloat16 (avx512bf16; decode steps exact)", "avx512vnni", "bf16_dot_512"),
+    ("bfloat16 (amx; decode steps exact)", "avx512vnni", None),
+    ("int8 activations (quantized weights)", "avx512vnni", "int8_dot_512"),
+    ("int8 activations (quantized weights)", "avx2", None)])
+def test_core_peak_key_names_the_instructions_prefill_runs_on(mode, isa, key):
+    assert core_peak_key(mode, isa) == key
 
 
 def test_only_parts_and_no_peers(tmp_path):

@@ -13,7 +13,10 @@ Parts (``--only``, comma separated; default all):
             1 GiB array, 128 MiB with --quick; read + write bytes/s), read bandwidth (an int64
             sum over the same array size: what decode does to its weights) and GEMM peak (numpy fp32
             n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
-            bf16 hardware run it at ~1 GFLOP/s), measured in this process
+            bf16 hardware run it at ~1 GFLOP/s), measured in this process, and the cores'
+            arithmetic peak (register-only loops of independent AVX2 / AVX-512 FMAs, VDPBF16PS
+            and VPDPBUSD, whichever the CPU has, on the bench's threads): prefill is reported
+            against numpy's GEMM and against the peak of the instructions its mode multiplies on
   prefill   prompt tokens/s at 128, 512, 2048 tokens (the fastest of up to 3 runs within 3 s)
   ttft      time to first token for a 128-token prompt (prefill + picking the token)
   decode    decode tokens/s at batch 1 and 4 (after a 16-token prompt)

@@ -139,11 +139,21 @@ def gemm_peak(n: int, threads: int) -> dict:
 
 
 def measure_limits(settings: dict, threads: int) -> dict:
-    """The ``limits`` part of a report: bandwidths over ``settings["bw_bytes"]`` and the GEMM
-    peak at ``settings["gemm_n"]`` (torch on `threads` threads)."""
+    """The ``limits`` part of a report: bandwidths over ``settings["bw_bytes"]``, the GEMM
+    peak at ``settings["gemm_n"]`` (torch on `threads` threads) and the cores' arithmetic peak
+    (`threads` threads)."""
     size = settings["bw_bytes"]
     return {"bandwidth_bytes_per_s": copy_bandwidth(size, threads=2),
             "bandwidth_1thread_bytes_per_s": copy_bandwidth(size, threads=1, reps=3),
             "read_bandwidth_bytes_per_s": read_bandwidth(size, threads=2),
             "bandwidth_array_bytes": size, "gemm_n": settings["gemm_n"],
-            "gemm_flops_per_s": gemm_peak(settings["gemm_n"], threads)}
+            "gemm_flops_per_s": gemm_peak(settings["gemm_n"], threads),
+            "core_peak_flops_per_s": core_peaks(threads)}
+
+
+def core_peaks(threads: int) -> dict:
+    """The cores' arithmetic ceiling per instruction family (FLOP/s of register-only loops of
+    independent multiply-adds on `threads` threads; see _core.core_peaks).  numpy's GEMM is a
+    library's speed, and on some CPUs (Zen 5) well below what the FMA units can do."""
+    from .. import _core
+    return dict(_core.core_peaks(threads))

@@ -46,6 +46,13 @@ def ratios(report: dict) -> dict:
         r["prefill_flops_per_token"] = fl
         for p in ours.get("prefill", []):
             r[f"prefill_{p['tokens']}_vs_gemm_peak"] = p["tokens_per_s"] * fl / peak
+    key = core_peak_key(ours.get("compute_mode"), (report.get("backend") or {}).get("cpu_isa"))
+    core = (lim.get("core_peak_flops_per_s") or {}).get(key)
+    if core and ours.get("config"):
+        fl = 2 * matmul_params(ours["config"])
+        r["core_peak_used"], r["core_peak_flops_per_s"] = key, core
+        for p in ours.get("prefill", []):
+            r[f"prefill_{p['tokens']}_vs_core_peak"] = p["tokens_per_s"] * fl / core
     pos = ours.get("position") or []
     if len(pos) == 2:
         r["decode_far_vs_near_position"] = pos[1]["tokens_per_s"] / pos[0]["tokens_per_s"]
@@ -53,6 +60,20 @@ def ratios(report: dict) -> dict:
         for key, a, b in _pairs(ours, peer):
             r[f"ours_vs_{name}_{key}"] = (b / a) if key.startswith("ttft") else (a / b)
     return r
+
+
+def core_peak_key(compute_mode, cpu_isa):
+    """The core peak (limits' core_peak_flops_per_s key) that bounds our prefill's products:
+    VDPBF16PS for the bf16 mode on AVX512-BF16, VPDPBUSD for int8 activations, the FMA of the
+    kernel set's width for float32; None where nothing measured applies (AMX, scalar)."""
+    mode, isa = compute_mode or "", cpu_isa or ""
+    if mode.startswith("bfloat16"):
+        return "bf16_dot_512" if "(avx512bf16" in mode else None
+    if mode.startswith("int8"):
+        return "int8_dot_512" if isa == "avx512vnni" else None
+    if isa.startswith("avx512"):
+        return "fp32_fma_512"
+    return "fp32_fma_256" if isa == "avx2" else None
 
 
 def _pairs(ours, peer):
@@ -137,7 +158,14 @@ def _limits_line(lim):
     return (f"machine: copy bandwidth {lim['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (2 threads; "
             f"1 thread {lim['bandwidth_1thread_bytes_per_s'] / 1e9:.1f})" +
             (f", read bandwidth {rbw / 1e9:.1f} GB/s (2 threads)" if rbw else "") +
-            "; GEMM peak " + peaks)
+            "; GEMM peak " + peaks + _core_line(lim.get("core_peak_flops_per_s")))
+
+
+def _core_line(core):
+    if not core:
+        return ""
+    return "; core peak (register loops) " + ", ".join(
+        f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in sorted(core.items()))
 
 
 def _print_table(p, engines):
@@ -208,6 +236,11 @@ def _print_ratios(p, r, ours):
     pre = [(k, v) for k, v in r.items() if k.endswith("_vs_gemm_peak")]
     if pre:
         p("prefill FLOP/s vs numpy fp32 GEMM peak: " +
+          ", ".join(f"{k.split('_')[1]} tok {v:.0%}" for k, v in pre))
+    pre = [(k, v) for k, v in r.items() if k.endswith("_vs_core_peak")]
+    if pre:
+        p(f"prefill FLOP/s vs core peak ({r['core_peak_used']}, "
+          f"{r['core_peak_flops_per_s'] / 1e9:.0f} GFLOP/s): " +
           ", ".join(f"{k.split('_')[1]} tok {v:.0%}" for k, v in pre))
     if "decode_far_vs_near_position" in r:
         pos = ours["position"]

@@ -1,0 +1,18 @@
+// The arithmetic ceiling of this CPU's cores, measured rather than looked up: register-only
+// loops of independent multiply-add instructions, run on `threads` threads at once.  `gemma-native
+// bench` reports prefill against it beside numpy's GEMM (a library's speed, which on some
+// CPUs is well below what the instructions can do).
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace gemma_native::ops::cpu {
+
+// FLOP/s (a multiply-add counts 2) per instruction family the CPU has, best of five short
+// runs: "fp32_fma_256" (AVX2 FMA), "fp32_fma_512" (AVX-512 FMA), "bf16_dot_512" (VDPBF16PS,
+// AVX512-BF16) and "int8_dot_512" (VPDPBUSD, AVX512-VNNI; operations rather than FLOP).
+// Families the CPU lacks (all of them off x86-64) are absent.  threads: 1..1024.
+std::map<std::string, double> core_peaks(int threads);
+
+}  // namespace gemma_native::ops::cpu
