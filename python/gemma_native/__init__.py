@@ -48,6 +48,18 @@ def set_num_threads(n: int | None) -> None:
     set_threads(n, "number of threads")
 
 
+def core_peaks(threads: int | None = None) -> dict:
+    """The cores' arithmetic ceiling, measured (~0.1 s): FLOP/s of register-only loops of
+    independent multiply-adds on ``threads`` threads at once (default: the kernels' thread
+    count), per instruction family the CPU has -- 'fp32_fma_256' (AVX2), 'fp32_fma_512'
+    (AVX-512), 'bf16_dot_512' (VDPBF16PS), 'int8_dot_512' (VPDPBUSD; operations).  Empty off
+    x86-64.  ``gemma-native bench`` reports prefill against the family its mode multiplies on."""
+    n = _core.num_threads() if threads is None else threads
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise InvalidArgumentError(f"threads must be an int in 1..{MAX_THREADS}, got {n!r}")
+    return dict(_core.core_peaks(n))
+
+
 def set_cpu_isa(name: str) -> None:
     """Forces a CPU kernel set ('scalar', 'avx2', 'avx512' or 'auto'); DeviceError if this
     binary or CPU lacks it.  The environment variable GEMMA_NATIVE_CPU_ISA does the same at
@@ -70,7 +82,8 @@ def set_bf16_gemm(name: str) -> None:
 
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
-    "backend_info", "set_num_threads", "set_cpu_isa", "set_bf16_gemm", "GemmaNativeError", "ModelFormatError",
+    "backend_info", "core_peaks", "set_num_threads", "set_cpu_isa", "set_bf16_gemm",
+    "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
     "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",
 ]

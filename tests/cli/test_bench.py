@@ -133,12 +133,16 @@ def expected_core_peaks():
 
 
 def test_core_peaks_measure_what_the_cpu_has():
+    import gemma_native as gn
     from gemma_native import _core
-    for threads in (1, 2):
-        peaks = _core.core_peaks(threads)
+    for threads in (None, 1, 2):
+        peaks = gn.core_peaks(threads)
         assert set(peaks) == expected_core_peaks()
         assert all(pos(v) for v in peaks.values())
-    for bad in (0, -1, 1025):
+    for bad in (0, -1, 1025, 1.5, True, "2"):
+        with pytest.raises(gn.InvalidArgumentError, match="threads"):
+            gn.core_peaks(bad)
+    for bad in (0, -1, 1025):  # the core checks too
         with pytest.raises(ValueError, match="threads"):
             _core.core_peaks(bad)
 

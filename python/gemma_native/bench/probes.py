@@ -153,7 +153,7 @@ def measure_limits(settings: dict, threads: int) -> dict:
 
 def core_peaks(threads: int) -> dict:
     """The cores' arithmetic ceiling per instruction family (FLOP/s of register-only loops of
-    independent multiply-adds on `threads` threads; see _core.core_peaks).  numpy's GEMM is a
+    independent multiply-adds on `threads` threads; see gn.core_peaks).  numpy's GEMM is a
     library's speed, and on some CPUs (Zen 5) well below what the FMA units can do."""
-    from .. import _core
-    return dict(_core.core_peaks(threads))
+    import gemma_native as gn
+    return gn.core_peaks(threads)
