@@ -211,7 +211,8 @@ static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
         }
         transpose16_words(r);
         // Each 16-word store runs 16 - kRows words into the next pair, which the next store
-        // rewrites; the last one stores exactly kRows (the words after belong to other rows).
+        // rewrites; the last one stores exactly kRows words (what follows may be the next
+        // block's, which another thread packs).
         uint32_t* out = dst + i * kRows;
         for (int p = 0; p < 15; ++p) _mm512_storeu_si512(out + p * kRows, r[p]);
         alignas(64) uint32_t last[16];
