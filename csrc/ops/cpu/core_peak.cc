@@ -21,74 +21,51 @@ namespace {
 constexpr int64_t kChains = 12;
 constexpr int64_t kIters = int64_t{1} << 20;
 
-#define GN_STEP(op, r) op " %%" r "31, %%" r "30, %%" r
-#define GN_STEPS12(op, r)                                                                   \
-  GN_STEP(op, r) "0\n\t" GN_STEP(op, r) "1\n\t" GN_STEP(op, r) "2\n\t" GN_STEP(op, r) "3\n\t" \
-  GN_STEP(op, r) "4\n\t" GN_STEP(op, r) "5\n\t" GN_STEP(op, r) "6\n\t" GN_STEP(op, r) "7\n\t" \
-  GN_STEP(op, r) "8\n\t" GN_STEP(op, r) "9\n\t" GN_STEP(op, r) "10\n\t" GN_STEP(op, r) "11\n\t"
-#define GN_ZERO12(r)                                                                          \
-  "vpxord %%" r "0, %%" r "0, %%" r "0\n\t" "vmovdqa64 %%" r "0, %%" r "1\n\t"                  \
-  "vmovdqa64 %%" r "0, %%" r "2\n\t" "vmovdqa64 %%" r "0, %%" r "3\n\t"                         \
-  "vmovdqa64 %%" r "0, %%" r "4\n\t" "vmovdqa64 %%" r "0, %%" r "5\n\t"                         \
-  "vmovdqa64 %%" r "0, %%" r "6\n\t" "vmovdqa64 %%" r "0, %%" r "7\n\t"                         \
-  "vmovdqa64 %%" r "0, %%" r "8\n\t" "vmovdqa64 %%" r "0, %%" r "9\n\t"                         \
-  "vmovdqa64 %%" r "0, %%" r "10\n\t" "vmovdqa64 %%" r "0, %%" r "11\n\t"
-#define GN_ZMM_CLOBBERS                                                                       \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",    \
-      "xmm11", "xmm30", "xmm31", "cc"
-
-// 512-bit loops: src2 = zmm30 and src3 = zmm31 broadcast from two 32-bit words.
-#define GN_ZMM_LOOP(op, w30, w31, iters)                                                    \
-  do {                                                                                      \
-    int64_t n = (iters);                                                                    \
-    const uint32_t s30 = (w30), s31 = (w31);                                                \
-    __asm__ volatile("vpbroadcastd %[a], %%zmm30\n\t"                                       \
-                     "vpbroadcastd %[b], %%zmm31\n\t" GN_ZERO12("zmm") "1:\n\t"             \
-                     GN_STEPS12(op, "zmm") "dec %[n]\n\t"                                     \
-                     "jnz 1b\n\t"                                                           \
-                     : [n] "+r"(n)                                                          \
-                     : [a] "m"(s30), [b] "m"(s31)                                           \
-                     : GN_ZMM_CLOBBERS);                                                    \
+// One loop over register file R ("ymm" or "zmm"): registers R0-R11 start at zero (a VEX
+// xmm zeroing clears the whole register) and each step is `op RB, RA, Ri` (AT&T order:
+// Ri = op(RA, RB, Ri)), RA and RB broadcast from the 32-bit words wa and wb.  It ends with
+// vzeroupper: the compiler cannot see that the asm left the upper halves dirty.
+#define GN_REG(R, i) "%%" R i
+#define GN_COPY0(R, i) "vmovaps " GN_REG(R, "0") ", " GN_REG(R, i) "\n\t"
+#define GN_STEP(op, R, A, B, i) op " " GN_REG(R, B) ", " GN_REG(R, A) ", " GN_REG(R, i) "\n\t"
+#define GN_PEAK_LOOP(op, R, A, B, wa, wb, iters)                                              \
+  do {                                                                                        \
+    int64_t n = (iters);                                                                      \
+    const uint32_t sa = (wa), sb = (wb);                                                      \
+    __asm__ volatile(                                                                         \
+        "vbroadcastss %[a], " GN_REG(R, A) "\n\t"                                             \
+        "vbroadcastss %[b], " GN_REG(R, B) "\n\t"                                             \
+        "vxorps %%xmm0, %%xmm0, %%xmm0\n\t" GN_COPY0(R, "1") GN_COPY0(R, "2") GN_COPY0(R, "3")  \
+        GN_COPY0(R, "4") GN_COPY0(R, "5") GN_COPY0(R, "6") GN_COPY0(R, "7") GN_COPY0(R, "8")     \
+        GN_COPY0(R, "9") GN_COPY0(R, "10") GN_COPY0(R, "11")                                  \
+        "1:\n\t" GN_STEP(op, R, A, B, "0") GN_STEP(op, R, A, B, "1") GN_STEP(op, R, A, B, "2")  \
+        GN_STEP(op, R, A, B, "3") GN_STEP(op, R, A, B, "4") GN_STEP(op, R, A, B, "5")           \
+        GN_STEP(op, R, A, B, "6") GN_STEP(op, R, A, B, "7") GN_STEP(op, R, A, B, "8")           \
+        GN_STEP(op, R, A, B, "9") GN_STEP(op, R, A, B, "10") GN_STEP(op, R, A, B, "11")         \
+        "dec %[n]\n\t"                                                                        \
+        "jnz 1b\n\t"                                                                          \
+        "vzeroupper\n\t"                                                                      \
+        : [n] "+r"(n)                                                                         \
+        : [a] "m"(sa), [b] "m"(sb)                                                            \
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",     \
+          "xmm10", "xmm11", "xmm" A, "xmm" B, "cc");                                          \
   } while (0)
 
 constexpr uint32_t kF32_0999 = 0x3f7fbe77;  // 0.999f
 constexpr uint32_t kF32_1e7 = 0x33d6bf95;   // 1e-7f
 
+// AVX2 has 16 vector registers: the factors live in ymm14 / ymm15; AVX-512 uses zmm30 / zmm31.
+__attribute__((target("avx2,fma"))) void fma256(int64_t iters) {
+  GN_PEAK_LOOP("vfmadd213ps", "ymm", "14", "15", kF32_0999, kF32_1e7, iters);
+}
 __attribute__((target("avx512f"))) void fma512(int64_t iters) {
-  GN_ZMM_LOOP("vfmadd213ps", kF32_0999, kF32_1e7, iters);  // x = 0.999 x + 1e-7
+  GN_PEAK_LOOP("vfmadd213ps", "zmm", "30", "31", kF32_0999, kF32_1e7, iters);
 }
 __attribute__((target("avx512f,avx512bf16"))) void dpbf16(int64_t iters) {
-  GN_ZMM_LOOP("vdpbf16ps", 0x3c003c00u, 0x3c003c00u, iters);  // += 2 * 2^-14 per step
+  GN_PEAK_LOOP("vdpbf16ps", "zmm", "30", "31", 0x3c003c00u, 0x3c003c00u, iters);  // bf16 2^-7
 }
 __attribute__((target("avx512f,avx512vnni"))) void dpbusd(int64_t iters) {
-  GN_ZMM_LOOP("vpdpbusd", 0x01010101u, 0x01010101u, iters);  // += 4 per step
-}
-__attribute__((target("avx2,fma"))) void fma256(int64_t iters) {
-  int64_t n = iters;
-  const uint32_t s14 = kF32_0999, s15 = kF32_1e7;
-  // ymm0-11 accumulate, ymm14 / ymm15 hold the factors (no AVX-512 registers here).
-  __asm__ volatile(
-      "vbroadcastss %[a], %%ymm14\n\t"
-      "vbroadcastss %[b], %%ymm15\n\t"
-      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vmovaps %%ymm0, %%ymm1\n\t vmovaps %%ymm0, %%ymm2\n\t vmovaps %%ymm0, %%ymm3\n\t"
-      "vmovaps %%ymm0, %%ymm4\n\t vmovaps %%ymm0, %%ymm5\n\t vmovaps %%ymm0, %%ymm6\n\t"
-      "vmovaps %%ymm0, %%ymm7\n\t vmovaps %%ymm0, %%ymm8\n\t vmovaps %%ymm0, %%ymm9\n\t"
-      "vmovaps %%ymm0, %%ymm10\n\t vmovaps %%ymm0, %%ymm11\n\t"
-      "1:\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm0\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm1\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm2\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm3\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm4\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm5\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm6\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm7\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm8\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm9\n\t"
-      "vfmadd213ps %%ymm15, %%ymm14, %%ymm10\n\t vfmadd213ps %%ymm15, %%ymm14, %%ymm11\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(s14), [b] "m"(s15)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-        "xmm11", "xmm14", "xmm15", "cc");
+  GN_PEAK_LOOP("vpdpbusd", "zmm", "30", "31", 0x01010101u, 0x01010101u, iters);  // bytes 1
 }
 
 // FLOP/s of `loop` run on `threads` threads together: flop_per_instr * instructions / wall
