@@ -152,10 +152,28 @@ def test_core_peaks_measure_what_the_cpu_has():
     ("exact float32", "avx2", "fp32_fma_256"), ("exact float32", "scalar", None),
     ("bfloat16 (avx512bf16; decode steps exact)", "avx512vnni", "bf16_dot_512"),
     ("bfloat16 (amx; decode steps exact)", "avx512vnni", None),
+    ("bfloat16 (avx512bf16-emulated; decode steps exact)", "avx512vnni", None),
     ("int8 activations (quantized weights)", "avx512vnni", "int8_dot_512"),
     ("int8 activations (quantized weights)", "avx2", None)])
 def test_core_peak_key_names_the_instructions_prefill_runs_on(mode, isa, key):
     assert core_peak_key(mode, isa) == key
+
+
+def test_core_peak_key_reads_the_modes_models_report():
+    """The key comes from Model.compute_mode's words: check it against the modes real models
+    report on this machine, derived here from the kernel set and bf16 GEMM in use."""
+    import gemma_native as gn
+    info = gn.backend_info()
+    isa, gemm = info["cpu_isa"], info["bf16_gemm"]
+    fp32 = "fp32_fma_512" if isa.startswith("avx512") else ("fp32_fma_256" if isa == "avx2" else None)
+
+    def key(**kw):
+        return core_peak_key(gn.random_model("gemma-tiny", **kw).compute_mode, isa)
+
+    assert key(dtype="bfloat16") == fp32
+    assert key(dtype="bfloat16", activations="bfloat16") == (
+        "bf16_dot_512" if gemm == "avx512bf16" else (fp32 if gemm == "none" else None))
+    assert key(dtype="int8") == ("int8_dot_512" if isa == "avx512vnni" else None)
 
 
 def test_only_parts_and_no_peers(tmp_path):

@@ -68,7 +68,7 @@ def core_peak_key(compute_mode, cpu_isa):
     kernel set's width for float32; None where nothing measured applies (AMX, scalar)."""
     mode, isa = compute_mode or "", cpu_isa or ""
     if mode.startswith("bfloat16"):
-        return "bf16_dot_512" if "(avx512bf16" in mode else None
+        return "bf16_dot_512" if "(avx512bf16;" in mode else None  # not the emulated one
     if mode.startswith("int8"):
         return "int8_dot_512" if isa == "avx512vnni" else None
     if isa.startswith("avx512"):
