@@ -21,6 +21,9 @@ void matrix(const WeightMatrix& w, const char* what) {
 
 bool embedding(const EmbeddingArgs& a) {
   matrix(a.table, "embedding");
+  GN_CHECK(a.table.dtype != DType::kQ8_0R16, ErrorKind::kDType,
+           "embedding: a Q8_0R16 matrix (16 rows interleaved) cannot be looked up by row; "
+           "keep the table in Q8_0");
   const int32_t* ids = a.host_ids != nullptr ? a.host_ids : a.ids;
   for (int64_t i = 0; i < a.n; ++i) {
     GN_CHECK(ids[i] >= 0 && ids[i] < a.table.rows, ErrorKind::kInvalidArgument,
@@ -43,6 +46,13 @@ bool linear(const LinearArgs& a) {
     GN_CHECK(!a.w.bf16_activations, ErrorKind::kInvalidArgument,
              std::string("linear: bf16 activations are for float weights, not ") +
                  dtype_name(a.w.dtype) + " (quantized weights take 8-bit or float32 activations)");
+  }
+  if (a.w.dtype == DType::kQ8_0R16) {
+    GN_CHECK(a.w.rows % kQ8R16Rows == 0, ErrorKind::kShape,
+             "linear: Q8_0R16 weights come in groups of 16 rows, got " + std::to_string(a.w.rows));
+    GN_CHECK(!a.w.float_activations, ErrorKind::kInvalidArgument,
+             "linear: Q8_0R16 weights take 8-bit activations only (use Q8_0 for float32 "
+             "activations)");
   }
   return a.n > 0 && a.w.rows > 0;
 }

@@ -17,9 +17,14 @@ from .loading import ggml
 # float dtypes here, the block formats in QUANT_CODES.
 DTYPE_CODES = {name: code for name, code in _core.DTYPE_CODES.items()
                if name not in _core.QUANT_BLOCKS}
-# GGML block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs
-# (name -> engine dtype code, from the GGML type table).
-QUANT_CODES = ggml.NATIVE_QUANT_CODES
+# The engine's own block format (not a GGML type): Q8_0 blocks of 16 consecutive rows
+# interleaved, multiplied with whole-block integer sums (docs/model-math.md, "The int8 weight
+# format").  dtype="int8" turns linear matrices into it on the CPU.
+Q8_0R16 = "Q8_0R16"
+R16_ROWS = 16
+# Block formats the kernels read directly: (uint8 blocks [rows, row_bytes], name) pairs
+# (name -> engine dtype code): the GGML ones from the GGML type table, and Q8_0R16.
+QUANT_CODES = {**ggml.NATIVE_QUANT_CODES, Q8_0R16: _core.DTYPE_CODES[Q8_0R16]}
 # The block format that dtype "int8" quantizes to.
 INT8_FORMAT = "Q8_0"
 # Engine dtype code -> its name ("float32" ... "Q8_0" ...).
@@ -86,8 +91,42 @@ def split_weight(w):
         f"weights must be float32 or float16 arrays, or (uint16_bits, 'bfloat16'); got {arr.dtype}")
 
 
+def _r16_shape(blocks: np.ndarray) -> tuple[int, int]:
+    rows, row_bytes = blocks.shape
+    if blocks.dtype != np.uint8 or row_bytes % 34 != 0 or rows % R16_ROWS != 0:
+        raise DTypeError(f"Q8_0R16 needs uint8 blocks [rows, row_bytes] with rows % {R16_ROWS} == 0 "
+                         f"and row_bytes % 34 == 0, got {blocks.dtype} {blocks.shape}")
+    return rows // R16_ROWS, row_bytes // 34
+
+
+def pack_q8_0r16(blocks) -> np.ndarray:
+    """Q8_0 blocks [rows, row_bytes] (rows % 16 == 0) in the Q8_0R16 layout, same shape: per group
+    of 16 rows and block, the 16 half scales, then for k-step j = 0..7 and row r the 4 values
+    4j..4j+3 of the row's block as unsigned bytes q + 128."""
+    blocks = np.asarray(blocks)
+    groups, nb = _r16_shape(blocks)
+    b = blocks.reshape(groups, R16_ROWS, nb, 34)
+    d = b[..., :2].transpose(0, 2, 1, 3).reshape(groups, nb, 2 * R16_ROWS)
+    q = b[..., 2:].reshape(groups, R16_ROWS, nb, 8, 4).transpose(0, 2, 3, 1, 4)
+    q = q.reshape(groups, nb, 32 * R16_ROWS) ^ np.uint8(0x80)
+    return np.concatenate([d, q], axis=2).reshape(blocks.shape)
+
+
+def unpack_q8_0r16(packed) -> np.ndarray:
+    """The Q8_0 blocks [rows, row_bytes] that pack_q8_0r16 turned into ``packed``."""
+    packed = np.asarray(packed)
+    groups, nb = _r16_shape(packed)
+    p = packed.reshape(groups, nb, 34 * R16_ROWS)
+    d = p[..., :2 * R16_ROWS].reshape(groups, nb, R16_ROWS, 2).transpose(0, 2, 1, 3)
+    q = (p[..., 2 * R16_ROWS:] ^ np.uint8(0x80)).reshape(groups, nb, 8, R16_ROWS, 4)
+    q = q.transpose(0, 3, 1, 2, 4).reshape(groups, R16_ROWS, nb, 32)
+    return np.concatenate([d, q], axis=3).reshape(packed.shape)
+
+
 def weight_to_f32(w) -> np.ndarray:
     arr, name = split_weight(w)
+    if name == Q8_0R16:
+        arr, name = unpack_q8_0r16(arr), INT8_FORMAT
     if name in QUANT_CODES:
         info = ggml.ggml_type(name)
         cols = arr.shape[1] // info.type_size * info.block_size
@@ -127,3 +166,20 @@ def to_engine(arr: np.ndarray, src: str, dst: str):
         chunk = convert_weight(arr[r:r + step], src, "float32")
         out[r:r + step] = _core.quantize_q8_0(np.ascontiguousarray(chunk, dtype=np.float32))
     return out, QUANT_CODES[INT8_FORMAT]
+
+
+def int8_layout(weights: dict, activations: str, device: str) -> dict:
+    """The engine weights {name: (array, dtype code)} of a model loaded with dtype="int8", for its
+    compute mode: on the CPU with int8 activations every Q8_0 matrix with rows % 16 == 0 except
+    the embedding table (looked up by row, and the tied output layer's weights) goes to Q8_0R16,
+    whose whole-block integer sums run at the integer unit's rate.  Anything else is returned as
+    it is (float32 activations widen Q8_0 rows; the CUDA backend reads Q8_0)."""
+    if activations != "int8" or device != "cpu":
+        return weights
+    q8, out = QUANT_CODES[INT8_FORMAT], {}
+    for name, (arr, code) in weights.items():
+        if code == q8 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R16_ROWS == 0:
+            arr, code = pack_q8_0r16(arr), QUANT_CODES[Q8_0R16]
+        out[name] = (arr, code)
+    return out
+

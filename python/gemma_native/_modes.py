@@ -55,5 +55,7 @@ def describe(activations: str, weight_dtype: str | None, device: str = "cpu") ->
                     "no AMX or AVX512-BF16 here, or set_bf16_gemm('none'))")
         return f"bfloat16 ({kernel}; decode steps exact)"
     if quantized and activations == "int8":
+        if weight_dtype == "int8":  # quantized at load: linear matrices in Q8_0R16 (_dtypes)
+            return "int8 activations (Q8_0R16 weights: whole-block int32 sums)"
         return "int8 activations (quantized weights)"
     return "exact float32"

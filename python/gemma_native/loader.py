@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._dtypes import CODE_NAMES, canonical_dtype
+from ._dtypes import CODE_NAMES, canonical_dtype, int8_layout
 from .errors import InvalidArgumentError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .loading.hub import resolve
@@ -33,16 +33,19 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     revision: with a Hub id or cache folder: a branch, tag or commit (default: main).
     dtype: weight dtype for the large matrices: None keeps the file's dtype (memory-mapped, no
     copy), or "float32" / "bfloat16" / "float16" (converted at load), or "int8" (quantized at
-    load to 8-bit blocks of 32 with one scale each: GGML's Q8_0).
-    activations: the compute mode.  For *quantized* weights (GGUF blocks or dtype="int8"):
-    "int8" (default) quantizes each activation row to 8 bits per block and multiplies exactly in
-    integers, as llama.cpp does (fastest; llama.cpp's numerics, for GGUF files including its
-    float16-table GELU); "float32" widens the weights and multiplies with float32 activations
-    (the dequantized model's math, slower).  Float weights meet float32 activations (exact,
-    bit-identical on every CPU) unless activations="bfloat16": prefill then rounds activations
-    and weights to bfloat16 and runs on the CPU's matrix unit (AMX), several times faster, with
-    the accuracy of a bfloat16 model (exact where the CPU has no AMX).  ``model.compute_mode``
-    says what runs.
+    load to 8-bit blocks of 32 with one scale each: GGML's Q8_0; on the CPU with int8
+    activations the linear matrices are then laid out 16 rows interleaved, "Q8_0R16", and
+    summed a whole block at a time in integers, about twice llama.cpp's Q8_0 arithmetic's
+    prefill speed where the CPU has AVX512-VNNI).
+    activations: the compute mode. For *quantized* weights (GGUF blocks or dtype="int8"): "int8"
+    (default) quantizes each activation row to 8 bits per block and multiplies exactly in
+    integers, as llama.cpp does for GGUF files (fastest; llama.cpp's numerics, including its
+    float16-table GELU; dtype="int8" uses its own Q8_0R16 summation order); "float32" widens the
+    weights and multiplies with float32 activations (the dequantized model's math, slower). Float
+    weights meet float32 activations (exact, bit-identical on every CPU) unless
+    activations="bfloat16": prefill then rounds activations and weights to bfloat16 and runs on
+    the CPU's matrix unit (AMX), several times faster, with the accuracy of a bfloat16 model
+    (exact where the CPU has no AMX). ``model.compute_mode`` says what runs.
     n_threads: kernel threads (process-wide); None keeps the current setting.
     device: "cpu" (default); "cuda" / "cuda:N" (builds with the CUDA backend; float weights --
     quantized ones raise DeviceError); "cuda-emu": the CUDA path -- weights copied into backend
@@ -76,7 +79,8 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     arch = for_hf_config(ckpt.config)
     emb = ckpt.tensors.get("model.embed_tokens.weight")
     cfg = arch.parse_hf_config(ckpt.config, emb.dtype if emb is not None else "float32")
-    weights = _in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap)
+    weights = int8_layout(_in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap), activations,
+                          device)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:

@@ -197,7 +197,8 @@ class Model:
     @property
     def compute_mode(self) -> str:
         """The arithmetic that runs, in words: 'exact float32', 'int8 activations (quantized
-        weights)', 'bfloat16 (amx; decode steps exact)', or exact with the reason when
+        weights)' (GGUF blocks, llama.cpp's arithmetic), 'int8 activations (Q8_0R16 weights:
+        whole-block int32 sums)' (dtype="int8"), 'bfloat16 (amx; decode steps exact)', or exact with the reason when
         activations='bfloat16' was asked on a CPU without a bf16 matrix unit."""
         from ._modes import describe
 

@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from ._dtypes import canonical_dtype
+from ._dtypes import canonical_dtype, int8_layout
 from ._modes import check_activations, core_options
 from .device import check_device
 from .errors import InvalidArgumentError
@@ -135,7 +135,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     want = canonical_dtype(dtype)
     _check_seed(seed)
     arch = for_config(cfg)
-    weights = arch.hf_weights(cfg, random_tensors(cfg, seed), want)
+    weights = int8_layout(arch.hf_weights(cfg, random_tensors(cfg, seed), want), activations, device)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want,
                   activations=activations)

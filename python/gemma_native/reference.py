@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ._dtypes import QUANT_CODES, bf16_round, split_weight, weight_to_f32
+from ._dtypes import INT8_FORMAT, Q8_0R16, QUANT_CODES, bf16_round, split_weight, unpack_q8_0r16, weight_to_f32
 
 __all__ = [
     "embedding", "rmsnorm", "linear", "quantize_activations", "block_diag_linear", "conv1d", "rglru_scan", "rope",
@@ -38,6 +38,8 @@ def linear(x, w, bias=None, float_activations=False, bf16_activations=False):
     bf16_activations x and W rounded to bfloat16 (the bf16 compute mode's products; its sums are
     float32, these float64)."""
     arr, name = split_weight(w)
+    if name == Q8_0R16:  # Q8_0's values; the kernels sum whole blocks in int32 (ops.linear)
+        arr, name = unpack_q8_0r16(arr), INT8_FORMAT
     if name in QUANT_CODES and not float_activations:
         y = _int8_linear(np.asarray(x, np.float32), np.asarray(arr), name)
     elif bf16_activations:

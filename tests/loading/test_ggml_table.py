@@ -41,12 +41,13 @@ def test_table_agrees_with_the_gguf_package(type_id):
 
 
 def test_native_layouts_and_engine_codes():
-    assert _dtypes.QUANT_CODES == NATIVE_QUANT_CODES
+    # the GGML formats, and the engine's own Q8_0R16 (not a GGML type)
+    assert _dtypes.QUANT_CODES == {**NATIVE_QUANT_CODES, "Q8_0R16": 8}
     assert NATIVE_QUANT_CODES == {"Q8_0": 3, "Q4_0": 4, "Q5_0": 5, "Q4_K": 6, "Q6_K": 7}
     floats = {t.name: t.float_dtype for t in GGML_TYPES.values() if t.float_dtype}
     assert floats == {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
     assert set(floats.values()) == set(_dtypes.DTYPE_CODES)
-    codes = [*_dtypes.DTYPE_CODES.values(), *NATIVE_QUANT_CODES.values()]
+    codes = [*_dtypes.DTYPE_CODES.values(), *_dtypes.QUANT_CODES.values()]
     assert len(set(codes)) == len(codes)  # one code per engine dtype
     for t in GGML_TYPES.values():
         assert t.native == (t.name in NATIVE_QUANT_CODES or t.name in floats)
@@ -65,6 +66,8 @@ def test_native_layouts_match_the_engine():
     from gemma_native import _core
 
     native = {t.name: t for t in GGML_TYPES.values() if t.quant_code is not None}
-    assert set(_core.QUANT_BLOCKS) == set(native) == {"Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K"}
+    assert set(_core.QUANT_BLOCKS) - {"Q8_0R16"} == set(native) == {"Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K"}
     for name, t in native.items():
         assert tuple(_core.QUANT_BLOCKS[name]) == (t.block_size, t.type_size), name
+    # Q8_0R16 holds Q8_0's blocks, 16 rows interleaved: the same bytes per 32 values
+    assert tuple(_core.QUANT_BLOCKS["Q8_0R16"]) == (32, 34)

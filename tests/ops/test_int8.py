@@ -1,11 +1,15 @@
 """dtype="int8": weights quantized at load to Q8_0 blocks (GGML's reference quantizer), run with
-8-bit activations by default or float32 activations on request (activations="float32")."""
+8-bit activations by default or float32 activations on request (activations="float32").  With
+8-bit activations on the CPU the linear matrices go to Q8_0R16 (16 rows interleaved, whole-block
+integer sums); the embedding table stays Q8_0."""
+
+from fractions import Fraction
 
 import gemma_native as gn
 import numpy as np
 import pytest
 from gemma_native import _core, ops, reference
-from gemma_native._dtypes import to_engine
+from gemma_native._dtypes import QUANT_CODES, int8_layout, pack_q8_0r16, to_engine, unpack_q8_0r16
 
 
 
@@ -90,3 +94,115 @@ def test_bad_activation_mode(ckpt):
         gn.load(ckpt, activations="int4")
     with pytest.raises(gn.DTypeError):
         gn.load(ckpt, dtype="int4")
+
+
+# ---- Q8_0R16: what dtype="int8" turns linear matrices into on the CPU ----------------------------
+
+def _q8_blocks(rows, cols, seed):
+    w = np.random.default_rng(seed).normal(size=(rows, cols)).astype(np.float32)
+    return _core.quantize_q8_0(w)
+
+
+def test_q8_0r16_layout():
+    """Group g, block b: 16 half scales, then k-step j, row r: values 4j..4j+3 as q + 128."""
+    q8 = _q8_blocks(32, 96, 7)
+    packed = pack_q8_0r16(q8)
+    assert packed.shape == q8.shape and packed.dtype == np.uint8
+    nb = 3
+    for g, r, b, v in [(0, 0, 0, 0), (0, 15, 2, 31), (1, 3, 1, 17), (1, 9, 0, 4)]:
+        row, base = 16 * g + r, (g * nb + b) * 544
+        flat = packed.reshape(-1)
+        assert flat[base + 2 * r] == q8[row, 34 * b] and flat[base + 2 * r + 1] == q8[row, 34 * b + 1]
+        j, i = divmod(v, 4)
+        assert flat[base + 32 + 64 * j + 4 * r + i] == (int(q8[row, 34 * b + 2 + v]) + 128) % 256
+    np.testing.assert_array_equal(unpack_q8_0r16(packed), q8)
+    with pytest.raises(gn.DTypeError):
+        pack_q8_0r16(q8[:24])  # not whole groups of 16 rows
+    with pytest.raises(gn.DTypeError):
+        pack_q8_0r16(q8[:, :50])  # not whole blocks
+
+
+def _round_f32(v: Fraction) -> np.float32:
+    """v rounded to the nearest float32, ties to even (exactly, from a rational)."""
+    c = np.float32(float(v))
+    best = None
+    for cand in (np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))):
+        err = abs(Fraction(float(cand)) - v)
+        even = int(cand.view(np.uint32)) % 2 == 0
+        if best is None or err < best[0] or (err == best[0] and even):
+            best = (err, cand)
+    return best[1]
+
+
+def test_q8_0r16_is_the_whole_block_arithmetic_bit_for_bit():
+    """The definition (q8_0r16.cc): per output acc = 0, then per block acc = fma(s_b, dw * dx,
+    acc) with s_b the exact int32 sum of the block's 32 products, one rounding per block.  Here
+    it is evaluated in exact rational arithmetic and rounded once per step; the kernel set in
+    use must give the same bits (test_kernel_sets holds the other sets to this one)."""
+    rows, cols, n = 32, 96, 3
+    q8 = _q8_blocks(rows, cols, 8)
+    x = np.random.default_rng(9).normal(size=(n, cols)).astype(np.float32) * 2
+    got = ops.linear(x, (pack_q8_0r16(q8), "Q8_0R16"))
+    dx, qx = reference.quantize_activations(x, 32)
+    b = q8.reshape(rows, cols // 32, 34)
+    dw = np.ascontiguousarray(b[:, :, :2]).view(np.float16)[:, :, 0].astype(np.float32)
+    qw = b[:, :, 2:].view(np.int8).astype(np.int64)
+    want = np.empty((n, rows), np.float32)
+    for t in range(n):
+        for m in range(rows):
+            acc = np.float32(0)
+            for k in range(cols // 32):
+                s = int(qw[m, k] @ qx[t, k].astype(np.int64))
+                dd = np.float32(dw[m, k] * dx[t, k])  # exact: two half values
+                assert Fraction(float(dd)) == Fraction(float(dw[m, k])) * Fraction(float(dx[t, k]))
+                acc = _round_f32(Fraction(s) * Fraction(float(dd)) + Fraction(float(acc)))
+            want[t, m] = acc
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    # the same values as Q8_0 (llama.cpp's lane arithmetic), summed in another order
+    np.testing.assert_allclose(got, ops.linear(x, (q8, "Q8_0")), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got, reference.linear(x, (pack_q8_0r16(q8), "Q8_0R16")),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_q8_0r16_batch_rows_are_the_rows_alone():
+    q8 = pack_q8_0r16(_q8_blocks(48, 256, 10))
+    x = np.random.default_rng(11).normal(size=(29, 256)).astype(np.float32)
+    bias = np.arange(48, dtype=np.float32)
+    batch = ops.linear(x, (q8, "Q8_0R16"), bias)
+    for t in (0, 11, 12, 28):
+        np.testing.assert_array_equal(batch[t], ops.linear(x[t:t + 1], (q8, "Q8_0R16"), bias)[0])
+
+
+def test_q8_0r16_bad_input():
+    q8 = _q8_blocks(16, 64, 12)
+    packed = pack_q8_0r16(q8)
+    x = np.ones((2, 64), np.float32)
+    with pytest.raises(gn.ShapeError, match="groups of 16 rows"):
+        ops.linear(x, (q8[:8], "Q8_0R16"))  # 8 rows: no whole group
+    with pytest.raises(gn.InvalidArgumentError, match="8-bit activations"):
+        ops.linear(x, (packed, "Q8_0R16"), float_activations=True)
+    with pytest.raises(gn.ShapeError):
+        ops.linear(np.ones((2, 32), np.float32), (packed, "Q8_0R16"))  # x is 32 wide, W 64
+    with pytest.raises(gn.GemmaNativeError):
+        ops.linear(x, (packed[:, :60], "Q8_0R16"))  # not whole blocks
+    with pytest.raises(gn.DTypeError, match="looked up by row"):
+        ops.embedding((packed, "Q8_0R16"), [0, 1])
+
+
+def test_int8_layout_converts_the_linear_matrices_only():
+    q8, r16 = QUANT_CODES["Q8_0"], QUANT_CODES["Q8_0R16"]
+    weights = {"embed": (_q8_blocks(32, 64, 1), q8), "layers.0.w": (_q8_blocks(32, 64, 2), q8),
+               "layers.0.odd": (_q8_blocks(24, 64, 3), q8),
+               "norm": (np.ones(64, np.float32), 0)}
+    out = int8_layout(weights, "int8", "cpu")
+    assert out["embed"][1] == q8 and out["layers.0.odd"][1] == q8 and out["norm"][1] == 0
+    assert out["layers.0.w"][1] == r16
+    np.testing.assert_array_equal(unpack_q8_0r16(out["layers.0.w"][0]), weights["layers.0.w"][0])
+    for activations, device in (("float32", "cpu"), ("int8", "cuda-emu")):
+        assert int8_layout(weights, activations, device) is weights
+
+
+def test_int8_model_runs_q8_0r16(ckpt):
+    q8 = gn.load(ckpt, dtype="int8")
+    assert "Q8_0R16" in q8.compute_mode
+    assert "Q8_0R16" not in gn.load(ckpt, dtype="int8", activations="float32").compute_mode

@@ -26,6 +26,7 @@ import pytest
 
 import gemma_native as gn
 from gemma_native import ops
+from gemma_native._dtypes import pack_q8_0r16
 from gemma_native.loading.gguf import block_size_of
 
 from tests.helpers.arrays import rnd, weight_arg
@@ -188,6 +189,22 @@ def test_quantized_decode_long_rows(kind):
         assert_identical(got, f"{kind} n={n} long rows")
         alone = np.concatenate([ops.linear(x, (raw[m:m + 1], kind)) for m in range(9)], axis=1)
         np.testing.assert_array_equal(next(iter(got.values())), alone)
+
+
+@needs_two
+def test_q8_0r16_linear():
+    """dtype="int8"'s own format (Q8_0R16: whole-block int32 sums, q8_0r16.cc): one and several
+    16-row groups and blocks, every tile height 1-12 and partial last tiles, with a bias.  Random
+    bytes include the weight -128, the one value whose |w| does not fit a signed byte."""
+    rng = np.random.default_rng(5)
+    for rows, cols in ((16, 32), (48, 544)):
+        w = (pack_q8_0r16(q_blocks("Q8_0", rows, cols, rng)), "Q8_0R16")
+        bias = rnd(rng, rows)
+        for n in (1, 2, 3, 4, 5, 7, 11, 12, 13, 25, 40):
+            x = rnd(rng, n, cols, scale=3.0)
+            x[0, :7] = [0.0, -0.0, 1e-30, 65504.0, -1e5, 0.5, -0.5]
+            assert_identical(on_each_set(lambda: ops.linear(x, w, bias)),
+                             f"Q8_0R16 rows={rows} cols={cols} n={n}")
 
 
 @needs_two

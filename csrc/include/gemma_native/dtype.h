@@ -22,7 +22,8 @@ namespace gemma_native {
   X(kQ4_0, "Q4_0")       \
   X(kQ5_0, "Q5_0")       \
   X(kQ4_K, "Q4_K")       \
-  X(kQ6_K, "Q6_K")
+  X(kQ6_K, "Q6_K")        \
+  X(kQ8_0R16, "Q8_0R16")
 
 enum class DType : int {
 #define GN_DTYPE_ENUM(e, name) e,

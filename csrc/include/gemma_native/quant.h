@@ -10,6 +10,13 @@
 //                     x = d * scale_j * q - dmin * min_j
 //   Q6_K 256 values:  uint8 ql[128] (low 4 bits), uint8 qh[64] (high 2 bits), int8 scales[16]
 //                     (one per 16 values), d                          x = d * scale * (q - 32)
+// The engine's own int8 format (not GGML's), what dtype="int8" quantizes linear weights to:
+//   Q8_0R16  the Q8_0 blocks of 16 consecutive rows interleaved.  Rows come in groups of 16
+//            (a matrix has rows % 16 == 0); group g, block b is kQ8R16GroupBlock = 544 bytes at
+//            (g * blocks_per_row + b) * 544: the 16 rows' half scales d (row order), then for
+//            k-step j = 0..7 and row r = 0..15 the 4 values 4j..4j+3 of that row's block as
+//            unsigned bytes q + 128.  Same values and size as Q8_0; a different arithmetic
+//            (ops/cpu/q8_0r16.cc: whole-block int32 sums, one fma per block).
 #pragma once
 
 #include <math.h>
@@ -53,19 +60,22 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
                   sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210,
               "GGML block sizes");
 
+constexpr int kQ8R16Rows = 16;
+constexpr int64_t kQ8R16GroupBlock = 2 * kQ8R16Rows + 32 * kQ8R16Rows;
+
 GN_HD bool is_quantized(DType t) { return static_cast<int>(t) >= static_cast<int>(DType::kQ8_0); }
 
 // Values per block and bytes per block of a weight dtype (1 and the element size for floats).
 GN_HD int64_t block_values(DType t) {
   switch (t) {
-    case DType::kQ8_0: case DType::kQ4_0: case DType::kQ5_0: return 32;
+    case DType::kQ8_0: case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0R16: return 32;
     case DType::kQ4_K: case DType::kQ6_K: return 256;
     default: return 1;
   }
 }
 GN_HD int64_t block_bytes(DType t) {
   switch (t) {
-    case DType::kQ8_0: return 34;
+    case DType::kQ8_0: case DType::kQ8_0R16: return 34;
     case DType::kQ4_0: return 18;
     case DType::kQ5_0: return 22;
     case DType::kQ4_K: return 144;

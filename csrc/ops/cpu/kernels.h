@@ -58,6 +58,8 @@ namespace GN_ISA {
 GN_ALL_OPS(GN_KERNEL_DECL)
 #undef GN_KERNEL_DECL
 void qlinear(const LinearArgs& a);
+// qlinear for Q8_0R16 weights (q8_0r16.cc); rows % 16 == 0, int8 activations.
+void linear_q8_0r16(const LinearArgs& a);
 void quantize_act(const float* x, int64_t k, int block, void* out);
 // The largest non-NaN value of x[0, v) into *max_out (-inf if none) and the lowest index
 // holding it (0 if none).

@@ -1101,7 +1101,9 @@ void quantize_act(const float* x, int64_t k, int block, void* out) {
 }
 
 void qlinear(const LinearArgs& a) {
-  if (a.w.float_activations) {
+  if (a.w.dtype == DType::kQ8_0R16) {
+    linear_q8_0r16(a);
+  } else if (a.w.float_activations) {
     qlinear_f32(a);
   } else {
     qlinear_int8(a);

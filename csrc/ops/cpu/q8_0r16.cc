@@ -1,0 +1,239 @@
+// q8_0r16: y[n, m] = sum_k x[n, k] * W[m, k] + bias[m] for W in the engine's Q8_0R16 format
+// (quant.h: Q8_0 blocks of 16 rows interleaved), what dtype="int8" turns linear weights into.
+//
+// The arithmetic (the definition every kernel set reproduces bit for bit):
+//   each activation row is quantized to q8_0 blocks as for Q8_0 (quant.h: quantize_act_q8_0,
+//   d_x a half value, q_x in [-127, 127]);
+//   per output (n, m): acc = +0.0f, then for each block b in order
+//     s_b = sum over the block's 32 values of q_w * q_x      (exact, int32)
+//     acc = fmaf((float)s_b, d_w * d_x, acc)                 (one rounding; d_w * d_x is exact:
+//                                                             two half values)
+//   y = acc + bias (or y + (acc + bias) when accumulating).
+// llama.cpp's Q8_0 arithmetic (qlinear.cc, kept for GGUF files) converts 8 partial sums per
+// block and feeds each to its own fp32 lane; whole-block sums need one convert and one fma per
+// 32 products instead of per 4, so the products can run at the integer unit's rate.
+//
+// Kernels: rows live in vector lanes (16 rows = one zmm, or two 8-row ymm halves on AVX2), an
+// activation row's 4 bytes of a k-step are broadcast to all of them:
+//   AVX512-VNNI: VPDPBUSD of the stored unsigned bytes (q_w + 128) with the signed activation;
+//     the lane starts the block from -128 * (sum of the activation block), so it ends at s_b.
+//   AVX-512 / AVX2 without VNNI: maddubs of |q_w| with q_x carrying q_w's sign, then madd
+//     with ones (pairs <= 2 * 128 * 127 < 2^15: no saturation), added to the lane.
+//   scalar / NEON: the same sums in plain loops.
+// Each block's int32 sums are converted once and meet one fma per (row, activation row).
+// A tile is 16 weight rows x T activation rows; a thread takes groups of 16 rows and walks every
+// activation row against each (the group, 16 x K bytes, stays in L2 meanwhile).
+#include <cstring>
+
+#include "gemma_native/quant.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/simd.h"
+
+namespace gemma_native::ops::cpu::GN_ISA {
+namespace {
+
+constexpr int kRows = kQ8R16Rows;
+constexpr int64_t kGB = kQ8R16GroupBlock;  // bytes per (group, block)
+// Activation rows per tile: AVX-512 holds 12 int32 and 12 fp32 accumulators in its 32
+// registers; AVX2 has 16 (4 + 4 per 8-row half, with the weight operands).
+#if defined(GN_X86_AVX512)
+constexpr int kMaxT = 12;
+#else
+constexpr int kMaxT = 4;
+#endif
+
+static inline int32_t load_i32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The activations of one call, quantized and laid out for the tiles: rows in tiles of kMaxT
+// (the last one padded with zeros), and per tile and block one XBlock, so that a tile reaches
+// all its activation rows from one pointer.  corr = -128 * (sum of the block's 32 values), the
+// start of a VNNI lane (see above).
+struct XBlock {
+  int8_t qs[kMaxT][32];
+  float d[kMaxT];
+  int32_t corr[kMaxT];
+};
+
+#if defined(GN_X86_AVX512)
+#if defined(GN_X86_AVX512VNNI)
+// acc + VPDPBUSD(w, the 4 bytes at p in every lane).  On hardware, one instruction with the
+// load folded in as an embedded broadcast (GCC 12 emits a separate VPBROADCASTD for the
+// intrinsic, which doubled the vector µops of the loop on AMD Zen 5).
+static inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* p) {
+#if defined(GN_SIMDE_AVX512)
+  return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(load_i32(p)));
+#else
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
+  return acc;
+#endif
+}
+#endif
+// out[t * 16 + r] for weight rows r of the group at grp and activation rows n0 .. n0 + T - 1.
+template <int T>
+void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out) {
+  __m512 facc[T];
+  for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
+#if !defined(GN_X86_AVX512VNNI)
+  const __m512i ones = _mm512_set1_epi16(1);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+#endif
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + b * kGB;
+    const XBlock& xb = x[b];
+    __m512i acc[T];
+#if defined(GN_X86_AVX512VNNI)
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_set1_epi32(xb.corr[t]);
+#else
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+#endif
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i wu = _mm512_loadu_si512(blk + 2 * kRows + 64 * j);
+#if defined(GN_X86_AVX512VNNI)
+      for (int t = 0; t < T; ++t) acc[t] = dpbusd_bcast(acc[t], wu, xb.qs[t] + 4 * j);
+#else
+      const __m512i ws = _mm512_xor_si512(wu, flip);
+      const __m512i wa = _mm512_abs_epi8(ws);
+      const __mmask64 neg = _mm512_movepi8_mask(ws);
+      for (int t = 0; t < T; ++t) {
+        const __m512i xv = _mm512_set1_epi32(load_i32(xb.qs[t] + 4 * j));
+        const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+        acc[t] = _mm512_add_epi32(acc[t], _mm512_madd_epi16(_mm512_maddubs_epi16(wa, xs), ones));
+      }
+#endif
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    for (int t = 0; t < T; ++t) {
+      const __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(xb.d[t]));
+      facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), dd, facc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * kRows, facc[t]);
+}
+#elif defined(GN_X86_AVX2)
+// The same on AVX2, one 8-row half h of the group at a time (rows 8h .. 8h + 7).
+template <int T>
+void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256 facc[T];
+  for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + b * kGB;
+    const XBlock& xb = x[b];
+    __m256i acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {
+      const __m256i wu =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2 * kRows + 64 * j + 32 * h));
+      const __m256i ws = _mm256_xor_si256(wu, flip);
+      const __m256i wa = _mm256_abs_epi8(ws);
+      for (int t = 0; t < T; ++t) {
+        const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(xb.qs[t] + 4 * j)), ws);
+        acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones));
+      }
+    }
+    const __m256 dw =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16 * h)));
+    for (int t = 0; t < T; ++t) {
+      const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb.d[t]));
+      facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t]), dd, facc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * kRows + 8 * h, facc[t]);
+}
+
+template <int T>
+void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out) {
+  tile_half<T>(grp, 0, x, nb, out);
+  tile_half<T>(grp, 1, x, nb, out);
+}
+#else
+template <int T>
+void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out) {
+  float facc[T][kRows];
+  for (int t = 0; t < T; ++t) {
+    for (int r = 0; r < kRows; ++r) facc[t][r] = 0.0f;
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + b * kGB;
+    float dw[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      dw[r] = f16_to_f32(static_cast<uint16_t>(blk[2 * r] | (blk[2 * r + 1] << 8)));
+    }
+    for (int t = 0; t < T; ++t) {
+      const XBlock& xb = x[b];
+      int32_t s[kRows] = {};
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* w = blk + 2 * kRows + 64 * j;
+        for (int r = 0; r < kRows; ++r) {
+          for (int i = 0; i < 4; ++i) s[r] += (static_cast<int32_t>(w[4 * r + i]) - 128) * xb.qs[t][4 * j + i];
+        }
+      }
+      for (int r = 0; r < kRows; ++r) {
+        facc[t][r] = fmaf(static_cast<float>(s[r]), dw[r] * xb.d[t], facc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int r = 0; r < kRows; ++r) out[t * kRows + r] = facc[t][r];
+  }
+}
+#endif
+
+template <int T>
+void tile_of(int rows, const uint8_t* grp, const XBlock* x, int64_t nb, float* out) {
+  if constexpr (T > 1) {
+    if (rows < T) return tile_of<T - 1>(rows, grp, x, nb, out);
+  }
+  tile<T>(grp, x, nb, out);
+}
+
+}  // namespace
+
+void linear_q8_0r16(const LinearArgs& a) {
+  const int64_t K = a.w.cols, M = a.w.rows, nb = K / 32;
+  const int64_t tiles = (a.n + kMaxT - 1) / kMaxT;
+  Buf<XBlock> xt(tiles * nb);
+  par_for(tiles, 1, [&](int64_t i0, int64_t i1) {
+    Buf<ActBlock32> row(nb);
+    for (int64_t i = i0; i < i1; ++i) {
+      XBlock* x = xt.data() + i * nb;
+      std::memset(static_cast<void*>(x), 0, static_cast<size_t>(nb) * sizeof(XBlock));
+      for (int t = 0; t < kMaxT && i * kMaxT + t < a.n; ++t) {
+        quantize_act(a.x + (i * kMaxT + t) * K, K, 32, row.data());
+        for (int64_t b = 0; b < nb; ++b) {
+          int32_t s = 0;
+          for (int v = 0; v < 32; ++v) s += row[b].qs[v];
+          std::memcpy(x[b].qs[t], row[b].qs, 32);
+          x[b].d[t] = row[b].d;
+          x[b].corr[t] = -128 * s;
+        }
+      }
+    }
+  });
+  const uint8_t* wbase = static_cast<const uint8_t*>(a.w.data);
+  par_for(M / kRows, 1, [&](int64_t g0, int64_t g1) {
+    float out[kMaxT * kRows];
+    for (int64_t g = g0; g < g1; ++g) {
+      const uint8_t* grp = wbase + g * nb * kGB;
+      for (int64_t i = 0; i < tiles; ++i) {
+        const int rows = static_cast<int>(min64(kMaxT, a.n - i * kMaxT));
+        tile_of<kMaxT>(rows, grp, xt.data() + i * nb, nb, out);
+        for (int t = 0; t < rows; ++t) {
+          float* y = a.y + (i * kMaxT + t) * M + g * kRows;
+          for (int r = 0; r < kRows; ++r) {
+            const float v = out[t * kRows + r] + (a.bias ? a.bias[g * kRows + r] : 0.0f);
+            y[r] = a.accumulate ? y[r] + v : v;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace gemma_native::ops::cpu::GN_ISA
