@@ -10,6 +10,9 @@ Measured in the same run (these machines are shared, so the ratios are what to r
 gn_f32 / gn_bf16 are the exact GEMM on fp32 / bf16 weights; gn_bf16_mode_amx /
 gn_bf16_mode_avx512bf16 (each where usable, see gn.backend_info()["available_bf16_gemms"]) are
 the bf16 compute mode on AMX tiles / AVX512-BF16 dot products, to compare with torch_bf16.
+gn_q8_0 / gn_q8_0r16 are int8 weights with 8-bit activations: GGML's Q8_0 (llama.cpp's
+arithmetic) and the engine's Q8_0R16 (dtype="int8"), next to the cores' VPDPBUSD peak
+(gn.core_peaks) where the CPU has AVX512-VNNI.
 
     python benchmarks/ops_gemm.py [--threads 2] [--json]
 """
@@ -146,8 +149,9 @@ def main():
     rows = []
     peak = fma_peak_gflops(so, args.threads) if so else float("nan")
     bw = copy_gbs(so, args.threads) if so else float("nan")
+    int8_peak = gn.core_peaks(args.threads).get("int8_dot_512", float("nan")) / 1e9
     print(f"machine ({args.threads} threads, {gn.backend_info()['cpu_isa']}): fp32 FMA peak "
-          f"{peak:.1f} GFLOP/s, copy {bw:.1f} GB/s")
+          f"{peak:.1f} GFLOP/s, VPDPBUSD peak {int8_peak:.0f} GOP/s, copy {bw:.1f} GB/s")
     rng = np.random.default_rng(0)
     gemm_shapes = [(512, 2560, 7680), (512, 7680, 2560), (2048, 2560, 2560)]
     if args.quick:
@@ -170,6 +174,9 @@ def main():
                 res[f"gn_bf16_mode_{unit}"] = flops / best_time(
                     lambda: ops.linear(x, (wb, "bfloat16"), bf16_activations=True)) / 1e9
         gn.set_bf16_gemm("auto")
+        for layout in ("Q8_0", "Q8_0R16"):
+            wq = ops.quantize_int8(wf, layout)
+            res[f"gn_{layout.lower()}"] = flops / best_time(lambda: ops.linear(x, wq)) / 1e9
         res["numpy_f32"] = flops / best_time(lambda: x @ wf.T) / 1e9
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(wf)
@@ -180,12 +187,18 @@ def main():
             f"{key} {v:.1f} GFLOP/s ({v / peak:.0%} of peak)" for key, v in res.items()
             if key not in ("kind", "n", "k", "m"))
         print(line)
+        print(f"  int8 vs VPDPBUSD peak: Q8_0 {res['gn_q8_0'] / int8_peak:.0%}, "
+              f"Q8_0R16 {res['gn_q8_0r16'] / int8_peak:.0%}; Q8_0R16 / Q8_0 "
+              f"{res['gn_q8_0r16'] / res['gn_q8_0']:.2f}x, Q8_0R16 / bf16 mode "
+              f"{res['gn_q8_0r16'] / max(v for key, v in res.items() if key.startswith('gn_bf16')):.2f}x")
         rows.append(res)
     # Decode: the 2B MLP up projection shape; bytes are the weight bytes read once.
     m, k = 7680, 2560
     wf = rng.standard_normal((m, k), dtype=np.float32)
     wb = to_bf16(wf)
-    cases = (("bf16", (wb, "bfloat16"), wb.nbytes), ("f32", wf, wf.nbytes))
+    q8, r16 = ops.quantize_int8(wf, "Q8_0"), ops.quantize_int8(wf)
+    cases = (("bf16", (wb, "bfloat16"), wb.nbytes), ("f32", wf, wf.nbytes),
+             ("q8_0", q8, q8[0].nbytes), ("q8_0r16", r16, r16[0].nbytes))
     for name, w, nbytes in cases if args.only != "gemm" else ():
         for n in (1, 2, 4):
             x = rng.standard_normal((n, k), dtype=np.float32)

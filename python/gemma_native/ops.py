@@ -23,7 +23,7 @@ import functools
 import numpy as np
 
 from . import _core
-from ._dtypes import DTYPE_CODES, QUANT_CODES, split_weight
+from ._dtypes import DTYPE_CODES, Q8_0R16, QUANT_CODES, pack_q8_0r16, split_weight
 from .errors import DeviceError, InvalidArgumentError, ShapeError
 from .device import EMULATOR, check_device
 
@@ -80,7 +80,7 @@ def with_device(fn):
 __all__ = [
     "embedding", "rmsnorm", "linear", "block_diag_linear", "conv1d", "rglru_scan", "rope",
     "attention", "geglu", "softcap", "add", "sample", "sample_uniform", "emulated_ops",
-    "use_device",
+    "use_device", "quantize_int8",
 ]
 
 
@@ -122,6 +122,18 @@ def rmsnorm(x, w, eps=1e-6, offset=1.0):
         raise ShapeError(f"rmsnorm needs a non-empty last axis, got shape {shape}")
     out = _be().rmsnorm(x.reshape(-1, shape[-1]), _f32(w), float(eps), float(offset))
     return out.reshape(shape)
+
+
+def quantize_int8(w, layout: str = Q8_0R16):
+    """float32 W [rows, cols] (cols % 32 == 0) quantized as ``dtype="int8"`` does (GGML's Q8_0
+    rule: per 32 values a half scale amax / 127 and rounded int8 values), as the weight argument
+    of :func:`linear`: ``(uint8 blocks, "Q8_0")``, multiplied with llama.cpp's arithmetic, or
+    with ``layout="Q8_0R16"`` (the default; rows % 16 == 0) the same values 16 rows interleaved,
+    multiplied with whole-block integer sums (docs/model-math.md)."""
+    if layout not in ("Q8_0", Q8_0R16):
+        raise InvalidArgumentError(f"layout must be 'Q8_0' or '{Q8_0R16}', got {layout!r}")
+    blocks = _core.quantize_q8_0(_f32(w))
+    return (pack_q8_0r16(blocks) if layout == Q8_0R16 else blocks), layout
 
 
 @with_device

@@ -206,3 +206,19 @@ def test_int8_model_runs_q8_0r16(ckpt):
     q8 = gn.load(ckpt, dtype="int8")
     assert "Q8_0R16" in q8.compute_mode
     assert "Q8_0R16" not in gn.load(ckpt, dtype="int8", activations="float32").compute_mode
+
+
+def test_ops_quantize_int8():
+    w = np.random.default_rng(13).normal(size=(32, 64)).astype(np.float32)
+    blocks, name = ops.quantize_int8(w, "Q8_0")
+    assert name == "Q8_0"
+    np.testing.assert_array_equal(blocks, _core.quantize_q8_0(w))
+    packed, name = ops.quantize_int8(w)
+    assert name == "Q8_0R16"
+    np.testing.assert_array_equal(unpack_q8_0r16(packed), blocks)
+    x = np.random.default_rng(14).normal(size=(3, 64)).astype(np.float32)
+    assert _cos(ops.linear(x, (packed, name)), x @ w.T) > 0.999
+    with pytest.raises(gn.InvalidArgumentError):
+        ops.quantize_int8(w, "Q4_0")
+    with pytest.raises(gn.DTypeError):
+        ops.quantize_int8(w[:24])  # Q8_0R16 needs whole groups of 16 rows
