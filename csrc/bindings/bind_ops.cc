@@ -176,6 +176,41 @@ py::array quantize_q8_0(py::array x) {
   return out;
 }
 
+// Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
+// layout (quant.h), same shape.
+py::array pack_q8_0r16(py::array blocks) {
+  check_ndim(blocks, 2, "blocks");
+  const int64_t rows = blocks.shape(0), row_bytes = blocks.shape(1);
+  GN_CHECK(rows % kQ8R16Rows == 0 && row_bytes % 34 == 0, ErrorKind::kShape,
+           "pack_q8_0r16: needs rows % 16 == 0 and whole 34-byte blocks, got [" +
+               std::to_string(rows) + ", " + std::to_string(row_bytes) + "]");
+  const uint8_t* src = typed<uint8_t>(blocks, "blocks");
+  py::array_t<uint8_t> out({rows, row_bytes});
+  uint8_t* dst = out.mutable_data();
+  const int64_t nb = row_bytes / 34;
+  py::gil_scoped_release nogil;
+  for (int64_t g = 0; g < rows / kQ8R16Rows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = dst + (g * nb + b) * kQ8R16GroupBlock;
+      const uint8_t* in[kQ8R16Rows];
+      for (int r = 0; r < kQ8R16Rows; ++r) {
+        in[r] = src + (g * kQ8R16Rows + r) * row_bytes + b * 34;
+        o[2 * r] = in[r][0];
+        o[2 * r + 1] = in[r][1];
+      }
+      for (int j = 0; j < 8; ++j) {  // 4 values of each row, XOR 0x80 each byte (q + 128)
+        for (int r = 0; r < kQ8R16Rows; ++r) {
+          uint32_t v;
+          std::memcpy(&v, in[r] + 2 + 4 * j, 4);
+          v ^= 0x80808080u;
+          std::memcpy(o + 2 * kQ8R16Rows + 64 * j + 4 * r, &v, 4);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // The quantized linear's 8-bit activations of x [rows, k] on the active CPU ISA: (d float32
 // [rows, k / block], q int8 [rows, k / block, block], bsums int16 [rows, k / 256, 16] for block
 // 256, else None), the layout of reference.quantize_activations.
@@ -536,6 +571,7 @@ void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
 void bind_ops(py::module_& m) {
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
+  m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"));
   m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));

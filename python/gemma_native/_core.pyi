@@ -116,6 +116,10 @@ def add(x: _Array, y: _Array) -> _Array:
 def quantize_q8_0(x: _Array) -> _Array:
     """float32 [rows, cols] -> Q8_0 blocks, uint8 [rows, cols / 32 * 34]."""
 
+def pack_q8_0r16(blocks: _Array) -> _Array:
+    """Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
+    layout, same shape."""
+
 def quantize_activations(x: _Array, block: int) -> Tuple[_Array, _Array, Optional[_Array]]:
     """The 8-bit activations a quantized linear uses: (d float32 [rows, k/block], q int8
     [rows, k/block, block], bsums int16 [rows, k/256, 16] for block 256 else None)."""

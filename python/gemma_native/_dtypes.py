@@ -104,12 +104,8 @@ def pack_q8_0r16(blocks) -> np.ndarray:
     of 16 rows and block, the 16 half scales, then for k-step j = 0..7 and row r the 4 values
     4j..4j+3 of the row's block as unsigned bytes q + 128."""
     blocks = np.asarray(blocks)
-    groups, nb = _r16_shape(blocks)
-    b = blocks.reshape(groups, R16_ROWS, nb, 34)
-    d = b[..., :2].transpose(0, 2, 1, 3).reshape(groups, nb, 2 * R16_ROWS)
-    q = b[..., 2:].reshape(groups, R16_ROWS, nb, 8, 4).transpose(0, 2, 3, 1, 4)
-    q = q.reshape(groups, nb, 32 * R16_ROWS) ^ np.uint8(0x80)
-    return np.concatenate([d, q], axis=2).reshape(blocks.shape)
+    _r16_shape(blocks)
+    return _core.pack_q8_0r16(np.ascontiguousarray(blocks))
 
 
 def unpack_q8_0r16(packed) -> np.ndarray:
