@@ -19,7 +19,9 @@
 //     the lane starts the block from -128 * (sum of the activation block), so it ends at s_b.
 //   AVX-512 / AVX2 without VNNI: maddubs of |q_w| with q_x carrying q_w's sign, then madd
 //     with ones (pairs <= 2 * 128 * 127 < 2^15: no saturation), added to the lane.
-//   scalar / NEON: the same sums in plain loops.
+//   NEON: SDOT (or widening multiplies and pairwise adds) of 4 rows' bytes (XOR 0x80 back to
+//     signed) with the broadcast activation group.
+//   scalar: the same sums in plain loops.
 // Each block's int32 sums are converted once and meet one fma per (row, activation row).
 // A tile is 16 weight rows x T activation rows; a thread takes groups of 16 rows and walks every
 // activation row against each (the group, 16 x K bytes, stays in L2 meanwhile).
@@ -145,6 +147,61 @@ void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* ou
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * kRows + 8 * h, facc[t]);
+}
+
+template <int T>
+void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out) {
+  tile_half<T>(grp, 0, x, nb, out);
+  tile_half<T>(grp, 1, x, nb, out);
+}
+#elif defined(GN_ARM_NEON)
+// NEON: 4 rows per int32x4, the group in two 8-row halves.  A k-step's 16 bytes for 4 rows meet
+// one activation 4-byte group broadcast to every lane: SDOT with the dot-product extension,
+// else widening multiplies and two pairwise adds (dot4 below); either way the exact int32 sum
+// of each row's 4 products.
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t w, int8x16_t x) {
+#if defined(GN_ARM_DOTPROD)
+  return vdotq_s32(acc, w, x);
+#else
+  return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x))),
+                                   vpaddlq_s16(vmull_high_s8(w, x))));
+#endif
+}
+
+template <int T>
+void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* out) {
+  const uint8x16_t flip = vdupq_n_u8(0x80);
+  float32x4_t facc[T][2];
+  for (int t = 0; t < T; ++t) facc[t][0] = facc[t][1] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + b * kGB;
+    const XBlock& xb = x[b];
+    int32x4_t acc[T][2];
+    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = vdupq_n_s32(0);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* wj = blk + 2 * kRows + 64 * j + 32 * h;
+      const int8x16_t w0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wj), flip));
+      const int8x16_t w1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wj + 16), flip));
+      for (int t = 0; t < T; ++t) {
+        const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(load_i32(xb.qs[t] + 4 * j)));
+        acc[t][0] = dot4(acc[t][0], w0, xv);
+        acc[t][1] = dot4(acc[t][1], w1, xv);
+      }
+    }
+    uint16_t hs[8];
+    std::memcpy(hs, blk + 16 * h, 16);
+    const float32x4_t dw0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(hs)));
+    const float32x4_t dw1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(hs + 4)));
+    for (int t = 0; t < T; ++t) {
+      const float32x4_t dx = vdupq_n_f32(xb.d[t]);
+      facc[t][0] = vfmaq_f32(facc[t][0], vcvtq_f32_s32(acc[t][0]), vmulq_f32(dw0, dx));
+      facc[t][1] = vfmaq_f32(facc[t][1], vcvtq_f32_s32(acc[t][1]), vmulq_f32(dw1, dx));
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    vst1q_f32(out + t * kRows + 8 * h, facc[t][0]);
+    vst1q_f32(out + t * kRows + 8 * h + 4, facc[t][1]);
+  }
 }
 
 template <int T>
