@@ -139,7 +139,7 @@ def test_q8_0r16_is_the_whole_block_arithmetic_bit_for_bit():
     acc) with s_b the exact int32 sum of the block's 32 products, one rounding per block.  Here
     it is evaluated in exact rational arithmetic and rounded once per step; the kernel set in
     use must give the same bits (test_kernel_sets holds the other sets to this one)."""
-    rows, cols, n = 32, 96, 3
+    rows, cols, n = 160, 96, 3  # 10 groups: pairs of groups per thread on AVX512-VNNI
     q8 = _q8_blocks(rows, cols, 8)
     x = np.random.default_rng(9).normal(size=(n, cols)).astype(np.float32) * 2
     got = ops.linear(x, (pack_q8_0r16(q8), "Q8_0R16"))

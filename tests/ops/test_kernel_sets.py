@@ -194,10 +194,11 @@ def test_quantized_decode_long_rows(kind):
 @needs_two
 def test_q8_0r16_linear():
     """dtype="int8"'s own format (Q8_0R16: whole-block int32 sums, q8_0r16.cc): one and several
-    16-row groups and blocks, every tile height 1-12 and partial last tiles, with a bias.  Random
-    bytes include the weight -128, the one value whose |w| does not fit a signed byte."""
+    16-row groups and blocks, every tile height 1-12 and partial last tiles, with a bias; 48 and
+    160 rows give threads odd and even group counts (VNNI takes groups in pairs).  Random bytes
+    include the weight -128, the one value whose |w| does not fit a signed byte."""
     rng = np.random.default_rng(5)
-    for rows, cols in ((16, 32), (48, 544)):
+    for rows, cols in ((16, 32), (48, 544), (160, 64)):
         w = (pack_q8_0r16(q_blocks("Q8_0", rows, cols, rng)), "Q8_0R16")
         bias = rnd(rng, rows)
         for n in (1, 2, 3, 4, 5, 7, 11, 12, 13, 25, 40):
