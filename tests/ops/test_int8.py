@@ -3,6 +3,7 @@
 8-bit activations on the CPU the linear matrices go to Q8_0R16 (16 rows interleaved, whole-block
 integer sums); the embedding table stays Q8_0."""
 
+import warnings
 from fractions import Fraction
 
 import gemma_native as gn
@@ -222,3 +223,22 @@ def test_ops_quantize_int8():
         ops.quantize_int8(w, "Q4_0")
     with pytest.raises(gn.DTypeError):
         ops.quantize_int8(w[:24])  # Q8_0R16 needs whole groups of 16 rows
+
+
+def test_q8_0r16_bits_do_not_depend_on_the_thread_count():
+    """Threads take groups of 16 rows, in pairs on AVX512-VNNI where their range allows: how the
+    rows are split must not change a bit (1 thread: every group in a pair but an odd last one)."""
+    q8 = pack_q8_0r16(_q8_blocks(80, 128, 15))  # 5 groups
+    x = np.random.default_rng(16).normal(size=(13, 128)).astype(np.float32)
+    before = gn.backend_info()["num_threads"]
+    try:
+        got = {}
+        for threads in (1, 2, 3):
+            with warnings.catch_warnings():  # 3 threads may oversubscribe this machine
+                warnings.simplefilter("ignore", RuntimeWarning)
+                gn.set_num_threads(threads)
+            got[threads] = ops.linear(x, (q8, "Q8_0R16"))
+    finally:
+        gn.set_num_threads(before)
+    np.testing.assert_array_equal(got[1].view(np.uint32), got[2].view(np.uint32))
+    np.testing.assert_array_equal(got[1].view(np.uint32), got[3].view(np.uint32))
