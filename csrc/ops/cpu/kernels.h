@@ -54,6 +54,13 @@ void block_diag_bf16(const BlockDiagLinearArgs& a);
 
 #ifdef GN_ISA
 namespace GN_ISA {
+// Output y[n, m] of a quantized linear (qlinear.cc, q8_0r16.cc): s + bias[m], or
+// y[n, m] + (s + bias[m]) when a.accumulate.
+static inline void store_linear(const LinearArgs& a, int64_t n, int64_t m, float s) {
+  const float bias = a.bias ? a.bias[m] : 0.0f;
+  float* y = a.y + n * a.w.rows + m;
+  *y = a.accumulate ? *y + (s + bias) : s + bias;
+}
 #define GN_KERNEL_DECL(name, Args) void name(const Args& a);
 GN_ALL_OPS(GN_KERNEL_DECL)
 #undef GN_KERNEL_DECL

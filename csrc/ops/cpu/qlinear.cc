@@ -869,12 +869,6 @@ void tile_b32_any(DType t, int mw, int r, const char* w, int64_t ws, const char*
   with_b32(t, [&](auto dt) { tile_b32_dt<decltype(dt)::value>(mw, r, w, ws, x, xs, nb, out); });
 }
 
-void store(const LinearArgs& a, int64_t n, int64_t m, float s) {
-  const float bias = a.bias ? a.bias[m] : 0.0f;
-  float* y = a.y + n * a.w.rows + m;
-  *y = a.accumulate ? *y + (s + bias) : s + bias;
-}
-
 void qlinear_int8(const LinearArgs& a) {
   const DType t = a.w.dtype;
   const int64_t K = a.w.cols, M = a.w.rows;
@@ -940,7 +934,7 @@ void qlinear_int8(const LinearArgs& a) {
       with_b32(t, [&](auto dt) {
         for (int64_t m = m0; m < m1; ++m) {
           for (int n = 0; n < gemv_rows; ++n) {
-            store(a, n, m, gemv_b32<decltype(dt)::value>(wbase + m * wrow, wrow, gv[n], nb));
+            store_linear(a, n, m, gemv_b32<decltype(dt)::value>(wbase + m * wrow, wrow, gv[n], nb));
           }
         }
       });
@@ -954,7 +948,7 @@ void qlinear_int8(const LinearArgs& a) {
         for (int64_t n = 0; n < a.n;) {
           const int r_rows = n + 4 <= a.n ? 4 : 1;
           tile_b32_any(t, 1, r_rows, wbase + m * wrow, wrow, act + n * act_row, act_row, nb, o);
-          for (int r = 0; r < r_rows; ++r) store(a, n + r, m, o[r]);
+          for (int r = 0; r < r_rows; ++r) store_linear(a, n + r, m, o[r]);
           n += r_rows;
         }
       }
@@ -966,11 +960,11 @@ void qlinear_int8(const LinearArgs& a) {
         for (; m + 4 <= m1; m += 4) {
           tile_pairs_direct_any(t, wbase + m * wrow, wrow, act, act_row, nb, out);
           for (int k = 0; k < 4; ++k) {
-            for (int r = 0; r < 4; ++r) store(a, r, m + k, out[k * 4 + r]);
+            for (int r = 0; r < 4; ++r) store_linear(a, r, m + k, out[k * 4 + r]);
           }
           for (int64_t n = 4; n < a.n; ++n) {
             tile_b32_any(t, 4, 1, wbase + m * wrow, wrow, act + n * act_row, act_row, nb, out);
-            for (int k = 0; k < 4; ++k) store(a, n, m + k, out[k]);
+            for (int k = 0; k < 4; ++k) store_linear(a, n, m + k, out[k]);
           }
         }
         rows_alone(m, m1, out);  // the last 1-3 rows of the range
@@ -988,7 +982,7 @@ void qlinear_int8(const LinearArgs& a) {
             else if (r_rows == 4) tile_pairs<4>(pb.data(), an, act_row, nb, out);
             else tile_pairs<1>(pb.data(), an, act_row, nb, out);
             for (int k = 0; k < 4; ++k) {
-              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+              for (int r = 0; r < r_rows; ++r) store_linear(a, n + r, m + k, out[k * r_rows + r]);
             }
             n += r_rows;
           }
@@ -1013,7 +1007,7 @@ void qlinear_int8(const LinearArgs& a) {
               tile_rows<1>(rb.data(), dw.data(), an, act_row, dn, a.n, nb, sc.data(), out);
             }
             for (int k = 0; k < kRowGroup; ++k) {
-              for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+              for (int r = 0; r < r_rows; ++r) store_linear(a, n + r, m + k, out[k * r_rows + r]);
             }
             n += r_rows;
           }
@@ -1042,7 +1036,7 @@ void qlinear_int8(const LinearArgs& a) {
               tile_b32_dt<decltype(dt)::value>(k_rows, r_rows, wbase + m * wrow, wrow,
                                                act + n * act_row, act_row, nb, out);
               for (int k = 0; k < k_rows; ++k) {
-                for (int r = 0; r < r_rows; ++r) store(a, n + r, m + k, out[k * r_rows + r]);
+                for (int r = 0; r < r_rows; ++r) store_linear(a, n + r, m + k, out[k * r_rows + r]);
               }
               n += r_rows;
             }
@@ -1068,7 +1062,7 @@ void qlinear_int8(const LinearArgs& a) {
         if (done < rows) {
           dot_rows(t, wm, act + (n0 + done) * act_row, act_row, rows - done, nb, outk + done);
         }
-        for (int r = 0; r < rows; ++r) store(a, n0 + r, m, outk[r]);
+        for (int r = 0; r < rows; ++r) store_linear(a, n0 + r, m, outk[r]);
       }
     }
   });
@@ -1084,7 +1078,7 @@ void qlinear_f32(const LinearArgs& a) {
     for (int64_t m = m0; m < m1; ++m) {
       dequantize_row(wbase + m * wrow, t, K, buf.data());
       for (int64_t n = 0; n < a.n; ++n) {
-        store(a, n, m, dot_linear<DType::kF32>(buf.data(), a.x + n * K, K));
+        store_linear(a, n, m, dot_linear<DType::kF32>(buf.data(), a.x + n * K, K));
       }
     }
   });
