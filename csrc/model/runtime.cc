@@ -43,7 +43,7 @@ ops::WeightMatrix Decoder::resident(ops::WeightMatrix m) {
     device_weights_.push_back(std::move(b));
     return m;
   }
-  GN_CHECK(!is_quantized(m.dtype), ErrorKind::kDevice,
+  GN_CHECK(!is_quantized(m.dtype) && !is_packed_float(m.dtype), ErrorKind::kDevice,
            std::string("the ") + backend_->name() + " backend has no kernels for " +
                dtype_name(m.dtype) + " weights yet; load with dtype='bfloat16' (or 'int8' with "
                "activations='float32'), or on the CPU");
@@ -57,7 +57,7 @@ const float* Decoder::resident(const float* p, int64_t n) {
 
 const void* Decoder::resident(const void* p, DType t, int64_t n) {
   if (!backend_->copies_weights() || p == nullptr) return p;
-  GN_CHECK(!is_quantized(t), ErrorKind::kDevice,
+  GN_CHECK(!is_quantized(t) && !is_packed_float(t), ErrorKind::kDevice,
            std::string("the ") + backend_->name() + " backend has no kernels for " +
                dtype_name(t) + " weights yet");
   ops::Buffer<unsigned char> b(*backend_, n * dtype_size(t));

@@ -24,6 +24,9 @@ bool embedding(const EmbeddingArgs& a) {
   GN_CHECK(a.table.dtype != DType::kQ8_0R16, ErrorKind::kDType,
            "embedding: a Q8_0R16 matrix (16 rows interleaved) cannot be looked up by row; "
            "keep the table in Q8_0");
+  GN_CHECK(a.table.dtype != DType::kBF16R32, ErrorKind::kDType,
+           "embedding: a BF16R32 matrix (32-row panels) cannot be looked up by row; keep the "
+           "table in bfloat16");
   const int32_t* ids = a.host_ids != nullptr ? a.host_ids : a.ids;
   for (int64_t i = 0; i < a.n; ++i) {
     GN_CHECK(ids[i] >= 0 && ids[i] < a.table.rows, ErrorKind::kInvalidArgument,
@@ -54,13 +57,18 @@ bool linear(const LinearArgs& a) {
              "linear: Q8_0R16 weights take 8-bit activations only (use Q8_0 for float32 "
              "activations)");
   }
+  if (a.w.dtype == DType::kBF16R32) {
+    GN_CHECK(a.w.rows % kR32Rows == 0 && a.w.cols % kR32ColStep == 0, ErrorKind::kShape,
+             "linear: BF16R32 weights need rows % 32 == 0 and cols % 16 == 0, got [" +
+                 std::to_string(a.w.rows) + ", " + std::to_string(a.w.cols) + "]");
+  }
   return a.n > 0 && a.w.rows > 0;
 }
 
 bool block_diag_linear(const BlockDiagLinearArgs& a) {
   GN_CHECK(a.blocks > 0 && a.block_size > 0, ErrorKind::kShape,
            "block_diag_linear: blocks and block size must be > 0");
-  GN_CHECK(!is_quantized(a.w_dtype), ErrorKind::kDType,
+  GN_CHECK(!is_quantized(a.w_dtype) && !is_packed_float(a.w_dtype), ErrorKind::kDType,
            "block_diag_linear: weights must be float32, bfloat16 or float16");
   return a.n > 0;
 }

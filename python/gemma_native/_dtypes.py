@@ -7,16 +7,25 @@ the array holds the raw uint16 bits).
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from . import _core
-from .errors import DTypeError
+from .errors import DTypeError, InvalidArgumentError, ShapeError
 from .loading import ggml
 
 # The engine's weight dtype codes (csrc/include/gemma_native/dtype.h, exported by _core): the
 # float dtypes here, the block formats in QUANT_CODES.
+# The engine's packed bf16 layout (not a file format): bfloat16 linear matrices on the CPU, 32
+# rows per panel in the exact kernels' lane order (docs/model-math.md, "The packed bf16
+# layout").  Same values and bytes; the loader lays matrices out so.
+BF16R32 = "BF16R32"
+R32_ROWS, R32_COL_STEP = 32, 16
 DTYPE_CODES = {name: code for name, code in _core.DTYPE_CODES.items()
-               if name not in _core.QUANT_BLOCKS}
+               if name not in _core.QUANT_BLOCKS and name != BF16R32}
+# Float layouts the kernels read but nothing loads as: name -> engine dtype code.
+PACKED_CODES = {BF16R32: _core.DTYPE_CODES[BF16R32]}
 # The engine's own block format (not a GGML type): Q8_0 blocks of 16 consecutive rows
 # interleaved, multiplied with whole-block integer sums (docs/model-math.md, "The int8 weight
 # format").  dtype="int8" turns linear matrices into it on the CPU.
@@ -28,7 +37,7 @@ QUANT_CODES = {**ggml.NATIVE_QUANT_CODES, Q8_0R16: _core.DTYPE_CODES[Q8_0R16]}
 # The block format that dtype "int8" quantizes to.
 INT8_FORMAT = "Q8_0"
 # Engine dtype code -> its name ("float32" ... "Q8_0" ...).
-CODE_NAMES = {code: name for name, code in {**DTYPE_CODES, **QUANT_CODES}.items()}
+CODE_NAMES = {code: name for name, code in {**DTYPE_CODES, **QUANT_CODES, **PACKED_CODES}.items()}
 _ALIASES = {"f32": "float32", "fp32": "float32", "bf16": "bfloat16", "f16": "float16",
             "fp16": "float16", "half": "float16", "float": "float32", "i8": "int8",
             "q8_0": "int8"}
@@ -69,6 +78,10 @@ def split_weight(w):
     if isinstance(w, tuple):
         if len(w) != 2:
             raise DTypeError("a weight tuple must be (array, dtype_name)")
+        if isinstance(w[1], str) and w[1].upper() == BF16R32:
+            arr = np.asarray(w[0])
+            _r32_shape(arr)
+            return arr, BF16R32
         if isinstance(w[1], str) and w[1].upper() in QUANT_CODES:
             arr = np.asarray(w[0])
             if arr.dtype != np.uint8 or arr.ndim != 2:
@@ -119,8 +132,37 @@ def unpack_q8_0r16(packed) -> np.ndarray:
     return np.concatenate([d, q], axis=3).reshape(packed.shape)
 
 
+def _r32_shape(w: np.ndarray) -> tuple[int, int]:
+    if w.dtype != np.uint16 or w.ndim != 2:
+        raise DTypeError(f"{BF16R32} weights are bfloat16 bits, a 2-D uint16 array; got "
+                         f"{w.dtype} of shape {list(w.shape)}")
+    if w.shape[0] % R32_ROWS or w.shape[1] % R32_COL_STEP:
+        raise ShapeError(f"{BF16R32} weights need rows % {R32_ROWS} == 0 and cols % "
+                         f"{R32_COL_STEP} == 0; got {list(w.shape)}")
+    return w.shape
+
+
+def pack_bf16r32(bits) -> np.ndarray:
+    """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) in the BF16R32 layout,
+    same shape and values: per panel of 32 rows, per lane l < 8 and pair p < cols / 16, the 32
+    rows' words value[16p + l] | value[16p + l + 8] << 16."""
+    _r32_shape(np.asarray(bits))
+    return _core.pack_bf16r32(np.ascontiguousarray(bits))
+
+
+def unpack_bf16r32(packed) -> np.ndarray:
+    """The bfloat16 bits uint16 [rows, cols] that pack_bf16r32 turned into ``packed``."""
+    packed = np.asarray(packed)
+    rows, cols = _r32_shape(packed)
+    # [panel q][lane l][pair p][row t][half h] -> [q][t][p][h][l]: value 16p + 8h + l of row t.
+    words = packed.reshape(rows // R32_ROWS, 8, cols // R32_COL_STEP, R32_ROWS, 2)
+    return np.ascontiguousarray(words.transpose(0, 3, 2, 4, 1)).reshape(rows, cols)
+
+
 def weight_to_f32(w) -> np.ndarray:
     arr, name = split_weight(w)
+    if name == BF16R32:
+        arr, name = unpack_bf16r32(arr), "bfloat16"
     if name == Q8_0R16:
         arr, name = unpack_q8_0r16(arr), INT8_FORMAT
     if name in QUANT_CODES:
@@ -164,6 +206,42 @@ def to_engine(arr: np.ndarray, src: str, dst: str):
     return out, QUANT_CODES[INT8_FORMAT]
 
 
+def _drop_mapped_pages(arr: np.ndarray) -> None:
+    """If arr is a view of a file mapping (mmap=True), drops its pages from this process's
+    mapping (madvise MADV_DONTNEED: they stay in the page cache, and a later read would fault
+    them back in), so that a matrix the loader has copied does not also count in the RSS."""
+    base = arr
+    while isinstance(base, (np.ndarray, memoryview)):  # np.frombuffer's base is a memoryview
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        off = arr.ctypes.data - np.frombuffer(base, np.uint8).ctypes.data
+        lo = off // mmap.PAGESIZE * mmap.PAGESIZE
+        base.madvise(mmap.MADV_DONTNEED, lo, off + arr.nbytes - lo)
+    except (ValueError, OSError):  # a closed mapping, or a kernel that refuses: keep the pages
+        pass
+
+
+def bf16_layout(weights: dict, device: str) -> dict:
+    """Lays out the engine weights {name: (array, dtype code)} of a model for the CPU, in place:
+    every 2-D bfloat16 matrix with rows % 32 == 0 and cols % 16 == 0 except the embedding table
+    (looked up by row, and the tied output layer's weights) becomes BF16R32, which the exact and
+    the bf16 compute mode's kernels read without repacking; exact results are the same bit for
+    bit as from the row-major matrix.  Each matrix is released (or its mapped pages dropped) as
+    soon as its packed copy exists, so memory grows by one matrix at most.  Returns weights
+    (unchanged for another device)."""
+    if device != "cpu":
+        return weights
+    bf16 = DTYPE_CODES["bfloat16"]
+    for name, (arr, code) in list(weights.items()):
+        if (code == bf16 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R32_ROWS == 0
+                and arr.shape[1] % R32_COL_STEP == 0):
+            weights[name] = (pack_bf16r32(arr), PACKED_CODES[BF16R32])
+            _drop_mapped_pages(arr)
+    return weights
+
+
 def int8_layout(weights: dict, activations: str, device: str) -> dict:
     """The engine weights {name: (array, dtype code)} of a model loaded with dtype="int8", for its
     compute mode: on the CPU with int8 activations every Q8_0 matrix with rows % 16 == 0 except
@@ -179,3 +257,22 @@ def int8_layout(weights: dict, activations: str, device: str) -> dict:
         out[name] = (arr, code)
     return out
 
+
+
+# The CPU kernel sets whose BF16R32 kernels beat the row-major ones (on the AVX2 set the decode
+# GEMV reads it slower: its 8-lane registers give one panel too few FMA chains).
+PACKING_SETS = ("avx512", "avx512vnni")
+
+
+def check_pack_weights(pack_weights) -> None:
+    if pack_weights is not None and not isinstance(pack_weights, bool):
+        raise InvalidArgumentError(f"pack_weights must be None, True or False, got {pack_weights!r}")
+
+
+def cpu_layout(weights: dict, activations: str, device: str, pack_weights: bool | None) -> dict:
+    """The layouts the loader gives a model's engine weights: int8_layout, then bf16_layout when
+    pack_weights is True, or None and the CPU kernel set in use is one of PACKING_SETS."""
+    weights = int8_layout(weights, activations, device)
+    if pack_weights is None:
+        pack_weights = _core.backend_info()["cpu_isa"] in PACKING_SETS
+    return bf16_layout(weights, device) if pack_weights else weights

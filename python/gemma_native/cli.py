@@ -255,6 +255,7 @@ def cmd_info(args):
     info = {"path": model.path, "weights_dtype": model.weight_dtype,
             "compute_mode": model.compute_mode,
             "weights_bytes": model.weights_nbytes,
+            "weight_layouts": model.weight_layouts,
             "config": dataclasses.asdict(model.config),
             "state_bytes_per_sequence": model.new_state().nbytes,
             "tokenizer": None if model.tokenizer is None else {

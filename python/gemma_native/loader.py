@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._dtypes import CODE_NAMES, canonical_dtype, int8_layout
+from ._dtypes import CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout
 from .errors import InvalidArgumentError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .loading.hub import resolve
@@ -21,7 +21,7 @@ from .device import check_device
 
 def load(path, dtype: str | None = None, n_threads: int | None = None,
          activations: str = "int8", device: str = "cpu", mmap: bool = True,
-         revision: str | None = None) -> Model:
+         revision: str | None = None, pack_weights: bool | None = None) -> Model:
     """Loads a model.
 
     path: a Hugging Face folder (config.json, model.safetensors or shards with
@@ -58,10 +58,20 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     under the model.  Replace model files with a rename (``mv``), which leaves the mapped file
     intact, or load with mmap=False, which reads every weight into memory first (the file can
     then change freely; costs the weights' size in RAM and the time to read them).
+    pack_weights: lay the bfloat16 linear matrices of a Hugging Face folder out for the CPU
+    kernels at load, as "BF16R32" (32-row panels in the kernels' summation order: same values,
+    the same results bit for bit, and no repacking per call; on the 2B shape about 10% faster
+    exact prefill, and up to 1.5x faster decode steps of several rows).  None (default): where
+    the CPU kernel set in use is an AVX-512 one (the AVX2 kernels are no faster on it); True:
+    always; False: never.  Packing is a copy in memory, so those matrices are then not
+    memory-mapped (the embedding table and the small tensors still are); False keeps them in
+    the file's layout, mapped and shared between processes.  No effect on other dtypes, GGUF
+    files or CUDA devices.
     """
     device = check_device(device)
     if not isinstance(mmap, (bool,)):
         raise InvalidArgumentError(f"mmap must be True or False, got {mmap!r}")
+    check_pack_weights(pack_weights)
     apply_n_threads(n_threads)
     want = canonical_dtype(dtype) if dtype is not None else None
     check_activations(activations)
@@ -79,8 +89,9 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     arch = for_hf_config(ckpt.config)
     emb = ckpt.tensors.get("model.embed_tokens.weight")
     cfg = arch.parse_hf_config(ckpt.config, emb.dtype if emb is not None else "float32")
-    weights = int8_layout(_in_memory(arch.hf_weights(cfg, ckpt.tensors, want), mmap), activations,
-                          device)
+    weights = cpu_layout(arch.hf_weights(cfg, ckpt.tensors, want), activations, device,
+                         pack_weights)
+    weights = _in_memory(weights, mmap)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
@@ -89,6 +100,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
     model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd, activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     folder = ckpt.path if os.path.isdir(ckpt.path) else os.path.dirname(ckpt.path)
     model.chat_template = template_from_hf_folder(folder)
     return model
@@ -135,6 +147,7 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
     model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes),
                   activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
     model.chat_template = template_from_gguf(gf.metadata)
     return model

@@ -191,6 +191,9 @@ class Model:
         self.weight_dtype = weight_dtype
         self.activations = activations  # the compute mode asked for (load's activations=)
         self.weights_nbytes = 0  # bytes of weight arrays the model uses (mapped or in memory)
+        # The engine dtypes / layouts of those arrays, e.g. ['BF16R32', 'bfloat16', 'float32']
+        # (BF16R32, Q8_0R16: the CPU kernels' packed layouts of the linear matrices).
+        self.weight_layouts: list[str] = []
         self.chat_template: str | None = None  # the Jinja template stored with the model
         self._core = core
 

@@ -23,7 +23,7 @@ import functools
 import numpy as np
 
 from . import _core
-from ._dtypes import DTYPE_CODES, Q8_0R16, QUANT_CODES, pack_q8_0r16, split_weight
+from ._dtypes import DTYPE_CODES, PACKED_CODES, Q8_0R16, QUANT_CODES, pack_q8_0r16, split_weight
 from .errors import DeviceError, InvalidArgumentError, ShapeError
 from .device import EMULATOR, check_device
 
@@ -94,7 +94,7 @@ def _i32(x):
 
 def _w(w):
     arr, name = split_weight(w)
-    return np.ascontiguousarray(arr), {**DTYPE_CODES, **QUANT_CODES}[name]
+    return np.ascontiguousarray(arr), {**DTYPE_CODES, **QUANT_CODES, **PACKED_CODES}[name]
 
 
 def _opt(x):

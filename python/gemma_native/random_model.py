@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from ._dtypes import canonical_dtype, int8_layout
+from ._dtypes import CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout
 from ._modes import check_activations, core_options
 from .device import check_device
 from .errors import InvalidArgumentError
@@ -123,23 +123,27 @@ def random_tensors(cfg, seed: int = 0) -> dict:
 
 
 def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", seed: int = 0,
-                 device: str = "cpu", activations: str = "int8", **overrides) -> Model:
+                 device: str = "cpu", activations: str = "int8", pack_weights: bool | None = None,
+                 **overrides) -> Model:
     """A Model with random weights at a named shape (see PRESETS); config fields may be
     overridden (e.g. num_layers=2, vocab_size=1024).  Same seed and arguments -> same weights.
     It has no tokenizer: generate from token ids.  dtype: float32, bfloat16 or float16 for
     the large matrices (norms and biases are always float32), or int8 (Q8_0 blocks).  device
-    and activations: as for :func:`gemma_native.load`."""
+    activations and pack_weights: as for :func:`gemma_native.load`."""
     device = check_device(device)
     check_activations(activations)
     cfg = preset_config(preset, dtype, **overrides)
     want = canonical_dtype(dtype)
     _check_seed(seed)
     arch = for_config(cfg)
-    weights = int8_layout(arch.hf_weights(cfg, random_tensors(cfg, seed), want), activations, device)
+    check_pack_weights(pack_weights)
+    weights = cpu_layout(arch.hf_weights(cfg, random_tensors(cfg, seed), want), activations,
+                         device, pack_weights)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want,
                   activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     return model
 
 
@@ -163,17 +167,18 @@ def parse_model_spec(spec) -> str | None:
 
 
 def model_from_spec(spec, dtype: str | None = None, n_threads: int | None = None,
-                    seed: int = 0, device: str = "cpu", activations: str = "int8") -> Model:
+                    seed: int = 0, device: str = "cpu", activations: str = "int8",
+                    pack_weights: bool | None = None) -> Model:
     """The model a spec names: ``random:PRESET`` -> :func:`random_model` (dtype None:
     bfloat16), a path -> :func:`gemma_native.load` (dtype None: as stored).  n_threads,
-    device and activations as for load (n_threads: process-wide kernel threads; None keeps the
-    setting)."""
+    device, activations and pack_weights as for load (n_threads: process-wide kernel threads;
+    None keeps the setting)."""
     from .loader import apply_n_threads, load
 
     preset = parse_model_spec(spec)
     if preset is None:
         return load(spec, dtype=dtype, n_threads=n_threads, device=device,
-                    activations=activations)
+                    activations=activations, pack_weights=pack_weights)
     apply_n_threads(n_threads)
     return random_model(preset, dtype=dtype or "bfloat16", seed=seed, device=device,
-                        activations=activations)
+                        activations=activations, pack_weights=pack_weights)

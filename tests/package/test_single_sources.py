@@ -21,7 +21,7 @@ def test_error_kinds_map_to_exception_classes():
 
 def test_python_dtype_codes_are_the_native_ones():
     native = dict(_core.DTYPE_CODES)
-    assert {**_dtypes.DTYPE_CODES, **_dtypes.QUANT_CODES} == native
+    assert {**_dtypes.DTYPE_CODES, **_dtypes.QUANT_CODES, **_dtypes.PACKED_CODES} == native
     assert sorted(native.values()) == list(range(len(native)))
     assert set(_core.QUANT_BLOCKS) == set(_dtypes.QUANT_CODES)
 

@@ -23,7 +23,8 @@ namespace gemma_native {
   X(kQ5_0, "Q5_0")       \
   X(kQ4_K, "Q4_K")       \
   X(kQ6_K, "Q6_K")        \
-  X(kQ8_0R16, "Q8_0R16")
+  X(kQ8_0R16, "Q8_0R16")  \
+  X(kBF16R32, "BF16R32")
 
 enum class DType : int {
 #define GN_DTYPE_ENUM(e, name) e,
@@ -38,6 +39,24 @@ constexpr int kNumDTypes = 0 GN_DTYPES(GN_DTYPE_COUNT);
 
 // Bytes per element of a float dtype (quantized ones: see block_bytes in quant.h).
 GN_HD int dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+// BF16R32, the engine's packed bf16 layout (not a file format): what bfloat16 linear matrices
+// become at load on the CPU, so that no GEMM repacks them per call.  The same bf16 values and
+// bytes as the row-major matrix W [rows, cols], rows % 32 == 0 and cols % 16 == 0, stored as
+// 32-bit words that each hold two values of one row: with k = 16 p + l (l < 8),
+//   word ((q * 8 + l) * (cols / 16) + p) * 32 + t  =  W[32 q + t][k] | W[32 q + t][k + 8] << 16.
+// So a panel q of 32 rows holds, per lane l, one sequential stream of its rows' values at
+// k = l, l + 8, l + 16, ... two steps per word (the exact kernels' lane order, gemm.h), and a word
+// is a pair of values of one row (the bf16 dot products' operand, bf16_dot.cc, bf16_gemm.cc).
+constexpr int64_t kR32Rows = 32;
+constexpr int64_t kR32ColStep = 16;
+GN_HD bool is_packed_float(DType t) { return t == DType::kBF16R32; }
+// The word and half (0 low, 1 high) holding W[m][k] of a BF16R32 matrix with `cols` columns.
+GN_HD int64_t bf16r32_word(int64_t m, int64_t k, int64_t cols, int* half) {
+  *half = static_cast<int>((k / 8) % 2);
+  return (((m / kR32Rows) * 8 + k % 8) * (cols / kR32ColStep) + k / kR32ColStep) * kR32Rows +
+         m % kR32Rows;
+}
 
 static inline const char* dtype_name(DType t) {
   switch (t) {

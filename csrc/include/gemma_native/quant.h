@@ -63,7 +63,10 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
 constexpr int kQ8R16Rows = 16;
 constexpr int64_t kQ8R16GroupBlock = 2 * kQ8R16Rows + 32 * kQ8R16Rows;
 
-GN_HD bool is_quantized(DType t) { return static_cast<int>(t) >= static_cast<int>(DType::kQ8_0); }
+GN_HD bool is_quantized(DType t) {
+  return static_cast<int>(t) >= static_cast<int>(DType::kQ8_0) &&
+         static_cast<int>(t) <= static_cast<int>(DType::kQ8_0R16);
+}
 
 // Values per block and bytes per block of a weight dtype (1 and the element size for floats).
 GN_HD int64_t block_values(DType t) {

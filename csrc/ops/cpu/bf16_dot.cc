@@ -113,16 +113,16 @@ static inline void store16(__m512 c, float* y, const float* bias, bool accumulat
   _mm512_storeu_ps(y, c);
 }
 
-// y[r][0..32) (to o.cols) = sum over pairs of x row r . W groups w0, w1, for R rows of x
-// (R <= kRows) interleaved as xq[i][kRows].
-template <int R>
+// y[r][0..32) (to o.cols) = sum over pairs of x row r . W groups w0, w1 (pair i's 16 words at
+// + i * WS), for R rows of x (R <= kRows) interleaved as xq[i][kRows].
+template <int R, int WS>
 static void tile(const uint32_t* xq, int64_t k2, const uint32_t* w0, const uint32_t* w1,
                  const TileOut& o) {
   __m512 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t i = 0; i < k2; ++i) {
-    const __m512bh b0 = as_bh(_mm512_loadu_si512(w0 + i * kGroup));
-    const __m512bh b1 = as_bh(_mm512_loadu_si512(w1 + i * kGroup));
+    const __m512bh b0 = as_bh(_mm512_loadu_si512(w0 + i * WS));
+    const __m512bh b1 = as_bh(_mm512_loadu_si512(w1 + i * WS));
     for (int r = 0; r < R; ++r) {
       const __m512bh x = as_bh(_mm512_set1_epi32(static_cast<int>(xq[i * kRows + r])));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
@@ -152,9 +152,13 @@ static void tile(const uint32_t* xq, int64_t k2, const uint32_t* w0, const uint3
 using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, const uint32_t*,
                         const TileOut&);
 
-constexpr TileFn kTiles[kRows + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>, &tile<4>,
-                                      &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>, &tile<9>,
-                                      &tile<10>, &tile<11>, &tile<12>};
+// The tiles by height, for W words WS apart: kGroup for the per-call packed W, kR32Rows for
+// BF16R32 weights read in place (a 32-row panel's pairs hold both groups, w1 = w0 + 16).
+template <int WS>
+constexpr TileFn kTiles[kRows + 1] = {
+    nullptr,       &tile<1, WS>,  &tile<2, WS>, &tile<3, WS>, &tile<4, WS>,
+    &tile<5, WS>,  &tile<6, WS>,  &tile<7, WS>, &tile<8, WS>, &tile<9, WS>,
+    &tile<10, WS>, &tile<11, WS>, &tile<12, WS>};
 
 // f32_to_bf16 of 16 floats, each result in the high half of its 32-bit lane (nearest even;
 // a NaN stays a quiet NaN), bit for bit the scalar definition.
@@ -167,14 +171,21 @@ static inline __m512i bf16_hi(__m512 v) {
   return _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));
 }
 
-// 16-bit element j of a two-register permute: element 2j + 1 of (a, b), j < 32.
-struct OddHalves {
+// The 16-bit elements of a two-register permute (a, b) that gather 32 values' bf16 halves
+// (value v's in element 2v + 1) into 16 words of pairs: in k order, element j = 2j + 1; in
+// BF16R32's pairs (dtype.h: word w of a 32-value block holds values 16 (w / 8) + w % 8 and
+// that + 8), element 2w takes the first value of word w's pair, 2w + 1 the second.
+struct PairHalves {
   alignas(64) int16_t v[32];
-  constexpr OddHalves() : v() {
-    for (int j = 0; j < 32; ++j) v[j] = static_cast<int16_t>(2 * j + 1);
+  constexpr explicit PairHalves(bool r32) : v() {
+    for (int j = 0; j < 32; ++j) {
+      const int w = j / 2, first = 16 * (w / 8) + w % 8;
+      v[j] = static_cast<int16_t>(2 * (r32 ? first + 8 * (j % 2) : j) + 1);
+    }
   }
 };
-alignas(64) static constexpr OddHalves kOddHalves{};
+alignas(64) static constexpr PairHalves kOddHalves{false};
+alignas(64) static constexpr PairHalves kR32Halves{true};
 
 // Words of the packed x: blocks of kRows rows (the last one zero-padded) x (k + 1) / 2 pairs.
 static int64_t x_words(int64_t n_rows, int64_t k) {
@@ -186,12 +197,21 @@ static int64_t x_words(int64_t n_rows, int64_t k) {
 // rows past n_rows).  32 values of each of the block's rows become one register of 16 pairs,
 // a 16 x 16 transpose turns the block's registers into one register per pair, and each of
 // those stores its first kRows words; the last pairs of a row (k % 32 values) go one by one.
+// R32 (BF16R32 weights; k % 16 == 0): pair i = l * (k / 16) + p holds x[16p + l] and
+// x[16p + l + 8] (l < 8), in the order of the weights' words.
+template <bool R32>
 static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
   static_assert(kRows <= 16, "one register per pair holds 16 rows");
   const int64_t k2 = (k + 1) / 2, blocks = (n_rows + kRows - 1) / kRows;
   const int64_t kv = k / 32 * 16;  // pairs converted 16 at a time
+  const int64_t lane_pairs = k / kR32ColStep;
+  // Where pair register w (of the 16 made from values [2i, 2i + 32)) goes, in pairs.
+  auto pair_at = [&](int64_t i, int w) -> int64_t {
+    if (!R32) return i + w;
+    return (w % 8) * lane_pairs + i / 8 + w / 8;
+  };
   par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    const __m512i odd_halves = _mm512_load_si512(kOddHalves.v);
+    const __m512i odd_halves = _mm512_load_si512(R32 ? kR32Halves.v : kOddHalves.v);
     for (int64_t b = b0; b < b1; ++b) {
       uint32_t* dst = xq + b * k2 * kRows;
       const int64_t n0 = b * kRows;
@@ -210,24 +230,35 @@ static void pack_x(const float* x, int64_t n_rows, int64_t k, uint32_t* xq) {
           r[n] = _mm512_permutex2var_epi16(lo, odd_halves, hi);
         }
         transpose16_words(r);
-        // Each 16-word store runs 16 - kRows words into the next pair, which the next store
-        // rewrites; the last one stores exactly kRows words (what follows may be the next
-        // block's, which another thread packs).
-        uint32_t* out = dst + i * kRows;
-        for (int p = 0; p < 15; ++p) _mm512_storeu_si512(out + p * kRows, r[p]);
-        alignas(64) uint32_t last[16];
-        _mm512_store_si512(last, r[15]);
-        std::memcpy(out + 15 * kRows, last, kRows * sizeof(uint32_t));
+        // Each 16-word store runs 16 - kRows words into the next pair, which a later store
+        // rewrites, except after a lane's last pair (R32) or the block's (what follows may be
+        // the next block's, which another thread packs): those store exactly kRows words.
+        for (int w = 0; w < 16; ++w) {
+          const int64_t at = pair_at(i, w);
+          const bool last = R32 ? (at + 1) % lane_pairs == 0 : w == 15;
+          if (!last) {
+            _mm512_storeu_si512(dst + at * kRows, r[w]);
+            continue;
+          }
+          alignas(64) uint32_t words[16];
+          _mm512_store_si512(words, r[w]);
+          std::memcpy(dst + at * kRows, words, kRows * sizeof(uint32_t));
+        }
       }
       for (int r = 0; r < kRows; ++r) {
-        for (int64_t i = kv; i < k2; ++i) {
+        for (int64_t i = kv; i < k2; ++i) {  // pair i of k's order (the k % 32 values left)
+          int64_t j0 = 2 * i, j1 = 2 * i + 1, at = i;
+          if (R32) {  // i % 8 = l: values 16p + l and + 8, with p = i / 8 (as in words)
+            j0 = 16 * (i / 8) + i % 8, j1 = j0 + 8;
+            at = (i % 8) * lane_pairs + i / 8;
+          }
           uint32_t word = 0;
           if (r < rows) {
             const float* src = x + (n0 + r) * k;
-            word = f32_to_bf16(src[2 * i]);
-            if (2 * i + 1 < k) word |= static_cast<uint32_t>(f32_to_bf16(src[2 * i + 1])) << 16;
+            word = f32_to_bf16(src[j0]);
+            if (j1 < k) word |= static_cast<uint32_t>(f32_to_bf16(src[j1])) << 16;
           }
-          dst[i * kRows + r] = word;
+          dst[at * kRows + r] = word;
         }
       }
     }
@@ -254,13 +285,38 @@ static int64_t rows_per_task(int64_t m_rows, int64_t cap) {
   return best;
 }
 
+// BF16R32 weights: the tiles read each 32-row panel where it is, pairs in the weights' order.
+static void run_r32(const LinearArgs& a) {
+  const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols, k2 = k / 2;
+  Buf<uint32_t> xq(x_words(n_rows, k));
+  pack_x<true>(a.x, n_rows, k, xq.data());
+  const int64_t cap = max64(32, min64(kMaxMb, kPackBytes / (k2 * 4) / 32 * 32));
+  const int64_t mb = rows_per_task(m_rows, cap);
+  const int64_t tasks = (m_rows + mb - 1) / mb;
+  const uint32_t* w = static_cast<const uint32_t*>(a.w.data);
+  par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t m0 = t * mb, m_task = min64(mb, m_rows - m0);
+      for (int64_t n0 = 0; n0 < n_rows; n0 += kRows) {
+        const int rows = static_cast<int>(min64(kRows, n_rows - n0));
+        for (int64_t j0 = 0; j0 < m_task; j0 += kR32Rows) {
+          const uint32_t* w0 = w + (m0 + j0) * k2;  // panel (m0 + j0) / 32 starts there
+          const TileOut o{a.y + n0 * m_rows + m0 + j0, m_rows, kR32Rows,
+                          a.bias ? a.bias + m0 + j0 : nullptr, a.accumulate};
+          kTiles<kR32Rows>[rows](xq.data() + n0 * k2, k2, w0, w0 + kGroup, o);
+        }
+      }
+    }
+  });
+}
+
 template <DType DT>
 void run(const LinearArgs& a) {
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t k2 = (k + 1) / 2;
 
   Buf<uint32_t> xq(x_words(n_rows, k));
-  pack_x(a.x, n_rows, k, xq.data());
+  pack_x<false>(a.x, n_rows, k, xq.data());
 
   const int64_t cap = max64(32, min64(kMaxMb, kPackBytes / (k2 * 4) / 32 * 32));
   const int64_t mb = rows_per_task(m_rows, cap);
@@ -279,7 +335,7 @@ void run(const LinearArgs& a) {
           const uint32_t* w0 = wp + (j0 / kGroup) * k2 * kGroup;
           const TileOut o{a.y + n0 * m_rows + m0 + j0, m_rows, min64(32, m_task - j0),
                           a.bias ? a.bias + m0 + j0 : nullptr, a.accumulate};
-          kTiles[rows](xq.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, o);
+          kTiles<kGroup>[rows](xq.data() + n0 * k2, k2, w0, w0 + k2 * kGroup, o);
         }
       }
     }
@@ -323,7 +379,7 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
   const int64_t bs = a.block_size, width = a.blocks * bs, n_rows = a.n;
   const int64_t k2 = width / 2, bk2 = bs / 2;
   Buf<uint32_t> xq(x_words(n_rows, width));
-  pack_x(a.x, n_rows, width, xq.data());
+  pack_x<false>(a.x, n_rows, width, xq.data());
   Buf<uint32_t> wq(a.blocks * bs * bk2);
   par_for(a.blocks, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) pack_block<DT>(a.w, h, bs, wq.data() + h * bs * bk2);
@@ -338,7 +394,7 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
       const float* bias = a.b ? a.b + h * bs : nullptr;
       for (int64_t j0 = 0; j0 < bs; j0 += 32) {
         const uint32_t* w0 = wb + (j0 / kGroup) * bk2 * kGroup;
-        kTiles[rows](xb, bk2, w0, w0 + bk2 * kGroup,
+        kTiles<kGroup>[rows](xb, bk2, w0, w0 + bk2 * kGroup,
                      TileOut{a.y + n0 * width + h * bs + j0, width, 32,
                              bias ? bias + j0 : nullptr, false});
       }
@@ -349,6 +405,10 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
 }  // namespace
 
 void linear_bf16(const LinearArgs& a) {
+  if (a.w.dtype == DType::kBF16R32) {
+    run_r32(a);
+    return;
+  }
   with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
 }
 

@@ -110,8 +110,36 @@ static inline void emu_dp(int c, int a, int b) {
 // sequential stream: the tile of 16-row group g (= 2 pair + h) and k block kb sits at
 // dst + ((pair * nkb + kb) * 2 + h) * 512 values; its row i holds, for n = 0..15,
 // W[m0 + 16g + n][32kb + 2i] and W[m0 + 16g + n][32kb + 2i + 1].
+// BF16R32 weights (dtype.h) hold these tiles' rows already: tile row i of k block kb is the
+// word pair p = 2 kb + i / 8, l = i % 8 of the 16 rows, 64 bytes to copy (pack_x puts x's
+// values in the same pairs).
+static void pack_w_r32(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint16_t* dst) {
+  const int64_t k = a.w.cols, rows = a.w.rows, lane_pairs = k / kR32ColStep;
+  const int64_t nkb = kp / kBlockK;
+  const uint32_t* w = static_cast<const uint32_t*>(a.w.data);
+  for (int64_t g = 0; g < mb / 16; ++g) {
+    const int64_t m = m0 + g * 16;
+    const uint32_t* panel = w + (m - m % kR32Rows) * (k / 2) + m % kR32Rows;
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      uint16_t* tile = dst + (((g / 2) * nkb + kb) * 2 + g % 2) * (kTileBytes / 2);
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t pp = 2 * kb + i / 8, l = i % 8;
+        if (m < rows && pp < lane_pairs) {
+          std::memcpy(tile + i * 32, panel + (l * lane_pairs + pp) * kR32Rows, 64);
+        } else {
+          std::memset(tile + i * 32, 0, 64);
+        }
+      }
+    }
+  }
+}
+
 template <DType DT>
 static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint16_t* dst) {
+  if constexpr (DT == DType::kBF16R32) {
+    pack_w_r32(a, m0, mb, kp, dst);
+    return;
+  }
   const int64_t k = a.w.cols, rows = a.w.rows;
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
   const char* base = static_cast<const char*>(a.w.data);
@@ -185,8 +213,12 @@ static inline void c_block(const uint16_t* xa0, const uint16_t* xa1, const uint1
 
 // x [n_rows, k] rounded to bf16 (nearest even), zero-padded to np rows and a multiple of 32
 // values, as A tiles: the tile of 16-row group g and k block kb is 1 KiB at
-// xb + (g * nkb + kb) * 512 values (row r: x[16g + r][32kb ..]).
+// xb + (g * nkb + kb) * 512 values (row r: x[16g + r][32kb ..]).  R32 (BF16R32 weights): each
+// block of 32 values in the pairs of the weights' words, element j = 2w + h of a row holding
+// value 16 (w / 8) + w % 8 + 8 h of its block.
+template <bool R32>
 static void pack_x(const float* x, int64_t n_rows, int64_t k, int64_t np, uint16_t* xb) {
+  auto value = [](int64_t j) -> int64_t { return R32 ? 16 * (j / 16) + (j / 2) % 8 + 8 * (j % 2) : j; };
   const int64_t nkb = round_up(k, kBlockK) / kBlockK;
   par_for(np / 16, 1, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
@@ -197,10 +229,9 @@ static void pack_x(const float* x, int64_t n_rows, int64_t k, int64_t np, uint16
           uint16_t* dst = xb + (g * nkb + kb) * (kTileBytes / 2) + r * kBlockK;
           const int64_t j0 = kb * kBlockK;
           const int64_t valid = row < n_rows ? min64(kBlockK, k - j0) : 0;
-          if (valid == kBlockK) {
-            for (int64_t j = 0; j < kBlockK; ++j) dst[j] = f32_to_bf16(src[j0 + j]);
-          } else {
-            for (int64_t j = 0; j < kBlockK; ++j) dst[j] = j < valid ? f32_to_bf16(src[j0 + j]) : 0;
+          for (int64_t j = 0; j < kBlockK; ++j) {
+            const int64_t v = value(j);
+            dst[j] = v < valid ? f32_to_bf16(src[j0 + v]) : 0;
           }
         }
       }
@@ -215,7 +246,7 @@ void run(const LinearArgs& a) {
   const int64_t nkb = kp / kBlockK;
 
   Buf<uint16_t> xb(np * kp);
-  pack_x(a.x, n_rows, k, np, xb.data());
+  pack_x<DT == DType::kBF16R32>(a.x, n_rows, k, np, xb.data());
 
   const int64_t mb = max64(32, min64(kMaxMb, kPackBytes / (kp * 2) / 32 * 32));
   const int64_t tasks = (m_rows + mb - 1) / mb;
@@ -294,7 +325,7 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
   const int64_t bs = a.block_size, width = a.blocks * bs, n_rows = a.n;
   const int64_t np = round_up(n_rows, kBlockN), nkb = width / kBlockK, bkb = bs / kBlockK;
   Buf<uint16_t> xb(np * width);
-  pack_x(a.x, n_rows, width, np, xb.data());
+  pack_x<false>(a.x, n_rows, width, np, xb.data());
   par_for(a.blocks, 1, [&](int64_t h0, int64_t h1) {
     thread_local Grow<uint16_t> wbuf;
     thread_local Grow<float> cgrow;
@@ -325,6 +356,10 @@ void run_block_diag(const BlockDiagLinearArgs& a) {
 }  // namespace
 
 void linear_bf16(const LinearArgs& a) {
+  if (a.w.dtype == DType::kBF16R32) {
+    run<DType::kBF16R32>(a);
+    return;
+  }
   with_dtype(a.w.dtype, [&](auto dt) { run<decltype(dt)::value>(a); });
 }
 

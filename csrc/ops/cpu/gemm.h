@@ -64,6 +64,7 @@ constexpr int kMR = 6;
 constexpr int64_t kPackBudget = 256 * 1024;  // 512 KiB L2 on the EPYCs
 #endif
 constexpr int kNR = 2 * kWL;             // W rows per microkernel (two registers)
+static_assert(kR32Rows % kNR == 0, "a BF16R32 panel holds whole microkernel panels");
 constexpr int64_t kNb = (516 / kMR) * kMR;  // x rows per call chunk (~5 MB packed at K = 2560)
 
 // One lane's product of x panel xp ([j][kMR]) and W panel wp ([j][kNR]) over `steps` j:
@@ -87,6 +88,125 @@ static inline void microkernel(const float* xp, const float* wp, int64_t steps, 
   for (int r = 0; r < kMR; ++r) {
     wstore(out + r * kNR, c0[r]);
     wstore(out + r * kNR + kWL, c1[r]);
+  }
+}
+
+// BF16R32 weights (dtype.h): a register of kWL words of consecutive rows, each word two bf16
+// values of its row, lane steps j = 2p (low half) and 2p + 1 (high half), widened exactly.
+#if defined(GN_X86_AVX512)
+using WWords = __m512i;
+static inline WWords wwords(const uint32_t* p) { return _mm512_loadu_si512(p); }
+static inline WVec wlo(WWords w) { return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)); }
+static inline WVec whi(WWords w) {
+  return _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+constexpr int kMR32 = 12;  // x rows per BF16R32 microkernel: 24 accumulators + 4 W + 1 x
+#elif defined(GN_X86_AVX2)
+using WWords = __m256i;
+static inline WWords wwords(const uint32_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+static inline WVec wlo(WWords w) { return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)); }
+static inline WVec whi(WWords w) {
+  return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+constexpr int kMR32 = 5;  // 10 accumulators + 4 W + 1 x of the 16 ymm
+#elif defined(GN_ARM_NEON)
+struct WWords {
+  uint32x4_t lo, hi;
+};
+static inline WWords wwords(const uint32_t* p) { return WWords{vld1q_u32(p), vld1q_u32(p + 4)}; }
+static inline WVec wlo(WWords w) {
+  return Vec{vreinterpretq_f32_u32(vshlq_n_u32(w.lo, 16)), vreinterpretq_f32_u32(vshlq_n_u32(w.hi, 16))};
+}
+static inline WVec whi(WWords w) {
+  const uint32x4_t m = vdupq_n_u32(0xffff0000u);
+  return Vec{vreinterpretq_f32_u32(vandq_u32(w.lo, m)), vreinterpretq_f32_u32(vandq_u32(w.hi, m))};
+}
+constexpr int kMR32 = 6;
+#else
+struct WWords {
+  uint32_t l[8];
+};
+static inline WWords wwords(const uint32_t* p) {
+  WWords w;
+  std::memcpy(w.l, p, sizeof w.l);
+  return w;
+}
+static inline WVec wlo(WWords w) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = bits_to_f32(w.l[i] << 16);
+  return v;
+}
+static inline WVec whi(WWords w) {
+  Vec v;
+  for (int i = 0; i < 8; ++i) v.l[i] = bits_to_f32(w.l[i] & 0xffff0000u);
+  return v;
+}
+constexpr int kMR32 = 6;
+#endif
+
+// The BF16R32 microkernel: R rows of x against kNR rows of W over `pairs` words of one lane,
+// out[r * kNR + c] = sum over steps j of x_r(j) * W_c(j), one FMA chain per (r, c) in increasing
+// j, as microkernel().  x_r(j) is xp[j * xs + r * rs] (a packed x panel: xs = kMR32, rs = 1; a
+// row-major x for the GEMV: xs = 8, rs = k, xp at the lane's first value); W's pair p of the
+// kNR rows is the kNR words at wq + p * kR32Rows.
+template <int R>
+static inline void microkernel_r32(const float* xp, int64_t xs, int64_t rs, const uint32_t* wq,
+                                   int64_t pairs, float* out) {
+  WVec c0[R], c1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = wzero();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const WWords a = wwords(wq), b = wwords(wq + kWL);
+    const WVec a0 = wlo(a), b0 = wlo(b);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const WVec x = wsplat(xp[r * rs]);
+      c0[r] = wfma(a0, x, c0[r]);
+      c1[r] = wfma(b0, x, c1[r]);
+    }
+    const WVec a1 = whi(a), b1 = whi(b);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const WVec x = wsplat(xp[xs + r * rs]);
+      c0[r] = wfma(a1, x, c0[r]);
+      c1[r] = wfma(b1, x, c1[r]);
+    }
+    xp += 2 * xs;
+    wq += kR32Rows;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    wstore(out + r * kNR, c0[r]);
+    wstore(out + r * kNR + kWL, c1[r]);
+  }
+}
+
+// The first word of microkernel panel q (kNR rows from row q * kNR) in lane l's stream of a
+// BF16R32 matrix with k columns.
+static inline const uint32_t* r32_panel(const void* w, int64_t k, int64_t q, int l) {
+  const int64_t m = q * kNR;
+  return static_cast<const uint32_t*>(w) + (m / kR32Rows) * kR32Rows * (k / 2) +
+         l * (k / kR32ColStep) * kR32Rows + m % kR32Rows;
+}
+
+// Finishes nr rows x kNR columns of outputs in linear's order from the eight lane tiles
+// L + l * tile ([r][kNR] each): the lane tree, then bias_panel (kNR values), then y (row r at
+// y + r * ldy) = that, or y + that when accumulate.  No K tail: the caller has none.
+static inline void finish_whole(const float* L, int64_t tile, int64_t nr, const float* bias_panel,
+                                bool accumulate, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < nr; ++r) {
+    float* yrow = y + r * ldy;
+    for (int h = 0; h < kNR; h += kWL) {
+      const int64_t o = r * kNR + h;
+      const WVec l04 = wadd(wload(L + 0 * tile + o), wload(L + 4 * tile + o));
+      const WVec l26 = wadd(wload(L + 2 * tile + o), wload(L + 6 * tile + o));
+      const WVec l15 = wadd(wload(L + 1 * tile + o), wload(L + 5 * tile + o));
+      const WVec l37 = wadd(wload(L + 3 * tile + o), wload(L + 7 * tile + o));
+      const WVec vb = wadd(wadd(wadd(l04, l26), wadd(l15, l37)), wload(bias_panel + h));
+      wstore(yrow + h, accumulate ? wadd(wload(yrow + h), vb) : vb);
+    }
   }
 }
 
@@ -175,13 +295,16 @@ static inline void pack_panel(const void* src, int64_t ld, int64_t rows, int64_t
   }
 }
 
-// One chunk of at most kNb rows of x.
+// One chunk of at most kNb rows of x.  BF16R32 weights (DT == kBF16R32) are read where they
+// are, already in the lane order: no W packing, x panels of kMR32 rows.
 template <DType DT>
 void run_chunk(const LinearArgs& a) {
+  constexpr bool kR32 = DT == DType::kBF16R32;
+  constexpr int MR = kR32 ? kMR32 : kMR;
   const int64_t n_rows = a.n, m_rows = a.w.rows, k = a.w.cols;
   const int64_t nv = k / kLanes;
-  const int64_t xpanels = (n_rows + kMR - 1) / kMR;
-  const int64_t xp_size = kLanes * nv * kMR;  // floats per packed x panel
+  const int64_t xpanels = (n_rows + MR - 1) / MR;
+  const int64_t xp_size = kLanes * nv * MR;  // floats per packed x panel
   const int64_t wp_size = kLanes * nv * kNR;  // floats per packed W panel
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
   const char* wbase = static_cast<const char*>(a.w.data);
@@ -192,25 +315,30 @@ void run_chunk(const LinearArgs& a) {
   float* const xpack = xscratch.get(xpanels * xp_size + 1);
   par_for(xpanels, 4, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      pack_panel<DType::kF32, kMR>(a.x + p * kMR * k, k, min64(kMR, n_rows - p * kMR), nv,
-                                   xpack + p * xp_size);
+      pack_panel<DType::kF32, MR>(a.x + p * MR * k, k, min64(MR, n_rows - p * MR), nv,
+                                  xpack + p * xp_size);
     }
   });
 
-  // W panels per task: as many as fit the packing budget (at least one).
-  const int64_t per_task = max64(1, min64(4, kPackBudget / max64(1, wp_size * 4)));
+  // W panels per task: as many as fit the budget of W kept in L2 (at least one).  BF16R32
+  // panels are half the bytes of packed fp32 ones, but a task of them gets half the budget too:
+  // as many rows (2 x 2B's K = 2560 on AVX-512), since more (4) left the x panels too little of
+  // L2 (447 against 482 GFLOP/s, 7680 x 2560 on the EPYC Zen 5).
+  const int64_t panel_bytes = kR32 ? kNR * k * 2 : wp_size * 4;
+  const int64_t budget = kR32 ? kPackBudget / 2 : kPackBudget;
+  const int64_t per_task = max64(1, min64(4, budget / max64(1, panel_bytes)));
   const int64_t wpanels = (m_rows + kNR - 1) / kNR;
   const int64_t tasks = (wpanels + per_task - 1) / per_task;
   par_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    constexpr int64_t kTile = kMR * kNR;
+    constexpr int64_t kTile = MR * kNR;
     thread_local Grow<float> wpack_buf, lanes_buf;
-    float* const wpack = wpack_buf.get(per_task * wp_size + 1);
+    float* const wpack = kR32 ? nullptr : wpack_buf.get(per_task * wp_size + 1);
     float* const lanes = lanes_buf.get(per_task * kLanes * kTile);
     // Bias (or zeros) for a whole W panel, so the finish below can add it a vector at a time.
     float bias_panel[kNR];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t q0 = t * per_task, nq = min64(per_task, wpanels - q0);
-      for (int64_t q = 0; q < nq; ++q) {
+      for (int64_t q = 0; q < nq && !kR32; ++q) {
         const int64_t mr = (q0 + q) * kNR;
         pack_panel<DT, kNR>(wbase + static_cast<size_t>(mr) * row_bytes, k,
                             min64(kNR, m_rows - mr), nv, wpack + q * wp_size);
@@ -234,20 +362,29 @@ void run_chunk(const LinearArgs& a) {
         }
         for (int l = 0; l < kLanes; ++l) {
           for (int64_t q = 0; q < nq; ++q) {
-            microkernel(xp + l * nv * kMR, wpack + q * wp_size + l * nv * kNR, nv,
-                        lanes + (q * kLanes + l) * kTile);
+            if constexpr (kR32) {
+              microkernel_r32<MR>(xp + l * nv * MR, MR, 1, r32_panel(a.w.data, k, q0 + q, l),
+                                  nv / 2, lanes + (q * kLanes + l) * kTile);
+            } else {
+              microkernel(xp + l * nv * kMR, wpack + q * wp_size + l * nv * kNR, nv,
+                          lanes + (q * kLanes + l) * kTile);
+            }
           }
         }
         // Finish each output in linear's order: the lane tree, then the scalar tail, then the
         // bias.  Per element, so a vector at a time where there is no tail.
-        const int64_t nr = min64(kMR, n_rows - p * kMR);
+        const int64_t nr = min64(MR, n_rows - p * MR);
         for (int64_t q = 0; q < nq; ++q) {
           const float* L = lanes + q * kLanes * kTile;
           const int64_t m0 = (q0 + q) * kNR, nc = min64(kNR, m_rows - m0);
           for (int64_t c = 0; c < kNR; ++c) bias_panel[c] = a.bias && c < nc ? a.bias[m0 + c] : 0.0f;
-          const bool whole = nc == kNR && nv * kLanes == k;
+          if (kR32 || (nc == kNR && nv * kLanes == k)) {  // BF16R32: rows % 32, k % 16 == 0
+            finish_whole(L, kTile, nr, bias_panel, a.accumulate, a.y + p * MR * m_rows + m0,
+                         m_rows);
+            continue;
+          }
           for (int64_t r = 0; r < nr; ++r) {
-            const int64_t n = p * kMR + r;
+            const int64_t n = p * MR + r;
             float* yrow = a.y + n * m_rows + m0;
             float s[kNR];
             for (int h = 0; h < kNR; h += kWL) {
@@ -256,15 +393,8 @@ void run_chunk(const LinearArgs& a) {
               const WVec l26 = wadd(wload(L + 2 * kTile + o), wload(L + 6 * kTile + o));
               const WVec l15 = wadd(wload(L + 1 * kTile + o), wload(L + 5 * kTile + o));
               const WVec l37 = wadd(wload(L + 3 * kTile + o), wload(L + 7 * kTile + o));
-              const WVec v = wadd(wadd(l04, l26), wadd(l15, l37));
-              if (whole) {
-                const WVec vb = wadd(v, wload(bias_panel + h));
-                wstore(yrow + h, a.accumulate ? wadd(wload(yrow + h), vb) : vb);
-              } else {
-                wstore(s + h, v);
-              }
+              wstore(s + h, wadd(wadd(l04, l26), wadd(l15, l37)));
             }
-            if (whole) continue;
             const float* x = a.x + n * k;
             for (int64_t c = 0; c < nc; ++c) {
               float v = s[c];
@@ -286,7 +416,8 @@ template <DType DT>
 void run(const LinearArgs& a) {
   // Equal chunks (whole microkernel panels), not kNb + a sliver: each chunk costs a W pass.
   const int64_t chunks = (a.n + kNb - 1) / kNb;
-  const int64_t size = ((a.n + chunks - 1) / chunks + kMR - 1) / kMR * kMR;
+  constexpr int MR = DT == DType::kBF16R32 ? kMR32 : kMR;
+  const int64_t size = ((a.n + chunks - 1) / chunks + MR - 1) / MR * MR;
   for (int64_t n0 = 0; n0 < a.n; n0 += size) {
     LinearArgs c = a;
     c.x = a.x + n0 * a.w.cols;

@@ -134,9 +134,67 @@ void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1) {
   }
 }
 
+// BF16R32 weights (dtype.h) below kGemmMinRows rows of x: x is laid out once per call in the
+// GEMM's lane order ([l][j][r] per block of up to kGemvRows rows; read in place, lane l's
+// values 32 bytes apart, 4 rows of x came from L2 and ran at two thirds of the speed), then per
+// microkernel panel of gemm::kNR rows of W (one sequential stream over the panel's lanes) and
+// per block, the GEMM's BF16R32 microkernel and the same lane tree: each output summed in
+// linear's one order.
+template <int R>
+static void r32_rows(const LinearArgs& a, int64_t q, int64_t n0, const float* xl) {
+  using namespace gemm;
+  const int64_t k = a.w.cols, m_rows = a.w.rows, m0 = q * kNR, nv = k / kLanes;
+  alignas(64) float lanes[kLanes * R * kNR];
+  for (int l = 0; l < kLanes; ++l) {
+    microkernel_r32<R>(xl + l * nv * R, R, 1, r32_panel(a.w.data, k, q, l), nv / 2,
+                       lanes + l * R * kNR);
+  }
+  alignas(64) float bias_panel[kNR];
+  for (int64_t c = 0; c < kNR; ++c) bias_panel[c] = a.bias ? a.bias[m0 + c] : 0.0f;
+  finish_whole(lanes, R * kNR, R, bias_panel, a.accumulate, a.y + n0 * m_rows + m0, m_rows);
+}
+
+template <int R>
+static void r32_pack_x(const LinearArgs& a, int64_t n0, float* xl) {
+  const int64_t k = a.w.cols;
+  gemm::pack_panel<DType::kF32, R>(a.x + n0 * k, k, R, k / kLanes, xl);
+}
+
+static void linear_r32(const LinearArgs& a) {
+  if (a.n >= kGemmMinRows) {
+    gemm::run<DType::kBF16R32>(a);
+    return;
+  }
+  const int64_t k = a.w.cols, full = a.n / kGemvRows * kGemvRows;
+  thread_local Grow<float> xbuf;  // the calling thread's; workers use the pointer
+  float* const xl = xbuf.get(a.n * k + 1);
+  for (int64_t n = 0; n < full; n += kGemvRows) r32_pack_x<kGemvRows>(a, n, xl + n * k);
+  switch (a.n - full) {
+    case 1: r32_pack_x<1>(a, full, xl + full * k); break;
+    case 2: r32_pack_x<2>(a, full, xl + full * k); break;
+    case 3: r32_pack_x<3>(a, full, xl + full * k); break;
+    default: break;
+  }
+  par_for(a.w.rows / gemm::kNR, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      for (int64_t n = 0; n < full; n += kGemvRows) r32_rows<kGemvRows>(a, q, n, xl + n * k);
+      switch (a.n - full) {
+        case 1: r32_rows<1>(a, q, full, xl + full * k); break;
+        case 2: r32_rows<2>(a, q, full, xl + full * k); break;
+        case 3: r32_rows<3>(a, q, full, xl + full * k); break;
+        default: break;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void linear(const LinearArgs& a) {
+  if (a.w.dtype == DType::kBF16R32) {
+    linear_r32(a);
+    return;
+  }
   with_dtype(a.w.dtype, [&](auto dt) {
     constexpr DType DT = decltype(dt)::value;
     if (a.n >= kGemmMinRows) {

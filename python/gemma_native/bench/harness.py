@@ -77,6 +77,7 @@ def run_engine(spec: dict) -> dict:
         res["config"] = config_dict(eng.cfg)
         res["weight_dtype"] = eng.model.weight_dtype
         res["compute_mode"] = eng.model.compute_mode
+        res["weight_layouts"] = eng.model.weight_layouts
     V = eng.vocab
 
     def guard(key, fn):

@@ -124,7 +124,10 @@ def print_summary(rep: dict, file=None) -> None:
     if ours.get("failed"):
         p(f"ours FAILED: {ours['failed']}")
     elif ours:
-        p(f"model: {ours.get('weight_dtype')} weights, compute {ours.get('compute_mode')}, "
+        layouts = ours.get("weight_layouts")
+        p(f"model: {ours.get('weight_dtype')} weights"
+          f"{' (in memory: ' + ', '.join(layouts) + ')' if layouts else ''}, "
+          f"compute {ours.get('compute_mode')}, "
           f"{ours['weights_bytes'] / 1e9:.2f} GB, "
           f"load {ours['load_seconds']:.1f} s, RSS after load "
           f"{(ours.get('rss_after_load_bytes') or 0) / 2**20:,.0f} MiB, peak RSS "

@@ -25,6 +25,8 @@ void linear(const LinearArgs& a) {
                       "activations)"
                     : " weights have no CUDA kernel yet (use float32/bfloat16/float16 or Q8_0 "
                       "weights)"));
+  GN_CHECK(!is_packed_float(a.w.dtype), ErrorKind::kDType,
+           "linear: BF16R32 (the CPU's packed bf16 layout) has no CUDA kernel; use bfloat16");
   const int64_t K = a.w.cols;
   if (a.n <= k::kGemvMaxRows) {
     const bool two_byte = a.w.dtype == DType::kBF16 || a.w.dtype == DType::kF16;
