@@ -212,24 +212,27 @@ py::array pack_q8_0r16(py::array blocks) {
 }
 
 // bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) -> the same values in the
-// BF16R32 layout (dtype.h), same shape; written in the layout's order, one 32-row panel at a
-// time.
-py::array pack_bf16r32(py::array w) {
+// BF16R32 layout (dtype.h), same shape.  A panel of 32 rows occupies the same bytes in both
+// layouts, so each panel is copied aside (L2-sized) and its words written over the input when
+// in_place (no new memory: the page faults of a fresh copy cost a load of the 2B model ~9 s on
+// the development VM), else into a new array.
+py::array pack_bf16r32(py::array w, bool in_place) {
   check_ndim(w, 2, "w");
   const int64_t rows = w.shape(0), cols = w.shape(1);
   GN_CHECK(rows % kR32Rows == 0 && cols % kR32ColStep == 0, ErrorKind::kShape,
            "pack_bf16r32: needs rows % 32 == 0 and cols % 16 == 0, got [" +
                std::to_string(rows) + ", " + std::to_string(cols) + "]");
-  const uint16_t* src = typed<uint16_t>(w, "w");
-  py::array_t<uint16_t> out({rows, cols});
+  uint16_t* src = typed<uint16_t>(w, "w", in_place);
+  py::array out = in_place ? w : py::array(py::array_t<uint16_t>({rows, cols}));
   uint32_t* dst = reinterpret_cast<uint32_t*>(out.mutable_data());
   py::gil_scoped_release nogil;
+  std::vector<uint16_t> panel(static_cast<size_t>(kR32Rows * cols));
   for (int64_t q = 0; q < rows / kR32Rows; ++q) {
-    const uint16_t* panel = src + q * kR32Rows * cols;
+    std::memcpy(panel.data(), src + q * kR32Rows * cols, panel.size() * sizeof(uint16_t));
     for (int64_t l = 0; l < 8; ++l) {
       for (int64_t p = 0; p < cols / kR32ColStep; ++p) {
         for (int64_t t = 0; t < kR32Rows; ++t) {
-          const uint16_t* v = panel + t * cols + p * kR32ColStep + l;
+          const uint16_t* v = panel.data() + t * cols + p * kR32ColStep + l;
           *dst++ = static_cast<uint32_t>(v[0]) | static_cast<uint32_t>(v[8]) << 16;
         }
       }
@@ -599,7 +602,7 @@ void bind_ops(py::module_& m) {
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
   m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"));
-  m.def("pack_bf16r32", &pack_bf16r32, arg("w"));
+  m.def("pack_bf16r32", &pack_bf16r32, arg("w"), arg("in_place") = false);
   m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));

@@ -8,6 +8,7 @@ the array holds the raw uint16 bits).
 from __future__ import annotations
 
 import mmap
+import sys
 
 import numpy as np
 
@@ -142,12 +143,13 @@ def _r32_shape(w: np.ndarray) -> tuple[int, int]:
     return w.shape
 
 
-def pack_bf16r32(bits) -> np.ndarray:
+def pack_bf16r32(bits, in_place: bool = False) -> np.ndarray:
     """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) in the BF16R32 layout,
     same shape and values: per panel of 32 rows, per lane l < 8 and pair p < cols / 16, the 32
-    rows' words value[16p + l] | value[16p + l + 8] << 16."""
+    rows' words value[16p + l] | value[16p + l + 8] << 16.  in_place: rewrites ``bits`` (a
+    writable C-contiguous array) and returns it."""
     _r32_shape(np.asarray(bits))
-    return _core.pack_bf16r32(np.ascontiguousarray(bits))
+    return _core.pack_bf16r32(bits if in_place else np.ascontiguousarray(bits), in_place)
 
 
 def unpack_bf16r32(packed) -> np.ndarray:
@@ -229,16 +231,27 @@ def bf16_layout(weights: dict, device: str) -> dict:
     (looked up by row, and the tied output layer's weights) becomes BF16R32, which the exact and
     the bf16 compute mode's kernels read without repacking; exact results are the same bit for
     bit as from the row-major matrix.  Each matrix is released (or its mapped pages dropped) as
-    soon as its packed copy exists, so memory grows by one matrix at most.  Returns weights
-    (unchanged for another device)."""
+    soon as its packed copy exists, so memory grows by one matrix at most.  An array that owns
+    its memory and that nothing else refers to (no other entry, no view of it: the loader's own
+    conversions and random weights) is packed in place, which costs no memory at all.  Returns
+    weights (unchanged for another device)."""
     if device != "cpu":
         return weights
     bf16 = DTYPE_CODES["bfloat16"]
-    for name, (arr, code) in list(weights.items()):
+    for name in list(weights):
+        arr, code = weights[name]
         if (code == bf16 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R32_ROWS == 0
                 and arr.shape[1] % R32_COL_STEP == 0):
-            weights[name] = (pack_bf16r32(arr), PACKED_CODES[BF16R32])
-            _drop_mapped_pages(arr)
+            # Held only by its entry's tuple (itself held only by weights), this local and
+            # getrefcount's argument: nobody else can see the rewrite.
+            alone = (arr.base is None and sys.getrefcount(arr) <= 3
+                     and sys.getrefcount(weights[name]) <= 2)
+            in_place = (alone and arr.flags.writeable and arr.flags.c_contiguous
+                        and arr.dtype == np.uint16)
+            weights[name] = (pack_bf16r32(arr, in_place=in_place), PACKED_CODES[BF16R32])
+            if not in_place:
+                _drop_mapped_pages(arr)
+        del arr
     return weights
 
 

@@ -143,6 +143,7 @@ def test_bf16_layout_packs_only_linear_matrices_on_the_cpu():
                "odd_rows": (_bf16(rng, 48, 32), bf16), "odd_cols": (_bf16(rng, 32, 40), bf16),
                "f32": (rnd(rng, 64, 32), f32), "conv": (_bf16(rng, 4, 32), bf16)}
     before = dict(weights)
+    weights_a = before["a"][0].copy()
     assert bf16_layout(dict(weights), "cuda:0") == weights
     assert cpu_layout(dict(weights), "int8", "cpu", False) == weights
     out = bf16_layout(weights, "cpu")  # in place
@@ -151,6 +152,20 @@ def test_bf16_layout_packs_only_linear_matrices_on_the_cpu():
     for name in ("embed", "odd_rows", "odd_cols", "f32", "conv"):
         assert out[name] is before[name]
     assert cpu_layout(dict(before), "int8", "cpu", True)["a"][1] == PACKED_CODES[BF16R32]
+    assert np.array_equal(before["a"][0], weights_a)  # shared arrays are copied, not rewritten
+
+
+def test_bf16_layout_packs_arrays_nothing_else_holds_in_place():
+    rng = np.random.default_rng(4)
+    values = _bf16(rng, 96, 64)
+    weights = {"a": (values.copy(), 1), "b": (values.copy(), 1)}
+    at = weights["a"][0].ctypes.data
+    view = weights["b"][0][:64]  # a view keeps "b" from being rewritten under it
+    out = bf16_layout(weights, "cpu")
+    assert out["a"][0].ctypes.data == at  # the same memory, rewritten
+    assert np.array_equal(out["a"][0], pack_bf16r32(values))
+    assert np.array_equal(out["b"][0], pack_bf16r32(values))
+    assert np.array_equal(view, values[:64])
 
 
 def test_packing_a_mapped_matrix_drops_its_pages(tmp_path):
