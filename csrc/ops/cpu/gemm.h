@@ -151,13 +151,23 @@ constexpr int kMR32 = 6;
 // j, as microkernel().  x_r(j) is xp[j * xs + r * rs] (a packed x panel: xs = kMR32, rs = 1; a
 // row-major x for the GEMV: xs = 8, rs = k, xp at the lane's first value); W's pair p of the
 // kNR rows is the kNR words at wq + p * kR32Rows.
-template <int R>
+// PF (the GEMV, whose W comes from memory once): each pair also prefetches the words kPfPairs
+// pairs (8 KiB) ahead into L2.  A panel is one sequential stream, which the hardware prefetch
+// alone left behind the FMAs at 4 rows of x: on the EPYC Zen 5, 16 matrices of 7680 x 2560
+// from DRAM in turn, 4 rows, went from 47 GB/s (the row-major GEMV: 59) to 65-68 GB/s
+// (row-major 58-59, same runs) with 4-8 KiB ahead; 1, 2 and 8 rows gained too.
+constexpr int64_t kPfPairs = 64;
+template <int R, bool PF = false>
 static inline void microkernel_r32(const float* xp, int64_t xs, int64_t rs, const uint32_t* wq,
                                    int64_t pairs, float* out) {
   WVec c0[R], c1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = wzero();
   for (int64_t p = 0; p < pairs; ++p) {
+    if (PF) {
+      prefetch_l2(wq + kPfPairs * kR32Rows);
+      prefetch_l2(wq + kPfPairs * kR32Rows + 16);
+    }
     const WWords a = wwords(wq), b = wwords(wq + kWL);
     const WVec a0 = wlo(a), b0 = wlo(b);
 #pragma GCC unroll 16

@@ -146,8 +146,8 @@ static void r32_rows(const LinearArgs& a, int64_t q, int64_t n0, const float* xl
   const int64_t k = a.w.cols, m_rows = a.w.rows, m0 = q * kNR, nv = k / kLanes;
   alignas(64) float lanes[kLanes * R * kNR];
   for (int l = 0; l < kLanes; ++l) {
-    microkernel_r32<R>(xl + l * nv * R, R, 1, r32_panel(a.w.data, k, q, l), nv / 2,
-                       lanes + l * R * kNR);
+    microkernel_r32<R, true>(xl + l * nv * R, R, 1, r32_panel(a.w.data, k, q, l), nv / 2,
+                             lanes + l * R * kNR);
   }
   alignas(64) float bias_panel[kNR];
   for (int64_t c = 0; c < kNR; ++c) bias_panel[c] = a.bias ? a.bias[m0 + c] : 0.0f;
