@@ -120,9 +120,9 @@ def pack_q8_0r16(blocks: _Array) -> _Array:
     """Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
     layout, same shape."""
 
-def pack_bf16r32(w: _Array) -> _Array:
+def pack_bf16r32(w: _Array, in_place: bool = False) -> _Array:
     """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) -> the same values in
-    the BF16R32 layout, same shape."""
+    the BF16R32 layout, same shape: a new array, or w itself rewritten when in_place."""
 
 def quantize_activations(x: _Array, block: int) -> Tuple[_Array, _Array, Optional[_Array]]:
     """The 8-bit activations a quantized linear uses: (d float32 [rows, k/block], q int8

@@ -51,10 +51,14 @@ def _load(args):
     try:
         # a path, or random:PRESET: random weights at a named shape (no download needed)
         return model_from_spec(args.model, dtype=args.dtype, n_threads=args.threads,
-                               activations=args.activations)
+                               activations=args.activations,
+                               pack_weights=_PACK_CHOICES[args.pack_weights])
     finally:
         if handler is not None:
             log.removeHandler(handler)
+
+
+_PACK_CHOICES = {"auto": None, "yes": True, "no": False}
 
 
 def _add_model_args(p, model_required=True):
@@ -69,6 +73,10 @@ def _add_model_args(p, model_required=True):
                    help="compute mode (as load's activations=): int8 (default: 8-bit "
                    "activations for quantized weights, exact float32 for float ones), float32, "
                    "or bfloat16 (prompt processing on the CPU's AMX unit, bf16 accuracy)")
+    p.add_argument("--pack-weights", default="auto", choices=tuple(_PACK_CHOICES),
+                   help="lay bfloat16 matrices out for the CPU kernels at load (as load's "
+                   "pack_weights=): auto (default: on CPUs with AVX-512), yes, or no (keep "
+                   "them memory-mapped, e.g. shared by several server processes)")
 
 
 def _add_sampling_args(p):
@@ -313,7 +321,8 @@ def _serve_ray(args, limits):
         args.model, name, host=args.host, port=args.port, ray_address=args.ray_address,
         replicas=args.replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
         replica_cpus=args.replica_cpus if args.replica_cpus is not None else float(threads),
-        load_kw={"dtype": args.dtype, "n_threads": threads, "activations": args.activations},
+        load_kw={"dtype": args.dtype, "n_threads": threads, "activations": args.activations,
+                 "pack_weights": _PACK_CHOICES[args.pack_weights]},
         engine_kw={"max_batch": args.max_batch, "max_queue": args.max_queue,
                    "prefill_chunk": args.prefill_chunk, "request_timeout": args.request_timeout,
                    "prefix_cache_mib": args.prefix_cache_mib},

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import gemma_native as gn
@@ -148,6 +149,20 @@ def test_info_with_tokenizer_and_dtype(tok_dir, tok_model):
     assert info["tokenizer"] == {"vocab_size": tok_model.tokenizer.vocab_size,
                                  "bos_id": tok_model.tokenizer.bos_id,
                                  "eos_id": tok_model.tokenizer.eos_id}
+
+
+def test_pack_weights_choice_reaches_the_loader(tok_dir):
+    packed = json.loads(ok(cli("info", tok_dir, "--dtype", "bfloat16", "--pack-weights", "yes")))
+    plain = json.loads(ok(cli("info", tok_dir, "--dtype", "bfloat16", "--pack-weights", "no")))
+    assert "BF16R32" in packed["weight_layouts"] and "BF16R32" not in plain["weight_layouts"]
+    assert packed["weights_bytes"] == plain["weights_bytes"]
+    # the same folder through load(): the packed model's logits are the mapped one's, bit for bit
+    ids = list(range(1, 30))
+    a = gn.load(tok_dir, dtype="bfloat16", pack_weights=True).logits(ids)
+    b = gn.load(tok_dir, dtype="bfloat16", pack_weights=False).logits(ids)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    r = cli("info", tok_dir, "--pack-weights", "maybe")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
 def test_info_reports_the_compute_mode(model_dir):

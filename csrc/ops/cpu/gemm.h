@@ -201,6 +201,16 @@ static inline const uint32_t* r32_panel(const void* w, int64_t k, int64_t q, int
          l * (k / kR32ColStep) * kR32Rows + m % kR32Rows;
 }
 
+// linear's lane tree of kWL outputs: element o of the eight lane tiles L + l * tile, added
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) (per element: hsum's tree).
+static inline WVec lane_tree(const float* L, int64_t tile, int64_t o) {
+  const WVec l04 = wadd(wload(L + 0 * tile + o), wload(L + 4 * tile + o));
+  const WVec l26 = wadd(wload(L + 2 * tile + o), wload(L + 6 * tile + o));
+  const WVec l15 = wadd(wload(L + 1 * tile + o), wload(L + 5 * tile + o));
+  const WVec l37 = wadd(wload(L + 3 * tile + o), wload(L + 7 * tile + o));
+  return wadd(wadd(l04, l26), wadd(l15, l37));
+}
+
 // Finishes nr rows x kNR columns of outputs in linear's order from the eight lane tiles
 // L + l * tile ([r][kNR] each): the lane tree, then bias_panel (kNR values), then y (row r at
 // y + r * ldy) = that, or y + that when accumulate.  No K tail: the caller has none.
@@ -209,12 +219,7 @@ static inline void finish_whole(const float* L, int64_t tile, int64_t nr, const 
   for (int64_t r = 0; r < nr; ++r) {
     float* yrow = y + r * ldy;
     for (int h = 0; h < kNR; h += kWL) {
-      const int64_t o = r * kNR + h;
-      const WVec l04 = wadd(wload(L + 0 * tile + o), wload(L + 4 * tile + o));
-      const WVec l26 = wadd(wload(L + 2 * tile + o), wload(L + 6 * tile + o));
-      const WVec l15 = wadd(wload(L + 1 * tile + o), wload(L + 5 * tile + o));
-      const WVec l37 = wadd(wload(L + 3 * tile + o), wload(L + 7 * tile + o));
-      const WVec vb = wadd(wadd(wadd(l04, l26), wadd(l15, l37)), wload(bias_panel + h));
+      const WVec vb = wadd(lane_tree(L, tile, r * kNR + h), wload(bias_panel + h));
       wstore(yrow + h, accumulate ? wadd(wload(yrow + h), vb) : vb);
     }
   }
@@ -397,14 +402,7 @@ void run_chunk(const LinearArgs& a) {
             const int64_t n = p * MR + r;
             float* yrow = a.y + n * m_rows + m0;
             float s[kNR];
-            for (int h = 0; h < kNR; h += kWL) {
-              const int64_t o = r * kNR + h;
-              const WVec l04 = wadd(wload(L + 0 * kTile + o), wload(L + 4 * kTile + o));
-              const WVec l26 = wadd(wload(L + 2 * kTile + o), wload(L + 6 * kTile + o));
-              const WVec l15 = wadd(wload(L + 1 * kTile + o), wload(L + 5 * kTile + o));
-              const WVec l37 = wadd(wload(L + 3 * kTile + o), wload(L + 7 * kTile + o));
-              wstore(s + h, wadd(wadd(l04, l26), wadd(l15, l37)));
-            }
+            for (int h = 0; h < kNR; h += kWL) wstore(s + h, lane_tree(L, kTile, r * kNR + h));
             const float* x = a.x + n * k;
             for (int64_t c = 0; c < nc; ++c) {
               float v = s[c];

@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activations", default="int8", choices=("int8", "float32", "bfloat16"),
                    help="our compute mode (as load's activations=): int8 (default; exact for "
                    "float weights), float32, or bfloat16 (prefill on the CPU's AMX unit)")
+    p.add_argument("--pack-weights", default="auto", choices=("auto", "yes", "no"),
+                   help="lay our bfloat16 matrices out for the CPU kernels at load (as load's "
+                   "pack_weights=): auto (default: on CPUs with AVX-512), yes, or no")
     p.add_argument("--peer-dtype", default="bfloat16",
                    help="torch peers' dtype: bfloat16 (default), float32, float16")
     p.add_argument("--gguf", default=None, help="GGUF file for the llama.cpp peer when the "

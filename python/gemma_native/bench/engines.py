@@ -36,7 +36,8 @@ class Ours:
         from gemma_native.random_model import model_from_spec
 
         self.model = model_from_spec(spec["model"], dtype=spec.get("dtype"), seed=0,
-                                     activations=spec.get("activations") or "int8")
+                                     activations=spec.get("activations") or "int8",
+                                     pack_weights=spec.get("pack_weights"))
         self.cfg = self.model.config
         self.vocab = self.cfg.vocab_size
         self.weights_bytes = self.model.weights_nbytes

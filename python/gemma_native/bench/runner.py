@@ -146,6 +146,7 @@ def run(args) -> dict:
         rep["limits"] = measure_limits(settings, threads)
     model_parts = [x for x in ("prefill", "ttft", "decode", "position") if x in parts]
     spec = {"model": model, "dtype": args.dtype, "activations": args.activations,
+            "pack_weights": {"auto": None, "yes": True, "no": False}[getattr(args, "pack_weights", "auto")],
             "threads": threads, "parts": model_parts,
             "settings": settings, "peer_dtype": args.peer_dtype, "show_progress": args.progress}
     ours_cfg = None
