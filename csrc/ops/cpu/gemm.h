@@ -164,9 +164,10 @@ static inline void microkernel_r32(const float* xp, int64_t xs, int64_t rs, cons
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = wzero();
   for (int64_t p = 0; p < pairs; ++p) {
-    if (PF) {
-      prefetch_l2(wq + kPfPairs * kR32Rows);
-      prefetch_l2(wq + kPfPairs * kR32Rows + 16);
+    if (PF) {  // the address as an integer: it may lie past the matrix (a harmless prefetch)
+      const uintptr_t ahead = reinterpret_cast<uintptr_t>(wq) + kPfPairs * kR32Rows * 4;
+      prefetch_l2(reinterpret_cast<const void*>(ahead));
+      prefetch_l2(reinterpret_cast<const void*>(ahead + 64));
     }
     const WWords a = wwords(wq), b = wwords(wq + kWL);
     const WVec a0 = wlo(a), b0 = wlo(b);
