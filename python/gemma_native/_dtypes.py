@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+from collections import Counter
 
 import numpy as np
 
@@ -16,13 +17,13 @@ from . import _core
 from .errors import DTypeError, InvalidArgumentError, ShapeError
 from .loading import ggml
 
-# The engine's weight dtype codes (csrc/include/gemma_native/dtype.h, exported by _core): the
-# float dtypes here, the block formats in QUANT_CODES.
 # The engine's packed bf16 layout (not a file format): bfloat16 linear matrices on the CPU, 32
 # rows per panel in the exact kernels' lane order (docs/model-math.md, "The packed bf16
 # layout").  Same values and bytes; the loader lays matrices out so.
 BF16R32 = "BF16R32"
 R32_ROWS, R32_COL_STEP = 32, 16
+# The engine's weight dtype codes (csrc/include/gemma_native/dtype.h, exported by _core): the
+# float dtypes here, the block formats in QUANT_CODES, the packed layouts in PACKED_CODES.
 DTYPE_CODES = {name: code for name, code in _core.DTYPE_CODES.items()
                if name not in _core.QUANT_BLOCKS and name != BF16R32}
 # Float layouts the kernels read but nothing loads as: name -> engine dtype code.
@@ -238,14 +239,22 @@ def bf16_layout(weights: dict, device: str) -> dict:
     if device != "cpu":
         return weights
     bf16 = DTYPE_CODES["bfloat16"]
+    # Who else could see an array rewritten in place: another entry holding it, an entry that
+    # is a view of it, or anything outside (more references than an array held the same way,
+    # by a tuple in a dict and a local, which is measured here rather than assumed).
+    entries = Counter(id(a) for a, _ in weights.values())
+    viewed = {id(a.base) for a, _ in weights.values()
+              if isinstance(a, np.ndarray) and a.base is not None}
+    probe = np.empty(0)
+    held = {"probe": (probe, 0)}
+    a_refs, entry_refs = sys.getrefcount(probe), sys.getrefcount(held["probe"])
     for name in list(weights):
         arr, code = weights[name]
         if (code == bf16 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R32_ROWS == 0
                 and arr.shape[1] % R32_COL_STEP == 0):
-            # Held only by its entry's tuple (itself held only by weights), this local and
-            # getrefcount's argument: nobody else can see the rewrite.
-            alone = (arr.base is None and sys.getrefcount(arr) <= 3
-                     and sys.getrefcount(weights[name]) <= 2)
+            alone = (arr.base is None and entries[id(arr)] == 1 and id(arr) not in viewed
+                     and sys.getrefcount(arr) <= a_refs
+                     and sys.getrefcount(weights[name]) <= entry_refs)
             in_place = (alone and arr.flags.writeable and arr.flags.c_contiguous
                         and arr.dtype == np.uint16)
             weights[name] = (pack_bf16r32(arr, in_place=in_place), PACKED_CODES[BF16R32])

@@ -158,14 +158,18 @@ def test_bf16_layout_packs_only_linear_matrices_on_the_cpu():
 def test_bf16_layout_packs_arrays_nothing_else_holds_in_place():
     rng = np.random.default_rng(4)
     values = _bf16(rng, 96, 64)
-    weights = {"a": (values.copy(), 1), "b": (values.copy(), 1)}
+    shared = values.copy()
+    weights = {"a": (values.copy(), 1), "b": (values.copy(), 1), "c": (values.copy(), 1),
+               "d": (shared, 1), "e": (shared, 1)}
     at = weights["a"][0].ctypes.data
     view = weights["b"][0][:64]  # a view keeps "b" from being rewritten under it
+    outside = weights["c"][0]  # so does a reference from outside
+    del shared  # "d" and "e" hold one array: neither may rewrite it for the other
     out = bf16_layout(weights, "cpu")
     assert out["a"][0].ctypes.data == at  # the same memory, rewritten
-    assert np.array_equal(out["a"][0], pack_bf16r32(values))
-    assert np.array_equal(out["b"][0], pack_bf16r32(values))
-    assert np.array_equal(view, values[:64])
+    for name in "abcde":
+        assert np.array_equal(out[name][0], pack_bf16r32(values)), name
+    assert np.array_equal(view, values[:64]) and np.array_equal(outside, values)
 
 
 def test_packing_a_mapped_matrix_drops_its_pages(tmp_path):
