@@ -148,9 +148,9 @@ constexpr int kMR32 = 6;
 
 // The BF16R32 microkernel: R rows of x against kNR rows of W over `pairs` words of one lane,
 // out[r * kNR + c] = sum over steps j of x_r(j) * W_c(j), one FMA chain per (r, c) in increasing
-// j, as microkernel().  x_r(j) is xp[j * xs + r * rs] (a packed x panel: xs = kMR32, rs = 1; a
-// row-major x for the GEMV: xs = 8, rs = k, xp at the lane's first value); W's pair p of the
-// kNR rows is the kNR words at wq + p * kR32Rows.
+// j, as microkernel().  x_r(j) is xp[j * xs + r * rs] (x laid out in lane order, [j][r] per
+// lane: xs = the layout's rows, rs = 1); W's pair p of the kNR rows is the kNR words at
+// wq + p * kR32Rows.
 // PF (the GEMV, whose W comes from memory once): each pair also prefetches the words kPfPairs
 // pairs (8 KiB) ahead into L2.  A panel is one sequential stream, which the hardware prefetch
 // alone left behind the FMAs at 4 rows of x: on the EPYC Zen 5, 16 matrices of 7680 x 2560
