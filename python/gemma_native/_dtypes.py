@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mmap
 import sys
-from collections import Counter
 
 import numpy as np
 
@@ -239,12 +238,10 @@ def bf16_layout(weights: dict, device: str) -> dict:
     if device != "cpu":
         return weights
     bf16 = DTYPE_CODES["bfloat16"]
-    # Who else could see an array rewritten in place: another entry holding it, an entry that
-    # is a view of it, or anything outside (more references than an array held the same way,
-    # by a tuple in a dict and a local, which is measured here rather than assumed).
-    entries = Counter(id(a) for a, _ in weights.values())
-    viewed = {id(a.base) for a, _ in weights.values()
-              if isinstance(a, np.ndarray) and a.base is not None}
+    # An array rewritten in place must be seen by nothing else: not another entry, not a view
+    # of it (its .base), not an outside name.  Each of those is a reference more than an array
+    # held as this loop holds one (by a tuple in a dict and a local), which is measured here on
+    # the running interpreter rather than assumed (the stack's share differs between versions).
     probe = np.empty(0)
     held = {"probe": (probe, 0)}
     a_refs, entry_refs = sys.getrefcount(probe), sys.getrefcount(held["probe"])
@@ -252,8 +249,7 @@ def bf16_layout(weights: dict, device: str) -> dict:
         arr, code = weights[name]
         if (code == bf16 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R32_ROWS == 0
                 and arr.shape[1] % R32_COL_STEP == 0):
-            alone = (arr.base is None and entries[id(arr)] == 1 and id(arr) not in viewed
-                     and sys.getrefcount(arr) <= a_refs
+            alone = (arr.base is None and sys.getrefcount(arr) <= a_refs
                      and sys.getrefcount(weights[name]) <= entry_refs)
             in_place = (alone and arr.flags.writeable and arr.flags.c_contiguous
                         and arr.dtype == np.uint16)

@@ -233,7 +233,7 @@ def test_embedding_rmsnorm_block_diag(dtype):
         x = rnd(rng, 5, d, scale=3.0)
         wn = rnd(rng, d)
         assert_identical(on_each_set(lambda: ops.rmsnorm(x, wn, 1e-6, 1.0)), f"rmsnorm {d}")
-    for blocks, bs in ((1, 7), (3, 8), (2, 33), (4, 64), (2, 72), (2, 160)):  # 160: 16-lane, 8-lane tiles
+    for blocks, bs in ((1, 7), (3, 8), (2, 33), (4, 64), (2, 72), (2, 160)):  # 160: tiles, then the rest
         w = weight_arg(rnd(rng, blocks, bs, bs), dtype)
         b = rnd(rng, blocks, bs)
         x = rnd(rng, 13, blocks * bs)  # whole and partial groups of rows (2 or 6 per tile)

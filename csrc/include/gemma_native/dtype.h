@@ -51,12 +51,6 @@ GN_HD int dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
 constexpr int64_t kR32Rows = 32;
 constexpr int64_t kR32ColStep = 16;
 GN_HD bool is_packed_float(DType t) { return t == DType::kBF16R32; }
-// The word and half (0 low, 1 high) holding W[m][k] of a BF16R32 matrix with `cols` columns.
-GN_HD int64_t bf16r32_word(int64_t m, int64_t k, int64_t cols, int* half) {
-  *half = static_cast<int>((k / 8) % 2);
-  return (((m / kR32Rows) * 8 + k % 8) * (cols / kR32ColStep) + k / kR32ColStep) * kR32Rows +
-         m % kR32Rows;
-}
 
 static inline const char* dtype_name(DType t) {
   switch (t) {

@@ -136,10 +136,6 @@ static void pack_w_r32(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, 
 
 template <DType DT>
 static void pack_w(const LinearArgs& a, int64_t m0, int64_t mb, int64_t kp, uint16_t* dst) {
-  if constexpr (DT == DType::kBF16R32) {
-    pack_w_r32(a, m0, mb, kp, dst);
-    return;
-  }
   const int64_t k = a.w.cols, rows = a.w.rows;
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(DT);
   const char* base = static_cast<const char*>(a.w.data);
@@ -258,7 +254,11 @@ void run(const LinearArgs& a) {
     tiles_begin();
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m0 = t * mb;
-      pack_w<DT>(a, m0, mb, kp, wp);
+      if constexpr (DT == DType::kBF16R32) {
+        pack_w_r32(a, m0, mb, kp, wp);
+      } else {
+        pack_w<DT>(a, m0, mb, kp, wp);
+      }
       const int64_t mgroups = min64(mb, round_up(m_rows - m0, 32)) / 32;  // 32-row pairs
       for (int64_t n0 = 0; n0 < np; n0 += kBlockN) {
         const uint16_t* xa0 = xb.data() + (n0 / 16) * nkb * (kTileBytes / 2);

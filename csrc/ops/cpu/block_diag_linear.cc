@@ -21,102 +21,41 @@ constexpr int kRows = 2;  // 8 accumulators + 4 weight vectors + 1 broadcast of 
 constexpr int kRows = 2;
 #endif
 
-// Rows n0 .. n0+R-1 of block h, output vectors j .. j + 4 kLanes: every output sums its bias,
-// then i = 0, 1, ... in order (one fma each), exactly as a single row does; the R rows share
-// each widened weight vector.
+// Rows n0 .. n0+R-1 of block h, outputs j .. j + 4 kWL (4 wide registers: 64 outputs on
+// AVX-512, 32 elsewhere): every output sums its bias, then i = 0, 1, ... in order (one fma
+// each), exactly as a single row does; the R rows share each widened weight register.  The
+// width changes no result (on the EPYC Zen 5, 16 lanes took the 2B gates' [512, 2560] product,
+// 10 blocks of 256, from 239 GFLOP/s with 8-lane tiles to 443-479 in alternating runs).
 template <DType DT, int R>
 static inline void tile4(const BlockDiagLinearArgs& a, int64_t n0, int64_t h, int64_t j) {
   const int64_t bs = a.block_size, width = a.blocks * bs;
   const int64_t wblock = h * bs * bs;
-  Vec acc[R][4];
+  WVec acc[R][4];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) acc[r][q] = a.b ? load(a.b + h * bs + j + q * kLanes) : zero();
+    for (int q = 0; q < 4; ++q) acc[r][q] = a.b ? wload(a.b + h * bs + j + q * kWL) : wzero();
   }
   const float* x = a.x + n0 * width + h * bs;
   for (int64_t i = 0; i < bs; ++i) {
     const int64_t wrow = wblock + i * bs + j;
-    Vec w[4];
+    WVec w[4];
 #pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) w[q] = load_w<DT>(a.w, wrow + q * kLanes);
+    for (int q = 0; q < 4; ++q) w[q] = wload_w<DT>(a.w, wrow + q * kWL);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const Vec xi = splat(x[r * width + i]);
+      const WVec xi = wsplat(x[r * width + i]);
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) acc[r][q] = fma(xi, w[q], acc[r][q]);
+      for (int q = 0; q < 4; ++q) acc[r][q] = wfma(xi, w[q], acc[r][q]);
     }
   }
   float* y = a.y + n0 * width + h * bs + j;
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) store(y + r * width + q * kLanes, acc[r][q]);
+    for (int q = 0; q < 4; ++q) wstore(y + r * width + q * kWL, acc[r][q]);
   }
 }
-
-#if defined(GN_X86_AVX512)
-// 16 weights of dtype DT from element i of w, widened exactly (as load_w, 16 lanes).
-template <DType DT>
-static inline __m512 load_w16(const void* w, int64_t i) {
-  if constexpr (DT == DType::kF32) {
-    return _mm512_loadu_ps(static_cast<const float*>(w) + i);
-  } else {
-    const __m256i h = _mm256_loadu_si256(
-        reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i));
-    if constexpr (DT == DType::kBF16) {
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    } else {
-      return _mm512_cvtph_ps(h);
-    }
-  }
-}
-
-constexpr bool kHasWide = true;
-
-// tile4 with 16-lane registers: outputs j .. j + 64, each the same chain (bias, then one fma
-// per i in order), so the same bits; twice the outputs per instruction.  On the EPYC Zen 5 the
-// 2B gates' [512, 2560] product (10 blocks of 256) went from 239 GFLOP/s (8-lane tiles) to
-// 479.
-template <DType DT, int R>
-static inline void tile4_wide(const BlockDiagLinearArgs& a, int64_t n0, int64_t h, int64_t j) {
-  const int64_t bs = a.block_size, width = a.blocks * bs;
-  const int64_t wblock = h * bs * bs;
-  __m512 acc[R][4];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      acc[r][q] = a.b ? _mm512_loadu_ps(a.b + h * bs + j + q * 16) : _mm512_setzero_ps();
-    }
-  }
-  const float* x = a.x + n0 * width + h * bs;
-  for (int64_t i = 0; i < bs; ++i) {
-    const int64_t wrow = wblock + i * bs + j;
-    __m512 w[4];
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) w[q] = load_w16<DT>(a.w, wrow + q * 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 xi = _mm512_set1_ps(x[r * width + i]);
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_fmadd_ps(xi, w[q], acc[r][q]);
-    }
-  }
-  float* y = a.y + n0 * width + h * bs + j;
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(y + r * width + q * 16, acc[r][q]);
-  }
-}
-#else
-constexpr bool kHasWide = false;  // no 16-lane tiles
-template <DType DT, int R>
-static inline void tile4_wide(const BlockDiagLinearArgs&, int64_t, int64_t, int64_t) {}
-#endif
-
-constexpr int64_t kWide = 64;  // outputs per 16-lane tile: 4 registers of 16
 
 // One row, the outputs from j on (vectors of kLanes, then scalars), in the same order.
 template <DType DT>
@@ -144,8 +83,7 @@ static inline void row_rest(const BlockDiagLinearArgs& a, int64_t n, int64_t h, 
 
 void block_diag_linear(const BlockDiagLinearArgs& a) {
   const int64_t bs = a.block_size;
-  const int64_t jw = kHasWide ? bs / kWide * kWide : 0;  // outputs covered by 16-lane tiles
-  const int64_t j4 = bs / (4 * kLanes) * (4 * kLanes);  // ... and then by 4-vector tiles
+  const int64_t j4 = bs / (4 * kWL) * (4 * kWL);  // outputs covered by 4-register tiles
   with_dtype(a.w_dtype, [&](auto dt) {
     constexpr DType DT = decltype(dt)::value;
     const int64_t groups = (a.n + kRows - 1) / kRows;
@@ -153,14 +91,7 @@ void block_diag_linear(const BlockDiagLinearArgs& a) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t g = t / a.blocks, h = t % a.blocks;
         const int64_t n0 = g * kRows, rows = min64(kRows, a.n - n0);
-        for (int64_t j = 0; j < jw; j += kWide) {
-          if (rows == kRows) {
-            tile4_wide<DT, kRows>(a, n0, h, j);
-          } else {
-            for (int64_t n = n0; n < n0 + rows; ++n) tile4_wide<DT, 1>(a, n, h, j);
-          }
-        }
-        for (int64_t j = jw; j < j4; j += 4 * kLanes) {
+        for (int64_t j = 0; j < j4; j += 4 * kWL) {
           if (rows == kRows) {
             tile4<DT, kRows>(a, n0, h, j);
           } else {

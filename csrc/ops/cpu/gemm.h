@@ -38,28 +38,11 @@
 namespace gemma_native::ops::cpu::GN_ISA {
 namespace gemm {
 
-// The GEMM's own register type: a zmm of 16 lanes on AVX-512 (each lane a different output row),
-// Vec elsewhere.  Only per-element operations are used, so the width never changes a result.
+// Register tiles in WVec (simd.h): 16 lanes on AVX-512, each a different output row.
 #if defined(GN_X86_AVX512)
-using WVec = __m512;
-constexpr int kWL = 16;
-static inline WVec wzero() { return _mm512_setzero_ps(); }
-static inline WVec wload(const float* p) { return _mm512_loadu_ps(p); }
-static inline void wstore(float* p, WVec v) { _mm512_storeu_ps(p, v); }
-static inline WVec wsplat(float x) { return _mm512_set1_ps(x); }
-static inline WVec wfma(WVec a, WVec b, WVec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline WVec wadd(WVec a, WVec b) { return _mm512_add_ps(a, b); }
 constexpr int kMR = 14;                // x rows per microkernel (broadcast)
 constexpr int64_t kPackBudget = 768 * 1024;  // bytes of packed W per task (2 MiB L2)
 #else
-using WVec = Vec;
-constexpr int kWL = kLanes;
-static inline WVec wzero() { return zero(); }
-static inline WVec wload(const float* p) { return load(p); }
-static inline void wstore(float* p, WVec v) { store(p, v); }
-static inline WVec wsplat(float x) { return splat(x); }
-static inline WVec wfma(WVec a, WVec b, WVec c) { return fma(a, b, c); }
-static inline WVec wadd(WVec a, WVec b) { return add(a, b); }
 constexpr int kMR = 6;
 constexpr int64_t kPackBudget = 256 * 1024;  // 512 KiB L2 on the EPYCs
 #endif
@@ -354,10 +337,12 @@ void run_chunk(const LinearArgs& a) {
     float bias_panel[kNR];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t q0 = t * per_task, nq = min64(per_task, wpanels - q0);
-      for (int64_t q = 0; q < nq && !kR32; ++q) {
-        const int64_t mr = (q0 + q) * kNR;
-        pack_panel<DT, kNR>(wbase + static_cast<size_t>(mr) * row_bytes, k,
-                            min64(kNR, m_rows - mr), nv, wpack + q * wp_size);
+      if constexpr (!kR32) {
+        for (int64_t q = 0; q < nq; ++q) {
+          const int64_t mr = (q0 + q) * kNR;
+          pack_panel<DT, kNR>(wbase + static_cast<size_t>(mr) * row_bytes, k,
+                              min64(kNR, m_rows - mr), nv, wpack + q * wp_size);
+        }
       }
       // The next task's W rows are read from memory into L2 while this one computes, a slice
       // per x panel, so its packing does not wait on DRAM.
@@ -399,17 +384,19 @@ void run_chunk(const LinearArgs& a) {
                          m_rows);
             continue;
           }
-          for (int64_t r = 0; r < nr; ++r) {
-            const int64_t n = p * MR + r;
-            float* yrow = a.y + n * m_rows + m0;
-            float s[kNR];
-            for (int h = 0; h < kNR; h += kWL) wstore(s + h, lane_tree(L, kTile, r * kNR + h));
-            const float* x = a.x + n * k;
-            for (int64_t c = 0; c < nc; ++c) {
-              float v = s[c];
-              const void* w = wbase + static_cast<size_t>(m0 + c) * row_bytes;
-              for (int64_t j = nv * kLanes; j < k; ++j) v += load_w1<DT>(w, j) * x[j];
-              yrow[c] = a.accumulate ? yrow[c] + (v + bias_panel[c]) : v + bias_panel[c];
+          if constexpr (!kR32) {  // a partial panel or a K tail: row-major weights only
+            for (int64_t r = 0; r < nr; ++r) {
+              const int64_t n = p * MR + r;
+              float* yrow = a.y + n * m_rows + m0;
+              float s[kNR];
+              for (int h = 0; h < kNR; h += kWL) wstore(s + h, lane_tree(L, kTile, r * kNR + h));
+              const float* x = a.x + n * k;
+              for (int64_t c = 0; c < nc; ++c) {
+                float v = s[c];
+                const void* w = wbase + static_cast<size_t>(m0 + c) * row_bytes;
+                for (int64_t j = nv * kLanes; j < k; ++j) v += load_w1<DT>(w, j) * x[j];
+                yrow[c] = a.accumulate ? yrow[c] + (v + bias_panel[c]) : v + bias_panel[c];
+              }
             }
           }
         }

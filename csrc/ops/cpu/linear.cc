@@ -89,6 +89,20 @@ static inline void gemv_rows(const LinearArgs& a, int64_t m0, int64_t m1, int64_
 constexpr int64_t kRowChunk = 16;
 constexpr int kGemvRows = 4;  // x rows per register tile (then 1-3 for the rest)
 
+// Calls f(std::integral_constant<int, R>(), n) for the rows [n0, n1) of x in blocks of R rows:
+// kGemvRows at a time, then one block of the 1-3 left.
+template <class F>
+static inline void row_blocks(int64_t n0, int64_t n1, F&& f) {
+  int64_t n = n0;
+  for (; n + kGemvRows <= n1; n += kGemvRows) f(std::integral_constant<int, kGemvRows>(), n);
+  switch (n1 - n) {
+    case 1: f(std::integral_constant<int, 1>(), n); break;
+    case 2: f(std::integral_constant<int, 2>(), n); break;
+    case 3: f(std::integral_constant<int, 3>(), n); break;
+    default: break;
+  }
+}
+
 template <DType DT>
 void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1);
 
@@ -122,15 +136,9 @@ static inline void gemv_rows_r(const LinearArgs& a, int64_t m0, int64_t m1, int6
 template <DType DT>
 void linear_rows(const LinearArgs& a, int64_t m0, int64_t m1) {
   for (int64_t n0 = 0; n0 < a.n; n0 += kPanel) {
-    const int64_t n1 = min64(a.n, n0 + kPanel);
-    int64_t n = n0;
-    for (; n + kGemvRows <= n1; n += kGemvRows) gemv_rows_r<DT, kGemvRows>(a, m0, m1, n);
-    switch (n1 - n) {
-      case 1: gemv_rows_r<DT, 1>(a, m0, m1, n); break;
-      case 2: gemv_rows_r<DT, 2>(a, m0, m1, n); break;
-      case 3: gemv_rows_r<DT, 3>(a, m0, m1, n); break;
-      default: break;
-    }
+    row_blocks(n0, min64(a.n, n0 + kPanel), [&](auto r, int64_t n) {
+      gemv_rows_r<DT, decltype(r)::value>(a, m0, m1, n);
+    });
   }
 }
 
@@ -165,25 +173,15 @@ static void linear_r32(const LinearArgs& a) {
     gemm::run<DType::kBF16R32>(a);
     return;
   }
-  const int64_t k = a.w.cols, full = a.n / kGemvRows * kGemvRows;
+  const int64_t k = a.w.cols;
   thread_local Grow<float> xbuf;  // the calling thread's; workers use the pointer
   float* const xl = xbuf.get(a.n * k + 1);
-  for (int64_t n = 0; n < full; n += kGemvRows) r32_pack_x<kGemvRows>(a, n, xl + n * k);
-  switch (a.n - full) {
-    case 1: r32_pack_x<1>(a, full, xl + full * k); break;
-    case 2: r32_pack_x<2>(a, full, xl + full * k); break;
-    case 3: r32_pack_x<3>(a, full, xl + full * k); break;
-    default: break;
-  }
+  row_blocks(0, a.n, [&](auto r, int64_t n) { r32_pack_x<decltype(r)::value>(a, n, xl + n * k); });
   par_for(a.w.rows / gemm::kNR, 1, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
-      for (int64_t n = 0; n < full; n += kGemvRows) r32_rows<kGemvRows>(a, q, n, xl + n * k);
-      switch (a.n - full) {
-        case 1: r32_rows<1>(a, q, full, xl + full * k); break;
-        case 2: r32_rows<2>(a, q, full, xl + full * k); break;
-        case 3: r32_rows<3>(a, q, full, xl + full * k); break;
-        default: break;
-      }
+      row_blocks(0, a.n, [&](auto r, int64_t n) {
+        r32_rows<decltype(r)::value>(a, q, n, xl + n * k);
+      });
     }
   });
 }

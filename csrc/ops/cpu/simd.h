@@ -204,6 +204,48 @@ static inline Vec load_w(const void* w, int64_t i) {
   }
 }
 
+// The wide register of the register-tiled kernels (gemm.h, block_diag_linear.cc): a zmm of 16
+// lanes on AVX-512, Vec elsewhere.  Only per-element operations, each lane a different output,
+// so the width never changes a result.
+#if defined(GN_X86_AVX512)
+using WVec = __m512;
+constexpr int kWL = 16;
+static inline WVec wzero() { return _mm512_setzero_ps(); }
+static inline WVec wload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void wstore(float* p, WVec v) { _mm512_storeu_ps(p, v); }
+static inline WVec wsplat(float x) { return _mm512_set1_ps(x); }
+static inline WVec wfma(WVec a, WVec b, WVec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline WVec wadd(WVec a, WVec b) { return _mm512_add_ps(a, b); }
+// kWL weights of dtype DT from element i of w, widened exactly (load_w's 16-lane twin).
+template <DType DT>
+static inline WVec wload_w(const void* w, int64_t i) {
+  if constexpr (DT == DType::kF32) {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+  } else {
+    const __m256i h = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i));
+    if constexpr (DT == DType::kBF16) {
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm512_cvtph_ps(h);
+    }
+  }
+}
+#else
+using WVec = Vec;
+constexpr int kWL = kLanes;
+static inline WVec wzero() { return zero(); }
+static inline WVec wload(const float* p) { return load(p); }
+static inline void wstore(float* p, WVec v) { store(p, v); }
+static inline WVec wsplat(float x) { return splat(x); }
+static inline WVec wfma(WVec a, WVec b, WVec c) { return fma(a, b, c); }
+static inline WVec wadd(WVec a, WVec b) { return add(a, b); }
+template <DType DT>
+static inline WVec wload_w(const void* w, int64_t i) {
+  return load_w<DT>(w, i);
+}
+#endif
+
 // Element i of a weight row of dtype DT as bf16 bits (bf16 as stored; others rounded to
 // nearest even): the operand of the bf16 compute mode's GEMMs.
 template <DType DT>
