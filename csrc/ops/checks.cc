@@ -21,9 +21,10 @@ void matrix(const WeightMatrix& w, const char* what) {
 
 bool embedding(const EmbeddingArgs& a) {
   matrix(a.table, "embedding");
-  GN_CHECK(a.table.dtype != DType::kQ8_0R16, ErrorKind::kDType,
-           "embedding: a Q8_0R16 matrix (16 rows interleaved) cannot be looked up by row; "
-           "keep the table in Q8_0");
+  GN_CHECK(a.table.dtype != DType::kQ8_0R16 || a.table.rows % kQ8R16Rows == 0,
+           ErrorKind::kShape,
+           "embedding: Q8_0R16 tables come in groups of 16 rows, got " +
+               std::to_string(a.table.rows));
   GN_CHECK(a.table.dtype != DType::kBF16R32, ErrorKind::kDType,
            "embedding: a BF16R32 matrix (32-row panels) cannot be looked up by row; keep the "
            "table in bfloat16");

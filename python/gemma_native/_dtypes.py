@@ -262,15 +262,16 @@ def bf16_layout(weights: dict, device: str) -> dict:
 
 def int8_layout(weights: dict, activations: str, device: str) -> dict:
     """The engine weights {name: (array, dtype code)} of a model loaded with dtype="int8", for its
-    compute mode: on the CPU with int8 activations every Q8_0 matrix with rows % 16 == 0 except
-    the embedding table (looked up by row, and the tied output layer's weights) goes to Q8_0R16,
-    whose whole-block integer sums run at the integer unit's rate.  Anything else is returned as
-    it is (float32 activations widen Q8_0 rows; the CUDA backend reads Q8_0)."""
+    compute mode: on the CPU with int8 activations every Q8_0 matrix with rows % 16 == 0, the
+    embedding table included (its rows are looked up from their groups; as the tied output
+    layer it is a linear matrix like the others), goes to Q8_0R16, whose whole-block integer
+    sums run at the integer unit's rate.  Anything else is returned as it is (float32
+    activations widen Q8_0 rows; the CUDA backend reads Q8_0)."""
     if activations != "int8" or device != "cpu":
         return weights
     q8, out = QUANT_CODES[INT8_FORMAT], {}
     for name, (arr, code) in weights.items():
-        if code == q8 and name != "embed" and arr.ndim == 2 and arr.shape[0] % R16_ROWS == 0:
+        if code == q8 and arr.ndim == 2 and arr.shape[0] % R16_ROWS == 0:
             arr, code = pack_q8_0r16(arr), QUANT_CODES[Q8_0R16]
         out[name] = (arr, code)
     return out

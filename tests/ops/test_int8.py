@@ -1,7 +1,7 @@
 """dtype="int8": weights quantized at load to Q8_0 blocks (GGML's reference quantizer), run with
 8-bit activations by default or float32 activations on request (activations="float32").  With
 8-bit activations on the CPU the linear matrices go to Q8_0R16 (16 rows interleaved, whole-block
-integer sums); the embedding table stays Q8_0."""
+integer sums), the embedding table (looked up by row, and the tied output layer) included."""
 
 import warnings
 from fractions import Fraction
@@ -186,18 +186,34 @@ def test_q8_0r16_bad_input():
         ops.linear(np.ones((2, 32), np.float32), (packed, "Q8_0R16"))  # x is 32 wide, W 64
     with pytest.raises(gn.GemmaNativeError):
         ops.linear(x, (packed[:, :60], "Q8_0R16"))  # not whole blocks
-    with pytest.raises(gn.DTypeError, match="looked up by row"):
-        ops.embedding((packed, "Q8_0R16"), [0, 1])
+    with pytest.raises(gn.ShapeError, match="groups of 16 rows"):
+        ops.embedding((q8[:8], "Q8_0R16"), [0, 1])
+    with pytest.raises(gn.InvalidArgumentError, match="outside the vocabulary"):
+        ops.embedding((packed, "Q8_0R16"), [0, 16])
 
 
-def test_int8_layout_converts_the_linear_matrices_only():
+def test_q8_0r16_rows_look_up_as_their_q8_0_rows():
+    """An int8 model's embedding table is Q8_0R16: each looked-up row is picked out of its group
+    and must equal the Q8_0 row's values bit for bit (the same d * q products, then the scale)."""
+    q8 = _q8_blocks(48, 96, 17)
+    q8[5, 2:34] = 0x80  # a block of -128s, the byte the +128 shift wraps
+    q8[7, :2] = [0x00, 0x7c]  # d = +inf: inf * q, NaN where q == 0
+    ids = np.array([0, 15, 16, 47, 5, 7, 31, 5], np.int32)
+    for scale in (1.0, 1.7, -0.25):
+        got = ops.embedding((pack_q8_0r16(q8), "Q8_0R16"), ids, scale)
+        want = ops.embedding((q8, "Q8_0"), ids, scale)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(got, reference.embedding((q8, "Q8_0"), ids, scale))
+
+
+def test_int8_layout_converts_whole_groups_of_rows():
     q8, r16 = QUANT_CODES["Q8_0"], QUANT_CODES["Q8_0R16"]
     weights = {"embed": (_q8_blocks(32, 64, 1), q8), "layers.0.w": (_q8_blocks(32, 64, 2), q8),
                "layers.0.odd": (_q8_blocks(24, 64, 3), q8),
                "norm": (np.ones(64, np.float32), 0)}
     out = int8_layout(weights, "int8", "cpu")
-    assert out["embed"][1] == q8 and out["layers.0.odd"][1] == q8 and out["norm"][1] == 0
-    assert out["layers.0.w"][1] == r16
+    assert out["layers.0.odd"][1] == q8 and out["norm"][1] == 0
+    assert out["layers.0.w"][1] == r16 and out["embed"][1] == r16
     np.testing.assert_array_equal(unpack_q8_0r16(out["layers.0.w"][0]), weights["layers.0.w"][0])
     for activations, device in (("float32", "cpu"), ("int8", "cuda-emu")):
         assert int8_layout(weights, activations, device) is weights

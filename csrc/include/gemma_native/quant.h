@@ -240,6 +240,26 @@ GN_HD void quantize_row_q8_0(const float* x, int64_t cols, BlockQ8_0* out) {
   }
 }
 
+// Row `row` of a Q8_0R16 matrix with `cols` columns (its 16-row group's blocks, the row's
+// scale and bytes picked out of each) into fp32: the same values, computed the same way, as
+// dequantize_row on the Q8_0 row it was packed from.
+GN_HD void dequantize_q8_0r16_row(const void* data, int64_t cols, int64_t row, float* out) {
+  const int64_t nb = cols / 32, r = row % kQ8R16Rows;
+  const uint8_t* grp = static_cast<const uint8_t*>(data) + row / kQ8R16Rows * nb * kQ8R16GroupBlock;
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* blk = grp + i * kQ8R16GroupBlock;
+    uint16_t h;
+    memcpy(&h, blk + 2 * r, 2);
+    const float d = f16_to_f32(h);
+    for (int j = 0; j < 8; ++j) {
+      for (int v = 0; v < 4; ++v) {
+        const int8_t q = static_cast<int8_t>(blk[2 * kQ8R16Rows + 64 * j + 4 * r + v] ^ 0x80);
+        out[32 * i + 4 * j + v] = d * q;
+      }
+    }
+  }
+}
+
 // Dequantizes one row of `cols` values of a quantized or float weight into fp32.
 GN_HD void dequantize_row(const void* row, DType t, int64_t cols, float* out) {
   const int64_t nb = cols / block_values(t);

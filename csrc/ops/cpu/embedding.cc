@@ -1,4 +1,5 @@
-// embedding: out[n, :] = table[ids[n], :] * scale  (table [V, D] bf16/f16/f32, out fp32).
+// embedding: out[n, :] = table[ids[n], :] * scale  (table [V, D] bf16/f16/f32 or quantized,
+// out fp32).
 // Napkin math: reads N*D weight elements, writes N*D floats; pure bandwidth, trivial.
 // Ids are range-checked by the ops:: front (ops.cc) before this runs.
 #include "gemma_native/quant.h"
@@ -9,13 +10,17 @@ namespace gemma_native::ops::cpu::GN_ISA {
 
 void embedding(const EmbeddingArgs& a) {
   const int64_t d = a.table.cols;
-  if (is_quantized(a.table.dtype)) {  // GGUF tables: dequantize the looked-up rows
+  if (is_quantized(a.table.dtype)) {  // GGUF / int8 tables: dequantize the looked-up rows
     const int64_t rb = row_bytes(a.table.dtype, d);
     par_for(a.n, 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         float* o = a.out + r * d;
-        dequantize_row(static_cast<const uint8_t*>(a.table.data) + a.ids[r] * rb, a.table.dtype,
-                       d, o);
+        if (a.table.dtype == DType::kQ8_0R16) {
+          dequantize_q8_0r16_row(a.table.data, d, a.ids[r], o);
+        } else {
+          dequantize_row(static_cast<const uint8_t*>(a.table.data) + a.ids[r] * rb,
+                         a.table.dtype, d, o);
+        }
         for (int64_t i = 0; i < d; ++i) o[i] *= a.scale;
       }
     });
