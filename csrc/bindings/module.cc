@@ -52,6 +52,8 @@ py::dict backend_info() {
   d["compiled_isas"] = ops::cpu::compiled_isas();
   d["bf16_gemm"] = ops::cpu::bf16_gemm_name();
   d["available_bf16_gemms"] = ops::cpu::available_bf16_gemms();
+  d["int8_gemm"] = ops::cpu::int8_gemm_name();
+  d["available_int8_gemms"] = ops::cpu::available_int8_gemms();
   d["cpu_features"] = features_dict(ops::cpu::detected_features());
   d["num_threads"] = ops::cpu::num_threads();
   const ops::cpu::CpuLimits lim = ops::cpu::cpu_limits();
@@ -145,6 +147,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_bf16_gemm", &ops::cpu::set_bf16_gemm, py::arg("name"),
         "Force the bf16 compute mode's GEMM: 'auto', 'amx', 'amx-emulated' or 'none' (exact).");
   m.def("bf16_gemm", &ops::cpu::bf16_gemm_name);
+  m.def("set_int8_gemm", &ops::cpu::set_int8_gemm, py::arg("name"),
+        "Force the int8 GEMM of Q8_0R16 weights (prefill): 'auto', 'amx', 'amx-emulated' or "
+        "'none' (the kernel set's own); every choice gives the same results.");
+  m.def("int8_gemm", &ops::cpu::int8_gemm_name);
   m.def("set_num_threads", [](int n) {
           py::gil_scoped_release nogil;  // waits for running computations
           ops::cpu::set_num_threads(n);

@@ -19,7 +19,11 @@ void rmsnorm(const RmsNormArgs& a) {
 void linear(const LinearArgs& a) {
   if (!check::linear(a)) return;
   if (is_quantized(a.w.dtype)) {
-    cpu::active().qlinear(a);
+    if (a.w.dtype == DType::kQ8_0R16 && a.n >= kInt8TileMinRows && cpu::int8_gemm() != nullptr) {
+      cpu::int8_gemm()(a);
+    } else {
+      cpu::active().qlinear(a);
+    }
   } else if (a.w.bf16_activations && a.n >= kBf16MinRows && cpu::bf16_gemm() != nullptr) {
     cpu::bf16_gemm()(a);
   } else {

@@ -29,6 +29,9 @@ struct WeightMatrix {
   bool bf16_activations = false;
 };
 constexpr int64_t kBf16MinRows = 16;
+// From this many rows of x on, Q8_0R16 weights may go to a tile unit (cpu/dispatch.h
+// int8_gemm), with the same results.
+constexpr int64_t kInt8TileMinRows = 16;
 
 // out[n, :] = table[ids[n], :] * scale.   table [V, D]; out [N, D] fp32.
 struct EmbeddingArgs {

@@ -76,6 +76,16 @@ def set_bf16_gemm(name: str) -> None:
     _core.set_bf16_gemm(str(name))
 
 
+def set_int8_gemm(name: str) -> None:
+    """Forces the GEMM that multiplies int8 (Q8_0R16, ``dtype="int8"``) weights by 16 or more
+    activation rows (prefill): 'amx' (Intel AMX-INT8 tiles; needs Linux >= 5.16), 'amx-emulated'
+    (the same kernel over emulated tiles on any CPU; slow, for tests), 'none' (the kernel set's
+    own VNNI / AVX2 / NEON products) or 'auto' (amx where usable).  Every choice gives the same
+    results bit for bit; ``backend_info()["int8_gemm"]`` names the one in use and
+    GEMMA_NATIVE_INT8_GEMM sets it at import."""
+    _core.set_int8_gemm(str(name))
+
+
 # GEMMA_NATIVE_CPU_ISA is read by the core at first use (backend_info() or any computation);
 # an unknown or unsupported value raises DeviceError there, not at import, so that tools built
 # on the package (the gemma-native command) can report it cleanly.
@@ -83,6 +93,7 @@ def set_bf16_gemm(name: str) -> None:
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
     "backend_info", "core_peaks", "set_num_threads", "set_cpu_isa", "set_bf16_gemm",
+    "set_int8_gemm",
     "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
     "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",

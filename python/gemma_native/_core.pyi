@@ -54,6 +54,10 @@ def set_bf16_gemm(name: str) -> None:
     """'auto', 'amx', 'amx-emulated' or 'none'; DeviceError if this build or CPU lacks it."""
 
 def bf16_gemm() -> str: ...
+def set_int8_gemm(name: str) -> None:
+    """Force the int8 GEMM of Q8_0R16 weights (prefill): 'auto', 'amx', 'amx-emulated' or
+    'none' (the kernel set's own); every choice gives the same results."""
+def int8_gemm() -> str: ...
 def set_num_threads(n: int) -> None:
     """1..1024 kernel threads; 0 restores the default (the usable CPUs)."""
 

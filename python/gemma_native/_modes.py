@@ -3,7 +3,9 @@ how activations meet the weights, checked in one place, and the one-line descrip
 mode that runs, which ``Model.compute_mode``, ``gemma-native info`` and the bench report.
 
 - ``"int8"`` (default): quantized weights (GGUF blocks, ``dtype="int8"``) meet activations
-  quantized to 8 bits per block (exact integer products, llama.cpp's arithmetic); float weights
+  quantized to 8 bits per block (exact integer products, llama.cpp's arithmetic; weights
+  quantized at load, Q8_0R16, take their prefill to AMX-INT8 tiles where the CPU has them, with
+  the same results); float weights
   meet float32 activations (exact mode: bit-identical on every CPU kernel set).
 - ``"float32"``: every weight meets float32 activations (quantized ones widened).
 - ``"bfloat16"``: float weights only.  Products of >= 16 rows of activations (prefill, batched
@@ -56,6 +58,9 @@ def describe(activations: str, weight_dtype: str | None, device: str = "cpu") ->
         return f"bfloat16 ({kernel}; decode steps exact)"
     if quantized and activations == "int8":
         if weight_dtype == "int8":  # quantized at load: linear matrices in Q8_0R16 (_dtypes)
-            return "int8 activations (Q8_0R16 weights: whole-block int32 sums)"
+            tiles = _core.int8_gemm()
+            prefill = "; prefill on amx-int8 tiles" if tiles == "amx" else (
+                f"; prefill on {tiles}" if tiles != "none" else "")
+            return f"int8 activations (Q8_0R16 weights: whole-block int32 sums{prefill})"
         return "int8 activations (quantized weights)"
     return "exact float32"

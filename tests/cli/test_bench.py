@@ -154,7 +154,12 @@ def test_core_peaks_measure_what_the_cpu_has():
     ("bfloat16 (amx; decode steps exact)", "avx512vnni", None),
     ("bfloat16 (avx512bf16-emulated; decode steps exact)", "avx512vnni", None),
     ("int8 activations (quantized weights)", "avx512vnni", "int8_dot_512"),
-    ("int8 activations (quantized weights)", "avx2", None)])
+    ("int8 activations (quantized weights)", "avx2", None),
+    ("int8 activations (Q8_0R16 weights: whole-block int32 sums)", "avx512vnni", "int8_dot_512"),
+    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on amx-int8 tiles)",
+     "avx512vnni", None),
+    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on amx-emulated)",
+     "avx512vnni", None)])
 def test_core_peak_key_names_the_instructions_prefill_runs_on(mode, isa, key):
     assert core_peak_key(mode, isa) == key
 
@@ -173,7 +178,8 @@ def test_core_peak_key_reads_the_modes_models_report():
     assert key(dtype="bfloat16") == fp32
     assert key(dtype="bfloat16", activations="bfloat16") == (
         "bf16_dot_512" if gemm == "avx512bf16" else (fp32 if gemm == "none" else None))
-    assert key(dtype="int8") == ("int8_dot_512" if isa == "avx512vnni" else None)
+    assert key(dtype="int8") == (
+        "int8_dot_512" if isa == "avx512vnni" and info["int8_gemm"] == "none" else None)
 
 
 def test_only_parts_and_no_peers(tmp_path):

@@ -4,13 +4,14 @@
 integer sums), the embedding table (looked up by row, and the tied output layer) included."""
 
 import warnings
-from fractions import Fraction
 
 import gemma_native as gn
 import numpy as np
 import pytest
 from gemma_native import _core, ops, reference
 from gemma_native._dtypes import QUANT_CODES, int8_layout, pack_q8_0r16, to_engine, unpack_q8_0r16
+
+from tests.helpers.q8_exact import q8_0r16_exact
 
 
 
@@ -123,18 +124,6 @@ def test_q8_0r16_layout():
         pack_q8_0r16(q8[:, :50])  # not whole blocks
 
 
-def _round_f32(v: Fraction) -> np.float32:
-    """v rounded to the nearest float32, ties to even (exactly, from a rational)."""
-    c = np.float32(float(v))
-    best = None
-    for cand in (np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))):
-        err = abs(Fraction(float(cand)) - v)
-        even = int(cand.view(np.uint32)) % 2 == 0
-        if best is None or err < best[0] or (err == best[0] and even):
-            best = (err, cand)
-    return best[1]
-
-
 def test_q8_0r16_is_the_whole_block_arithmetic_bit_for_bit():
     """The definition (q8_0r16.cc): per output acc = 0, then per block acc = fma(s_b, dw * dx,
     acc) with s_b the exact int32 sum of the block's 32 products, one rounding per block.  Here
@@ -144,20 +133,7 @@ def test_q8_0r16_is_the_whole_block_arithmetic_bit_for_bit():
     q8 = _q8_blocks(rows, cols, 8)
     x = np.random.default_rng(9).normal(size=(n, cols)).astype(np.float32) * 2
     got = ops.linear(x, (pack_q8_0r16(q8), "Q8_0R16"))
-    dx, qx = reference.quantize_activations(x, 32)
-    b = q8.reshape(rows, cols // 32, 34)
-    dw = np.ascontiguousarray(b[:, :, :2]).view(np.float16)[:, :, 0].astype(np.float32)
-    qw = b[:, :, 2:].view(np.int8).astype(np.int64)
-    want = np.empty((n, rows), np.float32)
-    for t in range(n):
-        for m in range(rows):
-            acc = np.float32(0)
-            for k in range(cols // 32):
-                s = int(qw[m, k] @ qx[t, k].astype(np.int64))
-                dd = np.float32(dw[m, k] * dx[t, k])  # exact: two half values
-                assert Fraction(float(dd)) == Fraction(float(dw[m, k])) * Fraction(float(dx[t, k]))
-                acc = _round_f32(Fraction(s) * Fraction(float(dd)) + Fraction(float(acc)))
-            want[t, m] = acc
+    want = q8_0r16_exact(q8, x)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     # the same values as Q8_0 (llama.cpp's lane arithmetic), summed in another order
     np.testing.assert_allclose(got, ops.linear(x, (q8, "Q8_0")), rtol=1e-5, atol=1e-4)

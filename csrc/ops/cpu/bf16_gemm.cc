@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "ops/cpu/bf16_pack.h"
+#include "ops/cpu/amx_tiles.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
@@ -46,18 +47,10 @@ constexpr int64_t kMaxMb = 256;   // rows of W per task at most (8 C tile column
 constexpr int64_t kPackBytes = 1280 * 1024;  // packed W per task at most (from 32 rows up)
 constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
 
-// The tile configuration: palette 1, tiles 0-7 all 16 rows x 64 bytes.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 #if defined(GN_AMX_NATIVE)
 static inline void tiles_begin() {
-  TileConfig cfg;
+  TileConfig cfg;  // tiles 0-7 all 16 rows x 64 bytes
   for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
 }

@@ -116,14 +116,16 @@ void set_isa(const std::string& name) {
   g_active.store(t, std::memory_order_release);
 }
 
+void kernel_fault(const char* what) { fail(ErrorKind::kDevice, what); }
+
 namespace {
 
 // Linux hands out the AMX tile data state only on request, once per process (arch_prctl
 // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); a tile instruction without it is SIGILL.
-[[maybe_unused]] bool amx_granted() {
+[[maybe_unused]] bool tiles_granted() {
 #if defined(__x86_64__) && defined(__linux__) && defined(GN_HAVE_AMX)
   static const bool ok = [] {
-    if (!(has_feature("amx_tile") && has_feature("amx_bf16") && has_feature("avx512f"))) return false;
+    if (!(has_feature("amx_tile") && has_feature("avx512f"))) return false;
     constexpr long kArchReqXcompPerm = 0x1023;
     constexpr long kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -133,6 +135,8 @@ namespace {
   return false;
 #endif
 }
+[[maybe_unused]] bool amx_granted() { return has_feature("amx_bf16") && tiles_granted(); }
+[[maybe_unused]] bool amx_int8_granted() { return has_feature("amx_int8") && tiles_granted(); }
 
 struct Bf16Entry {
   const char* name;
@@ -160,67 +164,113 @@ const std::vector<Bf16Entry>& bf16_entries() {
   return e;
 }
 
-std::atomic<int> g_bf16{-1};  // index into bf16_entries(); -1 = not chosen yet
+// A run-time choice among named entries (the bf16 and int8 GEMMs; entry 0 is "none"): at first
+// use the environment variable `env`, else "auto"; "auto" takes the first usable name of
+// `preferred`, else "none"; a name asked for must be built and usable here.
+template <class E>
+struct Choice {
+  const std::vector<E>& (*entries)();
+  std::vector<std::string> preferred;
+  const char* what;   // e.g. "bf16 GEMM"
+  const char* needs;  // what usable() requires, in words
+  const char* env;
+  std::atomic<int> index{-1};
 
-int pick_bf16(const std::string& requested) {
-  std::string name = requested;
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const auto& all = bf16_entries();
-  if (name.empty() || name == "auto") {  // AMX tiles, else AVX512-BF16, else exact
-    for (const char* best : {"amx", "avx512bf16"}) {
-      for (size_t i = 0; i < all.size(); ++i) {
-        if (std::string(all[i].name) == best && all[i].usable()) return static_cast<int>(i);
+  int pick(const std::string& requested) const {
+    std::string name = requested;
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const auto& all = entries();
+    if (name.empty() || name == "auto") {
+      for (const std::string& best : preferred) {
+        for (size_t i = 0; i < all.size(); ++i) {
+          if (all[i].name == best && all[i].usable()) return static_cast<int>(i);
+        }
+      }
+      return 0;
+    }
+    std::string known;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (name == all[i].name) {
+        if (!all[i].usable()) {
+          fail(ErrorKind::kDevice, std::string(what) + " '" + name + "' was built but this CPU or "
+                                   "OS does not allow it (" + needs + ")");
+        }
+        return static_cast<int>(i);
+      }
+      known += std::string(known.empty() ? "" : ", ") + all[i].name;
+    }
+    fail(ErrorKind::kDevice, "unknown or not built " + std::string(what) + " '" + name +
+                                 "' (built: " + known + "; or 'auto')");
+  }
+  const E& get() {
+    int i = index.load(std::memory_order_acquire);
+    if (i < 0) {
+      std::lock_guard<std::mutex> lk(g_mutex);
+      i = index.load();
+      if (i < 0) {
+        const char* e = std::getenv(env);
+        i = pick(e ? e : "auto");
+        index.store(i, std::memory_order_release);
       }
     }
-    return 0;
+    return entries()[static_cast<size_t>(i)];
   }
-  std::string known;
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (name == all[i].name) {
-      if (!all[i].usable()) {
-        fail(ErrorKind::kDevice, "bf16 GEMM '" + name + "' was built but this CPU or OS does not "
-                                 "allow it (amx: AMX-BF16 and the kernel's tile permission; "
-                                 "avx512bf16: AVX512-BF16)");
-      }
-      return static_cast<int>(i);
+  void set(const std::string& name) {
+    const int i = pick(name);
+    std::lock_guard<std::mutex> lk(g_mutex);
+    index.store(i, std::memory_order_release);
+  }
+  std::vector<std::string> available() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries()) {
+      if (e.usable()) out.push_back(e.name);
     }
-    known += std::string(known.empty() ? "" : ", ") + all[i].name;
+    return out;
   }
-  fail(ErrorKind::kDevice, "unknown or not built bf16 GEMM '" + name + "' (built: " + known +
-                               "; or 'auto')");
+};
+
+Choice<Bf16Entry>& bf16_choice() {
+  static Choice<Bf16Entry> c{bf16_entries, {"amx", "avx512bf16"}, "bf16 GEMM",
+                             "amx: AMX-BF16 and the kernel's tile permission; avx512bf16: "
+                             "AVX512-BF16", "GEMMA_NATIVE_BF16_GEMM"};
+  return c;
 }
 
-int bf16_index() {
-  int i = g_bf16.load(std::memory_order_acquire);
-  if (i >= 0) return i;
-  std::lock_guard<std::mutex> lk(g_mutex);
-  i = g_bf16.load();
-  if (i < 0) {
-    const char* env = std::getenv("GEMMA_NATIVE_BF16_GEMM");
-    i = pick_bf16(env ? env : "auto");
-    g_bf16.store(i, std::memory_order_release);
-  }
-  return i;
+struct Int8Entry {
+  const char* name;
+  Int8Gemm fn;
+  bool (*usable)();
+};
+
+const std::vector<Int8Entry>& int8_entries() {
+  static const std::vector<Int8Entry> e = {
+      {"none", nullptr, [] { return true; }},
+      {"amx-emulated", amxemu::linear_q8_0r16, [] { return true; }},
+#ifdef GN_HAVE_AMX
+      {"amx", amx::linear_q8_0r16, amx_int8_granted},
+#endif
+  };
+  return e;
+}
+
+Choice<Int8Entry>& int8_choice() {
+  static Choice<Int8Entry> c{int8_entries, {"amx"}, "int8 GEMM",
+                             "amx: AMX-INT8 and the kernel's tile permission",
+                             "GEMMA_NATIVE_INT8_GEMM"};
+  return c;
 }
 
 }  // namespace
 
-Bf16Gemm bf16_gemm() { return bf16_entries()[bf16_index()].fn; }
-std::string bf16_gemm_name() { return bf16_entries()[bf16_index()].name; }
-Bf16BlockDiag bf16_block_diag() { return bf16_entries()[bf16_index()].block_diag; }
+Int8Gemm int8_gemm() { return int8_choice().get().fn; }
+std::string int8_gemm_name() { return int8_choice().get().name; }
+std::vector<std::string> available_int8_gemms() { return int8_choice().available(); }
+void set_int8_gemm(const std::string& name) { int8_choice().set(name); }
 
-std::vector<std::string> available_bf16_gemms() {
-  std::vector<std::string> out;
-  for (const auto& e : bf16_entries()) {
-    if (e.usable()) out.push_back(e.name);
-  }
-  return out;
-}
-
-void set_bf16_gemm(const std::string& name) {
-  const int i = pick_bf16(name);
-  std::lock_guard<std::mutex> lk(g_mutex);
-  g_bf16.store(i, std::memory_order_release);
-}
+Bf16Gemm bf16_gemm() { return bf16_choice().get().fn; }
+std::string bf16_gemm_name() { return bf16_choice().get().name; }
+Bf16BlockDiag bf16_block_diag() { return bf16_choice().get().block_diag; }
+std::vector<std::string> available_bf16_gemms() { return bf16_choice().available(); }
+void set_bf16_gemm(const std::string& name) { bf16_choice().set(name); }
 
 }  // namespace gemma_native::ops::cpu

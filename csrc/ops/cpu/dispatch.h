@@ -33,5 +33,15 @@ void set_bf16_gemm(const std::string& name);
 // where the chosen bf16 GEMM has none (then block_diag_linear runs exactly).
 using Bf16BlockDiag = void (*)(const BlockDiagLinearArgs&);
 Bf16BlockDiag bf16_block_diag();
+// The int8 GEMM of Q8_0R16 weights from kInt8TileMinRows rows of x on (prefill): "amx" (AMX-INT8
+// tiles) where the CPU has them and the OS grants the tile state, else "none" (the kernel set's
+// linear_q8_0r16), unless GEMMA_NATIVE_INT8_GEMM or set_int8_gemm() names one: "auto", "amx",
+// "none" or "amx-emulated" (the same kernel over emulated tiles: any CPU, slow; tests).  Every
+// choice gives the same bits.
+using Int8Gemm = void (*)(const LinearArgs&);
+Int8Gemm int8_gemm();
+std::string int8_gemm_name();
+std::vector<std::string> available_int8_gemms();
+void set_int8_gemm(const std::string& name);
 
 }  // namespace gemma_native::ops::cpu
