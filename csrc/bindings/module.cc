@@ -169,6 +169,21 @@ PYBIND11_MODULE(_core, m) {
         "The cores' arithmetic ceiling, measured by register-only loops of independent "
         "multiply-adds on `threads` threads: FLOP/s per instruction family the CPU has "
         "('fp32_fma_256', 'fp32_fma_512', 'bf16_dot_512', 'int8_dot_512'; none off x86-64).");
+  m.def("read_bandwidth", [](py::buffer buf, int threads, int reps) {
+          const py::buffer_info info = buf.request();
+          bool contiguous = true;  // C-contiguous bytes: strides of the packed layout
+          py::ssize_t expect = info.itemsize;
+          for (py::ssize_t d = info.ndim - 1; d >= 0; --d) {
+            if (info.shape[d] > 1 && info.strides[d] != expect) contiguous = false;
+            expect *= info.shape[d];
+          }
+          if (!contiguous) throw py::value_error("read_bandwidth needs a C-contiguous buffer");
+          const int64_t bytes = static_cast<int64_t>(info.size * info.itemsize);
+          py::gil_scoped_release nogil;
+          return ops::cpu::read_bandwidth(info.ptr, bytes, threads, reps);
+        }, py::arg("buffer"), py::arg("threads"), py::arg("reps") = 5,
+        "The memory's streaming read rate in bytes/s: `threads` threads each summing its own "
+        "slice of `buffer` (C-contiguous) with wide loads, best of `reps` runs.");
 
   bindings::bind_ops(m);
   bindings::bind_models(m);

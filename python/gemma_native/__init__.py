@@ -60,6 +60,22 @@ def core_peaks(threads: int | None = None) -> dict:
     return dict(_core.core_peaks(n))
 
 
+def read_bandwidth(buffer, threads: int | None = None, reps: int = 5) -> float:
+    """The memory's streaming read rate, measured: bytes/s of ``threads`` threads (default: the
+    kernels' thread count) each summing its own slice of ``buffer`` (a C-contiguous array or
+    other buffer; make it much larger than the caches to measure DRAM) with wide vector loads
+    and nothing else, best of ``reps`` runs.  Decode streams its weights, so this is its
+    ceiling; ``gemma-native bench`` reports the faster of this and numpy's sum."""
+    n = _core.num_threads() if threads is None else threads
+    for name, v, hi in (("threads", n, MAX_THREADS), ("reps", reps, 1000)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise InvalidArgumentError(f"{name} must be an int in 1..{hi}, got {v!r}")
+    try:
+        return float(_core.read_bandwidth(buffer, n, reps))
+    except (ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"read_bandwidth: {e}") from None
+
+
 def set_cpu_isa(name: str) -> None:
     """Forces a CPU kernel set ('scalar', 'avx2', 'avx512' or 'auto'); DeviceError if this
     binary or CPU lacks it.  The environment variable GEMMA_NATIVE_CPU_ISA does the same at
@@ -92,7 +108,7 @@ def set_int8_gemm(name: str) -> None:
 
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
-    "backend_info", "core_peaks", "set_num_threads", "set_cpu_isa", "set_bf16_gemm",
+    "backend_info", "core_peaks", "read_bandwidth", "set_num_threads", "set_cpu_isa", "set_bf16_gemm",
     "set_int8_gemm",
     "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",

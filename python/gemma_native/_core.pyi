@@ -67,6 +67,10 @@ def core_peaks(threads: int) -> dict[str, float]:
     the CPU has: 'fp32_fma_256', 'fp32_fma_512', 'bf16_dot_512', 'int8_dot_512' (none off
     x86-64)."""
 
+def read_bandwidth(buffer: Any, threads: int, reps: int = 5) -> float:
+    """Bytes/s of `threads` threads each summing its own slice of the C-contiguous `buffer`
+    with wide loads, best of `reps` runs (the memory's streaming read rate)."""
+
 def _cgroup_cpu_limit(proc_cgroup: str, mountinfo: str, root: str) -> float:
     """The cgroup CPU quota in CPUs (0: none) from the texts of /proc/self/cgroup and
     /proc/self/mountinfo, reading the controller files under ``root`` (for tests)."""

@@ -76,6 +76,9 @@ def test_quick_json_structure(tmp_path, preset, griffin):
     lim = rep["limits"]
     assert pos(lim["bandwidth_bytes_per_s"]) and pos(lim["bandwidth_1thread_bytes_per_s"])
     assert pos(lim["read_bandwidth_bytes_per_s"])
+    probes = lim["read_bandwidth_probes_bytes_per_s"]
+    assert set(probes) == {"numpy", "vector"} and all(pos(v) for v in probes.values())
+    assert lim["read_bandwidth_bytes_per_s"] == max(probes.values())
     assert pos(lim["gemm_flops_per_s"]["numpy_fp32"])
     assert set(lim["core_peak_flops_per_s"]) == expected_core_peaks()
     assert all(pos(v) for v in lim["core_peak_flops_per_s"].values())
@@ -145,6 +148,30 @@ def test_core_peaks_measure_what_the_cpu_has():
     for bad in (0, -1, 1025):  # the core checks too
         with pytest.raises(ValueError, match="threads"):
             _core.core_peaks(bad)
+
+
+def test_read_bandwidth_probe():
+    """The native read probe: a positive rate on any thread count, clean errors otherwise, and
+    bytes beyond whole 128-byte steps per thread are not read (a 1-byte buffer is refused)."""
+    import gemma_native as gn
+    import numpy as np
+    from gemma_native import _core
+    from gemma_native.bench.probes import read_bandwidths
+    buf = np.ones(1 << 20, np.uint8)
+    for threads in (None, 1, 2, 3):
+        assert pos(gn.read_bandwidth(buf, threads, 2))
+    assert pos(gn.read_bandwidth(buf.reshape(1024, 1024).view(np.float32), 2))  # any C layout
+    for args, needle in (((buf, 0, 1), "threads"), ((buf, 1025, 1), "threads"),
+                         ((buf, 1, 0), "reps"), ((buf, 1.5, 1), "threads"),
+                         ((buf, True, 1), "threads"), ((buf[:255], 2, 1), "128 bytes"),
+                         ((buf[::2], 1, 1), "contiguous"), (("abc", 1, 1), "read_bandwidth")):
+        with pytest.raises(gn.InvalidArgumentError, match=needle):
+            gn.read_bandwidth(*args)
+    for args in ((buf, 0, 1), (buf, 1, 0), (buf[:255], 2, 1)):  # the core checks too
+        with pytest.raises(ValueError):
+            _core.read_bandwidth(*args)
+    reads = read_bandwidths(1 << 22, threads=2, reps=2)
+    assert set(reads) == {"numpy", "vector"} and all(pos(v) for v in reads.values())
 
 
 @pytest.mark.parametrize("mode,isa,key", [

@@ -4,6 +4,7 @@
 // CPUs is well below what the instructions can do).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -14,5 +15,12 @@ namespace gemma_native::ops::cpu {
 // AVX512-BF16) and "int8_dot_512" (VPDPBUSD, AVX512-VNNI; operations rather than FLOP).
 // Families the CPU lacks (all of them off x86-64) are absent.  threads: 1..1024.
 std::map<std::string, double> core_peaks(int threads);
+
+// The memory's streaming read rate: bytes/s of `threads` threads each summing its own slice of
+// [data, data + bytes) with wide loads (AVX2 where the CPU has it) and no other work, best of
+// `reps` runs.  A read-only ceiling for decode, which streams its weights; a buffer much larger
+// than the caches measures DRAM.  Throws std::invalid_argument for threads outside 1..1024,
+// reps outside 1..1000, or fewer than 128 bytes per thread.
+double read_bandwidth(const void* data, int64_t bytes, int threads, int reps);
 
 }  // namespace gemma_native::ops::cpu

@@ -162,8 +162,15 @@ def _limits_line(lim):
                       for k, v in g.items() if not k.endswith("_n"))
     return (f"machine: copy bandwidth {lim['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (2 threads; "
             f"1 thread {lim['bandwidth_1thread_bytes_per_s'] / 1e9:.1f})" +
-            (f", read bandwidth {rbw / 1e9:.1f} GB/s (2 threads)" if rbw else "") +
+            (f", read bandwidth {rbw / 1e9:.1f} GB/s (2 threads{_probes(lim)})" if rbw else "") +
             "; GEMM peak " + peaks + _core_line(lim.get("core_peak_flops_per_s")))
+
+
+def _probes(lim):
+    probes = lim.get("read_bandwidth_probes_bytes_per_s") or {}
+    if len(probes) < 2:
+        return ""
+    return "; the faster of " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in sorted(probes.items()))
 
 
 def _core_line(core):
