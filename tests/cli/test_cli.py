@@ -127,6 +127,21 @@ def test_env_bogus_cpu_isa_is_a_clean_error():
     clean_error(p, "bogus")
 
 
+def test_env_respects_the_gemm_variables():
+    """GEMMA_NATIVE_INT8_GEMM / GEMMA_NATIVE_BF16_GEMM pick the int8 and bf16 GEMMs at first
+    use (the emulated AMX kernels run on any CPU)."""
+    info = json.loads(ok(cli("env", env=_env(GEMMA_NATIVE_INT8_GEMM="amx-emulated",
+                                             GEMMA_NATIVE_BF16_GEMM="none"))))
+    assert info["int8_gemm"] == "amx-emulated" and info["bf16_gemm"] == "none"
+    info = json.loads(ok(cli("env", env=_env(GEMMA_NATIVE_INT8_GEMM=None))))
+    assert info["int8_gemm"] == ("amx" if "amx" in info["available_int8_gemms"] else "none")
+
+
+@pytest.mark.parametrize("var", ["GEMMA_NATIVE_INT8_GEMM", "GEMMA_NATIVE_BF16_GEMM"])
+def test_env_bogus_gemm_is_a_clean_error(var):
+    clean_error(cli("env", env=_env(**{var: "bogus"})), "bogus")
+
+
 # ---------------------------------------------------------------------------------- info
 
 
