@@ -48,6 +48,13 @@ def set_num_threads(n: int | None) -> None:
     set_threads(n, "number of threads")
 
 
+def _count(name: str, v, hi: int) -> int:
+    """v as an int in 1..hi, else InvalidArgumentError."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+        raise InvalidArgumentError(f"{name} must be an int in 1..{hi}, got {v!r}")
+    return v
+
+
 def core_peaks(threads: int | None = None) -> dict:
     """The cores' arithmetic ceiling, measured (~0.1 s): FLOP/s of register-only loops of
     independent multiply-adds on ``threads`` threads at once (default: the kernels' thread
@@ -55,9 +62,7 @@ def core_peaks(threads: int | None = None) -> dict:
     (AVX-512), 'bf16_dot_512' (VDPBF16PS), 'int8_dot_512' (VPDPBUSD; operations).  Empty off
     x86-64.  ``gemma-native bench`` reports prefill against the family its mode multiplies on."""
     n = _core.num_threads() if threads is None else threads
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
-        raise InvalidArgumentError(f"threads must be an int in 1..{MAX_THREADS}, got {n!r}")
-    return dict(_core.core_peaks(n))
+    return dict(_core.core_peaks(_count("threads", n, MAX_THREADS)))
 
 
 def read_bandwidth(buffer, threads: int | None = None, reps: int = 5) -> float:
@@ -66,10 +71,8 @@ def read_bandwidth(buffer, threads: int | None = None, reps: int = 5) -> float:
     other buffer; make it much larger than the caches to measure DRAM) with wide vector loads
     and nothing else, best of ``reps`` runs.  Decode streams its weights, so this is its
     ceiling; ``gemma-native bench`` reports the faster of this and numpy's sum."""
-    n = _core.num_threads() if threads is None else threads
-    for name, v, hi in (("threads", n, MAX_THREADS), ("reps", reps, 1000)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
-            raise InvalidArgumentError(f"{name} must be an int in 1..{hi}, got {v!r}")
+    n = _count("threads", _core.num_threads() if threads is None else threads, MAX_THREADS)
+    reps = _count("reps", reps, 1000)
     try:
         return float(_core.read_bandwidth(buffer, n, reps))
     except (ValueError, TypeError) as e:

@@ -59,8 +59,7 @@ def describe(activations: str, weight_dtype: str | None, device: str = "cpu") ->
     if quantized and activations == "int8":
         if weight_dtype == "int8":  # quantized at load: linear matrices in Q8_0R16 (_dtypes)
             tiles = _core.int8_gemm()
-            prefill = "; prefill on amx-int8 tiles" if tiles == "amx" else (
-                f"; prefill on {tiles}" if tiles != "none" else "")
+            prefill = "" if tiles == "none" else f"; prefill on AMX-INT8 tiles ({tiles})"
             return f"int8 activations (Q8_0R16 weights: whole-block int32 sums{prefill})"
         return "int8 activations (quantized weights)"
     return "exact float32"

@@ -183,10 +183,10 @@ def test_read_bandwidth_probe():
     ("int8 activations (quantized weights)", "avx512vnni", "int8_dot_512"),
     ("int8 activations (quantized weights)", "avx2", None),
     ("int8 activations (Q8_0R16 weights: whole-block int32 sums)", "avx512vnni", "int8_dot_512"),
-    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on amx-int8 tiles)",
+    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on AMX-INT8 tiles (amx))",
      "avx512vnni", None),
-    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on amx-emulated)",
-     "avx512vnni", None)])
+    ("int8 activations (Q8_0R16 weights: whole-block int32 sums; prefill on AMX-INT8 tiles "
+     "(amx-emulated))", "avx512vnni", None)])
 def test_core_peak_key_names_the_instructions_prefill_runs_on(mode, isa, key):
     assert core_peak_key(mode, isa) == key
 

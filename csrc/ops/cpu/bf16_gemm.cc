@@ -29,8 +29,8 @@
 // ~1 TFLOP/s per core is feeding the tiles: each TDPBF16PS needs a fresh 1 KiB tile from L2.
 #include <cstring>
 
-#include "ops/cpu/bf16_pack.h"
 #include "ops/cpu/amx_tiles.h"
+#include "ops/cpu/bf16_pack.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
@@ -46,7 +46,6 @@ constexpr int64_t kBlockN = 32;   // rows of x per 2 x 2 C tile block
 constexpr int64_t kMaxMb = 256;   // rows of W per task at most (8 C tile column pairs)
 constexpr int64_t kPackBytes = 1280 * 1024;  // packed W per task at most (from 32 rows up)
 constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
-
 
 #if defined(GN_AMX_NATIVE)
 static inline void tiles_begin() {

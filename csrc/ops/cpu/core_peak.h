@@ -1,7 +1,8 @@
-// The arithmetic ceiling of this CPU's cores, measured rather than looked up: register-only
-// loops of independent multiply-add instructions, run on `threads` threads at once.  `gemma-native
-// bench` reports prefill against it beside numpy's GEMM (a library's speed, which on some
-// CPUs is well below what the instructions can do).
+// The machine's ceilings, measured rather than looked up: the cores' arithmetic (register-only
+// loops of independent multiply-add instructions, run on `threads` threads at once) and the
+// memory's streaming read rate.  `gemma-native bench` reports prefill against the first beside
+// numpy's GEMM (a library's speed, which on some CPUs is well below what the instructions can
+// do), and decode against the second.
 #pragma once
 
 #include <cstdint>

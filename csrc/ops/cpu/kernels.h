@@ -32,14 +32,13 @@ const KernelTable* kernel_table_neondot();       // aarch64 with the dot-product
 const KernelTable* kernel_table_avx512emu();      // the AVX-512 code over SIMDe (any CPU; tests)
 const KernelTable* kernel_table_avx512vnniemu();  // the same with VNNI
 
-// The bf16 compute mode's GEMM (bf16_gemm.cc): on AMX tiles, and the same code over an emulation
-// of the tiles (any CPU; for tests).
 // Throws Error(kDevice, what) from outside the per-ISA objects (which must not instantiate the
 // exception's inline members themselves; cmake/check_isa_objects.cmake); for emulators' checks.
 [[noreturn]] void kernel_fault(const char* what);
 
-// The int8 GEMM of Q8_0R16 weights on AMX-INT8 tiles (q8_0r16_amx.cc), bit-identical to the
-// kernel sets' linear_q8_0r16; the same two builds.
+// The AMX kernels, on the tiles and over an emulation of them (any CPU; for tests): the bf16
+// compute mode's GEMM (bf16_gemm.cc) and the int8 GEMM of Q8_0R16 weights (q8_0r16_amx.cc,
+// bit-identical to the kernel sets' linear_q8_0r16).
 namespace amx {
 void linear_bf16(const LinearArgs& a);
 void block_diag_bf16(const BlockDiagLinearArgs& a);  // block_size % 32 == 0

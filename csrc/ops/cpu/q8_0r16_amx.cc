@@ -30,8 +30,8 @@
 #include <cstring>
 
 #include "gemma_native/quant.h"
-#include "ops/cpu/dispatch.h"
 #include "ops/cpu/amx_tiles.h"
+#include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/simd.h"
 
