@@ -94,10 +94,9 @@ def copy_bandwidth(nbytes: int, threads: int = 2, reps: int = 5) -> float:
 def read_bandwidths(nbytes: int, threads: int = 2, reps: int = 5) -> dict:
     """Streaming reads of one array of `nbytes` on `threads` threads, bytes read per second,
     best of `reps` each: ``numpy`` (an int64 sum over each thread's slice) and ``vector`` (the
-    core's own loop of wide loads and nothing else, gn.read_bandwidth).  numpy's sum
-    reads 5-30% slower than the vector loop on some CPUs (the AMD EPYC Zen 5: 36-49 against
-    50-52 GB/s), slow enough that decode read "above the ceiling"; the faster of the two is
-    the ceiling."""
+    core's own loop of wide loads and nothing else, gn.read_bandwidth).  On the AMD EPYC Zen 5
+    numpy's sum read 36-49 GB/s in rounds where the loop read 47-51 (once the other way round),
+    slow enough that decode read "above the ceiling"; the faster of the two is the ceiling."""
     arr = np.ones(nbytes // 8, dtype=np.int64)
     best = _best_sliced(arr.size, threads, reps, lambda lo, hi: arr[lo:hi].sum())
     import gemma_native as gn
