@@ -242,6 +242,10 @@ def test_embedding_rmsnorm_block_diag(dtype):
         # batch invariance: a row alone (decode) equals the row in a batch (prefill)
         single = np.concatenate([ops.block_diag_linear(x[i:i + 1], w, b) for i in range(13)])
         np.testing.assert_array_equal(single, next(iter(outs.values())))
+        # and every partial tile (decode batches 2..5 share one tile of rows)
+        for n in (2, 3, 4, 5, 11):
+            for name, out in on_each_set(lambda: ops.block_diag_linear(x[:n], w, b)).items():
+                np.testing.assert_array_equal(out, single[:n], err_msg=f"{name}, {n} rows")
 
 
 @needs_two

@@ -57,6 +57,17 @@ static inline void tile4(const BlockDiagLinearArgs& a, int64_t n0, int64_t h, in
   }
 }
 
+// tile4 for rows (1 <= rows <= R) rows: a decode batch below kRows still reads each widened
+// weight vector once for all its rows (the sums are the same for any R).
+template <DType DT, int R>
+static inline void tile4_rows(int64_t rows, const BlockDiagLinearArgs& a, int64_t n0, int64_t h,
+                              int64_t j) {
+  if constexpr (R > 1) {
+    if (rows < R) return tile4_rows<DT, R - 1>(rows, a, n0, h, j);
+  }
+  tile4<DT, R>(a, n0, h, j);
+}
+
 // One row, the outputs from j on (vectors of kLanes, then scalars), in the same order.
 template <DType DT>
 static inline void row_rest(const BlockDiagLinearArgs& a, int64_t n, int64_t h, int64_t j) {
@@ -92,11 +103,7 @@ void block_diag_linear(const BlockDiagLinearArgs& a) {
         const int64_t g = t / a.blocks, h = t % a.blocks;
         const int64_t n0 = g * kRows, rows = min64(kRows, a.n - n0);
         for (int64_t j = 0; j < j4; j += 4 * kWL) {
-          if (rows == kRows) {
-            tile4<DT, kRows>(a, n0, h, j);
-          } else {
-            for (int64_t n = n0; n < n0 + rows; ++n) tile4<DT, 1>(a, n, h, j);
-          }
+          tile4_rows<DT, kRows>(rows, a, n0, h, j);
         }
         for (int64_t n = n0; n < n0 + rows; ++n) row_rest<DT>(a, n, h, j4);
       }
