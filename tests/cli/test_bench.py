@@ -55,6 +55,17 @@ def check_engine(e, settings, griffin):
         assert d["steps"] == settings["decode_tokens"]
         assert pos(d["tokens_per_s"]) and math.isclose(
             d["tokens_per_s"], d["batch"] * d["steps_per_s"], rel_tol=1e-9)
+        if e["engine"] == "ours":  # timed in rounds, each chunk between two reads
+            chunks = d["chunks"]
+            assert len(chunks) == min(4, settings["decode_tokens"])
+            assert sum(c["steps"] for c in chunks) == d["steps"]
+            assert math.isclose(sum(c["seconds"] for c in chunks), d["seconds"], rel_tol=1e-9)
+            assert all(pos(c["read_before_bytes_per_s"]) and pos(c["read_after_bytes_per_s"])
+                       for c in chunks)
+    if e["engine"] == "ours" and len(e["decode"]) > 1:
+        # the rounds alternate batches: the read after a chunk is the read before the next
+        first, second = e["decode"][0]["chunks"], e["decode"][1]["chunks"]
+        assert first[0]["read_after_bytes_per_s"] == second[0]["read_before_bytes_per_s"]
     assert [p["position"] for p in e["position"]] == settings["positions"]
     assert all(pos(p["tokens_per_s"]) for p in e["position"])
     how = e["position"][1]["how"]
@@ -100,6 +111,15 @@ def test_quick_json_structure(tmp_path, preset, griffin):
         assert math.isclose(r[f"decode_b{d['batch']}_vs_read_ceiling"],
                             d["steps_per_s"] * ours["weights_bytes"] /
                             lim["read_bandwidth_bytes_per_s"])
+    chunks = {d["batch"]: d["chunks"] for d in ours["decode"]}
+    for b, cs in chunks.items():
+        near = sorted(c["steps"] / c["seconds"] * ours["weights_bytes"] * 2 /
+                      (c["read_before_bytes_per_s"] + c["read_after_bytes_per_s"]) for c in cs)
+        assert math.isclose(r[f"decode_b{b}_vs_adjacent_read"], (near[1] + near[2]) / 2)
+    # tokens/s of batch 4 over batch 1, round by round: batch * steps / seconds each
+    same = sorted((4 * c4["steps"] / c4["seconds"]) / (c1["steps"] / c1["seconds"])
+                  for c1, c4 in zip(chunks[1], chunks[4]))
+    assert math.isclose(r["decode_b4_vs_b1_same_rounds"], (same[1] + same[2]) / 2)
     for n in s["prefill"]:
         assert pos(r[f"prefill_{n}_vs_gemm_peak"])
     key = core_peak_key(ours["compute_mode"], rep["backend"]["cpu_isa"])

@@ -106,7 +106,11 @@ def run_engine(spec: dict) -> dict:
                 res["prefill"].append({"tokens": n, "seconds": dt, "tokens_per_s": n / dt,
                                        "runs": len(times)})
             guard(f"prefill_{n}", pre)
-    if "decode" in parts:
+    if "decode" in parts and spec["engine"] == "ours":
+        def dec_rounds():
+            res["decode"] = _decode_rounds(eng, cfg, _read_probe(cfg))
+        guard("decode", dec_rounds)
+    elif "decode" in parts:
         res["decode"] = []
         for b in cfg["batches"]:
             def dec(b=b):
@@ -119,6 +123,56 @@ def run_engine(spec: dict) -> dict:
     res["rss_end_bytes"] = proc_status_bytes("VmRSS")
     res["rss_peak_self_bytes"] = proc_status_bytes("VmHWM")
     return res
+
+
+# Our decode is timed in rounds: each round runs a chunk of steps of every batch size in turn,
+# and a short read of a probe buffer (cfg["probe_bytes"], larger than the caches) comes before
+# the first chunk and after each one.  On shared machines the memory's own read rate moved
+# 42-79 GB/s within seconds in one process (the AMD EPYC Zen 5 VM), so a decode rate compares
+# fairly only with the read rate measured beside it, and batch b only with batch 1 of the same
+# rounds; the totals (tokens_per_s over all timed steps) stay comparable with the peers'.
+DECODE_ROUNDS = 4
+
+
+def _read_probe(cfg):
+    """A function returning the machine's read rate now: bytes/s, the better of 2 reads of a
+    buffer of cfg["probe_bytes"] on the kernels' threads (about 10 ms for 256 MiB)."""
+    import gemma_native as gn
+
+    buf = np.ones(cfg["probe_bytes"] // 8, dtype=np.int64).view(np.uint8)
+    return lambda: gn.read_bandwidth(buf, reps=2)
+
+
+def _decode_rounds(eng, cfg, probe):
+    """Decode of every batch in cfg["batches"], interleaved in rounds (above): one result per
+    batch with its totals and its chunks (steps, seconds, read rate before and after)."""
+    batches, n = cfg["batches"], cfg["decode_tokens"]
+    rounds = max(1, min(DECODE_ROUNDS, n))
+    per = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
+    states, toks = {}, {}
+    for b in batches:
+        states[b] = eng.prefill(tokens(cfg["decode_prompt"] * b, eng.vocab, 3).reshape(b, -1))
+        toks[b] = tokens((n + 1) * b, eng.vocab, 4).reshape(n + 1, b)
+        eng.decode(states[b], toks[b][0])  # untimed warm-up step
+    chunks = {b: [] for b in batches}
+    before = probe()
+    for r, k in enumerate(per):
+        first = 1 + sum(per[:r])
+        for b in batches:
+            t0 = now()
+            for i in range(first, first + k):
+                eng.decode(states[b], toks[b][i])
+            dt = now() - t0
+            after = probe()
+            chunks[b].append({"steps": k, "seconds": dt, "read_before_bytes_per_s": before,
+                              "read_after_bytes_per_s": after})
+            before = after
+    out = []
+    for b in batches:
+        dt = sum(c["seconds"] for c in chunks[b])
+        out.append({"batch": b, "steps": n, "seconds": dt, "tokens_per_s": b * n / dt,
+                    "steps_per_s": n / dt, "chunks": chunks[b]})
+    return out
 
 
 # A prefill is timed up to PREFILL_RUNS times, the same for every engine, while the runs so far

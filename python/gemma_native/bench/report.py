@@ -4,6 +4,7 @@ against each peer), the printed summary, and the JSON file."""
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 
@@ -40,6 +41,7 @@ def ratios(report: dict) -> dict:
             r[ceiling_key] = bw / wb
             for d in ours.get("decode", []):
                 r[f"decode_b{d['batch']}_vs_{suffix}"] = d["steps_per_s"] * wb / bw
+    r.update(_decode_rounds_ratios(ours.get("decode", []), wb))
     peak = (lim.get("gemm_flops_per_s") or {}).get("numpy_fp32")
     if peak and ours.get("config"):
         fl = 2 * matmul_params(ours["config"])
@@ -76,6 +78,26 @@ def core_peak_key(compute_mode, cpu_isa):
     if isa.startswith("avx512"):
         return "fp32_fma_512"
     return "fp32_fma_256" if isa == "avx2" else None
+
+
+def _decode_rounds_ratios(decode, wb) -> dict:
+    """From decode timed in rounds (harness.py): each batch against the read rate measured
+    beside its chunks (weight bytes x steps/s of a chunk over the mean of the reads before and
+    after it; median over chunks), and each batch against batch 1 of the same round (tokens/s;
+    median over rounds)."""
+    r = {}
+    chunked = {d["batch"]: d["chunks"] for d in decode if d.get("chunks")}
+    for b, chunks in chunked.items():
+        if wb:
+            r[f"decode_b{b}_vs_adjacent_read"] = statistics.median(
+                c["steps"] / c["seconds"] * wb /
+                ((c["read_before_bytes_per_s"] + c["read_after_bytes_per_s"]) / 2)
+                for c in chunks)
+        if b != 1 and len(chunked.get(1, [])) == len(chunks):
+            r[f"decode_b{b}_vs_b1_same_rounds"] = statistics.median(
+                (b * c["steps"] / c["seconds"]) / (c1["steps"] / c1["seconds"])
+                for c, c1 in zip(chunks, chunked[1]))
+    return r
 
 
 def _pairs(ours, peer):
@@ -245,6 +267,17 @@ def _print_ratios(p, r, ours):
           f"{r['decode_read_ceiling_tokens_per_s']:.2f} steps/s; reached: " +
           ", ".join(f"{k.split('_')[1]} {v:.0%}" for k, v in r.items()
                     if k.endswith("_vs_read_ceiling")))
+    near = [(k, v) for k, v in r.items() if k.endswith("_vs_adjacent_read")]
+    if near:
+        reads = [c[f"read_{w}_bytes_per_s"] for d in ours.get("decode", [])
+                 for c in d.get("chunks", []) for w in ("before", "after")]
+        p(f"decode vs the read rate measured beside it ({min(reads) / 1e9:.1f}-"
+          f"{max(reads) / 1e9:.1f} GB/s; median of chunks): " +
+          ", ".join(f"{k.split('_')[1]} {v:.0%}" for k, v in near))
+    same = [(k, v) for k, v in r.items() if k.endswith("_vs_b1_same_rounds")]
+    if same:
+        p("decode batch b / batch 1 in the same rounds (tokens/s; median of rounds): " +
+          ", ".join(f"{k.split('_')[1]} {v:.2f}x" for k, v in same))
     pre = [(k, v) for k, v in r.items() if k.endswith("_vs_gemm_peak")]
     if pre:
         p("prefill FLOP/s vs numpy fp32 GEMM peak: " +

@@ -25,10 +25,11 @@ PEERS = ("official", "transformers", "llama.cpp")
 # steps (--peer-prefill / --peer-decode-tokens change it); the ratios compare equal sizes only.
 FULL = dict(prefill=[128, 512, 2048], ttft=128, decode_prompt=16, decode_tokens=32,
             batches=[1, 4], positions=[100, 10000], bw_bytes=1 << 30, gemm_n=2048,
-            op_reps=20, prefill_t=512, peer_prefill=[128], peer_decode_tokens=8)
+            op_reps=20, prefill_t=512, peer_prefill=[128], peer_decode_tokens=8,
+            probe_bytes=1 << 28)
 QUICK = dict(prefill=[16, 64], ttft=16, decode_prompt=8, decode_tokens=4, batches=[1, 4],
              positions=[16, 200], bw_bytes=1 << 27, gemm_n=384, op_reps=3, prefill_t=32,
-             peer_prefill=[16, 64], peer_decode_tokens=4)
+             peer_prefill=[16, 64], peer_decode_tokens=4, probe_bytes=1 << 24)
 
 
 def parts_from(only) -> tuple:
