@@ -92,13 +92,28 @@ double measure(void (*loop)(int64_t), double flop_per_instr, int threads) {
 }
 #endif
 
-// Sums [p, p + bytes) (bytes a multiple of 128) as 64-bit words in four independent vector
-// accumulators: loads as wide as the kernels', no work between them, so the loop waits on
-// memory only.  The sum is returned so that nothing is optimized out.
+// Sums [p, p + bytes) (bytes a multiple of 128) as 64-bit words in independent accumulators:
+// loads as wide as the kernels', no work between them, so the loop waits on memory only.  With
+// PF each 128 bytes also prefetch the two lines kPrefetch ahead into L2, as the decode kernels
+// do: on the EPYC Zen 5 VM, while its memory read at ~40 GB/s, that loop read 13-16% faster than
+// the plain one (2 threads, 544 MB, 9 alternating rounds), and a decode kernel with prefetch read
+// faster than the plain loop -- a ceiling has to be the faster of the two.  The sum is
+// returned so that nothing is optimized out.
+constexpr int64_t kPrefetch = 4096;
+template <bool PF>
+static inline void prefetch_ahead(const uint8_t* p) {
+  if (PF) {  // the address as an integer: it may lie past the buffer (a harmless prefetch)
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p) + kPrefetch;
+    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
+    __builtin_prefetch(reinterpret_cast<const void*>(a + 64), 0, 2);
+  }
+}
 #if defined(__x86_64__)
+template <bool PF>
 __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, int64_t bytes) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t i = 0; i < bytes; i += 128) {
+    prefetch_ahead<PF>(p + i);
     a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
     a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
     a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
@@ -110,9 +125,11 @@ __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, int64_t byt
   return o[0] + o[1] + o[2] + o[3];
 }
 #endif
+template <bool PF>
 uint64_t read_plain(const uint8_t* p, int64_t bytes) {
   uint64_t a[16] = {};
   for (int64_t i = 0; i < bytes; i += 128) {
+    prefetch_ahead<PF>(p + i);
     for (int j = 0; j < 16; ++j) {
       uint64_t v;
       std::memcpy(&v, p + i + 8 * j, 8);
@@ -133,21 +150,25 @@ double read_bandwidth(const void* data, int64_t bytes, int threads, int reps) {
   if (data == nullptr || slice <= 0) {
     throw std::invalid_argument("the buffer must hold at least 128 bytes per thread");
   }
+  using Loop = uint64_t (*)(const uint8_t*, int64_t);
 #if defined(__x86_64__)
-  uint64_t (*read)(const uint8_t*, int64_t) = has_feature("avx2") ? read_avx2 : read_plain;
+  const bool avx2 = has_feature("avx2");
+  const Loop loops[2] = {avx2 ? read_avx2<false> : read_plain<false>,
+                         avx2 ? read_avx2<true> : read_plain<true>};
 #else
-  uint64_t (*read)(const uint8_t*, int64_t) = read_plain;
+  const Loop loops[2] = {read_plain<false>, read_plain<true>};
 #endif
   const auto* base = static_cast<const uint8_t*>(data);
   std::vector<uint64_t> sums(static_cast<size_t>(threads));
   double best = 0;
-  for (int rep = 0; rep < reps; ++rep) {
+  for (int run = 0; run < 2 * reps; ++run) {  // the plain and the prefetching loop in turn
+    const Loop read = loops[run % 2];
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t) {
-      pool.emplace_back([&, t] { sums[static_cast<size_t>(t)] = read(base + t * slice, slice); });
+      pool.emplace_back([&, t] { sums[static_cast<size_t>(t)] += read(base + t * slice, slice); });
     }
-    sums[0] = read(base, slice);
+    sums[0] += read(base, slice);
     for (auto& th : pool) th.join();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s > 0) best = std::max(best, static_cast<double>(slice) * threads / s);

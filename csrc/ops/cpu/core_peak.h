@@ -19,7 +19,8 @@ std::map<std::string, double> core_peaks(int threads);
 
 // The memory's streaming read rate: bytes/s of `threads` threads each summing its own slice of
 // [data, data + bytes) with wide loads (AVX2 where the CPU has it) and no other work, best of
-// `reps` runs.  A read-only ceiling for decode, which streams its weights; a buffer much larger
+// `reps` runs of each of two loops: plain, and with a software prefetch 4 KiB ahead as the
+// decode kernels have (the faster one depends on the machine and the moment).  A read-only ceiling for decode, which streams its weights; a buffer much larger
 // than the caches measures DRAM.  Throws std::invalid_argument for threads outside 1..1024,
 // reps outside 1..1000, or fewer than 128 bytes per thread.
 double read_bandwidth(const void* data, int64_t bytes, int threads, int reps);
