@@ -7,6 +7,9 @@
 
 #include <string>
 #include <vector>
+#if defined(__GLIBC__)  // defined by the standard headers above
+#include <malloc.h>
+#endif
 
 #include "bindings/arrays.h"
 #include "ops/backend.h"
@@ -184,6 +187,16 @@ PYBIND11_MODULE(_core, m) {
         }, py::arg("buffer"), py::arg("threads"), py::arg("reps") = 5,
         "The memory's streaming read rate in bytes/s: `threads` threads each summing its own "
         "slice of `buffer` (C-contiguous) with wide loads, best of `reps` runs.");
+
+  m.def("trim_heap", [] {
+#if defined(__GLIBC__)
+          return malloc_trim(0) != 0;
+#else
+          return false;
+#endif
+        },
+        "Returns the C heap's free pages to the system (glibc's malloc_trim; elsewhere a no-op "
+        "returning False); True if any were returned.");
 
   bindings::bind_ops(m);
   bindings::bind_models(m);

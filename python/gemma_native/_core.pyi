@@ -71,6 +71,9 @@ def read_bandwidth(buffer: Any, threads: int, reps: int = 5) -> float:
     """Bytes/s of `threads` threads each summing its own slice of the C-contiguous `buffer`
     with wide loads, best of `reps` runs (the memory's streaming read rate)."""
 
+def trim_heap() -> bool:
+    """Returns the C heap's free pages to the system (glibc's malloc_trim); True if any were."""
+
 def _cgroup_cpu_limit(proc_cgroup: str, mountinfo: str, root: str) -> float:
     """The cgroup CPU quota in CPUs (0: none) from the texts of /proc/self/cgroup and
     /proc/self/mountinfo, reading the controller files under ``root`` (for tests)."""

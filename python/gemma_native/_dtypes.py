@@ -225,6 +225,19 @@ def _drop_mapped_pages(arr: np.ndarray) -> None:
         pass
 
 
+def drop_converted_sources(sources, weights: dict) -> None:
+    """After loading with mmap=True: drops the mapped pages (see _drop_mapped_pages) of every
+    source array (a tensor's bytes in the file) that no engine weight is a view of -- the ones
+    converted to another dtype, quantized or packed -- so that the file's pages read during the
+    conversion do not stay resident beside the converted copies.  A float32 checkpoint loaded
+    as int8 or bfloat16 otherwise kept its whole file resident: the small tensors used as stored
+    (norms, biases) keep the mapping open."""
+    kept = [arr for arr, _ in weights.values() if arr.base is not None]
+    for src in sources:
+        if not any(np.may_share_memory(src, k) for k in kept):
+            _drop_mapped_pages(src)
+
+
 def bf16_layout(weights: dict, device: str) -> dict:
     """Lays out the engine weights {name: (array, dtype code)} of a model for the CPU, in place:
     every 2-D bfloat16 matrix with rows % 32 == 0 and cols % 16 == 0 except the embedding table

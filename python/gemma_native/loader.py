@@ -6,7 +6,9 @@ import os
 
 import numpy as np
 
-from ._dtypes import CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout
+from . import _core
+from ._dtypes import (CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout,
+                      drop_converted_sources)
 from .errors import InvalidArgumentError, UnsupportedModelError
 from .loading.hf import load_hf_folder
 from .loading.hub import resolve
@@ -92,6 +94,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     weights = cpu_layout(arch.hf_weights(cfg, ckpt.tensors, want), activations, device,
                          pack_weights)
     weights = _in_memory(weights, mmap)
+    drop_converted_sources([t.data for t in ckpt.tensors.values()], weights)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     tok = Tokenizer.from_file(ckpt.tokenizer_path) if ckpt.tokenizer_path else None
     if tok is not None and tok.vocab_size > cfg.vocab_size:
@@ -103,6 +106,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     folder = ckpt.path if os.path.isdir(ckpt.path) else os.path.dirname(ckpt.path)
     model.chat_template = template_from_hf_folder(folder)
+    release_load_buffers()
     return model
 
 
@@ -111,6 +115,14 @@ def apply_n_threads(n_threads) -> None:
     threads, process-wide; None keeps the setting, 0 restores the default (the usable CPUs)."""
     if n_threads is not None:
         set_threads(n_threads, "n_threads")
+
+
+def release_load_buffers() -> None:
+    """Hands the heap pages freed during loading back to the system.  Converting weights at load
+    (quantizing to int8, packing) allocates and frees buffers of up to tens of MB, which glibc
+    keeps in the process heap: a random int8 2B (2.74 GiB of weights) was resident at 4.7 GiB
+    after loading, 2.7 GiB after this."""
+    _core.trim_heap()
 
 
 def _in_memory(weights: dict, use_mmap: bool) -> dict:
@@ -132,6 +144,7 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
     arch = for_gguf(gf)
     cfg = arch.gguf_config(gf)
     weights = _in_memory(arch.gguf_weights(cfg, gf, want), use_mmap)
+    drop_converted_sources([t.raw for t in gf.tensors.values()], weights)
     # activations="int8" is llama.cpp's arithmetic: its float16-table GELU too (which takes
     # teacher-forced top-1 agreement with llama.cpp on the 270M from 94.5% to 97.4%).
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights),
@@ -150,4 +163,5 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
     model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
     model.chat_template = template_from_gguf(gf.metadata)
+    release_load_buffers()
     return model

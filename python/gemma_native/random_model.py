@@ -36,6 +36,7 @@ from ._dtypes import CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout
 from ._modes import check_activations, core_options
 from .device import check_device
 from .errors import InvalidArgumentError
+from .loader import release_load_buffers
 from .loading.safetensors import Tensor
 from .model import Model
 from .models import GEMMA, GRIFFIN, PRESETS, for_config, for_preset
@@ -144,6 +145,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
                   activations=activations)
     model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
     model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
+    release_load_buffers()
     return model
 
 

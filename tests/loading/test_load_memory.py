@@ -1,0 +1,82 @@
+"""What loading leaves resident: a checkpoint converted at load (float32 stored, loaded as int8 or
+bfloat16) must not keep its file's pages resident beside the converted copies, and the heap
+buffers freed during conversion go back to the system (glibc).  Both are byte counts the
+kernel reports, the same on every machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import gemma_native as gn
+from tests.helpers.tinyckpt import small_config, write_tiny_checkpoint
+
+linux = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+
+
+def _file_rss_bytes(path: str) -> int:
+    """Resident bytes of this process's mappings of the file at path (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) >= 6 and fields[5] == path
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
+@pytest.fixture(scope="module")
+def float32_folder(tmp_path_factory):
+    # ~6 MB of float32 matrices; the tensors used as stored (norms, biases) are < 3% of it
+    cfg = small_config(width=256, num_heads=4, lru_width=256, mlp_expanded_width=768,
+                       num_layers=3, vocab_size=1024)
+    return write_tiny_checkpoint(str(tmp_path_factory.mktemp("f32")), cfg, dtype="float32")
+
+
+@linux
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_converted_checkpoint_leaves_its_file_pages(float32_folder, dtype):
+    path = os.path.realpath(os.path.join(float32_folder, "model.safetensors"))
+    size = os.path.getsize(path)
+    m = gn.load(float32_folder, dtype=dtype)  # mmap=True: the file is mapped
+    assert m.weight_dtype == dtype
+    # every matrix was read to convert it; only the small tensors used as stored may stay
+    assert _file_rss_bytes(path) <= size // 10, (_file_rss_bytes(path), size)
+    ids = [1, 5, 9, 3]
+    assert m.logits(ids).shape == (4, 1024)  # the model still reads what it kept
+
+
+@linux
+def test_as_stored_checkpoint_stays_mapped(float32_folder):
+    # dtype as stored: the matrices are views of the mapping, read lazily (nothing copied)
+    path = os.path.realpath(os.path.join(float32_folder, "model.safetensors"))
+    m = gn.load(float32_folder)
+    m.logits([1, 5, 9, 3])
+    assert _file_rss_bytes(path) >= os.path.getsize(path) // 2
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's heap")
+def test_load_returns_freed_heap_to_the_system():
+    # int8 conversion allocates and frees buffers of up to tens of MB; glibc kept them in the
+    # heap (growth 337 MB for 184 MB of weights at this shape) until load trimmed it (191 MB)
+    code = textwrap.dedent("""
+        import gemma_native as gn
+        def rss():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+        before = rss()
+        m = gn.random_model("recurrentgemma-2b", dtype="int8", num_layers=2, vocab_size=4096)
+        print(m.weights_nbytes, rss() - before)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    weights, growth = int(out[0]), int(out[1])
+    assert weights > 150e6
+    assert growth <= weights + 48 * 2**20, (weights, growth)
