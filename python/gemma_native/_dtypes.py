@@ -193,7 +193,10 @@ def to_engine(arr: np.ndarray, src: str, dst: str):
     ``dst``, or for ``dst == "int8"`` quantized to Q8_0 blocks (2-D matrices whose rows hold
     whole blocks of 32; anything else keeps ``src``)."""
     if dst != "int8":
-        return np.ascontiguousarray(convert_weight(arr, src, dst)), DTYPE_CODES[dst]
+        out = np.ascontiguousarray(convert_weight(arr, src, dst))
+        if not np.may_share_memory(out, arr):
+            _drop_mapped_pages(arr)  # a copy: the file's pages need not stay resident
+        return out, DTYPE_CODES[dst]
     q8 = ggml.ggml_type(INT8_FORMAT)
     if arr.ndim != 2 or arr.shape[1] % q8.block_size != 0:
         return np.ascontiguousarray(convert_weight(arr, src, src)), DTYPE_CODES[src]
@@ -205,6 +208,10 @@ def to_engine(arr: np.ndarray, src: str, dst: str):
     for r in range(0, rows, step):
         chunk = convert_weight(arr[r:r + step], src, "float32")
         out[r:r + step] = _core.quantize_q8_0(np.ascontiguousarray(chunk, dtype=np.float32))
+        if arr.flags.c_contiguous:  # rows r.. are one range: at most a chunk stays resident
+            _drop_mapped_pages(arr[r:r + step])
+    if not arr.flags.c_contiguous:
+        _drop_mapped_pages(arr)
     return out, QUANT_CODES[INT8_FORMAT]
 
 
