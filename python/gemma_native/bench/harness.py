@@ -135,8 +135,9 @@ DECODE_ROUNDS = 4
 
 
 def _read_probe(cfg):
-    """A function returning the machine's read rate now: bytes/s, the better of 2 reads of a
-    buffer of cfg["probe_bytes"] on the kernels' threads (about 10 ms for 256 MiB)."""
+    """A function returning the machine's read rate now: bytes/s, gn.read_bandwidth of a buffer
+    of cfg["probe_bytes"] on the kernels' threads with reps=2 (two plain and two prefetching
+    passes, ~20 ms for 256 MiB)."""
     import gemma_native as gn
 
     buf = np.ones(cfg["probe_bytes"] // 8, dtype=np.int64).view(np.uint8)
