@@ -234,11 +234,12 @@ def _drop_mapped_pages(arr: np.ndarray) -> None:
 
 def drop_converted_sources(sources, weights: dict) -> None:
     """After loading with mmap=True: drops the mapped pages (see _drop_mapped_pages) of every
-    source array (a tensor's bytes in the file) that no engine weight is a view of -- the ones
-    converted to another dtype, quantized or packed -- so that the file's pages read during the
-    conversion do not stay resident beside the converted copies.  A float32 checkpoint loaded
-    as int8 or bfloat16 otherwise kept its whole file resident: the small tensors used as stored
-    (norms, biases) keep the mapping open."""
+    source array (a tensor's bytes in the file) that no engine weight is a view of, so that the
+    file's pages read to convert a tensor do not stay resident beside its copy -- the small
+    tensors used as stored (norms, biases) keep the mapping open.  to_engine and bf16_layout
+    already drop each large matrix's pages as they copy it (which bounds the peak); this pass
+    covers every other copy (GGUF dequantization, norms widened to float32, Q8_0 repacked as
+    Q8_0R16) in one place."""
     kept = [arr for arr, _ in weights.values() if arr.base is not None]
     for src in sources:
         if not any(np.may_share_memory(src, k) for k in kept):

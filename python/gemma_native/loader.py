@@ -102,12 +102,9 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
             f"tokenizer has {tok.vocab_size} pieces but the model only {cfg.vocab_size} rows")
     wd = want or sorted({ckpt.tensors["model.embed_tokens.weight"].dtype})[0]
     model = Model(cfg, core, tok, path=ckpt.path, weight_dtype=wd, activations=activations)
-    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
-    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     folder = ckpt.path if os.path.isdir(ckpt.path) else os.path.dirname(ckpt.path)
     model.chat_template = template_from_hf_folder(folder)
-    release_load_buffers()
-    return model
+    return finish_load(model, weights)
 
 
 def apply_n_threads(n_threads) -> None:
@@ -117,12 +114,16 @@ def apply_n_threads(n_threads) -> None:
         set_threads(n_threads, "n_threads")
 
 
-def release_load_buffers() -> None:
-    """Hands the heap pages freed during loading back to the system.  Converting weights at load
-    (quantizing to int8, packing) allocates and frees buffers of up to tens of MB, which glibc
-    keeps in the process heap: a random int8 2B (2.74 GiB of weights) was resident at 4.7 GiB
-    after loading, 2.7 GiB after this."""
+def finish_load(model: Model, weights: dict) -> Model:
+    """The last step of every loader (folder, GGUF, random): records the weights' size and
+    layouts on the model, then hands the heap pages freed during loading back to the system.
+    Converting weights at load (quantizing to int8, packing) allocates and frees buffers of up
+    to tens of MB, which glibc keeps in the process heap: a random int8 2B (2.74 GiB of
+    weights) was resident at 4.7 GiB after loading, 2.7 GiB after the trim."""
+    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
+    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     _core.trim_heap()
+    return model
 
 
 def _in_memory(weights: dict, use_mmap: bool) -> dict:
@@ -159,9 +160,6 @@ def _load_gguf(path: str, want: str | None, activations: str, use_mmap: bool,
     dtypes = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model = Model(cfg, core, tok, path=os.path.abspath(path), weight_dtype="/".join(dtypes),
                   activations=activations)
-    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
-    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
     model.file_types = sorted({t.ggml_type for t in gf.tensors.values()})
     model.chat_template = template_from_gguf(gf.metadata)
-    release_load_buffers()
-    return model
+    return finish_load(model, weights)

@@ -32,11 +32,11 @@ import os
 
 import numpy as np
 
-from ._dtypes import CODE_NAMES, canonical_dtype, check_pack_weights, cpu_layout
+from ._dtypes import canonical_dtype, check_pack_weights, cpu_layout
 from ._modes import check_activations, core_options
 from .device import check_device
 from .errors import InvalidArgumentError
-from .loader import release_load_buffers
+from .loader import finish_load
 from .loading.safetensors import Tensor
 from .model import Model
 from .models import GEMMA, GRIFFIN, PRESETS, for_config, for_preset
@@ -143,10 +143,7 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want,
                   activations=activations)
-    model.weights_nbytes = sum(a.nbytes for a, _ in weights.values())
-    model.weight_layouts = sorted({CODE_NAMES[code] for _, code in weights.values()})
-    release_load_buffers()
-    return model
+    return finish_load(model, weights)
 
 
 random_model.PRESETS = PRESETS

@@ -11,8 +11,8 @@ MODEL is a Hugging Face folder, a .gguf file, or random:PRESET (gn.random_model 
 Parts (``--only``, comma separated; default all):
   limits    memory bandwidth (STREAM-like numpy copy on 2 Python threads over halves of a
             1 GiB array, 128 MiB with --quick; read + write bytes/s), read bandwidth (the
-            faster of an int64 numpy sum and a native loop of wide loads over the same array
-            size: what decode does to its weights) and GEMM peak (numpy fp32
+            faster of an int64 numpy sum and a native loop of wide loads, plain or prefetching,
+            over the same array size: what decode does to its weights) and GEMM peak (numpy fp32
             n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
             bf16 hardware run it at ~1 GFLOP/s), measured in this process, and the cores'
             arithmetic peak (register-only loops of independent AVX2 / AVX-512 FMAs, VDPBF16PS
