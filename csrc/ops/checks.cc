@@ -25,9 +25,11 @@ bool embedding(const EmbeddingArgs& a) {
            ErrorKind::kShape,
            "embedding: Q8_0R16 tables come in groups of 16 rows, got " +
                std::to_string(a.table.rows));
-  GN_CHECK(a.table.dtype != DType::kBF16R32, ErrorKind::kDType,
-           "embedding: a BF16R32 matrix (32-row panels) cannot be looked up by row; keep the "
-           "table in bfloat16");
+  GN_CHECK(a.table.dtype != DType::kBF16R32 ||
+               (a.table.rows % kR32Rows == 0 && a.table.cols % kR32ColStep == 0),
+           ErrorKind::kShape,
+           "embedding: BF16R32 tables need rows % 32 == 0 and cols % 16 == 0, got [" +
+               std::to_string(a.table.rows) + ", " + std::to_string(a.table.cols) + "]");
   const int32_t* ids = a.host_ids != nullptr ? a.host_ids : a.ids;
   for (int64_t i = 0; i < a.n; ++i) {
     GN_CHECK(ids[i] >= 0 && ids[i] < a.table.rows, ErrorKind::kInvalidArgument,

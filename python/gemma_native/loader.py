@@ -66,7 +66,7 @@ def load(path, dtype: str | None = None, n_threads: int | None = None,
     exact prefill, and up to 1.5x faster decode steps of several rows).  None (default): where
     the CPU kernel set in use is an AVX-512 one (the AVX2 kernels are no faster on it); True:
     always; False: never.  Packing is a copy in memory, so those matrices are then not
-    memory-mapped (the embedding table and the small tensors still are); False keeps them in
+    memory-mapped (the small tensors still are); False keeps them in
     the file's layout, mapped and shared between processes.  No effect on other dtypes, GGUF
     files or CUDA devices.
     """

@@ -67,6 +67,25 @@ def test_exact_linear_is_the_row_major_result_bit_for_bit_on_every_set(rows, col
             assert np.array_equal(_bits(y), _bits(first)), (isa, n)
 
 
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_embedding_lookup_gives_the_row_major_rows_bit_for_bit_on_every_set(rows, cols):
+    rng = np.random.default_rng(rows * cols)
+    w = _bf16(rng, rows, cols)
+    w[rows - 1, :4] = [0x8000, 0x0001, 0x7F7F, 0xFF7F]  # -0, a subnormal, the largest finites
+    packed = pack_bf16r32(w)
+    ids = [rows - 1, 0, 31, rows - 1, rows // 2] + list(rng.integers(0, rows, 11))
+    for scale in (1.0, 3.5):
+        want = ops.embedding((w, "bfloat16"), ids, scale)
+        assert np.array_equal(_bits(want), _bits(bf16_bits_to_f32(w[ids]) * np.float32(scale)))
+        for isa in SETS:
+            gn.set_cpu_isa(isa)
+            try:
+                got = ops.embedding((packed, BF16R32), ids, scale)
+            finally:
+                gn.set_cpu_isa("auto")
+            assert np.array_equal(_bits(got), _bits(want)), (isa, scale)
+
+
 def test_exact_linear_does_not_depend_on_the_thread_count():
     rng = np.random.default_rng(3)
     w = pack_bf16r32(_bf16(rng, 192, 640))
@@ -130,13 +149,17 @@ def test_reference_and_bad_input():
         ops.linear(np.ones((1, 32), np.float32), (np.zeros((32, 32), np.float16), BF16R32))
     with pytest.raises(gn.ShapeError):  # x's width is not W's
         ops.linear(np.ones((1, 16), np.float32), (pack_bf16r32(w), BF16R32))
-    with pytest.raises(gn.DTypeError):  # looked up by row: the layout has no rows
-        ops.embedding((pack_bf16r32(w), BF16R32), [0, 1])
+    with pytest.raises(gn.ShapeError):  # a table of whole panels only
+        ops.embedding((np.zeros((32, 40), np.uint16), BF16R32), [0, 1])
+    with pytest.raises(gn.InvalidArgumentError):  # ids are checked as for any table
+        ops.embedding((pack_bf16r32(w), BF16R32), [32])
+    with pytest.raises(gn.DTypeError):
+        ops.embedding((pack_bf16r32(w), BF16R32), [0], device="cuda-emu")
     with pytest.raises(gn.DTypeError):  # no CUDA kernel reads it
         ops.linear(x, (pack_bf16r32(w), BF16R32), device="cuda-emu")
 
 
-def test_bf16_layout_packs_only_linear_matrices_on_the_cpu():
+def test_bf16_layout_packs_only_whole_panel_matrices_on_the_cpu():
     rng = np.random.default_rng(1)
     bf16, f32 = 1, 0
     weights = {"embed": (_bf16(rng, 64, 32), bf16), "a": (_bf16(rng, 64, 32), bf16),
@@ -149,7 +172,10 @@ def test_bf16_layout_packs_only_linear_matrices_on_the_cpu():
     out = bf16_layout(weights, "cpu")  # in place
     assert out is weights and out["a"][1] == PACKED_CODES[BF16R32]
     assert np.array_equal(unpack_bf16r32(out["a"][0]), before["a"][0])
-    for name in ("embed", "odd_rows", "odd_cols", "f32", "conv"):
+    for name in ("embed", "a"):  # the table too: it is also the tied output layer
+        assert out[name][1] == PACKED_CODES[BF16R32]
+        assert np.array_equal(unpack_bf16r32(out[name][0]), before[name][0])
+    for name in ("odd_rows", "odd_cols", "f32", "conv"):
         assert out[name] is before[name]
     assert cpu_layout(dict(before), "int8", "cpu", True)["a"][1] == PACKED_CODES[BF16R32]
     assert np.array_equal(before["a"][0], weights_a)  # shared arrays are copied, not rewritten

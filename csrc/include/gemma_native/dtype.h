@@ -77,6 +77,23 @@ GN_HD uint32_t f32_to_bits(float f) {
 
 GN_HD float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
 
+// Row `row` of a BF16R32 matrix with `cols` columns into fp32 (the embedding lookup of a packed
+// table): value k = 16 p + 8 h + l of row 32 q + t is half h of word
+// ((q * 8 + l) * (cols / 16) + p) * 32 + t (layout above).  One word per 128-byte stride: a row
+// touches cols / 2 cache lines, trivial beside a matrix-vector product over the whole table.
+GN_HD void bf16r32_row(const void* data, int64_t cols, int64_t row, float* out) {
+  const uint32_t* w = static_cast<const uint32_t*>(data);
+  const int64_t q = row / kR32Rows, t = row % kR32Rows, pairs = cols / kR32ColStep;
+  for (int64_t l = 0; l < 8; ++l) {
+    const uint32_t* lane = w + (q * 8 + l) * pairs * kR32Rows + t;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const uint32_t word = lane[p * kR32Rows];
+      out[16 * p + l] = bits_to_f32(word << 16);
+      out[16 * p + 8 + l] = bits_to_f32(word & 0xffff0000u);
+    }
+  }
+}
+
 // Round to nearest even; NaN stays NaN (quiet).
 GN_HD uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_to_bits(f);

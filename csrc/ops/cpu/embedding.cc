@@ -1,5 +1,5 @@
-// embedding: out[n, :] = table[ids[n], :] * scale  (table [V, D] bf16/f16/f32 or quantized,
-// out fp32).
+// embedding: out[n, :] = table[ids[n], :] * scale  (table [V, D] bf16/f16/f32, BF16R32 or
+// quantized, out fp32).
 // Napkin math: reads N*D weight elements, writes N*D floats; pure bandwidth, trivial.
 // Ids are range-checked by the ops:: front (ops.cc) before this runs.
 #include "gemma_native/quant.h"
@@ -21,6 +21,16 @@ void embedding(const EmbeddingArgs& a) {
           dequantize_row(static_cast<const uint8_t*>(a.table.data) + a.ids[r] * rb,
                          a.table.dtype, d, o);
         }
+        for (int64_t i = 0; i < d; ++i) o[i] *= a.scale;
+      }
+    });
+    return;
+  }
+  if (a.table.dtype == DType::kBF16R32) {  // a packed table (also the tied output layer)
+    par_for(a.n, 1, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        float* o = a.out + r * d;
+        bf16r32_row(a.table.data, d, a.ids[r], o);
         for (int64_t i = 0; i < d; ++i) o[i] *= a.scale;
       }
     });

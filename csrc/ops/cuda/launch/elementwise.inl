@@ -13,6 +13,8 @@ void embedding(const EmbeddingArgs& a) {
   GN_CHECK(!is_quantized(a.table.dtype) || a.table.dtype == DType::kQ8_0, ErrorKind::kDType,
            std::string("embedding: ") + dtype_name(a.table.dtype) +
                " tables have no CUDA kernel yet");
+  GN_CHECK(!is_packed_float(a.table.dtype), ErrorKind::kDType,
+           "embedding: BF16R32 (the CPU's packed bf16 layout) has no CUDA kernel; use bfloat16");
   GN_LAUNCH(k::embedding_kernel, dim3(grid_dim(a.n, "embedding")), dim3(row_threads(a.table.cols)),
             0, stream())
   (a.table.data, a.table.dtype, a.table.rows, a.table.cols, a.ids, a.scale, a.out);
