@@ -177,24 +177,27 @@ py::array quantize_q8_0(py::array x) {
 }
 
 // Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
-// layout (quant.h), same shape.
-py::array pack_q8_0r16(py::array blocks) {
+// layout (quant.h), same shape.  A group of 16 rows occupies the same bytes in both layouts,
+// so with in_place each group is copied aside and written over the input (as pack_bf16r32).
+py::array pack_q8_0r16(py::array blocks, bool in_place) {
   check_ndim(blocks, 2, "blocks");
   const int64_t rows = blocks.shape(0), row_bytes = blocks.shape(1);
   GN_CHECK(rows % kQ8R16Rows == 0 && row_bytes % 34 == 0, ErrorKind::kShape,
            "pack_q8_0r16: needs rows % 16 == 0 and whole 34-byte blocks, got [" +
                std::to_string(rows) + ", " + std::to_string(row_bytes) + "]");
-  const uint8_t* src = typed<uint8_t>(blocks, "blocks");
-  py::array_t<uint8_t> out({rows, row_bytes});
-  uint8_t* dst = out.mutable_data();
+  uint8_t* src = typed<uint8_t>(blocks, "blocks", in_place);
+  py::array out = in_place ? blocks : py::array(py::array_t<uint8_t>({rows, row_bytes}));
+  uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
   const int64_t nb = row_bytes / 34;
   py::gil_scoped_release nogil;
+  std::vector<uint8_t> group(static_cast<size_t>(kQ8R16Rows * row_bytes));
   for (int64_t g = 0; g < rows / kQ8R16Rows; ++g) {
+    std::memcpy(group.data(), src + g * kQ8R16Rows * row_bytes, group.size());
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* o = dst + (g * nb + b) * kQ8R16GroupBlock;
       const uint8_t* in[kQ8R16Rows];
       for (int r = 0; r < kQ8R16Rows; ++r) {
-        in[r] = src + (g * kQ8R16Rows + r) * row_bytes + b * 34;
+        in[r] = group.data() + r * row_bytes + b * 34;
         o[2 * r] = in[r][0];
         o[2 * r + 1] = in[r][1];
       }
@@ -601,7 +604,7 @@ void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
 void bind_ops(py::module_& m) {
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
-  m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"));
+  m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"), arg("in_place") = false);
   m.def("pack_bf16r32", &pack_bf16r32, arg("w"), arg("in_place") = false);
   m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),

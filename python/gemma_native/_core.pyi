@@ -127,9 +127,9 @@ def add(x: _Array, y: _Array) -> _Array:
 def quantize_q8_0(x: _Array) -> _Array:
     """float32 [rows, cols] -> Q8_0 blocks, uint8 [rows, cols / 32 * 34]."""
 
-def pack_q8_0r16(blocks: _Array) -> _Array:
+def pack_q8_0r16(blocks: _Array, in_place: bool = False) -> _Array:
     """Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
-    layout, same shape."""
+    layout, same shape: a new array, or blocks itself rewritten when in_place."""
 
 def pack_bf16r32(w: _Array, in_place: bool = False) -> _Array:
     """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) -> the same values in

@@ -113,13 +113,14 @@ def _r16_shape(blocks: np.ndarray) -> tuple[int, int]:
     return rows // R16_ROWS, row_bytes // 34
 
 
-def pack_q8_0r16(blocks) -> np.ndarray:
+def pack_q8_0r16(blocks, in_place: bool = False) -> np.ndarray:
     """Q8_0 blocks [rows, row_bytes] (rows % 16 == 0) in the Q8_0R16 layout, same shape: per group
     of 16 rows and block, the 16 half scales, then for k-step j = 0..7 and row r the 4 values
-    4j..4j+3 of the row's block as unsigned bytes q + 128."""
+    4j..4j+3 of the row's block as unsigned bytes q + 128.  in_place: rewrites ``blocks`` (a
+    writable C-contiguous uint8 array) and returns it."""
     blocks = np.asarray(blocks)
     _r16_shape(blocks)
-    return _core.pack_q8_0r16(np.ascontiguousarray(blocks))
+    return _core.pack_q8_0r16(blocks if in_place else np.ascontiguousarray(blocks), in_place)
 
 
 def unpack_q8_0r16(packed) -> np.ndarray:
@@ -253,30 +254,49 @@ def bf16_layout(weights: dict, device: str) -> dict:
     bit for bit as from the row-major matrix.  The embedding table too: as the tied output layer
     it is the largest matrix of a decode step (a quarter of RecurrentGemma 2B's bytes), which
     the packed matrix-vector product streams at the memory's read rate where the row-major one
-    reached three quarters of it; its lookups pick a row's words out of its panel.  Each matrix is released (or its mapped pages dropped) as
-    soon as its packed copy exists, so memory grows by one matrix at most.  An array that owns
-    its memory and that nothing else refers to (no other entry, no view of it: the loader's own
-    conversions and random weights) is packed in place, which costs no memory at all.  Returns
-    weights (unchanged for another device)."""
+    reached three quarters of it; its lookups pick a row's words out of its panel.  Each matrix
+    is released (or its mapped pages dropped) as soon as its packed copy exists, so memory grows
+    by one matrix at most.  An array that owns its memory and that nothing else refers to (no
+    other entry, no view of it: the loader's own conversions and random weights) is packed in
+    place, which costs no memory at all.  Returns weights (unchanged for another device)."""
     if device != "cpu":
         return weights
     bf16 = DTYPE_CODES["bfloat16"]
+    return _relayout(weights, lambda arr, code: (code == bf16 and arr.ndim == 2
+                                                 and arr.shape[0] % R32_ROWS == 0
+                                                 and arr.shape[1] % R32_COL_STEP == 0),
+                     pack_bf16r32, PACKED_CODES[BF16R32], np.uint16)
+
+
+def _relayout(weights: dict, matches, pack, new_code: int, dtype) -> dict:
+    """weights[name] = (pack(arr, in_place), new_code) for every entry (arr, code) that
+    matches(arr, code), in place; in_place when arr is a writable C-contiguous `dtype` array
+    that nothing else refers to, else pack copies it and arr's mapped pages are dropped."""
     # An array rewritten in place must be seen by nothing else: not another entry, not a view
     # of it (its .base), not an outside name.  Each of those is a reference more than an array
     # held as this loop holds one (by a tuple in a dict and a local), which is measured here on
     # the running interpreter rather than assumed (the stack's share differs between versions).
+    # A view of the whole of an array that only the view refers to (random weights are raw
+    # 64-bit draws seen as bfloat16 bits) may be rewritten too.
     probe = np.empty(0)
     held = {"probe": (probe, 0)}
     a_refs, entry_refs = sys.getrefcount(probe), sys.getrefcount(held["probe"])
+    probe_view = np.empty(0, np.uint64).view(np.uint16)
+    probe_base = probe_view.base  # held as b below: by the view and a local
+    base_refs = sys.getrefcount(probe_base)
     for name in list(weights):
         arr, code = weights[name]
-        if (code == bf16 and arr.ndim == 2 and arr.shape[0] % R32_ROWS == 0
-                and arr.shape[1] % R32_COL_STEP == 0):
-            alone = (arr.base is None and sys.getrefcount(arr) <= a_refs
+        if matches(arr, code):
+            b = arr.base
+            owns = b is None or (type(b) is np.ndarray and b.base is None
+                                 and b.nbytes == arr.nbytes and b.flags.writeable
+                                 and sys.getrefcount(b) <= base_refs)
+            alone = (owns and sys.getrefcount(arr) <= a_refs
                      and sys.getrefcount(weights[name]) <= entry_refs)
+            del b
             in_place = (alone and arr.flags.writeable and arr.flags.c_contiguous
-                        and arr.dtype == np.uint16)
-            weights[name] = (pack_bf16r32(arr, in_place=in_place), PACKED_CODES[BF16R32])
+                        and arr.dtype == dtype)
+            weights[name] = (pack(arr, in_place=in_place), new_code)
             if not in_place:
                 _drop_mapped_pages(arr)
         del arr
@@ -288,16 +308,17 @@ def int8_layout(weights: dict, activations: str, device: str) -> dict:
     compute mode: on the CPU with int8 activations every Q8_0 matrix with rows % 16 == 0, the
     embedding table included (its rows are looked up from their groups; as the tied output
     layer it is a linear matrix like the others), goes to Q8_0R16, whose whole-block integer
-    sums run at the integer unit's rate.  Anything else is returned as it is (float32
-    activations widen Q8_0 rows; the CUDA backend reads Q8_0)."""
+    sums run at the integer unit's rate.  Anything else is left as it is (float32
+    activations widen Q8_0 rows; the CUDA backend reads Q8_0).  In place, as bf16_layout: a
+    matrix nothing else holds (the loader's own quantization) is rewritten where it is, any
+    other is copied and let go at once -- a new dict held both layouts of every matrix (5.5 GB
+    at the peak for RecurrentGemma 2B's 2.7 GB).  Returns weights."""
     if activations != "int8" or device != "cpu":
         return weights
-    q8, out = QUANT_CODES[INT8_FORMAT], {}
-    for name, (arr, code) in weights.items():
-        if code == q8 and arr.ndim == 2 and arr.shape[0] % R16_ROWS == 0:
-            arr, code = pack_q8_0r16(arr), QUANT_CODES[Q8_0R16]
-        out[name] = (arr, code)
-    return out
+    q8 = QUANT_CODES[INT8_FORMAT]
+    return _relayout(weights, lambda arr, code: (code == q8 and arr.ndim == 2
+                                                 and arr.shape[0] % R16_ROWS == 0),
+                     pack_q8_0r16, QUANT_CODES[Q8_0R16], np.uint8)
 
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -118,9 +119,51 @@ def random_tensors(cfg, seed: int = 0) -> dict:
     """The random tensors of a config (see :func:`preset_config`) under their Hugging Face
     checkpoint names: ``{name: loading.safetensors.Tensor}``, matrices as bfloat16 bits,
     norms, biases and the like as float32.  ``random_model(..., seed=s)`` maps exactly these."""
-    rng = np.random.default_rng(_check_seed(seed))
-    return {name: _tensor(rng, name, shape, _init_kind(cfg, spec))
-            for spec, name, _engine, shape in for_config(cfg).hf_tensors.expand(cfg)}
+    return dict(_TensorsOnDemand(cfg, seed).items())
+
+
+class _TensorsOnDemand(Mapping):
+    """random_tensors(cfg, seed) made one tensor at a time, in their one order, as they are
+    asked for; ``take(name)`` hands a tensor out and forgets it.  random_model converts the
+    weights as the loader takes them, so with dtype="int8" the random bfloat16 matrices never
+    all exist at once (RecurrentGemma 2B: they are 5.4 GB; building the whole dict first made
+    the int8 model peak at ~8 GB for 2.9 GB of weights)."""
+
+    def __init__(self, cfg, seed: int):
+        self._rng = np.random.default_rng(_check_seed(seed))
+        self._todo = iter(for_config(cfg).hf_tensors.expand(cfg))
+        self._names = {name: None for _spec, name, _e, _shape in
+                       for_config(cfg).hf_tensors.expand(cfg)}  # ordered, fast lookups
+        self._made: dict = {}
+        self._taken: set = set()
+        self._cfg = cfg
+
+    def _make_until(self, name) -> None:
+        for spec, made, _engine, shape in self._todo:  # same draws, same order as ever
+            self._made[made] = _tensor(self._rng, made, shape, _init_kind(self._cfg, spec))
+            if made == name:
+                return
+
+    def __getitem__(self, name):
+        if name not in self._made:
+            if name not in self._names or name in self._taken:
+                raise KeyError(name)
+            self._make_until(name)
+        return self._made[name]
+
+    def take(self, name):
+        """The tensor `name` (None if the config has none such), no longer held here."""
+        if name not in self._names or name in self._taken:
+            return None
+        self[name]
+        self._taken.add(name)
+        return self._made.pop(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
 
 
 def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", seed: int = 0,
@@ -138,8 +181,8 @@ def random_model(preset: str = "recurrentgemma-tiny", dtype: str = "bfloat16", s
     _check_seed(seed)
     arch = for_config(cfg)
     check_pack_weights(pack_weights)
-    weights = cpu_layout(arch.hf_weights(cfg, random_tensors(cfg, seed), want), activations,
-                         device, pack_weights)
+    weights = cpu_layout(arch.hf_weights(cfg, _TensorsOnDemand(cfg, seed), want),
+                         activations, device, pack_weights)
     core = arch.build_core(cfg, weights, device, **core_options(activations, weights))
     model = Model(cfg, core, None, path=f"{SPEC_PREFIX}{preset}", weight_dtype=want,
                   activations=activations)

@@ -191,11 +191,19 @@ def test_bf16_layout_packs_arrays_nothing_else_holds_in_place():
     view = weights["b"][0][:64]  # a view keeps "b" from being rewritten under it
     outside = weights["c"][0]  # so does a reference from outside
     del shared  # "d" and "e" hold one array: neither may rewrite it for the other
+    # views of a whole array as 16-bit words (how random weights are drawn): one whose array
+    # nothing else holds is rewritten, one whose array is held outside is not
+    raw, raw_held = values.copy().view(np.uint64), values.copy().view(np.uint64)
+    weights["f"], weights["g"] = (raw.view(np.uint16), 1), (raw_held.view(np.uint16), 1)
+    at_f = raw.ctypes.data
+    del raw
     out = bf16_layout(weights, "cpu")
     assert out["a"][0].ctypes.data == at  # the same memory, rewritten
-    for name in "abcde":
+    assert out["f"][0].ctypes.data == at_f
+    for name in "abcdefg":
         assert np.array_equal(out[name][0], pack_bf16r32(values)), name
     assert np.array_equal(view, values[:64]) and np.array_equal(outside, values)
+    assert np.array_equal(raw_held.view(np.uint16), values)
 
 
 def test_packing_a_mapped_matrix_drops_its_pages(tmp_path):

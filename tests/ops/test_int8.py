@@ -118,6 +118,14 @@ def test_q8_0r16_layout():
         j, i = divmod(v, 4)
         assert flat[base + 32 + 64 * j + 4 * r + i] == (int(q8[row, 34 * b + 2 + v]) + 128) % 256
     np.testing.assert_array_equal(unpack_q8_0r16(packed), q8)
+    rewritten = q8.copy()
+    at = rewritten.ctypes.data
+    assert pack_q8_0r16(rewritten, in_place=True).ctypes.data == at  # group by group, in place
+    np.testing.assert_array_equal(rewritten, packed)
+    frozen = q8.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(gn.InvalidArgumentError):
+        pack_q8_0r16(frozen, in_place=True)
     with pytest.raises(gn.DTypeError):
         pack_q8_0r16(q8[:24])  # not whole groups of 16 rows
     with pytest.raises(gn.DTypeError):
@@ -187,12 +195,14 @@ def test_int8_layout_converts_whole_groups_of_rows():
     weights = {"embed": (_q8_blocks(32, 64, 1), q8), "layers.0.w": (_q8_blocks(32, 64, 2), q8),
                "layers.0.odd": (_q8_blocks(24, 64, 3), q8),
                "norm": (np.ones(64, np.float32), 0)}
-    out = int8_layout(weights, "int8", "cpu")
-    assert out["layers.0.odd"][1] == q8 and out["norm"][1] == 0
-    assert out["layers.0.w"][1] == r16 and out["embed"][1] == r16
-    np.testing.assert_array_equal(unpack_q8_0r16(out["layers.0.w"][0]), weights["layers.0.w"][0])
     for activations, device in (("float32", "cpu"), ("int8", "cuda-emu")):
-        assert int8_layout(weights, activations, device) is weights
+        assert int8_layout(dict(weights), activations, device) == weights
+    before = dict(weights)
+    out = int8_layout(weights, "int8", "cpu")
+    assert out is weights  # in place: each Q8_0 matrix goes as its packed copy comes
+    assert out["layers.0.odd"] is before["layers.0.odd"] and out["norm"] is before["norm"]
+    assert out["layers.0.w"][1] == r16 and out["embed"][1] == r16
+    np.testing.assert_array_equal(unpack_q8_0r16(out["layers.0.w"][0]), before["layers.0.w"][0])
 
 
 def test_int8_model_runs_q8_0r16(ckpt):

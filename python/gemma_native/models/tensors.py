@@ -141,6 +141,12 @@ class SafetensorsSource:
     def get(self, name):
         return self.tensors.get(name)
 
+    def take(self, name):
+        """get(name) for the mapper, which reads each tensor once: a mapping that makes its
+        tensors on demand (random models) then forgets it."""
+        take = getattr(self.tensors, "take", None)
+        return take(name) if take is not None else self.tensors.get(name)
+
     def names(self):
         return self.tensors.keys()
 
@@ -184,6 +190,8 @@ class GGUFSource:
 
     def get(self, name):
         return self.gf.tensors.get(name)
+
+    take = get  # the mapper's read of each tensor
 
     def names(self):
         return self.gf.tensors.keys()
@@ -236,7 +244,7 @@ def map_tensors(table: TensorTable, cfg, source, dtype: str | None = None) -> di
     out, used = {}, set()
 
     def take(spec, name, engine_name):
-        t = source.get(name)
+        t = source.take(name)
         if t is None:
             if spec.optional:
                 return
