@@ -82,6 +82,26 @@ def test_load_returns_freed_heap_to_the_system():
     assert growth <= weights + 48 * 2**20, (weights, growth)
 
 
+def _peak_growth(dtype: str, make: str) -> tuple[int, int]:
+    """(weights_nbytes, peak RSS growth) of the model the expression `make` builds, in a fresh
+    interpreter whose imports and heap were warmed by a tiny model of `dtype` first."""
+    code = textwrap.dedent(f"""
+        import gemma_native as gn
+        gn.random_model("recurrentgemma-tiny", dtype={dtype!r})  # imports done, heap warm
+        def status(key):
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak (VmHWM) to the current RSS
+        before = status("VmRSS")
+        m = {make}
+        print(m.weights_nbytes, status("VmHWM") - before)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
 @linux
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
 def test_converting_load_peaks_below_the_file(tmp_path, dtype):
@@ -92,21 +112,7 @@ def test_converting_load_peaks_below_the_file(tmp_path, dtype):
                        num_layers=4, vocab_size=4096)
     folder = write_tiny_checkpoint(str(tmp_path / "f32"), cfg, dtype="float32")
     size = os.path.getsize(os.path.join(folder, "model.safetensors"))
-    code = textwrap.dedent(f"""
-        import gemma_native as gn
-        gn.random_model("recurrentgemma-tiny", dtype={dtype!r})  # imports done, heap warm
-        def status(key):
-            with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets the peak (VmHWM) to the current RSS
-        before = status("VmRSS")
-        m = gn.load({folder!r}, dtype={dtype!r})
-        print(m.weights_nbytes, status("VmHWM") - before)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split()
-    weights, peak = int(out[0]), int(out[1])
+    weights, peak = _peak_growth(dtype, f"gn.load({folder!r}, dtype={dtype!r})")
     assert size > 50e6 and weights < size * 0.6
     assert peak <= weights + size * 2 // 5, (weights, peak, size)
 
@@ -119,21 +125,7 @@ def test_random_model_peaks_near_its_weights(dtype):
     # conversion buffers (~64 MB of float32), as for load() -- the 2B int8 model peaked at
     # 8.2 GB for 2.9 GB of weights when every random bf16 tensor existed first (here: 634 MB
     # for 184 MB)
-    code = textwrap.dedent(f"""
-        import gemma_native as gn
-        gn.random_model("recurrentgemma-tiny", dtype={dtype!r})  # imports done, heap warm
-        def status(key):
-            with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets the peak (VmHWM) to the current RSS
-        before = status("VmRSS")
-        m = gn.random_model("recurrentgemma-2b", dtype={dtype!r}, num_layers=2,
-                            vocab_size=4096)
-        print(m.weights_nbytes, status("VmHWM") - before)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split()
-    weights, peak = int(out[0]), int(out[1])
+    weights, peak = _peak_growth(dtype, f"gn.random_model('recurrentgemma-2b', dtype={dtype!r}, "
+                                        "num_layers=2, vocab_size=4096)")
     assert weights > 150e6
     assert peak <= weights * 1.1 + 200 * 2**20, (weights, peak)
