@@ -171,8 +171,9 @@ def test_core_peaks_measure_what_the_cpu_has():
 
 
 def test_read_bandwidth_probe():
-    """The native read probe: a positive rate on any thread count, clean errors otherwise, and
-    bytes beyond whole 128-byte steps per thread are not read (a 1-byte buffer is refused)."""
+    """The native read probe: a positive rate on any thread count and with either loop (wide
+    or plain loads), clean errors otherwise, and bytes beyond whole 128-byte steps per thread
+    are not read (a 1-byte buffer is refused)."""
     import gemma_native as gn
     import numpy as np
     from gemma_native import _core
@@ -180,6 +181,11 @@ def test_read_bandwidth_probe():
     buf = np.ones(1 << 20, np.uint8)
     for threads in (None, 1, 2, 3):
         assert pos(gn.read_bandwidth(buf, threads, 2))
+    gn.set_cpu_isa("scalar")  # the loop of plain 8-byte loads (a CPU without AVX2)
+    try:
+        assert pos(gn.read_bandwidth(buf[:128 * 3 + 5], 3, 2))
+    finally:
+        gn.set_cpu_isa("auto")
     assert pos(gn.read_bandwidth(buf.reshape(1024, 1024).view(np.float32), 2))  # any C layout
     for args, needle in (((buf, 0, 1), "threads"), ((buf, 1025, 1), "threads"),
                          ((buf, 1, 0), "reps"), ((buf, 1.5, 1), "threads"),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ops/cpu/cpu_features.h"
+#include "ops/cpu/dispatch.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -152,7 +153,9 @@ double read_bandwidth(const void* data, int64_t bytes, int threads, int reps) {
   }
   using Loop = uint64_t (*)(const uint8_t*, int64_t);
 #if defined(__x86_64__)
-  const bool avx2 = has_feature("avx2");
+  // the wide loads where the kernel set in use has them (the scalar set, forced, reads as a
+  // CPU without AVX2 would)
+  const bool avx2 = has_feature("avx2") && active_isa() != "scalar";
   const Loop loops[2] = {avx2 ? read_avx2<false> : read_plain<false>,
                          avx2 ? read_avx2<true> : read_plain<true>};
 #else
