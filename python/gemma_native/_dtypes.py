@@ -265,13 +265,13 @@ def bf16_layout(weights: dict, device: str) -> dict:
     return _relayout(weights, lambda arr, code: (code == bf16 and arr.ndim == 2
                                                  and arr.shape[0] % R32_ROWS == 0
                                                  and arr.shape[1] % R32_COL_STEP == 0),
-                     pack_bf16r32, PACKED_CODES[BF16R32], np.uint16)
+                     pack_bf16r32, PACKED_CODES[BF16R32], np.uint16, R32_ROWS)
 
 
-def _relayout(weights: dict, matches, pack, new_code: int, dtype) -> dict:
-    """weights[name] = (pack(arr, in_place), new_code) for every entry (arr, code) that
-    matches(arr, code), in place; in_place when arr is a writable C-contiguous `dtype` array
-    that nothing else refers to, else pack copies it and arr's mapped pages are dropped."""
+def _relayout(weights: dict, matches, pack, new_code: int, dtype, group: int) -> dict:
+    """weights[name] = (pack(arr), new_code) for every entry (arr, code) that matches(arr,
+    code), in place; arr itself rewritten when it is a writable C-contiguous `dtype` array that
+    nothing else refers to, else a copy packed chunk by chunk (_packed_copy)."""
     # An array rewritten in place must be seen by nothing else: not another entry, not a view
     # of it (its .base), not an outside name.  Each of those is a reference more than an array
     # held as this loop holds one (by a tuple in a dict and a local), which is measured here on
@@ -296,11 +296,29 @@ def _relayout(weights: dict, matches, pack, new_code: int, dtype) -> dict:
             del b
             in_place = (alone and arr.flags.writeable and arr.flags.c_contiguous
                         and arr.dtype == dtype)
-            weights[name] = (pack(arr, in_place=in_place), new_code)
-            if not in_place:
-                _drop_mapped_pages(arr)
+            weights[name] = (pack(arr, in_place=True) if in_place
+                             else _packed_copy(arr, pack, group), new_code)
         del arr
     return weights
+
+
+def _packed_copy(arr: np.ndarray, pack, group: int) -> np.ndarray:
+    """pack(arr) into a new array, a few MB of rows at a time (whole groups of `group` rows:
+    both packed layouts keep a group in the bytes of its rows), each copied then packed where
+    it lies, and the source pages of each chunk dropped once copied (a memory-mapped file):
+    the load peaks at the packed weights plus one chunk, not plus the whole matrix (the 2B's
+    bf16 embedding table is 1.3 GB)."""
+    if not arr.flags.c_contiguous:
+        out = pack(arr, in_place=False)
+        _drop_mapped_pages(arr)
+        return out
+    out = np.empty(arr.shape, arr.dtype)
+    step = max(1, (8 << 20) // max(1, arr[:group].nbytes)) * group
+    for r in range(0, arr.shape[0], step):
+        out[r:r + step] = arr[r:r + step]
+        pack(out[r:r + step], in_place=True)
+        _drop_mapped_pages(arr[r:r + step])
+    return out
 
 
 def int8_layout(weights: dict, activations: str, device: str) -> dict:
@@ -318,7 +336,7 @@ def int8_layout(weights: dict, activations: str, device: str) -> dict:
     q8 = QUANT_CODES[INT8_FORMAT]
     return _relayout(weights, lambda arr, code: (code == q8 and arr.ndim == 2
                                                  and arr.shape[0] % R16_ROWS == 0),
-                     pack_q8_0r16, QUANT_CODES[Q8_0R16], np.uint8)
+                     pack_q8_0r16, QUANT_CODES[Q8_0R16], np.uint8, R16_ROWS)
 
 
 
