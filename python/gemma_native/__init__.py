@@ -69,9 +69,10 @@ def read_bandwidth(buffer, threads: int | None = None, reps: int = 5) -> float:
     """The memory's streaming read rate, measured: bytes/s of ``threads`` threads (default: the
     kernels' thread count) each summing its own slice of ``buffer`` (a C-contiguous array or
     other buffer; make it much larger than the caches to measure DRAM) with wide vector loads
-    (8-byte loads where the kernel set in use is the scalar one) and nothing else, best of ``reps`` runs of a plain loop and ``reps`` of one that also
-    prefetches 4 KiB ahead, as the decode kernels do.  Decode streams its weights, so this is
-    its ceiling; ``gemma-native bench`` reports the faster of this and numpy's sum."""
+    (8-byte loads where the kernel set in use is the scalar one) and nothing else, best of
+    ``reps`` runs of a plain loop and ``reps`` of one that also prefetches 4 KiB ahead, as the
+    decode kernels do.  Decode streams its weights, so this is its ceiling; ``gemma-native
+    bench`` reports the faster of this and numpy's sum."""
     n = _count("threads", _core.num_threads() if threads is None else threads, MAX_THREADS)
     reps = _count("reps", reps, 1000)
     try:
