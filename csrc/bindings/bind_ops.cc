@@ -176,18 +176,37 @@ py::array quantize_q8_0(py::array x) {
   return out;
 }
 
+// Where a pack_* writes the packed values of w [rows, cols]: w itself (in_place), `out` (an array
+// of w's shape and dtype, writable and C-contiguous, not overlapping w unless it is w: the
+// loader packs a memory-mapped matrix a chunk of rows at a time into its new array) or a new
+// array.  Each group of rows is copied aside before it is written, so w may be the target.
+template <class T>
+py::array pack_target(py::array& w, bool in_place, const py::object& out, const char* what) {
+  GN_CHECK(!in_place || out.is_none(), ErrorKind::kInvalidArgument,
+           std::string(what) + ": in_place and out cannot be given together");
+  if (in_place) return w;
+  if (out.is_none()) return py::array(py::array_t<T>({w.shape(0), w.shape(1)}));
+  GN_CHECK(py::isinstance<py::array>(out), ErrorKind::kDType,
+           std::string(what) + ": out must be a numpy array");
+  py::array o = py::reinterpret_borrow<py::array>(out);
+  GN_CHECK(o.ndim() == 2 && o.shape(0) == w.shape(0) && o.shape(1) == w.shape(1),
+           ErrorKind::kShape, std::string(what) + ": out must have the input's shape");
+  typed<T>(o, "out", true);
+  return o;
+}
+
 // Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
 // layout (quant.h), same shape.  A group of 16 rows occupies the same bytes in both layouts,
-// so with in_place each group is copied aside and written over the input (as pack_bf16r32).
-py::array pack_q8_0r16(py::array blocks, bool in_place) {
+// so it can be written over the input (in_place) or into the rows of another array (out).
+py::array pack_q8_0r16(py::array blocks, bool in_place, const py::object& out) {
   check_ndim(blocks, 2, "blocks");
   const int64_t rows = blocks.shape(0), row_bytes = blocks.shape(1);
   GN_CHECK(rows % kQ8R16Rows == 0 && row_bytes % 34 == 0, ErrorKind::kShape,
            "pack_q8_0r16: needs rows % 16 == 0 and whole 34-byte blocks, got [" +
                std::to_string(rows) + ", " + std::to_string(row_bytes) + "]");
   uint8_t* src = typed<uint8_t>(blocks, "blocks", in_place);
-  py::array out = in_place ? blocks : py::array(py::array_t<uint8_t>({rows, row_bytes}));
-  uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
+  py::array target = pack_target<uint8_t>(blocks, in_place, out, "pack_q8_0r16");
+  uint8_t* dst = static_cast<uint8_t*>(target.mutable_data());
   const int64_t nb = row_bytes / 34;
   py::gil_scoped_release nogil;
   std::vector<uint8_t> group(static_cast<size_t>(kQ8R16Rows * row_bytes));
@@ -211,23 +230,23 @@ py::array pack_q8_0r16(py::array blocks, bool in_place) {
       }
     }
   }
-  return out;
+  return target;
 }
 
 // bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) -> the same values in the
 // BF16R32 layout (dtype.h), same shape.  A panel of 32 rows occupies the same bytes in both
 // layouts, so each panel is copied aside (L2-sized) and its words written over the input when
 // in_place (no new memory: the page faults of a fresh copy cost a load of the 2B model ~9 s on
-// the development VM), else into a new array.
-py::array pack_bf16r32(py::array w, bool in_place) {
+// the development VM), else into `out` or a new array (pack_target).
+py::array pack_bf16r32(py::array w, bool in_place, const py::object& out) {
   check_ndim(w, 2, "w");
   const int64_t rows = w.shape(0), cols = w.shape(1);
   GN_CHECK(rows % kR32Rows == 0 && cols % kR32ColStep == 0, ErrorKind::kShape,
            "pack_bf16r32: needs rows % 32 == 0 and cols % 16 == 0, got [" +
                std::to_string(rows) + ", " + std::to_string(cols) + "]");
   uint16_t* src = typed<uint16_t>(w, "w", in_place);
-  py::array out = in_place ? w : py::array(py::array_t<uint16_t>({rows, cols}));
-  uint32_t* dst = reinterpret_cast<uint32_t*>(out.mutable_data());
+  py::array target = pack_target<uint16_t>(w, in_place, out, "pack_bf16r32");
+  uint32_t* dst = reinterpret_cast<uint32_t*>(target.mutable_data());
   py::gil_scoped_release nogil;
   std::vector<uint16_t> panel(static_cast<size_t>(kR32Rows * cols));
   for (int64_t q = 0; q < rows / kR32Rows; ++q) {
@@ -241,7 +260,7 @@ py::array pack_bf16r32(py::array w, bool in_place) {
       }
     }
   }
-  return out;
+  return target;
 }
 
 // The quantized linear's 8-bit activations of x [rows, k] on the active CPU ISA: (d float32
@@ -604,8 +623,9 @@ void bind_device_ops(py::module_& m, const std::vector<std::string>& only) {
 void bind_ops(py::module_& m) {
   bind_device_ops<Dev::kCpu>(m, {});
   m.def("quantize_q8_0", &quantize_q8_0, arg("x"));
-  m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"), arg("in_place") = false);
-  m.def("pack_bf16r32", &pack_bf16r32, arg("w"), arg("in_place") = false);
+  m.def("pack_q8_0r16", &pack_q8_0r16, arg("blocks"), arg("in_place") = false,
+        arg("out") = py::none());
+  m.def("pack_bf16r32", &pack_bf16r32, arg("w"), arg("in_place") = false, arg("out") = py::none());
   m.def("quantize_activations", &quantize_activations, arg("x"), arg("block"));
   m.def("sample", &sample, arg("logits"), arg("temperature"), arg("top_k"), arg("top_p"),
         arg("seed"), arg("counter"));

@@ -127,13 +127,16 @@ def add(x: _Array, y: _Array) -> _Array:
 def quantize_q8_0(x: _Array) -> _Array:
     """float32 [rows, cols] -> Q8_0 blocks, uint8 [rows, cols / 32 * 34]."""
 
-def pack_q8_0r16(blocks: _Array, in_place: bool = False) -> _Array:
+def pack_q8_0r16(blocks: _Array, in_place: bool = False,
+                 out: Optional[_Array] = None) -> _Array:
     """Q8_0 blocks uint8 [rows, row_bytes] (rows % 16 == 0) -> the same values in the Q8_0R16
-    layout, same shape: a new array, or blocks itself rewritten when in_place."""
+    layout, same shape: a new array, blocks itself rewritten when in_place, or out filled."""
 
-def pack_bf16r32(w: _Array, in_place: bool = False) -> _Array:
+def pack_bf16r32(w: _Array, in_place: bool = False,
+                 out: Optional[_Array] = None) -> _Array:
     """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) -> the same values in
-    the BF16R32 layout, same shape: a new array, or w itself rewritten when in_place."""
+    the BF16R32 layout, same shape: a new array, w itself rewritten when in_place, or out
+    filled."""
 
 def quantize_activations(x: _Array, block: int) -> Tuple[_Array, _Array, Optional[_Array]]:
     """The 8-bit activations a quantized linear uses: (d float32 [rows, k/block], q int8

@@ -113,14 +113,15 @@ def _r16_shape(blocks: np.ndarray) -> tuple[int, int]:
     return rows // R16_ROWS, row_bytes // 34
 
 
-def pack_q8_0r16(blocks, in_place: bool = False) -> np.ndarray:
+def pack_q8_0r16(blocks, in_place: bool = False, out=None) -> np.ndarray:
     """Q8_0 blocks [rows, row_bytes] (rows % 16 == 0) in the Q8_0R16 layout, same shape: per group
     of 16 rows and block, the 16 half scales, then for k-step j = 0..7 and row r the 4 values
     4j..4j+3 of the row's block as unsigned bytes q + 128.  in_place: rewrites ``blocks`` (a
-    writable C-contiguous uint8 array) and returns it."""
+    writable C-contiguous uint8 array) and returns it; out: writes into that array (same shape,
+    writable, C-contiguous) and returns it."""
     blocks = np.asarray(blocks)
     _r16_shape(blocks)
-    return _core.pack_q8_0r16(blocks if in_place else np.ascontiguousarray(blocks), in_place)
+    return _core.pack_q8_0r16(blocks if in_place else np.ascontiguousarray(blocks), in_place, out)
 
 
 def unpack_q8_0r16(packed) -> np.ndarray:
@@ -144,13 +145,14 @@ def _r32_shape(w: np.ndarray) -> tuple[int, int]:
     return w.shape
 
 
-def pack_bf16r32(bits, in_place: bool = False) -> np.ndarray:
+def pack_bf16r32(bits, in_place: bool = False, out=None) -> np.ndarray:
     """bfloat16 bits uint16 [rows, cols] (rows % 32 == 0, cols % 16 == 0) in the BF16R32 layout,
     same shape and values: per panel of 32 rows, per lane l < 8 and pair p < cols / 16, the 32
     rows' words value[16p + l] | value[16p + l + 8] << 16.  in_place: rewrites ``bits`` (a
-    writable C-contiguous array) and returns it."""
+    writable C-contiguous array) and returns it; out: writes into that array (same shape,
+    writable, C-contiguous) and returns it."""
     _r32_shape(np.asarray(bits))
-    return _core.pack_bf16r32(bits if in_place else np.ascontiguousarray(bits), in_place)
+    return _core.pack_bf16r32(bits if in_place else np.ascontiguousarray(bits), in_place, out)
 
 
 def unpack_bf16r32(packed) -> np.ndarray:
@@ -254,11 +256,11 @@ def bf16_layout(weights: dict, device: str) -> dict:
     bit for bit as from the row-major matrix.  The embedding table too: as the tied output layer
     it is the largest matrix of a decode step (a quarter of RecurrentGemma 2B's bytes), which
     the packed matrix-vector product streams at the memory's read rate where the row-major one
-    reached three quarters of it; its lookups pick a row's words out of its panel.  Each matrix
-    is released (or its mapped pages dropped) as soon as its packed copy exists, so memory grows
-    by one matrix at most.  An array that owns its memory and that nothing else refers to (no
-    other entry, no view of it: the loader's own conversions and random weights) is packed in
-    place, which costs no memory at all.  Returns weights (unchanged for another device)."""
+    reached three quarters of it; its lookups pick a row's words out of its panel.  An array
+    that owns its memory and that nothing else refers to (no other entry, no view of it: the
+    loader's own conversions and random weights) is packed in place, which costs no memory at
+    all; any other is copied ~32 MB at a time (_packed_copy).  Returns weights (unchanged for
+    another device)."""
     if device != "cpu":
         return weights
     bf16 = DTYPE_CODES["bfloat16"]
@@ -303,20 +305,20 @@ def _relayout(weights: dict, matches, pack, new_code: int, dtype, group: int) ->
 
 
 def _packed_copy(arr: np.ndarray, pack, group: int) -> np.ndarray:
-    """pack(arr) into a new array, a few MB of rows at a time (whole groups of `group` rows:
-    both packed layouts keep a group in the bytes of its rows), each copied then packed where
-    it lies, and the source pages of each chunk dropped once copied (a memory-mapped file):
-    the load peaks at the packed weights plus one chunk, not plus the whole matrix (the 2B's
-    bf16 embedding table is 1.3 GB)."""
+    """pack(arr) into a new array, ~32 MB of rows at a time (whole groups of `group` rows:
+    both packed layouts keep a group in the bytes of its rows), the source pages of each chunk
+    dropped once it is packed (a memory-mapped file): the load peaks at the packed weights plus
+    one chunk, not plus the whole matrix (the 2B's bf16 embedding table is 1.3 GB)."""
     if not arr.flags.c_contiguous:
         out = pack(arr, in_place=False)
         _drop_mapped_pages(arr)
         return out
     out = np.empty(arr.shape, arr.dtype)
-    step = max(1, (8 << 20) // max(1, arr[:group].nbytes)) * group
+    # 32 MB: loading a 2B bf16 folder took about as long as packing each matrix whole; with
+    # 8 MB chunks (more page drops amid the mapping) it took 1.5-3x longer
+    step = max(1, (32 << 20) // max(1, arr[:group].nbytes)) * group
     for r in range(0, arr.shape[0], step):
-        out[r:r + step] = arr[r:r + step]
-        pack(out[r:r + step], in_place=True)
+        pack(arr[r:r + step], out=out[r:r + step])
         _drop_mapped_pages(arr[r:r + step])
     return out
 
@@ -329,7 +331,7 @@ def int8_layout(weights: dict, activations: str, device: str) -> dict:
     sums run at the integer unit's rate.  Anything else is left as it is (float32
     activations widen Q8_0 rows; the CUDA backend reads Q8_0).  In place, as bf16_layout: a
     matrix nothing else holds (the loader's own quantization) is rewritten where it is, any
-    other is copied and let go at once -- a new dict held both layouts of every matrix (5.5 GB
+    other is copied ~32 MB at a time -- a new dict held both layouts of every matrix (5.5 GB
     at the peak for RecurrentGemma 2B's 2.7 GB).  Returns weights."""
     if activations != "int8" or device != "cpu":
         return weights

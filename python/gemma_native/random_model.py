@@ -131,9 +131,9 @@ class _TensorsOnDemand(Mapping):
 
     def __init__(self, cfg, seed: int):
         self._rng = np.random.default_rng(_check_seed(seed))
-        self._todo = iter(for_config(cfg).hf_tensors.expand(cfg))
-        self._names = {name: None for _spec, name, _e, _shape in
-                       for_config(cfg).hf_tensors.expand(cfg)}  # ordered, fast lookups
+        specs = list(for_config(cfg).hf_tensors.expand(cfg))
+        self._todo = iter(specs)
+        self._names = {name: None for _spec, name, _e, _shape in specs}  # ordered, fast lookups
         self._made: dict = {}
         self._taken: set = set()
         self._cfg = cfg

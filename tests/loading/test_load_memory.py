@@ -133,12 +133,12 @@ def test_random_model_peaks_near_its_weights(dtype):
 
 @linux
 def test_packing_a_bfloat16_folder_peaks_at_its_weights(tmp_path):
-    # each matrix (the 64 MB embedding table here, 1.3 GB in the 2B) is copied into the packed
-    # layout a few MB of rows at a time, its file pages dropped as it goes: packing it whole
-    # peaked at the weights plus the table (135 MB for 80 MB)
+    # each matrix (the 134 MB embedding table here, 1.3 GB in the 2B) is copied into the packed
+    # layout ~32 MB of rows at a time, its file pages dropped as it goes: packing it whole
+    # peaks at the weights plus the table
     cfg = small_config(width=512, num_heads=4, lru_width=512, mlp_expanded_width=1536,
-                       num_layers=2, vocab_size=65536)
+                       num_layers=2, vocab_size=131072)
     folder = write_tiny_checkpoint(str(tmp_path / "bf16"), cfg, dtype="bfloat16")
     weights, peak = _peak_growth("bfloat16", f"gn.load({folder!r}, pack_weights=True)")
-    assert weights > 75e6
-    assert peak <= weights * 1.1 + 16 * 2**20, (weights, peak)
+    assert weights > 140e6
+    assert peak <= weights * 1.1 + 48 * 2**20, (weights, peak)

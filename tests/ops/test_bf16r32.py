@@ -41,6 +41,14 @@ def test_layout_puts_each_value_where_the_definition_says():
             word = ((q * 8 + lane) * (cols // 16) + p) * 32 + t
             assert (int(words[word]) >> (16 * half)) & 0xFFFF == m * cols + k
     assert np.array_equal(unpack_bf16r32(pack_bf16r32(w)), w)
+    into = np.zeros_like(w)  # into another array, a panel at a time as the loader does
+    for r in range(0, rows, 32):
+        pack_bf16r32(w[r:r + 32], out=into[r:r + 32])
+    assert np.array_equal(into, pack_bf16r32(w))
+    with pytest.raises(gn.DTypeError):
+        pack_bf16r32(w, out=np.zeros((rows, cols), np.float32))
+    with pytest.raises(gn.ShapeError):
+        pack_bf16r32(w, out=np.zeros((32, cols), np.uint16))
 
 
 @pytest.mark.parametrize("rows,cols", SHAPES)

@@ -122,6 +122,13 @@ def test_q8_0r16_layout():
     at = rewritten.ctypes.data
     assert pack_q8_0r16(rewritten, in_place=True).ctypes.data == at  # group by group, in place
     np.testing.assert_array_equal(rewritten, packed)
+    into = np.zeros_like(q8)
+    assert pack_q8_0r16(q8, out=into) is into  # into the rows of another array
+    np.testing.assert_array_equal(into, packed)
+    with pytest.raises(gn.ShapeError):
+        pack_q8_0r16(q8, out=np.zeros((16, q8.shape[1]), np.uint8))
+    with pytest.raises(gn.InvalidArgumentError):
+        pack_q8_0r16(q8.copy(), in_place=True, out=into)
     frozen = q8.copy()
     frozen.flags.writeable = False
     with pytest.raises(gn.InvalidArgumentError):
