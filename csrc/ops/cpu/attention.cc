@@ -67,7 +67,7 @@ static inline void score_block(const float* q, int64_t qs, const float* const* k
   for (int h = 0; h < NH; ++h) {
     for (int n = 0; n < NK; ++n) {
       Vec c0 = _mm512_castps512_ps256(c[h][n]);
-      const Vec c1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c[h][n]), 1));
+      const Vec c1 = _mm512_extractf32x8_ps(c[h][n], 1);
       if (odd) c0 = fma(load(q + h * qs + i), load(keys[n] + i), c0);
       float s = hsum(add(c0, c1));
       for (int64_t j = odd ? i + kLanes : i; j < hd; ++j) s += q[h * qs + j] * keys[n][j];
@@ -142,7 +142,8 @@ static inline void mix_heads(const float* p, int64_t ld, const float* const* val
     __m512 acc[NH][kZ];
     for (int h = 0; h < NH; ++h) {
       for (int j = 0; j < kZ; ++j) {
-        acc[h][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(o + h * os + (v0 + 2 * j) * kLanes);
+        acc[h][j] =
+            first ? _mm512_setzero_ps() : _mm512_loadu_ps(o + h * os + (v0 + 2 * j) * kLanes);
       }
     }
     for (int64_t n = 0; n < nk; ++n) {
