@@ -59,6 +59,7 @@ py::dict backend_info() {
   d["available_int8_gemms"] = ops::cpu::available_int8_gemms();
   d["cpu_features"] = features_dict(ops::cpu::detected_features());
   d["num_threads"] = ops::cpu::num_threads();
+  d["max_pass_tokens"] = ops::cpu::max_pass_tokens();
   const ops::cpu::CpuLimits lim = ops::cpu::cpu_limits();
   d["default_num_threads"] = lim.usable();
   py::dict cpus;
@@ -165,6 +166,14 @@ PYBIND11_MODULE(_core, m) {
         "The cgroup CPU quota (CPUs, 0 = none) from /proc/self/cgroup and mountinfo texts, "
         "reading files under root (tests).");
   m.def("num_threads", &ops::cpu::num_threads);
+  m.def("set_max_pass_tokens", [](int64_t n) {
+          py::gil_scoped_release nogil;
+          ops::cpu::set_max_pass_tokens(n);
+        }, py::arg("n"),
+        "The most token rows (sequences x tokens) one pass through a model's layers takes on the "
+        "CPU (0: no limit); longer forwards run in passes, with the same results.");
+  m.def("max_pass_tokens", &ops::cpu::max_pass_tokens);
+  m.attr("DEFAULT_MAX_PASS_TOKENS") = ops::cpu::kDefaultMaxPassTokens;
   m.def("core_peaks", [](int threads) {
           py::gil_scoped_release nogil;
           return ops::cpu::core_peaks(threads);

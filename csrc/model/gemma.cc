@@ -319,6 +319,7 @@ void GemmaModel::run_layers(Workspace& w, State* const* states) {
       be.linear({g, N, l.down, nullptr, true, x});
     }
   }
+  if (!w.head) return;
   lm_head(be, {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.final_softcap}, x, h,
           B, T, w.all_positions, w.logits_out);
 }

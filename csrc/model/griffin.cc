@@ -308,6 +308,7 @@ void GriffinModel::run_layers(Workspace& w, State* const* states) {
     be.geglu({g, u, N * F, g});
     be.linear({g, N, l.down, l.down_b, true, w.x.data()});
   }
+  if (!w.head) return;
   lm_head(be, {&embed_, final_norm_, cfg_.norm_eps, cfg_.norm_offset, cfg_.logits_soft_cap},
           w.x.data(), w.h.data(), B, T, w.all_positions, w.logits_out);
 }

@@ -80,6 +80,7 @@ class Decoder {
   struct Workspace {
     int64_t B = 0, T = 0;
     bool all_positions = false;
+    bool head = true;  // false: a pass before the last, whose logits nobody reads (no head)
     ops::Buffer<int32_t> tokens, pos;
     ops::Buffer<int64_t> counts;
     ops::Buffer<float> x, h, f, scratch, logits;  // x, h [N, D]; f [2N, F]; scratch: the model's
@@ -120,8 +121,10 @@ class Decoder {
 
  private:
   struct DecodeGraph;
-  void make_workspace(Workspace& w, int64_t B, int64_t T, bool all_positions,
-                      float* caller_logits) const;
+  // Sizes w for B x T tokens (everything but the logits: set_logits).
+  void make_workspace(Workspace& w, int64_t B, int64_t T) const;
+  // Where w's head writes: caller_logits (host memory) or w's own buffer; nowhere when !head.
+  void set_logits(Workspace& w, bool head, bool all_positions, float* caller_logits) const;
   void load_inputs(Workspace& w, const int32_t* tokens, const std::vector<int32_t>& pos,
                    State* const* states) const;
   void run(const int32_t* tokens, int64_t B, int64_t T, State* const* states, bool all_positions,

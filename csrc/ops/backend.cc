@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cpu/dispatch.h"
 #include "ops/cuda/kernel_backend.h"
 #include "ops/cuda/ops_cuda.h"
 
@@ -35,6 +36,7 @@ class HostBackend : public Backend {
 class CpuBackend final : public HostBackend {
  public:
   const char* name() const override { return "cpu"; }
+  int64_t max_pass_tokens() const override { return cpu::max_pass_tokens(); }
 #define GN_CPU_BACKEND_OP(name, Args) \
   void name(const Args& a) override { ops::name(a); }
   GN_ALL_OPS(GN_CPU_BACKEND_OP)

@@ -55,6 +55,11 @@ class Backend {
   GN_ALL_OPS(GN_BACKEND_OP)
 #undef GN_BACKEND_OP
 
+  // The most token rows (sequences x tokens) one pass through a model's layers should take; a
+  // longer forward runs in several passes (same results).  0: no limit (the device backends:
+  // a GPU wants the widest products it can get).
+  virtual int64_t max_pass_tokens() const { return 0; }
+
   virtual bool supports_graphs() const { return false; }
   virtual void begin_capture() {}
   virtual std::unique_ptr<Graph> end_capture() { return nullptr; }

@@ -9,6 +9,8 @@ No PyTorch or JAX at run time; the compute runs in the compiled ``gemma_native._
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from .errors import (
     DeviceError,
@@ -46,6 +48,21 @@ def set_num_threads(n: int | None) -> None:
     CPU quota; ``backend_info()["cpus"]``).  More threads than that are allowed but warned
     about: oversubscribed threads wait for each other at every op."""
     set_threads(n, "number of threads")
+
+
+def set_max_pass_tokens(n: int | None) -> None:
+    """The most token rows (sequences x tokens) one pass through a model's layers takes on the
+    CPU (process-wide); None restores the default (512), 0 removes the limit.  A longer
+    forward (a long prompt, or many sequences at once) runs in passes of at most that many
+    rows, each continuing the states the one before left: the results are the same bits for
+    any value, while the activations of a pass stay in the CPU's caches and the memory a call
+    needs stays that of one pass (see docs/architecture.md).  Device backends take every call
+    in one pass.  ``backend_info()["max_pass_tokens"]`` reports the setting."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
+                          or not 0 <= n <= 1 << 40):
+        raise InvalidArgumentError(
+            f"max_pass_tokens must be an integer >= 0 (0: no limit) or None, got {n!r}")
+    _core.set_max_pass_tokens(_core.DEFAULT_MAX_PASS_TOKENS if n is None else int(n))
 
 
 def _count(name: str, v, hi: int) -> int:
@@ -113,8 +130,8 @@ def set_int8_gemm(name: str) -> None:
 
 __all__ = [
     "load", "random_model", "Model", "SamplingParams", "GenerationResult", "State", "Tokenizer",
-    "backend_info", "core_peaks", "read_bandwidth", "set_num_threads", "set_cpu_isa", "set_bf16_gemm",
-    "set_int8_gemm",
+    "backend_info", "core_peaks", "read_bandwidth", "set_num_threads", "set_max_pass_tokens",
+    "set_cpu_isa", "set_bf16_gemm", "set_int8_gemm",
     "GemmaNativeError", "ModelFormatError",
     "ModelNotFoundError", "UnsupportedModelError", "ShapeError", "DTypeError",
     "InvalidArgumentError", "DeviceError", "TokenizerError", "__version__",

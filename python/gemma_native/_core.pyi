@@ -35,7 +35,7 @@ ERROR_KINDS: Dict[str, str]  # C++ error kind -> gemma_native.errors class name
 
 def backend_info() -> Dict[str, Any]:
     """cpu_isa, available_isas, compiled_isas, cpu_features, num_threads,
-    default_num_threads, cpus {affinity, physical_cores, cgroup_quota, usable} and cuda
+    default_num_threads, max_pass_tokens, cpus {affinity, physical_cores, cgroup_quota, usable} and cuda
     {compiled, available, device_count, architectures, devices, reason}."""
 
 def set_cpu_isa(name: str) -> None:
@@ -62,6 +62,11 @@ def set_num_threads(n: int) -> None:
     """1..1024 kernel threads; 0 restores the default (the usable CPUs)."""
 
 def num_threads() -> int: ...
+DEFAULT_MAX_PASS_TOKENS: int
+def set_max_pass_tokens(n: int) -> None:
+    """n >= 0 token rows per pass through the layers on the CPU (0: no limit)."""
+
+def max_pass_tokens() -> int: ...
 def core_peaks(threads: int) -> dict[str, float]:
     """FLOP/s of register-only multiply-add loops on `threads` threads, per instruction family
     the CPU has: 'fp32_fma_256', 'fp32_fma_512', 'bf16_dot_512', 'int8_dot_512' (none off

@@ -273,4 +273,15 @@ Bf16BlockDiag bf16_block_diag() { return bf16_choice().get().block_diag; }
 std::vector<std::string> available_bf16_gemms() { return bf16_choice().available(); }
 void set_bf16_gemm(const std::string& name) { bf16_choice().set(name); }
 
+namespace {
+std::atomic<int64_t> g_max_pass_tokens{kDefaultMaxPassTokens};
+}  // namespace
+
+int64_t max_pass_tokens() { return g_max_pass_tokens.load(std::memory_order_relaxed); }
+void set_max_pass_tokens(int64_t n) {
+  GN_CHECK(n >= 0, ErrorKind::kInvalidArgument,
+           "max_pass_tokens must be >= 0 (0: no limit), got " + std::to_string(n));
+  g_max_pass_tokens.store(n, std::memory_order_relaxed);
+}
+
 }  // namespace gemma_native::ops::cpu

@@ -44,4 +44,12 @@ std::string int8_gemm_name();
 std::vector<std::string> available_int8_gemms();
 void set_int8_gemm(const std::string& name);
 
+// The most token rows (sequences x tokens) one pass through a model's layers takes on the CPU:
+// a longer forward runs in passes of at most this many rows (model/runtime.cc), which keeps
+// each layer's activations in the caches and its workspace small, and gives the same bits as
+// one pass.  0: no limit.  Default kDefaultMaxPassTokens.
+constexpr int64_t kDefaultMaxPassTokens = 512;
+int64_t max_pass_tokens();
+void set_max_pass_tokens(int64_t n);  // n >= 0; negative throws Error(kInvalidArgument)
+
 }  // namespace gemma_native::ops::cpu

@@ -139,8 +139,11 @@ def print_summary(rep: dict, file=None) -> None:
     out = sys.stdout if file is None else file
     p = lambda *a: print(*a, file=out)  # noqa: E731
     m = rep["machine"]
+    mpt = rep["backend"].get("max_pass_tokens")
+    passes = "" if mpt is None else f"passes of <= {mpt} rows | " if mpt else "one pass | "
     p(f"== gemma-native bench: {rep['model']} | {rep['backend'].get('cpu_isa')} | "
-      f"{rep['threads']} threads | {m.get('cpu', '?')} | {'quick' if rep['quick'] else 'full'}")
+      f"{rep['threads']} threads | {passes}{m.get('cpu', '?')} | "
+      f"{'quick' if rep['quick'] else 'full'}")
     lim = rep.get("limits")
     if lim:
         p(_limits_line(lim))
