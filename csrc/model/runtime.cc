@@ -229,10 +229,10 @@ void Decoder::run(const int32_t* tokens, int64_t B, int64_t T, State* const* sta
   // for a row depends only on that row and the states (batch invariance), so the passes give
   // the bits of one pass; on the CPU they keep each layer's activations in the caches (the 2B
   // at 2048 tokens on 2 Zen 5 cores: bf16 mode 164-173 -> 198-201 tok/s, int8 217-227 ->
-  // 258-266) and the workspace at the size of one pass.  The bf16 compute mode multiplies in bf16 from
-  // kBf16MinRows rows on, so no pass gets fewer rows than that when the call has them (only a
-  // limit below ~48 rows needs this).  Only the last pass runs the head unless every position's
-  // logits are wanted.
+  // 258-266) and the workspace at the size of one pass.  The bf16 compute mode multiplies in
+  // bf16 from kBf16MinRows rows on, so no pass gets fewer rows than that when the call has
+  // them (only a limit below ~48 rows needs this).  Only the last pass runs the head unless
+  // every position's logits are wanted.
   const int64_t cap = be.max_pass_tokens();
   int64_t passes = 1;
   if (cap > 0 && B * T > cap) {
