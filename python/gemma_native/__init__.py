@@ -57,7 +57,9 @@ def set_max_pass_tokens(n: int | None) -> None:
     rows, each continuing the states the one before left: the results are the same bits for
     any value, while the activations of a pass stay in the CPU's caches and the memory a call
     needs stays that of one pass (see docs/architecture.md).  Device backends take every call
-    in one pass.  ``backend_info()["max_pass_tokens"]`` reports the setting."""
+    in one pass.  ``backend_info()["max_pass_tokens"]`` reports the setting; the environment
+    variable GEMMA_NATIVE_MAX_PASS_TOKENS sets it at first use (e.g. for ``gemma-native bench``,
+    whose engines run in child processes)."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
                           or not 0 <= n <= 1 << 40):
         raise InvalidArgumentError(

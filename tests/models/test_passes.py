@@ -2,6 +2,11 @@
 most n rows; the logits and the states must be the bits of one pass, for every family, compute
 mode and batch shape, and the setting must be checked and reported."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -109,3 +114,38 @@ def test_max_pass_tokens_is_reported_and_reset():
     assert gn.backend_info()["max_pass_tokens"] == 0
     gn.set_max_pass_tokens(None)
     assert gn.backend_info()["max_pass_tokens"] == 512
+
+
+_ENV_CHILD = textwrap.dedent("""
+    import gemma_native as gn, numpy as np
+    try:
+        print("reported", gn.backend_info()["max_pass_tokens"])
+    except gn.InvalidArgumentError as e:
+        print("refused", e)
+        try:
+            gn.random_model("recurrentgemma-tiny", seed=1).logits(np.arange(40))
+        except gn.InvalidArgumentError:
+            print("model refused too")
+        gn.set_max_pass_tokens(None)
+        m = gn.random_model("recurrentgemma-tiny", seed=1)
+        print("after set", gn.backend_info()["max_pass_tokens"], m.logits(np.arange(40)).shape)
+""")
+
+
+@pytest.mark.parametrize("value,expect", [
+    ("64", ["reported 64"]),
+    ("0", ["reported 0"]),
+    ("", ["reported 512"]),
+    ("12x", ["refused GEMMA_NATIVE_MAX_PASS_TOKENS='12x'", "model refused too",
+             "after set 512 (40, 512)"]),
+    ("-3", ["refused GEMMA_NATIVE_MAX_PASS_TOKENS='-3'"]),
+    ("99999999999999999999", ["refused"]),
+])
+def test_the_environment_variable_sets_the_limit_or_is_refused(value, expect):
+    env = dict(os.environ)
+    env["GEMMA_NATIVE_MAX_PASS_TOKENS"] = value
+    out = subprocess.run([sys.executable, "-c", _ENV_CHILD], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in expect:
+        assert line in out.stdout, (out.stdout, out.stderr[-2000:])

@@ -274,14 +274,43 @@ std::vector<std::string> available_bf16_gemms() { return bf16_choice().available
 void set_bf16_gemm(const std::string& name) { bf16_choice().set(name); }
 
 namespace {
-std::atomic<int64_t> g_max_pass_tokens{kDefaultMaxPassTokens};
+constexpr const char* kPassEnv = "GEMMA_NATIVE_MAX_PASS_TOKENS";
+constexpr int64_t kMaxPassLimit = int64_t{1} << 40;
+
+// The limit GEMMA_NATIVE_MAX_PASS_TOKENS names (a decimal integer in [0, 2^40]), the default
+// where it is unset or empty, -1 where it is anything else (reported at first use).
+int64_t pass_tokens_from_env() {
+  const char* e = std::getenv(kPassEnv);
+  if (e == nullptr || *e == '\0') return kDefaultMaxPassTokens;
+  int64_t v = 0;
+  for (const char* c = e; *c != '\0'; ++c) {
+    if (*c < '0' || *c > '9' || v > kMaxPassLimit) return -1;
+    v = v * 10 + (*c - '0');
+  }
+  return v <= kMaxPassLimit ? v : -1;
+}
+
+std::atomic<int64_t>& max_pass_setting() {
+  static std::atomic<int64_t> v{pass_tokens_from_env()};
+  return v;
+}
 }  // namespace
 
-int64_t max_pass_tokens() { return g_max_pass_tokens.load(std::memory_order_relaxed); }
+int64_t max_pass_tokens() {
+  const int64_t v = max_pass_setting().load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv(kPassEnv);
+    fail(ErrorKind::kInvalidArgument,
+         std::string(kPassEnv) + "='" + (e != nullptr ? e : "") +
+             "' is not a token count: use an integer >= 0 (0: no limit), or "
+             "gemma_native.set_max_pass_tokens()");
+  }
+  return v;
+}
 void set_max_pass_tokens(int64_t n) {
-  GN_CHECK(n >= 0, ErrorKind::kInvalidArgument,
-           "max_pass_tokens must be >= 0 (0: no limit), got " + std::to_string(n));
-  g_max_pass_tokens.store(n, std::memory_order_relaxed);
+  GN_CHECK(n >= 0 && n <= kMaxPassLimit, ErrorKind::kInvalidArgument,
+           "max_pass_tokens must be in [0, 2^40] (0: no limit), got " + std::to_string(n));
+  max_pass_setting().store(n, std::memory_order_relaxed);
 }
 
 }  // namespace gemma_native::ops::cpu

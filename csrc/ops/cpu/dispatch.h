@@ -47,9 +47,11 @@ void set_int8_gemm(const std::string& name);
 // The most token rows (sequences x tokens) one pass through a model's layers takes on the CPU:
 // a longer forward runs in passes of at most this many rows (model/runtime.cc), which keeps
 // each layer's activations in the caches and its workspace small, and gives the same bits as
-// one pass.  0: no limit.  Default kDefaultMaxPassTokens.
+// one pass.  0: no limit.  Default kDefaultMaxPassTokens, or GEMMA_NATIVE_MAX_PASS_TOKENS read
+// at first use (anything but an integer in [0, 2^40] there: max_pass_tokens() throws
+// Error(kInvalidArgument) until set_max_pass_tokens() replaces it).
 constexpr int64_t kDefaultMaxPassTokens = 512;
 int64_t max_pass_tokens();
-void set_max_pass_tokens(int64_t n);  // n >= 0; negative throws Error(kInvalidArgument)
+void set_max_pass_tokens(int64_t n);  // n in [0, 2^40], else Error(kInvalidArgument)
 
 }  // namespace gemma_native::ops::cpu
