@@ -56,7 +56,9 @@ def set_max_pass_tokens(n: int | None) -> None:
     forward (a long prompt, or many sequences at once) runs in passes of at most that many
     rows, each continuing the states the one before left: the results are the same bits for
     any value, while the activations of a pass stay in the CPU's caches and the memory a call
-    needs stays that of one pass (see docs/architecture.md).  Device backends take every call
+    needs stays that of one pass (see docs/architecture.md).  A pass never has fewer than 16
+    rows when the call has that many (the bf16 compute mode's products depend on it), so a
+    limit below ~48 is raised in effect.  Device backends take every call
     in one pass.  ``backend_info()["max_pass_tokens"]`` reports the setting; the environment
     variable GEMMA_NATIVE_MAX_PASS_TOKENS sets it at first use (e.g. for ``gemma-native bench``,
     whose engines run in child processes)."""

@@ -63,18 +63,22 @@ def _run(m, rows, head, tail, all_positions):
 @pytest.mark.parametrize("preset,opts", CASES, ids=lambda v: v if isinstance(v, str) else
                          "-".join(f"{k}={o}" for k, o in sorted(v.items())))
 @pytest.mark.parametrize("rows,head,tail,all_positions", [
-    ((0,), 0, 45, True),       # one sequence: passes of a prompt from position 0
-    ((0,), 9, 45, False),      # continuing a state; only the last pass runs the head
-    ((0, 1, 2), 4, 23, True),  # several sequences: each pass takes a slice of every row
+    ((0,), 0, 70, True),       # one sequence: passes of a prompt from position 0
+    ((0,), 9, 70, False),      # continuing a state; only the last pass runs the head
+    ((0, 1, 2), 4, 23, True),  # several sequences: each pass takes a share of every row
     ((0, 1, 2), 0, 23, False),
+    ((0,), 3, 12, True),       # calls under 16 rows: passes down to one token
+    ((0, 1), 0, 7, True),
 ])
 def test_passes_give_the_bits_of_one_pass(preset, opts, rows, head, tail, all_positions):
     m = _model(preset, opts)
     gn.set_max_pass_tokens(0)  # no limit: one pass
     want = _run(m, rows, head, tail, all_positions)
-    # 1 and 2: a token per pass (per row, or one sequence's token at a time); the others split
-    # unevenly (e.g. 45 tokens in passes of 15, 23 x 3 rows in passes of 6 per row)
-    for cap in (1, 2, 16, len(rows) * tail - 1):
+    # The splits (tokens per row and pass): 70 tokens as 18+18+17+17 (limits 1, 5, 16: no pass
+    # under 16 rows), 24+23+23 (30), 35+35 (69); 3 rows x 23 as 8+8+7 (1-30) or 12+11 (68);
+    # 12 tokens as 12 x 1 (1), 3 x 4 (5), 6+6 (11), one pass (16, 30); 2 rows x 7 as 7 x 1
+    # (1), 2+2+2+1 (5), 4+3 (13), one pass (16, 30).
+    for cap in (1, 5, 16, 30, len(rows) * tail - 1):
         gn.set_max_pass_tokens(cap)
         got = _run(m, rows, head, tail, all_positions)
         np.testing.assert_array_equal(got[0], want[0], err_msg=f"logits, max_pass_tokens={cap}")
