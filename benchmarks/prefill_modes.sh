@@ -4,8 +4,8 @@
 # not yet measured (AMX, Zen 4, ...).  Prints the CPU, then per mode the bench's report (its
 # ratios to this run's FMA / VDPBF16PS / VPDPBUSD loops), then the bf16 and int8 modes again in
 # one pass (GEMMA_NATIVE_MAX_PASS_TOKENS=0) for the A/B of the pass limit.  JSON reports go to
-# $OUT (default ./prefill_modes).  ~20-30 min on 2 cores for the 2B; MODEL=random:recurrentgemma-tiny
-# QUICK=--quick checks the script itself in a minute.
+# $OUT (default ./prefill_modes).  ~20-30 min on 2 cores for the 2B;
+# MODEL=random:recurrentgemma-tiny QUICK=--quick checks the script itself in a minute.
 #   sh benchmarks/prefill_modes.sh                 # ours only
 #   PEERS=transformers sh benchmarks/prefill_modes.sh   # + transformers bf16 beside the bf16 mode
 set -e

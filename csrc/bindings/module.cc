@@ -174,6 +174,7 @@ PYBIND11_MODULE(_core, m) {
         "CPU (0: no limit); longer forwards run in passes, with the same results.");
   m.def("max_pass_tokens", &ops::cpu::max_pass_tokens);
   m.attr("DEFAULT_MAX_PASS_TOKENS") = ops::cpu::kDefaultMaxPassTokens;
+  m.attr("MAX_PASS_TOKENS_LIMIT") = ops::cpu::kMaxPassTokensLimit;
   m.def("core_peaks", [](int threads) {
           py::gil_scoped_release nogil;
           return ops::cpu::core_peaks(threads);

@@ -58,12 +58,12 @@ def set_max_pass_tokens(n: int | None) -> None:
     any value, while the activations of a pass stay in the CPU's caches and the memory a call
     needs stays that of one pass (see docs/architecture.md).  A pass never has fewer than 16
     rows when the call has that many (the bf16 compute mode's products depend on it), so a
-    limit below ~48 is raised in effect.  Device backends take every call
-    in one pass.  ``backend_info()["max_pass_tokens"]`` reports the setting; the environment
-    variable GEMMA_NATIVE_MAX_PASS_TOKENS sets it at first use (e.g. for ``gemma-native bench``,
-    whose engines run in child processes)."""
+    limit below ~48 is raised in effect.  Device backends take every call in one pass.
+    ``backend_info()["max_pass_tokens"]`` reports the setting; the environment variable
+    GEMMA_NATIVE_MAX_PASS_TOKENS sets it at first use (e.g. for ``gemma-native bench``, whose
+    engines run in child processes)."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
-                          or not 0 <= n <= 1 << 40):
+                          or not 0 <= n <= _core.MAX_PASS_TOKENS_LIMIT):
         raise InvalidArgumentError(
             f"max_pass_tokens must be an integer >= 0 (0: no limit) or None, got {n!r}")
     _core.set_max_pass_tokens(_core.DEFAULT_MAX_PASS_TOKENS if n is None else int(n))

@@ -63,6 +63,7 @@ def set_num_threads(n: int) -> None:
 
 def num_threads() -> int: ...
 DEFAULT_MAX_PASS_TOKENS: int
+MAX_PASS_TOKENS_LIMIT: int  # the largest setting accepted (2^40)
 def set_max_pass_tokens(n: int) -> None:
     """n >= 0 token rows per pass through the layers on the CPU (0: no limit)."""
 

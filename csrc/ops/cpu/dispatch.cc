@@ -275,7 +275,6 @@ void set_bf16_gemm(const std::string& name) { bf16_choice().set(name); }
 
 namespace {
 constexpr const char* kPassEnv = "GEMMA_NATIVE_MAX_PASS_TOKENS";
-constexpr int64_t kMaxPassLimit = int64_t{1} << 40;
 
 // The limit GEMMA_NATIVE_MAX_PASS_TOKENS names (a decimal integer in [0, 2^40]), the default
 // where it is unset or empty, -1 where it is anything else (reported at first use).
@@ -284,10 +283,10 @@ int64_t pass_tokens_from_env() {
   if (e == nullptr || *e == '\0') return kDefaultMaxPassTokens;
   int64_t v = 0;
   for (const char* c = e; *c != '\0'; ++c) {
-    if (*c < '0' || *c > '9' || v > kMaxPassLimit) return -1;
+    if (*c < '0' || *c > '9' || v > kMaxPassTokensLimit) return -1;
     v = v * 10 + (*c - '0');
   }
-  return v <= kMaxPassLimit ? v : -1;
+  return v <= kMaxPassTokensLimit ? v : -1;
 }
 
 std::atomic<int64_t>& max_pass_setting() {
@@ -308,7 +307,7 @@ int64_t max_pass_tokens() {
   return v;
 }
 void set_max_pass_tokens(int64_t n) {
-  GN_CHECK(n >= 0 && n <= kMaxPassLimit, ErrorKind::kInvalidArgument,
+  GN_CHECK(n >= 0 && n <= kMaxPassTokensLimit, ErrorKind::kInvalidArgument,
            "max_pass_tokens must be in [0, 2^40] (0: no limit), got " + std::to_string(n));
   max_pass_setting().store(n, std::memory_order_relaxed);
 }

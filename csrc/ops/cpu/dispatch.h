@@ -51,7 +51,8 @@ void set_int8_gemm(const std::string& name);
 // at first use (anything but an integer in [0, 2^40] there: max_pass_tokens() throws
 // Error(kInvalidArgument) until set_max_pass_tokens() replaces it).
 constexpr int64_t kDefaultMaxPassTokens = 512;
+constexpr int64_t kMaxPassTokensLimit = int64_t{1} << 40;  // the largest setting accepted
 int64_t max_pass_tokens();
-void set_max_pass_tokens(int64_t n);  // n in [0, 2^40], else Error(kInvalidArgument)
+void set_max_pass_tokens(int64_t n);  // n in [0, kMaxPassTokensLimit], else Error(kInvalidArgument)
 
 }  // namespace gemma_native::ops::cpu
