@@ -16,8 +16,10 @@ Parts (``--only``, comma separated; default all):
             n=2048; torch fp32, and torch bf16 at n<=512 when torch is installed: CPUs without
             bf16 hardware run it at ~1 GFLOP/s), measured in this process, and the cores'
             arithmetic peak (register-only loops of independent AVX2 / AVX-512 FMAs, VDPBF16PS
-            and VPDPBUSD, whichever the CPU has, on the bench's threads): prefill is reported
-            against numpy's GEMM and against the peak of the instructions its mode multiplies on
+            and VPDPBUSD, whichever the CPU has, on the bench's threads; measured again after
+            our run and the higher kept, so a slow first loop cannot flatter the ratios):
+            prefill is reported against numpy's GEMM and against the peak of the instructions
+            its mode multiplies on
   prefill   prompt tokens/s at 128, 512, 2048 tokens (the fastest of up to 3 runs within 3 s)
   ttft      time to first token for a 128-token prompt (prefill + picking the token)
   decode    decode tokens/s at batch 1 and 4 (after a 16-token prompt)

@@ -15,7 +15,7 @@ from gemma_native.random_model import parse_model_spec, preset_config
 from . import report
 from .harness import config_dict, run_child
 from .opbench import measure_ops
-from .probes import dist_version, machine, measure_limits
+from .probes import core_peaks, dist_version, machine, measure_limits
 
 PARTS = ("limits", "prefill", "ttft", "decode", "position", "ops", "peers")
 PEERS = ("official", "transformers", "llama.cpp")
@@ -157,6 +157,15 @@ def run(args) -> dict:
         res["peak_rss_bytes"] = peak
         rep["ours"] = res
         ours_cfg = res.get("config")
+    if "limits" in parts and "ours" in rep:
+        # The cores' peaks once more, after our run: a loop run by a CPU just out of idle can
+        # read well below its clock, which would flatter every prefill ratio; the higher of the
+        # two runs is the ceiling.
+        lim = rep["limits"]
+        again = core_peaks(threads)
+        lim["core_peak_runs_flops_per_s"] = [lim["core_peak_flops_per_s"], again]
+        lim["core_peak_flops_per_s"] = {k: max(v, again.get(k, 0.0))
+                                        for k, v in lim["core_peak_flops_per_s"].items()}
     if "ops" in parts:
         say("[bench] ops ...")
         rep["ops"] = measure_ops(ours_cfg or _model_config(model, args.dtype), settings)
