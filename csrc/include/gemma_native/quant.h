@@ -149,6 +149,15 @@ struct ActBlock32 {
   float d;  // the half-rounded scale, widened
   int8_t qs[32];
 };
+
+// The Q8_0R16 products (VPDPBUSD, AMX TDPBSUD) multiply the weights as unsigned bytes w + 128,
+// so each block's integer sum starts from this correction: -128 x the sum of the activation
+// block's values, which cancels the offset exactly.
+inline int32_t act_block_corr(const ActBlock32& b) {
+  int32_t s = 0;
+  for (int v = 0; v < 32; ++v) s += b.qs[v];
+  return -128 * s;
+}
 struct ActBlock256 {
   float d;
   int16_t bsums[16];

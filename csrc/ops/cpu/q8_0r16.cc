@@ -322,11 +322,9 @@ void linear_q8_0r16(const LinearArgs& a) {
       for (int t = 0; t < kMaxT && i * kMaxT + t < a.n; ++t) {
         quantize_act(a.x + (i * kMaxT + t) * K, K, 32, row.data());
         for (int64_t b = 0; b < nb; ++b) {
-          int32_t s = 0;
-          for (int v = 0; v < 32; ++v) s += row[b].qs[v];
           std::memcpy(x[b].qs[t], row[b].qs, 32);
           x[b].d[t] = row[b].d;
-          x[b].corr[t] = -128 * s;
+          x[b].corr[t] = act_block_corr(row[b]);
         }
       }
     }

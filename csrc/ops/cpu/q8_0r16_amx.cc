@@ -153,11 +153,9 @@ static void pack_x(const LinearArgs& a, int64_t panels, int64_t nb, PackedX& px)
           px.corr[s] = 0;
           continue;
         }
-        int32_t sum = 0;
-        for (int v = 0; v < 32; ++v) sum += row[b].qs[v];
         std::memcpy(dst, row[b].qs, 32);
         px.d[s] = row[b].d;
-        px.corr[s] = -128 * sum;
+        px.corr[s] = act_block_corr(row[b]);
       }
     }
   });
