@@ -158,6 +158,7 @@ inline int32_t act_block_corr(const ActBlock32& b) {
   for (int v = 0; v < 32; ++v) s += b.qs[v];
   return -128 * s;
 }
+
 struct ActBlock256 {
   float d;
   int16_t bsums[16];
