@@ -31,7 +31,8 @@ import numpy as np
 
 import gemma_native as gn
 from gemma_native import ops
-from gemma_native._dtypes import pack_bf16r32
+from gemma_native._dtypes import f32_to_bf16_bits, pack_bf16r32
+
 
 def core_peaks(threads):
     """gn.core_peaks in GFLOP/s (GOP/s for int8_dot_512); {} off x86-64."""
@@ -43,9 +44,13 @@ def fp32_peak_key():
     return "fp32_fma_512" if gn.backend_info()["cpu_isa"].startswith("avx512") else "fp32_fma_256"
 
 
-def read_gbs(threads, mib=512):
-    buf = np.ones(mib * 2**20 // 8, np.float64)
-    return gn.read_bandwidth(buf, threads) / 1e9
+_READ_BUF = []  # one 512 MiB buffer for every read-rate measurement, made at the first
+
+
+def read_gbs(threads):
+    if not _READ_BUF:
+        _READ_BUF.append(np.ones(512 * 2**20 // 8, np.float64))
+    return gn.read_bandwidth(_READ_BUF[0], threads) / 1e9
 
 
 def pct(v, ref):
@@ -71,11 +76,6 @@ def _shapes(text):
     if not out or len({len(t) for t in out}) != 1 or any(v <= 0 for t in out for v in t):
         raise argparse.ArgumentTypeError(f"bad shapes: {text!r}")
     return out
-
-
-def to_bf16(a):
-    u = a.astype(np.float32).view(np.uint32)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def main():
@@ -122,7 +122,7 @@ def main():
     for n, k, m in gemm_shapes:
         x = rng.standard_normal((n, k), dtype=np.float32)
         wf = rng.standard_normal((m, k), dtype=np.float32)
-        wb = to_bf16(wf)
+        wb = f32_to_bf16_bits(wf)
         flops = 2.0 * n * k * m
         res = {"kind": "gemm", "n": n, "k": k, "m": m}
         res["gn_f32"] = flops / best_time(lambda: ops.linear(x, wf)) / 1e9
@@ -176,15 +176,13 @@ def main():
     # weights from DRAM (by default), not from the last-level cache left warm by the previous call.
     (m, k), = args.gemv_shape
     wf = rng.standard_normal((m, k), dtype=np.float32)
-    wb = to_bf16(wf)
-    q8, r16 = ops.quantize_int8(wf, "Q8_0"), ops.quantize_int8(wf)
-    cases = (("bf16", lambda: (wb.copy(), "bfloat16"), wb.nbytes),
-             ("bf16r32", lambda: (pack_bf16r32(wb), "BF16R32"), wb.nbytes),
-             ("f32", wf.copy, wf.nbytes),
-             ("q8_0", lambda: ops.quantize_int8(wf, "Q8_0"), q8[0].nbytes),
-             ("q8_0r16", lambda: ops.quantize_int8(wf), r16[0].nbytes))
-    for name, make, nbytes in cases if args.only != "gemm" else ():
-        ws = [make() for _ in range(max(2, -(-args.gemv_mib * 2**20 // nbytes)))]
+    wb = f32_to_bf16_bits(wf)
+    cases = (("bf16", (wb, "bfloat16")), ("bf16r32", (pack_bf16r32(wb), "BF16R32")),
+             ("f32", (wf, "float32")), ("q8_0", ops.quantize_int8(wf, "Q8_0")),
+             ("q8_0r16", ops.quantize_int8(wf)))
+    for name, (arr, layout) in cases if args.only != "gemm" else ():
+        nbytes = arr.nbytes
+        ws = [(arr.copy(), layout) for _ in range(max(2, -(-args.gemv_mib * 2**20 // nbytes)))]
         for n in (1, 2, 4):
             x = rng.standard_normal((n, k), dtype=np.float32)
 
