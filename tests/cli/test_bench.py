@@ -364,3 +364,27 @@ def test_prefill_best_of_stops_at_the_run_count_or_the_time_budget(monkeypatch):
     assert run([0.5, 0.4, 0.6, 9.0]) == [0.5, 0.4, 0.6]   # three runs, not a fourth
     assert run([2.0, 1.5, 9.0]) == [2.0, 1.5]             # 3.5 s > budget: stops
     assert run([5.0, 9.0]) == [5.0]                       # a long prefill runs once
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmRSS / VmHWM are Linux's")
+def test_peak_rss_leaves_out_the_decode_read_probe():
+    """Our decode rounds read a probe buffer beside the steps (256 MiB in a full run) in the
+    engine's own process; the engine's reported peak RSS must not count it (it had read 643
+    instead of 385 MiB for Gemma 3 270M)."""
+    from gemma_native.bench.harness import run_child
+    from gemma_native.bench.runner import QUICK
+
+    probe = 1 << 28
+    settings = dict(QUICK, batches=[1], probe_bytes=probe)
+    res, peak = run_child({"engine": "ours", "model": "random:recurrentgemma-tiny", "dtype": None,
+                           "activations": None, "pack_weights": None, "threads": None,
+                           "parts": ["decode"], "settings": settings, "peer_dtype": None},
+                          TIMEOUT)
+    assert "failed" not in res, res.get("failed")
+    assert res["errors"] == {}, res["errors"]
+    assert probe * 0.95 <= res["read_probe_rss_bytes"] <= probe * 1.05
+    raw = res["rss_peak_with_probe_bytes"]
+    assert raw >= res["rss_after_load_bytes"] + probe * 0.95  # the probe was resident
+    assert peak == res["rss_peak_self_bytes"] == max(res["rss_peak_before_probe_bytes"],
+                                                       raw - res["read_probe_rss_bytes"])
+    assert res["rss_after_load_bytes"] * 0.99 <= peak <= raw - probe * 0.9

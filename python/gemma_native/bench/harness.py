@@ -106,9 +106,12 @@ def run_engine(spec: dict) -> dict:
                 res["prefill"].append({"tokens": n, "seconds": dt, "tokens_per_s": n / dt,
                                        "runs": len(times)})
             guard(f"prefill_{n}", pre)
+    probe = None  # the decode rounds' read probe; its buffer stays until the end (see below)
     if "decode" in parts and spec["engine"] == "ours":
         def dec_rounds():
-            res["decode"] = _decode_rounds(eng, cfg, _read_probe(cfg))
+            nonlocal probe
+            probe = _ReadProbe(cfg["probe_bytes"])
+            res["decode"] = _decode_rounds(eng, cfg, probe)
         guard("decode", dec_rounds)
     elif "decode" in parts:
         res["decode"] = []
@@ -121,7 +124,14 @@ def run_engine(spec: dict) -> dict:
     if "position" in parts:
         _measure_positions(eng, cfg, res, guard)
     res["rss_end_bytes"] = proc_status_bytes("VmRSS")
-    res["rss_peak_self_bytes"] = proc_status_bytes("VmHWM")
+    res["rss_peak_self_bytes"] = peak = proc_status_bytes("VmHWM")
+    if probe is not None and peak is not None and probe.rss_bytes is not None:
+        # The probe's buffer is the bench's, not the engine's: it was resident from its
+        # allocation to here, so every RSS sample since then holds exactly its bytes more.
+        res["rss_peak_with_probe_bytes"] = peak
+        res["rss_peak_before_probe_bytes"] = probe.hwm_before_bytes
+        res["read_probe_rss_bytes"] = probe.rss_bytes
+        res["rss_peak_self_bytes"] = max(probe.hwm_before_bytes, peak - probe.rss_bytes)
     return res
 
 
@@ -134,14 +144,25 @@ def run_engine(spec: dict) -> dict:
 DECODE_ROUNDS = 4
 
 
-def _read_probe(cfg):
-    """A function returning the machine's read rate now: bytes/s, gn.read_bandwidth of a buffer
-    of cfg["probe_bytes"] on the kernels' threads with reps=2 (two plain and two prefetching
-    passes, ~20 ms for 256 MiB)."""
-    import gemma_native as gn
+class _ReadProbe:
+    """Called: the machine's read rate now, bytes/s (gn.read_bandwidth of a buffer of nbytes on
+    the kernels' threads with reps=2: two plain and two prefetching passes, ~20 ms for 256 MiB).
+    It lives in the engine's process, so the process's peak RSS includes its buffer: rss_bytes
+    is what the buffer added to VmRSS when it was filled, hwm_before_bytes the peak before it
+    (both None off Linux)."""
 
-    buf = np.ones(cfg["probe_bytes"] // 8, dtype=np.int64).view(np.uint8)
-    return lambda: gn.read_bandwidth(buf, reps=2)
+    def __init__(self, nbytes: int):
+        self.hwm_before_bytes = proc_status_bytes("VmHWM")
+        rss0 = proc_status_bytes("VmRSS")
+        self.buf = np.ones(nbytes // 8, dtype=np.int64).view(np.uint8)
+        rss1 = proc_status_bytes("VmRSS")
+        ok = None not in (rss0, rss1, self.hwm_before_bytes)
+        self.rss_bytes = max(0, rss1 - rss0) if ok else None
+
+    def __call__(self) -> float:
+        import gemma_native as gn
+
+        return gn.read_bandwidth(self.buf, reps=2)
 
 
 def _decode_rounds(eng, cfg, probe):
