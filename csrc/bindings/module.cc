@@ -60,6 +60,16 @@ py::dict backend_info() {
   d["cpu_features"] = features_dict(ops::cpu::detected_features());
   d["num_threads"] = ops::cpu::num_threads();
   d["max_pass_tokens"] = ops::cpu::max_pass_tokens();
+  py::dict pf;  // the int8 decode's prefetch distance: one activation row, and more
+  pf["one_row"] = ops::cpu::int8_prefetch_bytes(1);
+  pf["more_rows"] = ops::cpu::int8_prefetch_bytes(4);
+  d["int8_prefetch_bytes"] = pf;
+  const ops::cpu::X86Model& cpu = ops::cpu::detected_x86_model();
+  py::dict model;
+  model["vendor"] = cpu.vendor;
+  model["family"] = cpu.family;
+  model["model"] = cpu.model;
+  d["cpu_model"] = model;
   const ops::cpu::CpuLimits lim = ops::cpu::cpu_limits();
   d["default_num_threads"] = lim.usable();
   py::dict cpus;
@@ -142,6 +152,22 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("leaf1_ecx"), py::arg("leaf7_ebx"), py::arg("leaf7_ecx"), py::arg("leaf7_edx"),
       py::arg("leaf7_1_eax"), py::arg("xcr0"));
+  // The processor identity decoding (vendor, display family and model) and the int8 decode
+  // prefetch distance chosen from it (ops/cpu/dispatch.h), for made-up CPUs in the tests.
+  m.def(
+      "decode_x86_model",
+      [](uint32_t leaf0_ebx, uint32_t leaf0_edx, uint32_t leaf0_ecx, uint32_t leaf1_eax) {
+        const ops::cpu::X86Model c =
+            ops::cpu::decode_x86_model(leaf0_ebx, leaf0_edx, leaf0_ecx, leaf1_eax);
+        return py::make_tuple(c.vendor, c.family, c.model);
+      },
+      py::arg("leaf0_ebx"), py::arg("leaf0_edx"), py::arg("leaf0_ecx"), py::arg("leaf1_eax"));
+  m.def(
+      "int8_prefetch_bytes_for",
+      [](const std::string& vendor, int family, int model, int64_t rows) {
+        return ops::cpu::int8_prefetch_bytes_for({vendor, family, model}, rows);
+      },
+      py::arg("vendor"), py::arg("family"), py::arg("model"), py::arg("rows"));
   m.def(
       "decode_arm_hwcaps",
       [](uint64_t hwcap, uint64_t hwcap2) {

@@ -47,6 +47,9 @@ def decode_x86_cpuid(leaf1_ecx: int, leaf7_ebx: int, leaf7_ecx: int, leaf7_edx: 
                      leaf7_1_eax: int, xcr0: int) -> Dict[str, bool]:
     """The x86 feature decoding of backend_info()['cpu_features'] on given CPUID/XGETBV words."""
 
+def decode_x86_model(leaf0_ebx: int, leaf0_edx: int, leaf0_ecx: int,
+                     leaf1_eax: int) -> Tuple[str, int, int]: ...
+def int8_prefetch_bytes_for(vendor: str, family: int, model: int, rows: int) -> int: ...
 def decode_arm_hwcaps(hwcap: int, hwcap2: int) -> Dict[str, bool]:
     """The aarch64 feature decoding on given AT_HWCAP / AT_HWCAP2 words."""
 

@@ -8,7 +8,10 @@ and this machine's answer against Linux's own reading of the same CPU in /proc/c
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -128,3 +131,96 @@ def test_kernel_sets_follow_the_features():
     native = [s for s in info["available_isas"] if not s.endswith("emu")]
     gn.set_cpu_isa("auto")
     assert gn.backend_info()["cpu_isa"] == native[-1]
+
+
+def words(vendor: str):
+    """CPUID.0's EBX, EDX, ECX for a 12-character vendor string (4 bytes each, little-endian)."""
+    raw = vendor.encode()
+    return tuple(int.from_bytes(raw[i:i + 4], "little") for i in (0, 4, 8))
+
+
+def leaf1_eax(family: int, model: int, stepping: int = 1) -> int:
+    """CPUID.1:EAX as a vendor encodes a display family and model (family >= 15 in the
+    extended family field, the model's high nibble in the extended model field)."""
+    base = min(family, 15)
+    return (((family - base) << 20) | ((model >> 4) << 16) | (base << 8) | ((model & 15) << 4)
+            | stepping)
+
+
+def test_x86_model_decoding():
+    # Values as real CPUs report them: AMD EPYC Zen 4 (Genoa) 00A10F11, Zen 5 (Turin) 00B00F21,
+    # Intel Xeon Sapphire Rapids 000806F8; family 6's model takes the extended field too.
+    for vendor, eax, family, model in (("AuthenticAMD", 0x00A10F11, 0x19, 0x11),
+                                       ("AuthenticAMD", 0x00B00F21, 0x1A, 0x02),
+                                       ("GenuineIntel", 0x000806F8, 6, 0x8F),
+                                       ("GenuineIntel", 0x00000F29, 15, 0x02)):
+        assert _core.decode_x86_model(*words(vendor), eax) == (vendor, family, model)
+        assert leaf1_eax(family, model, eax & 15) == eax
+    # a family below 15 other than 6 leaves the extended model out
+    assert _core.decode_x86_model(*words("AuthenticAMD"), 0x00010500)[1:] == (5, 0)
+    assert _core.decode_x86_model(0, 0, 0, 0) == ("", 0, 0)
+
+
+def test_int8_prefetch_distance_per_cpu():
+    """Zen 4 models: no prefetch for one activation row, 16 KiB for more; every other CPU (Zen 3
+    and Zen 5 of the neighbouring models and families, Intel) the 4 KiB default."""
+    zen4 = [0x10, 0x11, 0x1F, 0x61, 0x74, 0x7F, 0xA0, 0xAF]
+    others = [("AuthenticAMD", 0x19, m) for m in (0x01, 0x21, 0x44, 0x50, 0x80, 0xB0)] + [
+        ("AuthenticAMD", 0x1A, m) for m in (0x02, 0x11, 0x44)] + [
+        ("AuthenticAMD", 0x17, 0x31), ("GenuineIntel", 6, 0x8F), ("GenuineIntel", 0x19, 0x11),
+        ("", 0, 0)]
+    for m in zen4:
+        assert [_core.int8_prefetch_bytes_for("AuthenticAMD", 0x19, m, r)
+                for r in (1, 2, 4, 12)] == [0, 16384, 16384, 16384], hex(m)
+    for vendor, family, model in others:
+        for rows in (1, 4):
+            assert _core.int8_prefetch_bytes_for(vendor, family, model, rows) == 4096, (
+                vendor, family, hex(model), rows)
+    info = gn.backend_info()
+    cpu = info["cpu_model"]
+    assert set(cpu) == {"vendor", "family", "model"}
+    if platform.machine() == "x86_64":
+        assert len(cpu["vendor"]) == 12 and cpu["family"] > 0
+    if "GEMMA_NATIVE_INT8_PREFETCH" not in os.environ:
+        assert info["int8_prefetch_bytes"] == {
+            key: _core.int8_prefetch_bytes_for(cpu["vendor"], cpu["family"], cpu["model"], rows)
+            for key, rows in (("one_row", 1), ("more_rows", 4))}
+
+
+_LINEAR_BITS = """
+import hashlib, numpy as np, gemma_native as gn
+from gemma_native import ops
+rng = np.random.default_rng(5)
+w = ops.quantize_int8(rng.standard_normal((96, 320), dtype=np.float32))
+h = hashlib.sha256()
+for n in (1, 2, 3, 5, 12, 13):
+    h.update(ops.linear(rng.standard_normal((n, 320), dtype=np.float32), w).tobytes())
+pf = gn.backend_info()["int8_prefetch_bytes"]
+print(pf["one_row"], pf["more_rows"], h.hexdigest())
+"""
+
+
+def _linear_bits(setting):
+    env = dict(os.environ)
+    env.pop("GEMMA_NATIVE_INT8_PREFETCH", None)
+    if setting is not None:
+        env["GEMMA_NATIVE_INT8_PREFETCH"] = setting
+    return subprocess.run([sys.executable, "-c", _LINEAR_BITS], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_int8_prefetch_setting_changes_no_bits_and_bad_values_are_refused():
+    """GEMMA_NATIVE_INT8_PREFETCH replaces the distance (0: the decode tiles without
+    prefetch); the Q8_0R16 products are the same bits at every distance.  Anything but a byte
+    count in [0, 2^20] is a clean error at first use."""
+    runs = {s: _linear_bits(s) for s in (None, "0", "64", "16384", "1048576")}
+    for s, r in runs.items():
+        assert r.returncode == 0, (s, r.stderr)
+    got = {s: r.stdout.split() for s, r in runs.items()}
+    for s in ("0", "64", "16384", "1048576"):
+        assert got[s][:2] == [s, s]  # every row count
+    assert len({v[2] for v in got.values()}) == 1, got
+    for bad in ("abc", "-1", "1048577", "16k", " 4096"):
+        r = _linear_bits(bad)
+        assert r.returncode != 0 and "GEMMA_NATIVE_INT8_PREFETCH" in r.stderr, (bad, r.stderr)
+        assert "InvalidArgumentError" in r.stderr and "Segmentation" not in r.stderr

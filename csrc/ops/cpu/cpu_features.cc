@@ -63,6 +63,41 @@ std::vector<std::pair<std::string, bool>> decode_x86(const X86Cpuid& r) {
   };
 }
 
+X86Model decode_x86_model(uint32_t leaf0_ebx, uint32_t leaf0_edx, uint32_t leaf0_ecx,
+                          uint32_t leaf1_eax) {
+  X86Model m;
+  for (const uint32_t w : {leaf0_ebx, leaf0_edx, leaf0_ecx}) {
+    for (int i = 0; i < 4; ++i) {
+      const char c = static_cast<char>((w >> (8 * i)) & 0xffu);
+      if (c != 0) m.vendor += c;
+    }
+  }
+  const int base_family = static_cast<int>((leaf1_eax >> 8) & 0xfu);
+  const int base_model = static_cast<int>((leaf1_eax >> 4) & 0xfu);
+  m.family = base_family == 15 ? base_family + static_cast<int>((leaf1_eax >> 20) & 0xffu)
+                               : base_family;
+  m.model = (base_family == 6 || base_family == 15)
+                ? (static_cast<int>((leaf1_eax >> 16) & 0xfu) << 4) + base_model
+                : base_model;
+  return m;
+}
+
+const X86Model& detected_x86_model() {
+  static const X86Model m = [] {
+#if defined(__x86_64__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return X86Model{};
+    const uint32_t vb = b, vc = c, vd = d;
+    unsigned eax1 = 0;
+    if (a >= 1 && __get_cpuid(1, &a, &b, &c, &d)) eax1 = a;
+    return decode_x86_model(vb, vd, vc, eax1);
+#else
+    return X86Model{};
+#endif
+  }();
+  return m;
+}
+
 std::vector<std::pair<std::string, bool>> decode_arm(uint64_t hwcap, uint64_t hwcap2) {
   const bool neon = bit(hwcap, 1);
   return {

@@ -33,6 +33,21 @@ struct X86Cpuid {
 // avx512dq, avx512bf16, avx512vnni, amx_tile, amx_bf16, amx_int8.
 std::vector<std::pair<std::string, bool>> decode_x86(const X86Cpuid& r);
 
+// The x86 processor's identity, for the few kernel settings that depend on the
+// microarchitecture rather than on the instruction set (tuning.h): the CPUID leaf 0 vendor
+// string and leaf 1 EAX's family and model as the vendors define their display values (the
+// extended family added where the base family is 15; the extended model prepended where the
+// base family is 6 or 15).  Empty vendor and zeros off x86.
+struct X86Model {
+  std::string vendor;  // "GenuineIntel", "AuthenticAMD", ...
+  int family = 0;
+  int model = 0;
+};
+// leaf0_ebx/edx/ecx: the vendor string's three words in that order (CPUID.0).
+X86Model decode_x86_model(uint32_t leaf0_ebx, uint32_t leaf0_edx, uint32_t leaf0_ecx,
+                          uint32_t leaf1_eax);
+const X86Model& detected_x86_model();  // this machine's, read once
+
 // The aarch64 hwcap words (getauxval(AT_HWCAP), getauxval(AT_HWCAP2)) -> neon (ASIMD, bit 1),
 // dotprod (ASIMDDP, bit 20), i8mm (HWCAP2 bit 13), bf16 (HWCAP2 bit 14), in that order.
 std::vector<std::pair<std::string, bool>> decode_arm(uint64_t hwcap, uint64_t hwcap2);

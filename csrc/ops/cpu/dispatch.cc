@@ -312,4 +312,39 @@ void set_max_pass_tokens(int64_t n) {
   max_pass_setting().store(n, std::memory_order_relaxed);
 }
 
+int64_t int8_prefetch_bytes_for(const X86Model& cpu, int64_t rows) {
+  // AMD family 19h, the Zen 4 models (Genoa / Raphael / Phoenix / Bergamo and Siena); the
+  // family's Zen 3 models have not been measured and keep the default.
+  const bool zen4 = cpu.vendor == "AuthenticAMD" && cpu.family == 0x19 &&
+                    ((cpu.model >= 0x10 && cpu.model <= 0x1f) ||
+                     (cpu.model >= 0x60 && cpu.model <= 0x7f) ||
+                     (cpu.model >= 0xa0 && cpu.model <= 0xaf));
+  if (zen4) return rows <= 1 ? 0 : 16384;
+  return kDefaultInt8PrefetchBytes;
+}
+
+int64_t int8_prefetch_bytes(int64_t rows) {
+  static constexpr const char* kEnv = "GEMMA_NATIVE_INT8_PREFETCH";
+  // The distance the variable names, -2 where it is unset or empty (the CPU's default), -1
+  // where it is set to something else than a byte count.
+  static const int64_t v = [] {
+    const char* e = std::getenv(kEnv);
+    if (e == nullptr || *e == '\0') return int64_t{-2};
+    int64_t n = 0;
+    for (const char* c = e; *c != '\0'; ++c) {
+      if (*c < '0' || *c > '9' || n > kMaxInt8PrefetchBytes) return int64_t{-1};
+      n = n * 10 + (*c - '0');
+    }
+    return n <= kMaxInt8PrefetchBytes ? n : int64_t{-1};
+  }();
+  if (v == -2) return int8_prefetch_bytes_for(detected_x86_model(), rows);
+  if (v < 0) {
+    const char* e = std::getenv(kEnv);
+    fail(ErrorKind::kInvalidArgument,
+         std::string(kEnv) + "='" + (e != nullptr ? e : "") +
+             "' is not a prefetch distance: use a byte count in [0, 1048576] (0: none)");
+  }
+  return v;
+}
+
 }  // namespace gemma_native::ops::cpu
