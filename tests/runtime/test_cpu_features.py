@@ -176,6 +176,13 @@ def test_int8_prefetch_distance_per_cpu():
         for rows in (1, 4):
             assert _core.int8_prefetch_bytes_for(vendor, family, model, rows) == 4096, (
                 vendor, family, hex(model), rows)
+    # the same from the CPUID words such CPUs report, through the decoding
+    for vendor, family, model in [("AuthenticAMD", 0x19, m) for m in zen4] + others[:-1]:
+        cpu = _core.decode_x86_model(*words(vendor), leaf1_eax(family, model))
+        assert cpu == (vendor, family, model)
+        assert _core.int8_prefetch_bytes_for(*cpu, 4) == (16384 if model in zen4 and
+                                                          family == 0x19 and
+                                                          vendor == "AuthenticAMD" else 4096)
     info = gn.backend_info()
     cpu = info["cpu_model"]
     assert set(cpu) == {"vendor", "family", "model"}

@@ -34,7 +34,7 @@ struct X86Cpuid {
 std::vector<std::pair<std::string, bool>> decode_x86(const X86Cpuid& r);
 
 // The x86 processor's identity, for the few kernel settings that depend on the
-// microarchitecture rather than on the instruction set (tuning.h): the CPUID leaf 0 vendor
+// microarchitecture rather than on the instruction set (dispatch.h): the CPUID leaf 0 vendor
 // string and leaf 1 EAX's family and model as the vendors define their display values (the
 // extended family added where the base family is 15; the extended model prepended where the
 // base family is 6 or 15).  Empty vendor and zeros off x86.

@@ -276,17 +276,22 @@ void set_bf16_gemm(const std::string& name) { bf16_choice().set(name); }
 namespace {
 constexpr const char* kPassEnv = "GEMMA_NATIVE_MAX_PASS_TOKENS";
 
-// The limit GEMMA_NATIVE_MAX_PASS_TOKENS names (a decimal integer in [0, 2^40]), the default
-// where it is unset or empty, -1 where it is anything else (reported at first use).
-int64_t pass_tokens_from_env() {
-  const char* e = std::getenv(kPassEnv);
-  if (e == nullptr || *e == '\0') return kDefaultMaxPassTokens;
+// The decimal integer in [0, max] an environment variable names: `unset` where it is unset or
+// empty, -1 where it is anything else (each caller reports that at first use).
+int64_t count_from_env(const char* name, int64_t max, int64_t unset) {
+  const char* e = std::getenv(name);
+  if (e == nullptr || *e == '\0') return unset;
   int64_t v = 0;
   for (const char* c = e; *c != '\0'; ++c) {
-    if (*c < '0' || *c > '9' || v > kMaxPassTokensLimit) return -1;
+    if (*c < '0' || *c > '9' || v > max) return -1;
     v = v * 10 + (*c - '0');
   }
-  return v <= kMaxPassTokensLimit ? v : -1;
+  return v <= max ? v : -1;
+}
+
+// The limit GEMMA_NATIVE_MAX_PASS_TOKENS names, the default where it is unset.
+int64_t pass_tokens_from_env() {
+  return count_from_env(kPassEnv, kMaxPassTokensLimit, kDefaultMaxPassTokens);
 }
 
 std::atomic<int64_t>& max_pass_setting() {
@@ -325,18 +330,9 @@ int64_t int8_prefetch_bytes_for(const X86Model& cpu, int64_t rows) {
 
 int64_t int8_prefetch_bytes(int64_t rows) {
   static constexpr const char* kEnv = "GEMMA_NATIVE_INT8_PREFETCH";
-  // The distance the variable names, -2 where it is unset or empty (the CPU's default), -1
-  // where it is set to something else than a byte count.
-  static const int64_t v = [] {
-    const char* e = std::getenv(kEnv);
-    if (e == nullptr || *e == '\0') return int64_t{-2};
-    int64_t n = 0;
-    for (const char* c = e; *c != '\0'; ++c) {
-      if (*c < '0' || *c > '9' || n > kMaxInt8PrefetchBytes) return int64_t{-1};
-      n = n * 10 + (*c - '0');
-    }
-    return n <= kMaxInt8PrefetchBytes ? n : int64_t{-1};
-  }();
+  // The distance the variable names, -2 where it is unset (the CPU's default), -1 where it is
+  // set to something else than a byte count.
+  static const int64_t v = count_from_env(kEnv, kMaxInt8PrefetchBytes, -2);
   if (v == -2) return int8_prefetch_bytes_for(detected_x86_model(), rows);
   if (v < 0) {
     const char* e = std::getenv(kEnv);

@@ -52,10 +52,11 @@ constexpr int kMaxT = 4;
 #endif
 
 // With one tile of activation rows (decode) W streams from memory once and the tiles prefetch
-// it pf bytes ahead, the block at blk + pf into L2 (PF below; pf = int8_prefetch_bytes(),
-// dispatch.h: 4 KiB by default; on AMD Zen 4 none for one row, 16 KiB for more).  On the EPYC Zen 5, 16 matrices of 7680 x
-// 2560 from DRAM in turn, 2 threads, 4 rows: 37-46 GB/s without, 42-59 with 4 KiB (three
-// alternating rounds; 1 row 42-46 -> 46-59); 8 KiB ahead was no better than none.
+// it pf > 0 bytes ahead, the block at blk + pf into L2 (pf = int8_prefetch_bytes(), dispatch.h:
+// 4 KiB by default; on AMD Zen 4 none for one row, 16 KiB for more; 0 where W is reused across
+// tiles).  On the EPYC Zen 5, 16 matrices of 7680 x 2560 from DRAM in turn, 2 threads, 4 rows:
+// 37-46 GB/s without, 42-59 with 4 KiB (three alternating rounds; 1 row 42-46 -> 46-59); 8 KiB
+// ahead was no better than none.
 static inline void prefetch_block(const uint8_t* blk, int64_t pf) {
   // the address as an integer: it may lie past the matrix (a harmless prefetch)
   const uintptr_t p = reinterpret_cast<uintptr_t>(blk) + static_cast<uintptr_t>(pf);
@@ -81,7 +82,7 @@ struct XBlock {
 #if defined(GN_X86_AVX512)
 // out[t * 16 + r] = row r of the 16-row group at grp . activation row t of the tile x
 // (t < T <= kMaxT; x: the tile's XBlocks, one per block).
-template <int T, bool PF>
+template <int T>
 void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t pf) {
   __m512 facc[T];
   for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
@@ -91,7 +92,7 @@ void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t p
 #endif
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kGB;
-    if (PF) prefetch_block(blk, pf);
+    if (pf > 0) prefetch_block(blk, pf);
     const XBlock& xb = x[b];
     __m512i acc[T];
 #if defined(GN_X86_AVX512VNNI)
@@ -174,7 +175,7 @@ void tile_pair_of(int rows, const uint8_t* grp, int64_t gs, const XBlock* x, int
 #endif
 #elif defined(GN_X86_AVX2)
 // The same on AVX2, one 8-row half h of the group at a time (rows 8h .. 8h + 7).
-template <int T, bool PF>
+template <int T>
 void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* out,
                int64_t pf) {
   const __m256i ones = _mm256_set1_epi16(1);
@@ -183,7 +184,7 @@ void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* ou
   for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kGB;
-    if (PF && h == 0) prefetch_block(blk, pf);  // the first half's pass reads the whole group
+    if (pf > 0 && h == 0) prefetch_block(blk, pf);  // the first half's pass reads the whole group
     const XBlock& xb = x[b];
     __m256i acc[T];
     for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
@@ -207,10 +208,10 @@ void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* ou
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * kRows + 8 * h, facc[t]);
 }
 
-template <int T, bool PF>
+template <int T>
 void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t pf) {
-  tile_half<T, PF>(grp, 0, x, nb, out, pf);
-  tile_half<T, PF>(grp, 1, x, nb, out, pf);
+  tile_half<T>(grp, 0, x, nb, out, pf);
+  tile_half<T>(grp, 1, x, nb, out, pf);
 }
 #elif defined(GN_ARM_NEON)
 // NEON: 4 rows per int32x4, the group in two 8-row halves.  A k-step's 16 bytes for 4 rows meet
@@ -226,7 +227,7 @@ static inline int32x4_t dot4(int32x4_t acc, int8x16_t w, int8x16_t x) {
 #endif
 }
 
-template <int T, bool PF>
+template <int T>
 void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* out,
                int64_t pf) {
   const uint8x16_t flip = vdupq_n_u8(0x80);
@@ -234,7 +235,7 @@ void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* ou
   for (int t = 0; t < T; ++t) facc[t][0] = facc[t][1] = vdupq_n_f32(0.0f);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kGB;
-    if (PF && h == 0) prefetch_block(blk, pf);
+    if (pf > 0 && h == 0) prefetch_block(blk, pf);
     const XBlock& xb = x[b];
     int32x4_t acc[T][2];
     for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = vdupq_n_s32(0);
@@ -264,14 +265,14 @@ void tile_half(const uint8_t* grp, int h, const XBlock* x, int64_t nb, float* ou
   }
 }
 
-template <int T, bool PF>
+template <int T>
 void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t pf) {
-  tile_half<T, PF>(grp, 0, x, nb, out, pf);
-  tile_half<T, PF>(grp, 1, x, nb, out, pf);
+  tile_half<T>(grp, 0, x, nb, out, pf);
+  tile_half<T>(grp, 1, x, nb, out, pf);
 }
 #else
-// The scalar set: the same sums and steps in plain loops (PF: nothing to prefetch for).
-template <int T, bool PF>
+// The scalar set: the same sums and steps in plain loops (nothing to prefetch for).
+template <int T>
 void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t /*pf*/) {
   float facc[T][kRows];
   for (int t = 0; t < T; ++t) {
@@ -303,13 +304,13 @@ void tile(const uint8_t* grp, const XBlock* x, int64_t nb, float* out, int64_t /
 }
 #endif
 
-template <int T, bool PF>
+template <int T>
 void tile_of(int rows, const uint8_t* grp, const XBlock* x, int64_t nb, float* out,
              int64_t pf) {
   if constexpr (T > 1) {
-    if (rows < T) return tile_of<T - 1, PF>(rows, grp, x, nb, out, pf);
+    if (rows < T) return tile_of<T - 1>(rows, grp, x, nb, out, pf);
   }
-  tile<T, PF>(grp, x, nb, out, pf);
+  tile<T>(grp, x, nb, out, pf);
 }
 
 }  // namespace
@@ -334,6 +335,7 @@ void linear_q8_0r16(const LinearArgs& a) {
     }
   });
   const uint8_t* wbase = static_cast<const uint8_t*>(a.w.data);
+  // A single tile (decode) streams W from memory once: prefetched ahead (above).
   const int64_t pf = tiles == 1 ? int8_prefetch_bytes(a.n) : 0;
   // o[t * width + r]: output row n0 + t, column m0 + r.
   const auto emit = [&](int64_t n0, int rows, int64_t m0, int width, const float* o) {
@@ -363,11 +365,7 @@ void linear_q8_0r16(const LinearArgs& a) {
       for (int64_t i = 0; i < tiles; ++i) {
         const int rows = static_cast<int>(min64(kMaxT, a.n - i * kMaxT));
         const uint8_t* grp = wbase + g * nb * kGB;
-        if (tiles == 1 && pf > 0) {  // W streams from memory once: prefetch ahead
-          tile_of<kMaxT, true>(rows, grp, xt.data(), nb, out, pf);
-        } else {
-          tile_of<kMaxT, false>(rows, grp, xt.data() + i * nb, nb, out, 0);
-        }
+        tile_of<kMaxT>(rows, grp, xt.data() + i * nb, nb, out, pf);
         emit(i * kMaxT, rows, g * kRows, kRows, out);
       }
     }
